@@ -1,1 +1,3 @@
+"""billing: Billing, metering and payments: price book, ledger, balances, payments, statements."""
 
+__version__ = "0.1.0"

@@ -1,1 +1,3 @@
+"""gpuaas: GPU runtime: SKUs, MIG profiles, providers, nodes, allocations, quotas, metering."""
 
+__version__ = "0.1.0"

@@ -1,1 +1,3 @@
+"""registry: Registry and trust: apps, versions, artifacts, signatures, promotions."""
 
+__version__ = "0.1.0"

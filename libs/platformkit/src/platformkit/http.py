@@ -1,0 +1,190 @@
+"""The HTTP face every service shares: health routes, RFC 9457 errors, tracing.
+
+`build_app` turns a ServiceDefinition into a litestar app whose lifespan starts the
+service runtime (database, relay, consumers, heartbeat). Building the app opens no
+connection, so the OpenAPI document can be exported without infrastructure.
+"""
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.config import OpenAPIConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+from platformkit.consumers import Subscription
+from platformkit.db import Database
+from platformkit.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem, ProblemError
+from platformkit.runtime import ServiceRuntime
+from platformkit.settings import ServiceSettings
+from platformkit.telemetry import configure_tracing, current_trace_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    version: str
+    description: str
+    route_handlers: Sequence[Any]
+    migrations: str | None = None
+    subscriptions: Sequence[Subscription] = ()
+    dependencies: Mapping[str, Provide] = dataclasses.field(default_factory=dict)
+    relay: bool = True
+    kafka: bool = True
+    on_startup: Sequence[Callable[[Litestar], Any]] = ()
+
+
+def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response[Any]:
+    return Response(
+        content=problem, status_code=problem.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
+    return problem_response(exc.to_problem(request.url.path, current_trace_id()), exc.headers)
+
+
+def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors = [
+        FieldError(
+            field=str(item.get("key") or item.get("source") or "body"),
+            message=str(item.get("message", "invalid")),
+        )
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or exc.detail
+    problem = Problem(
+        type=PROBLEM_BASE + "validation",
+        title="Request validation failed",
+        status=400,
+        detail=detail,
+        instance=request.url.path,
+        errors=errors or None,
+        trace_id=current_trace_id(),
+    )
+    return problem_response(problem)
+
+
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    problem = Problem(
+        type=PROBLEM_BASE + f"http-{exc.status_code}",
+        title=exc.detail or "HTTP error",
+        status=exc.status_code,
+        instance=request.url.path,
+        trace_id=current_trace_id(),
+    )
+    return problem_response(problem, exc.headers)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    problem = Problem(
+        type=PROBLEM_BASE + "internal",
+        title="Internal error",
+        status=500,
+        instance=request.url.path,
+        trace_id=current_trace_id(),
+    )
+    return problem_response(problem)
+
+
+@get("/healthz", operation_id="healthz", tags=["ops"], include_in_schema=True, sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", operation_id="readyz", tags=["ops"])
+async def readyz(state: State) -> Response[dict[str, Any]]:
+    runtime: ServiceRuntime | None = getattr(state, "runtime", None)
+    if runtime is None:
+        return Response({"ready": False, "checks": {}}, status_code=503)
+    readiness = await runtime.readiness()
+    return Response(
+        {"ready": readiness.ready, "checks": readiness.checks},
+        status_code=200 if readiness.ready else 503,
+    )
+
+
+@get("/version", operation_id="version", tags=["ops"], sync_to_thread=False)
+def version(state: State) -> dict[str, str]:
+    settings: ServiceSettings = state.settings
+    return {"name": settings.service_name, "version": settings.version, "git_sha": settings.git_sha}
+
+
+def provide_db(state: State) -> Database:
+    db = state.runtime.db
+    if db is None:
+        raise RuntimeError("this service has no database")
+    return db
+
+
+def provide_runtime(state: State) -> ServiceRuntime:
+    return state.runtime
+
+
+async def _add_trace_header(response: Response[Any]) -> Response[Any]:
+    trace_id = current_trace_id()
+    if trace_id:
+        response.headers["X-Trace-Id"] = trace_id
+    return response
+
+
+def build_app(
+    definition: ServiceDefinition, settings: ServiceSettings | None = None
+) -> Litestar:
+    settings = settings or ServiceSettings.from_env(definition.name, definition.version)
+    provider = configure_tracing(settings.service_name, settings.version)
+
+    async def start_runtime(app: Litestar) -> None:
+        app.state.runtime = ServiceRuntime(
+            settings,
+            subscriptions=definition.subscriptions,
+            relay=definition.relay,
+            kafka=definition.kafka,
+        )
+        await app.state.runtime.start()
+
+    async def stop_runtime(app: Litestar) -> None:
+        runtime: ServiceRuntime | None = getattr(app.state, "runtime", None)
+        if runtime is not None:
+            await runtime.stop()
+
+    return Litestar(
+        route_handlers=[healthz, readyz, version, *definition.route_handlers],
+        dependencies={
+            "db": Provide(provide_db, sync_to_thread=False),
+            "runtime": Provide(provide_runtime, sync_to_thread=False),
+            **definition.dependencies,
+        },
+        state=State({"settings": settings}),
+        on_startup=[start_runtime, *definition.on_startup],
+        on_shutdown=[stop_runtime],
+        after_request=_add_trace_header,
+        exception_handlers={
+            ProblemError: _on_problem,
+            ValidationException: _on_validation,
+            HTTPException: _on_http,
+            Exception: _on_unexpected,
+        },
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider))],
+        openapi_config=OpenAPIConfig(
+            title=f"gpucloud {definition.name}",
+            version=definition.version,
+            description=definition.description,
+            path="/schema",
+        ),
+        request_max_body_size=1_048_576,
+        logging_config=None,
+        debug=False,
+    )
+
+
+__all__ = ["MediaType", "ServiceDefinition", "build_app", "problem_response"]

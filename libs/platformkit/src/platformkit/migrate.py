@@ -1,0 +1,53 @@
+"""Forward-only SQL migrations, applied at start-up and by `python -m <service> migrate`.
+
+Each service keeps numbered files (`0001_tenants.sql`, ...) in its own
+`store/migrations` package; the kit's own tables (outbox, inbox, idempotency keys) come
+first under the `kit` namespace. Each file runs in its own transaction, recorded in
+`schema_migrations`; an advisory lock makes concurrent starts (several replicas, the
+Helm pre-upgrade Job) apply each file once.
+"""
+
+import importlib.resources
+import logging
+
+import psycopg
+
+from platformkit.db import libpq_url
+
+log = logging.getLogger(__name__)
+_LOCK_KEY = 7_300_001
+
+
+def _files(package: str) -> list[tuple[str, str]]:
+    root = importlib.resources.files(package)
+    return sorted(
+        (entry.name, entry.read_text()) for entry in root.iterdir() if entry.name.endswith(".sql")
+    )
+
+
+def apply_migrations(database_url: str, packages: list[tuple[str, str]]) -> list[str]:
+    """Apply pending migrations. `packages` is [(namespace, package with .sql files)]."""
+    applied: list[str] = []
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for namespace, package in packages:
+                for name, sql in _files(package):
+                    version = f"{namespace}/{name}"
+                    if version in done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql)
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                        )
+                    applied.append(version)
+                    log.info("migration applied", extra={"fields": {"version": version}})
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return applied

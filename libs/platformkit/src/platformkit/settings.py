@@ -1,0 +1,60 @@
+"""Service settings, read once from the environment (GPUCLOUD_* variables).
+
+Secrets (database passwords inside URLs, the operator token) are held here but never
+rendered: `repr()` of the settings masks them, so a logged settings object leaks nothing.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"GPUCLOUD_{name}", default)
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    service_name: str
+    version: str = "0.0.0"
+    git_sha: str = "unknown"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: str | None = field(default=None, repr=False)
+    heartbeat_interval_s: float = 5.0
+    outbox_poll_interval_s: float = 2.0
+    consumer_max_attempts: int = 5
+    log_format: str = "json"
+    log_level: str = "INFO"
+    operator_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, service_name: str, version: str = "0.0.0") -> "ServiceSettings":
+        return cls(
+            service_name=_env("SERVICE_NAME", service_name) or service_name,
+            version=version,
+            git_sha=_env("GIT_SHA", "unknown") or "unknown",
+            http_host=_env("HTTP_HOST", "127.0.0.1") or "127.0.0.1",
+            http_port=int(_env("HTTP_PORT", "8000") or 8000),
+            kafka_bootstrap=_env("KAFKA_BOOTSTRAP", "127.0.0.1:19092") or "",
+            database_url=_env("DATABASE_URL"),
+            heartbeat_interval_s=float(_env("HEARTBEAT_INTERVAL_S", "5") or 5),
+            outbox_poll_interval_s=float(_env("OUTBOX_POLL_INTERVAL_S", "2") or 2),
+            consumer_max_attempts=int(_env("CONSUMER_MAX_ATTEMPTS", "5") or 5),
+            log_format=_env("LOG_FORMAT", "json") or "json",
+            log_level=_env("LOG_LEVEL", "INFO") or "INFO",
+            operator_token=_env("OPERATOR_TOKEN"),
+        )
+
+    @property
+    def database_url_masked(self) -> str:
+        return _mask_url(self.database_url or "")

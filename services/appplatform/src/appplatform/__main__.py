@@ -1,0 +1,5 @@
+import sys
+
+from appplatform.main import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from audit.main import main
+
+sys.exit(main())

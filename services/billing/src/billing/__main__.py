@@ -1,0 +1,5 @@
+import sys
+
+from billing.main import main
+
+sys.exit(main())

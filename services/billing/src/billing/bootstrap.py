@@ -1,0 +1,18 @@
+"""Wires billing together. Its domain arrives with its own issue; until then it runs the
+platform's shared parts: its database (kit migrations), outbox relay and heartbeat."""
+
+from litestar import Litestar
+from platformkit.http import ServiceDefinition, build_app as build_service_app
+
+from billing import __version__
+
+DEFINITION = ServiceDefinition(
+    name="billing",
+    version=__version__,
+    description="Billing, metering and payments: price book, ledger, balances, payments, statements.",
+    route_handlers=[],
+)
+
+
+def build_app() -> Litestar:
+    return build_service_app(DEFINITION)

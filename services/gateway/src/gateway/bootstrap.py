@@ -1,0 +1,35 @@
+"""Wires the gateway: forwarding routes, an HTTP client, no database, no Kafka."""
+
+import datetime as dt
+
+import httpx
+from litestar import Litestar
+from platformkit.http import ServiceDefinition, build_app as build_service_app
+
+from gateway import __version__
+from gateway.routes import forward, status
+from gateway.upstreams import upstreams_from_env
+
+
+async def open_client(app: Litestar) -> None:
+    app.state.upstreams = upstreams_from_env()
+    app.state.started_at = dt.datetime.now(dt.UTC).isoformat()
+    app.state.http = httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=3.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+DEFINITION = ServiceDefinition(
+    name="gateway",
+    version=__version__,
+    description="The edge: forwards /v1/<route>/... to the owning service; /v1/status.",
+    route_handlers=[status, forward],
+    kafka=False,
+    relay=False,
+    on_startup=[open_client],
+)
+
+
+def build_app() -> Litestar:
+    return build_service_app(DEFINITION)

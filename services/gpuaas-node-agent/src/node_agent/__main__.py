@@ -1,0 +1,5 @@
+import sys
+
+from node_agent.main import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from gpuaas.main import main
+
+sys.exit(main())

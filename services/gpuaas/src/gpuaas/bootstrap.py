@@ -1,0 +1,18 @@
+"""Wires gpuaas together. Its domain arrives with its own issue; until then it runs the
+platform's shared parts: its database (kit migrations), outbox relay and heartbeat."""
+
+from litestar import Litestar
+from platformkit.http import ServiceDefinition, build_app as build_service_app
+
+from gpuaas import __version__
+
+DEFINITION = ServiceDefinition(
+    name="gpuaas",
+    version=__version__,
+    description="GPU runtime: SKUs, MIG profiles, providers, nodes, allocations, quotas, metering.",
+    route_handlers=[],
+)
+
+
+def build_app() -> Litestar:
+    return build_service_app(DEFINITION)

@@ -1,0 +1,5 @@
+import sys
+
+from iam.main import main
+
+sys.exit(main())

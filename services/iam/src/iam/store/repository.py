@@ -1,0 +1,52 @@
+"""All of iam's tenant queries."""
+
+import uuid
+
+from platformkit.db import UnitOfWork
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from iam.domain.tenants import Tenant, TenantStatus
+from iam.store.tables import TenantRow
+
+
+class SlugTaken(Exception):
+    pass
+
+
+class TenantRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.session = uow.session
+
+    async def add(self, tenant: Tenant) -> None:
+        self.session.add(
+            TenantRow(
+                id=tenant.id,
+                name=tenant.name,
+                slug=tenant.slug,
+                status=tenant.status.value,
+                created_at=tenant.created_at,
+            )
+        )
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise SlugTaken(tenant.slug) from exc
+
+    async def get(self, tenant_id: uuid.UUID) -> Tenant | None:
+        row = await self.session.get(TenantRow, tenant_id)
+        return _to_domain(row) if row else None
+
+    async def list(self, limit: int, after: uuid.UUID | None) -> list[Tenant]:
+        query = select(TenantRow).order_by(TenantRow.id).limit(limit)
+        if after is not None:
+            query = query.where(TenantRow.id > after)
+        rows = (await self.session.exec(query)).all()
+        return [_to_domain(r) for r in rows]
+
+
+def _to_domain(row: TenantRow) -> Tenant:
+    return Tenant(
+        id=row.id, name=row.name, slug=row.slug, status=TenantStatus(row.status),
+        created_at=row.created_at,
+    )

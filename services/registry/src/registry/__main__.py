@@ -1,0 +1,5 @@
+import sys
+
+from registry.main import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from terminal_gateway.main import main
+
+sys.exit(main())
