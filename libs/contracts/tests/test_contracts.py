@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import uuid
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def test_struct_fields_match_the_schemas() -> None:
     for family, document in documents().items():
         if not document.get("channels"):
             continue
-        module = __import__(f"gpucloud_contracts.events.{family}", fromlist=["*"])
+        module = importlib.import_module(f"gpucloud_contracts.events.{family}")
         for name, schema in document["components"]["schemas"].items():
             generated = msgspec.json.schema(getattr(module, name))["$defs"][name]
             assert list(generated["properties"]) == sorted(

@@ -41,21 +41,9 @@ class EventSpec:
 
 
 TOPICS: dict[str, TopicSpec] = {
-    "audit.checkpoint.v1": TopicSpec(
-        name="audit.checkpoint.v1",
-        partitions=3,
-        replicas=1,
-    ),
-    "iam.tenant.v1": TopicSpec(
-        name="iam.tenant.v1",
-        partitions=6,
-        replicas=1,
-    ),
-    "platform.heartbeat.v1": TopicSpec(
-        name="platform.heartbeat.v1",
-        partitions=3,
-        replicas=1,
-    ),
+    "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
+    "iam.tenant.v1": TopicSpec(name="iam.tenant.v1", partitions=6, replicas=1),
+    "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
 }
 
 EVENT_TYPES: dict[str, EventSpec] = {

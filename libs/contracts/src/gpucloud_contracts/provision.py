@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(provision(args.bootstrap, args.replicas_override))
     except KafkaError as exc:
-        print(f"provision: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"provision: {exc}", file=sys.stderr)
         return 1
     return 0
 

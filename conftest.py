@@ -1,0 +1,78 @@
+"""Test infrastructure, chosen in this order (architecture.md §7):
+
+1. explicit URLs: GPUCLOUD_TEST_KAFKA_BOOTSTRAP and GPUCLOUD_TEST_PG_ADMIN_URL;
+2. testcontainers, when a Docker engine answers;
+3. the local devstack (real Kafka from Maven Central, PostgreSQL from Debian), started
+   on demand.
+
+A missing service fails the run; nothing is skipped for want of infrastructure.
+"""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+
+@dataclasses.dataclass(frozen=True)
+class TestInfra:
+    kafka_bootstrap: str
+    pg_admin_url: str
+
+    def database_url(self, database: str) -> str:
+        base, _, _ = self.pg_admin_url.rpartition("/")
+        return f"{base}/{database}"
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[TestInfra]:
+    kafka = os.environ.get("GPUCLOUD_TEST_KAFKA_BOOTSTRAP")
+    pg = os.environ.get("GPUCLOUD_TEST_PG_ADMIN_URL")
+    if kafka and pg:
+        yield TestInfra(kafka, pg)
+    elif _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with (
+            KafkaContainer("apache/kafka:4.1.1").with_kraft() as k,
+            PostgresContainer("postgres:15", driver=None) as p,
+        ):
+            yield TestInfra(k.get_bootstrap_server(), p.get_connection_url())
+    else:
+        from devstack.infra import ensure_infra
+
+        local = ensure_infra()
+        yield TestInfra(local.kafka_bootstrap, local.pg_admin_url)
+
+
+@pytest.fixture
+def fresh_database(infra: TestInfra) -> Iterator[str]:
+    """A new, empty database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield infra.database_url(name)
+    finally:
+        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    return f"test.{uuid.uuid4().hex[:10]}.v1"

@@ -1,0 +1,85 @@
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from platformkit.kafka import idempotent_producer
+from platformkit.migrate import apply_migrations
+from platformkit.service import KIT_MIGRATIONS
+
+WORKER = Path(__file__).with_name("kit_worker.py")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kit_database(fresh_database: str) -> str:
+    """A database with the kit's tables and an `effects` table that counts applications."""
+    apply_migrations(fresh_database, [KIT_MIGRATIONS])
+    import psycopg
+
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE effects (event_id uuid NOT NULL, at timestamptz DEFAULT now())")
+    return fresh_database
+
+
+@pytest.fixture
+async def topic(infra, unique_topic: str) -> AsyncIterator[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(unique_topic, 3, 1), NewTopic(unique_topic + ".dlq", 3, 1)]
+        )
+        yield unique_topic
+    finally:
+        await admin.delete_topics([unique_topic, unique_topic + ".dlq"])
+        await admin.close()
+
+
+@pytest.fixture
+async def producer(infra):
+    p = idempotent_producer(infra.kafka_bootstrap, "kit-tests")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
+    """Every record of a topic from the beginning, until nothing arrives for idle_ms."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=idle_ms)
+            if not batch and len(records) >= min_records:
+                break
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def run_worker(*args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GPUCLOUD_FAULTS": faults}
+    return subprocess.run(
+        [sys.executable, str(WORKER), *args], env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def worker_stats(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

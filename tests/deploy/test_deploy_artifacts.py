@@ -1,0 +1,272 @@
+"""The deployment artifacts agree with deploy/fleet.toml, the one list of deployables.
+
+compose.yaml, the Helm chart's `services` map and the Dockerfile are parsed directly (no
+Docker needed). The rendered-manifest checks run the helm that deploy/check.sh builds
+(`just deploy-check` runs first in CI); without it only those tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "gpucloud"
+NODE_AGENT_KEY = "gpuaas-node-agent"  # the node agent's key in the chart (services/<it>)
+HTTP_PORT = 8000
+
+
+@dataclass(frozen=True)
+class Deployable:
+    name: str
+    package: str
+    database: bool = False
+    route: str | None = None
+
+
+@cache
+def fleet() -> dict:
+    return tomllib.loads((REPO / "deploy" / "fleet.toml").read_text())
+
+
+def fleet_services() -> list[Deployable]:
+    return [
+        Deployable(s["name"], s["package"], bool(s.get("database")), s.get("route"))
+        for s in fleet()["service"]
+    ]
+
+
+def node_agent_names() -> list[str]:
+    """The devstack names of the simulated node agents: node-agent-1, node-agent-2, ..."""
+    return [f"node-agent-{i}" for i in range(1, int(fleet()["node_agent"]["replicas"]) + 1)]
+
+
+@cache
+def compose() -> dict:
+    return yaml.safe_load((REPO / "compose.yaml").read_text())
+
+
+@cache
+def chart_values() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def pinned_version(script: str, variable: str) -> str:
+    match = re.search(rf"^{variable}=(\S+)", script, re.MULTILINE)
+    assert match, f"deploy/check.sh sets no {variable}"
+    return match.group(1)
+
+
+def helm_binary() -> Path:
+    """Where deploy/check.sh installs helm (same variables, same defaults)."""
+    version = pinned_version((REPO / "deploy" / "check.sh").read_text(), "HELM_VERSION")
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    tools = Path(os.environ.get("GPUCLOUD_DEPLOY_TOOLS", cache_home / "gpucloud" / "deploy-tools"))
+    return tools / f"helm-{version}" / "helm"
+
+
+class TestCompose:
+    def test_every_fleet_deployable_runs(self):
+        services = compose()["services"]
+        expected = {s.name for s in fleet_services()} | {"gateway", "kafka", "provision-topics"}
+        expected |= set(node_agent_names())
+        expected |= {f"postgres-{s.name}" for s in fleet_services() if s.database}
+        assert set(services) == expected
+
+    def test_each_image_builds_its_package_from_the_one_dockerfile(self):
+        services = compose()["services"]
+        packages = {s.name: s.package for s in fleet_services()}
+        packages["gateway"] = fleet()["gateway"]["package"]
+        for agent in node_agent_names():
+            packages[agent] = fleet()["node_agent"]["package"]
+        for name, package in packages.items():
+            build = services[name]["build"]
+            assert build["dockerfile"] == "deploy/docker/Dockerfile", name
+            assert build["args"]["PACKAGE"] == package, name
+            member = REPO / "services" / build["args"]["SERVICE"] / "pyproject.toml"
+            assert member.is_file(), f"{name}: no workspace member {member.parent}"
+            project = tomllib.loads(member.read_text())["project"]["name"]
+            assert project == f"gpucloud-{build['args']['SERVICE']}", name
+
+    def test_each_service_uses_its_own_database(self):
+        services = compose()["services"]
+        for service in (s for s in fleet_services() if s.database):
+            postgres = services[f"postgres-{service.name}"]
+            assert re.fullmatch(r"postgres:15\.\d+(-\w+)?", postgres["image"]), postgres["image"]
+            assert postgres["environment"]["POSTGRES_DB"] == service.package
+            url = services[service.name]["environment"]["GPUCLOUD_DATABASE_URL"]
+            assert url.endswith(f"@postgres-{service.name}:5432/{service.package}"), url
+            assert services[service.name]["depends_on"][f"postgres-{service.name}"] == {
+                "condition": "service_healthy"
+            }
+
+    def test_the_gateway_forwards_every_route(self):
+        upstreams = compose()["services"]["gateway"]["environment"]["GPUCLOUD_UPSTREAMS"]
+        assert dict(pair.split("=", 1) for pair in upstreams.split(",")) == {
+            s.route: f"http://{s.name}:{HTTP_PORT}" for s in fleet_services() if s.route
+        }
+
+    def test_startup_order_waits_on_health_and_topics(self):
+        services = compose()["services"]
+        assert re.fullmatch(r"apache/kafka:\d+\.\d+\.\d+", services["kafka"]["image"])
+        for name, service in services.items():
+            if name.startswith("postgres-") or name in {"kafka", "provision-topics"}:
+                assert "healthcheck" in service or name == "provision-topics", name
+                continue
+            assert "healthcheck" in service, name
+            for dependency, condition in service["depends_on"].items():
+                assert dependency in services, f"{name} depends on unknown {dependency}"
+                assert condition["condition"] in {
+                    "service_healthy",
+                    "service_completed_successfully",
+                }, name
+        for service in fleet_services():
+            assert services[service.name]["depends_on"]["provision-topics"] == {
+                "condition": "service_completed_successfully"
+            }
+
+
+class TestDockerfile:
+    def test_multi_stage_uv_build_running_as_non_root(self):
+        text = (REPO / "deploy" / "docker" / "Dockerfile").read_text()
+        base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, re.MULTILINE)
+        assert base and re.fullmatch(
+            r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base[1]
+        )
+        assert "AS builder" in text and "AS runtime" in text
+        assert re.search(r'uv sync --frozen --no-dev .*--package "gpucloud-\$\{SERVICE\}"', text)
+        assert "ARG PACKAGE" in text
+        user = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+        assert user and not user[-1].startswith(("root", "0")), user
+
+
+class TestChartValues:
+    def test_services_map_is_the_fleet(self):
+        expected = {s.name for s in fleet_services()} | {"gateway", NODE_AGENT_KEY}
+        assert set(chart_values()["services"]) == expected
+
+    def test_entries_match_the_fleet(self):
+        values = chart_values()["services"]
+        for service in fleet_services():
+            entry = values[service.name]
+            assert entry["role"] == "service", service.name
+            assert entry["package"] == service.package, service.name
+            assert entry.get("route") == service.route, service.name
+            assert ("database" in entry) == service.database, service.name
+        assert values["gateway"]["role"] == "gateway"
+        assert values["gateway"]["package"] == fleet()["gateway"]["package"]
+        assert values[NODE_AGENT_KEY]["role"] == "node-agent"
+        assert values[NODE_AGENT_KEY]["package"] == fleet()["node_agent"]["package"]
+
+    def test_no_secret_values(self):
+        for name, entry in chart_values()["services"].items():
+            if "database" in entry:
+                assert set(entry["database"]) == {"secretName", "secretKey"}, name
+            for key in entry.get("env", {}):
+                assert not re.search(r"PASSWORD|SECRET|TOKEN|DATABASE_URL", key), (name, key)
+
+
+@cache
+def render(values_file: str) -> tuple[dict, ...]:
+    helm = helm_binary()
+    if not helm.is_file():
+        reason = f"helm not at {helm}: run `just deploy-check` (deploy/check.sh) first"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI never skips for want of a tool
+        pytest.skip(reason)
+    args = [str(helm), "template", "gpucloud", str(CHART), "-f", str(CHART / values_file)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+@pytest.fixture(scope="module", params=["values.yaml", "values-production.yaml"])
+def manifests(request) -> tuple[dict, ...]:
+    return render(request.param)
+
+
+def pod_specs(manifests: tuple[dict, ...]) -> Iterator[tuple[str, dict]]:
+    for doc in manifests:
+        if doc["kind"] in {"Deployment", "DaemonSet", "Job"}:
+            yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+
+
+class TestRenderedChart:
+    def test_every_deployable_has_its_workload(self, manifests):
+        kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+        for name in [s.name for s in fleet_services()] + ["gateway"]:
+            for kind in ("Deployment", "Service", "ServiceAccount", "ConfigMap", "NetworkPolicy"):
+                assert (kind, f"gpucloud-{name}") in kinds, (kind, name)
+            assert ("PodDisruptionBudget", f"gpucloud-{name}") in kinds, name
+        assert ("DaemonSet", f"gpucloud-{NODE_AGENT_KEY}") in kinds
+        for service in (s for s in fleet_services() if s.database):
+            assert ("Job", f"gpucloud-{service.name}-migrate") in kinds, service.name
+        assert ("Job", "gpucloud-provision-topics") in kinds
+
+    def test_pods_have_probes_resources_and_run_as_non_root(self, manifests):
+        for workload, spec in pod_specs(manifests):
+            assert spec["securityContext"]["runAsNonRoot"] is True, workload
+            assert spec["automountServiceAccountToken"] is False, workload
+            for container in spec["containers"]:
+                resources = container["resources"]
+                for bound in ("requests", "limits"):
+                    assert {"cpu", "memory"} <= set(resources[bound]), (workload, bound)
+                security = container["securityContext"]
+                assert security["allowPrivilegeEscalation"] is False, workload
+                assert security["readOnlyRootFilesystem"] is True, workload
+                if workload.startswith("Job/"):
+                    continue
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", workload
+                assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", workload
+
+    def test_database_urls_come_from_secrets(self, manifests):
+        for workload, spec in pod_specs(manifests):
+            for container in spec["containers"]:
+                for env in container.get("env", []):
+                    if env["name"] in {"GPUCLOUD_DATABASE_URL", "GPUCLOUD_OPERATOR_TOKEN"}:
+                        assert "secretKeyRef" in env["valueFrom"], (workload, env["name"])
+
+    def test_hooks_run_before_install_and_upgrade(self, manifests):
+        for doc in manifests:
+            if doc["kind"] == "Job":
+                hook = doc["metadata"]["annotations"]["helm.sh/hook"]
+                assert hook == "pre-install,pre-upgrade", doc["metadata"]["name"]
+
+    def test_node_agent_runs_on_gpu_nodes(self, manifests):
+        (agent,) = [d for d in manifests if d["kind"] == "DaemonSet"]
+        spec = agent["spec"]["template"]["spec"]
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+            "tolerations"
+        ]
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["GPUCLOUD_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+    def test_gateway_upstreams_cover_every_route(self, manifests):
+        (config,) = [
+            d
+            for d in manifests
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "gpucloud-gateway"
+        ]
+        upstreams = dict(p.split("=", 1) for p in config["data"]["GPUCLOUD_UPSTREAMS"].split(","))
+        assert upstreams == {
+            s.route: f"http://gpucloud-{s.name}:{HTTP_PORT}" for s in fleet_services() if s.route
+        }
+
+    def test_production_autoscales_every_deployment(self):
+        manifests = render("values-production.yaml")
+        deployments = {d["metadata"]["name"] for d in manifests if d["kind"] == "Deployment"}
+        scaled = {
+            d["spec"]["scaleTargetRef"]["name"]
+            for d in manifests
+            if d["kind"] == "HorizontalPodAutoscaler"
+        }
+        assert scaled == deployments

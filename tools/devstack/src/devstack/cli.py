@@ -1,0 +1,148 @@
+"""devstack: the embedded local stack.
+
+devstack infra            start Kafka (KRaft) and PostgreSQL (idempotent)
+devstack up [--infra-only] infra, Kafka topics, every service, gateway, node agents, demo tenant
+devstack down             stop everything (state under .state/ is kept)
+devstack status           each process: pid, alive, /readyz
+devstack logs NAME        follow a process's log (--no-follow: print the last 200 lines)
+devstack restart NAME     stop and start one process (kafka and postgres too)
+devstack kill NAME        SIGKILL one process (chaos)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+
+from devstack import fleet, infra, kafka, postgres, stack, strays, supervise
+
+
+def _table(rows: list[stack.Row]) -> None:
+    header = ("PROCESS", "PID", "URL", "STATE")
+    cells = [header, *((r.name, str(r.pid or "-"), r.url, r.state) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    for cell in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(cell, widths, strict=True)).rstrip())
+
+
+def _print_infra(i: infra.Infra) -> None:
+    print(f"Kafka bootstrap:  {i.kafka_bootstrap}")
+    print(f"PostgreSQL:       127.0.0.1:{i.pg_port}  (admin: {i.pg_admin_url})")
+
+
+def cmd_infra(_args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    i = infra.ensure_infra()
+    _print_infra(i)
+    print(f"infra ready in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    i, rows = stack.up(
+        infra_only=args.infra_only, log=lambda m: print(f"devstack: {m}", flush=True)
+    )
+    print()
+    if rows:
+        _table(rows)
+        print()
+        print(f"  Gateway:          {stack.processes.url(fleet.load().gateway)}")
+    _print_infra(i)
+    print(f"up in {time.monotonic() - started:.1f}s; logs under {supervise.logs_dir()}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = stack.down()
+    names = [n for n, pid in stopped.items() if pid]
+    print(f"stopped: {', '.join(names) if names else 'nothing was running'}")
+    if args.everywhere:
+        others = strays.find()
+        for s in others:
+            print(f"stopping {s.name} (pid {s.pid}) of {s.where}")
+        strays.stop(others)
+    return 0
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    _table(stack.status())
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    name = args.name
+    if name not in (kafka.NAME, postgres.NAME):
+        name = fleet.load().find(name).name
+    log = supervise.log_file(name)
+    if not log.exists():
+        print(f"devstack: no log yet for {name} ({log})", file=sys.stderr)
+        return 1
+    if args.no_follow:
+        print(supervise.tail(log, 200))
+        return 0
+    tail = shutil.which("tail") or "tail"
+    os.execv(tail, [tail, "-n", "200", "-F", str(log)])  # noqa: S606 (trusted argv)
+    return 0  # not reached
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    _table([stack.restart(args.name)])
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    pid = stack.kill(args.name)
+    print(f"killed {args.name} (pid {pid})" if pid else f"{args.name} was not running")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("infra", help="start Kafka and PostgreSQL").set_defaults(func=cmd_infra)
+    up = sub.add_parser("up", help="start the whole platform")
+    up.add_argument("--infra-only", action="store_true", help="only Kafka and PostgreSQL")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop everything")
+    down.add_argument(
+        "--everywhere",
+        action="store_true",
+        help="also stop the stacks of other checkouts or state folders (they hold the ports)",
+    )
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("status", help="what runs and whether it is healthy").set_defaults(
+        func=cmd_status
+    )
+    logs = sub.add_parser("logs", help="follow one process's log")
+    logs.add_argument("name")
+    logs.add_argument("--no-follow", action="store_true", help="print the last 200 lines")
+    logs.set_defaults(func=cmd_logs)
+    restart = sub.add_parser("restart", help="restart one process")
+    restart.add_argument("name")
+    restart.set_defaults(func=cmd_restart)
+    kill = sub.add_parser("kill", help="SIGKILL one process")
+    kill.add_argument("name")
+    kill.set_defaults(func=cmd_kill)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (kafka.KafkaError, postgres.PostgresError, stack.StackError) as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:
+        print(f"devstack: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

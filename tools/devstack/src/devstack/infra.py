@@ -1,0 +1,70 @@
+"""Kafka and PostgreSQL, started on demand: `ensure_infra()` is what `devstack infra`, `devstack up`
+and the test suite call. It is idempotent and safe to call from several processes at once (a file
+lock under the state folder serialises starts).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from devstack import credentials, fleet, kafka, postgres
+from devstack.credentials import ADMIN_ROLE
+from devstack.paths import state_dir
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    pg_admin_url: str
+    pg_port: int
+    pg_host: str = "127.0.0.1"
+
+    def database_url(self, package: str) -> str:
+        """postgresql:// URL of the service's own login role and database."""
+        if package not in fleet.load().database_packages:
+            raise KeyError(f"{package!r} owns no database in deploy/fleet.toml")
+        pw = credentials.password(package)
+        return f"postgresql://{package}:{pw}@{self.pg_host}:{self.pg_port}/{package}"
+
+
+@contextmanager
+def state_lock(name: str = "infra") -> Iterator[None]:
+    """An exclusive lock across processes: <state>/<name>.lock."""
+    with (state_dir() / f"{name}.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _ensure_kafka(f: fleet.Fleet) -> None:
+    if kafka.ready(f.kafka_bootstrap):
+        return
+    kafka.start(f)
+    kafka.wait_ready(f)
+
+
+def ensure_infra() -> Infra:
+    """Start Kafka and PostgreSQL unless they run; return once both answer."""
+    f = fleet.load()
+    with state_lock():
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [pool.submit(_ensure_kafka, f), pool.submit(postgres.start, f)]
+            for job in jobs:
+                job.result()
+        admin_pw = credentials.password(ADMIN_ROLE)
+    return Infra(
+        kafka_bootstrap=f.kafka_bootstrap,
+        pg_admin_url=f"postgresql://{ADMIN_ROLE}:{admin_pw}@127.0.0.1:{f.postgres_port}/postgres",
+        pg_port=f.postgres_port,
+    )
+
+
+def stop_infra() -> dict[str, int | None]:
+    with state_lock():
+        return {"kafka": kafka.stop(), "postgres": postgres.stop()}

@@ -1,0 +1,111 @@
+"""The fleet's own processes: every service, the gateway and the node agents, each run as
+`<repo>/.venv/bin/python -m <package>` detached, with its environment derived from
+deploy/fleet.toml and the running infra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import httpx
+
+from devstack import supervise
+from devstack.fleet import Fleet, Service
+from devstack.infra import Infra
+from devstack.paths import repo_root, venv_python
+
+HOST = "127.0.0.1"
+
+
+def url(proc: Service) -> str:
+    return f"http://{HOST}:{proc.port}"
+
+
+@cache
+def git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
+    """The process's environment: ours plus the GPUCLOUD_* settings it reads."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "GPUCLOUD_SERVICE_NAME": proc.name,
+        "GPUCLOUD_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "GPUCLOUD_HTTP_HOST": HOST,
+        "GPUCLOUD_HTTP_PORT": str(proc.port),
+        "GPUCLOUD_GIT_SHA": git_sha(),
+        "GPUCLOUD_LOG_FORMAT": "json",
+    }
+    env.pop("GPUCLOUD_DATABASE_URL", None)
+    if proc.database:
+        env["GPUCLOUD_DATABASE_URL"] = infra.database_url(proc.package)
+    if proc == fleet.gateway:
+        env["GPUCLOUD_UPSTREAMS"] = ",".join(
+            f"{s.route}={url(s)}" for s in fleet.services if s.route
+        )
+    if proc in fleet.node_agents:
+        gpuaas = next((s for s in fleet.services if s.name == "gpuaas"), None)
+        env["GPUCLOUD_NODE_NAME"] = proc.name
+        env["GPUCLOUD_GPUAAS_URL"] = url(gpuaas) if gpuaas else f"http://{HOST}:8104"
+    return env
+
+
+def start(proc: Service, fleet: Fleet, infra: Infra) -> int:
+    return supervise.spawn(
+        proc.name,
+        [str(venv_python()), "-m", proc.package],
+        env=environment(proc, fleet, infra),
+        cwd=repo_root(),
+    )
+
+
+@dataclass
+class Health:
+    ok: bool
+    detail: str
+
+
+async def probe(client: httpx.AsyncClient, proc: Service) -> Health:
+    """One GET /readyz."""
+    try:
+        resp = await client.get(f"{url(proc)}/readyz", timeout=2.0)
+    except httpx.HTTPError as exc:
+        return Health(False, type(exc).__name__)
+    return Health(resp.status_code == 200, str(resp.status_code))
+
+
+async def wait_ready(client: httpx.AsyncClient, proc: Service, within: float = 60.0) -> Health:
+    """Poll /readyz until 200, the process exits, or timeout."""
+    deadline = time.monotonic() + within
+    health = Health(False, "not polled")
+    while time.monotonic() < deadline:
+        health = await probe(client, proc)
+        if health.ok:
+            return health
+        if not supervise.running_pid(proc.name):
+            return Health(False, f"process exited (last /readyz: {health.detail})")
+        await asyncio.sleep(0.3)
+    return Health(False, f"not ready after {within:.0f}s (last /readyz: {health.detail})")
+
+
+async def probe_all(procs: tuple[Service, ...]) -> dict[str, Health]:
+    async with httpx.AsyncClient() as client:
+        results = await asyncio.gather(*(probe(client, p) for p in procs))
+    return {p.name: h for p, h in zip(procs, results, strict=True)}
