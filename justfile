@@ -21,7 +21,7 @@ logs SERVICE:
     uv run --quiet devstack logs {{SERVICE}}
 
 # Lint, contract drift checks, then the whole test suite on real Kafka and PostgreSQL
-test *ARGS: lint
+test *ARGS: lint deploy-check
     uv run --quiet pytest {{ARGS}}
 
 # Regenerate payload types from contracts/asyncapi and the committed OpenAPI documents

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
+
 from gpucloud_contracts import catalog
 from gpucloud_contracts.events.audit import CheckpointCreated
 from gpucloud_contracts.events.iam import TenantCreated, TenantSuspended

@@ -9,6 +9,7 @@ import uuid
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from devstack import fleet
 from devstack.infra import Infra, ensure_infra
 

@@ -162,7 +162,9 @@ class EventConsumer:
         self.dead_lettered += 1
         log.error(
             "event dead-lettered",
-            extra={"fields": {"topic": record.topic, "offset": record.offset, "error": repr(error)}},
+            extra={
+                "fields": {"topic": record.topic, "offset": record.offset, "error": repr(error)}
+            },
         )
 
 

@@ -3,22 +3,24 @@
 Reads `<topic>.dlq` from the last replayed position (consumer group `dlq-replay.<topic>`)
 and republishes each record to its original topic with its original CloudEvents headers.
 Consumers that already applied an event skip it through their inbox, so replaying is safe
-to repeat. Stops when the dead-letter topic is drained.
+to repeat. Stops at the end the dead-letter topic had when the replay began.
 """
 
 import argparse
 import asyncio
 import sys
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from platformkit.consumers import dlq_topic
 from platformkit.kafka import idempotent_producer
 
 
-async def replay(topic: str, bootstrap: str, *, idle_timeout_ms: int = 2000) -> int:
+async def replay(topic: str, bootstrap: str) -> int:
+    """Republish what the dead-letter topic holds now. Records dead-lettered again while
+    we replay (a still-broken event) wait for the next replay instead of looping."""
+    dead = dlq_topic(topic)
     consumer = AIOKafkaConsumer(
-        dlq_topic(topic),
         bootstrap_servers=bootstrap,
         group_id=f"dlq-replay.{topic}",
         enable_auto_commit=False,
@@ -29,12 +31,17 @@ async def replay(topic: str, bootstrap: str, *, idle_timeout_ms: int = 2000) -> 
     await producer.start()
     replayed = 0
     try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=idle_timeout_ms, max_records=500)
-            if not batches:
-                return replayed
-            for records in batches.values():
+        partitions = await producer.partitions_for(dead)
+        assigned = [TopicPartition(dead, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        end = await consumer.end_offsets(assigned)
+        while [tp for tp in assigned if await consumer.position(tp) < end[tp]]:
+            batches = await consumer.getmany(*assigned, timeout_ms=1000, max_records=500)
+            for tp, records in batches.items():
                 for record in records:
+                    if record.offset >= end[tp]:
+                        consumer.seek(tp, end[tp])
+                        break
                     headers = [h for h in record.headers if not h[0].startswith("dlq_")]
                     await producer.send(topic, value=record.value, key=record.key, headers=headers)
                     replayed += 1
@@ -43,6 +50,7 @@ async def replay(topic: str, bootstrap: str, *, idle_timeout_ms: int = 2000) -> 
     finally:
         await consumer.stop()
         await producer.stop()
+    return replayed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,13 @@ class ProblemError(Exception):
     slug: str = "internal"
     title: str = "Internal error"
 
-    def __init__(self, detail: str | None = None, *, errors: list[FieldError] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
         self.errors = errors

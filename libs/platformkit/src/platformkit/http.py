@@ -1,6 +1,6 @@
 """The HTTP face every service shares: health routes, RFC 9457 errors, tracing.
 
-`build_app` turns a ServiceDefinition into a litestar app whose lifespan starts the
+`build_service_app` turns a ServiceDefinition into a litestar app whose lifespan starts the
 service runtime (database, relay, consumers, heartbeat). Building the app opens no
 connection, so the OpenAPI document can be exported without infrastructure.
 """
@@ -137,7 +137,7 @@ async def _add_trace_header(response: Response[Any]) -> Response[Any]:
     return response
 
 
-def build_app(
+def build_service_app(
     definition: ServiceDefinition, settings: ServiceSettings | None = None
 ) -> Litestar:
     settings = settings or ServiceSettings.from_env(definition.name, definition.version)
@@ -187,4 +187,4 @@ def build_app(
     )
 
 
-__all__ = ["MediaType", "ServiceDefinition", "build_app", "problem_response"]
+__all__ = ["MediaType", "ServiceDefinition", "build_service_app", "problem_response"]

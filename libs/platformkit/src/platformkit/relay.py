@@ -78,10 +78,16 @@ class OutboxRelay:
             if not rows:
                 return 0
             deliveries = []
-            for seq, id_, topic, type_, source, subject, tenant, traceparent, at, payload in rows:
+            for _seq, id_, topic, type_, source, subject, tenant, traceparent, at, payload in rows:
                 event = CloudEvent(
-                    id=id_, type=type_, source=source, subject=subject, time=at,
-                    data=bytes(payload), tenant=tenant, traceparent=traceparent,
+                    id=id_,
+                    type=type_,
+                    source=source,
+                    subject=subject,
+                    time=at,
+                    data=bytes(payload),
+                    tenant=tenant,
+                    traceparent=traceparent,
                 )
                 deliveries.append(
                     await self.producer.send(

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Sequence
 
 import msgspec
 from faststream.kafka import KafkaBroker
-from gpucloud_contracts.events.platform import ServiceHeartbeat
 
+from gpucloud_contracts.events.platform import ServiceHeartbeat
 from platformkit.consumers import EventConsumer, Subscription, build_consumers
 from platformkit.db import Database
 from platformkit.envelope import new_event
@@ -53,7 +53,9 @@ class ServiceRuntime:
         self.db = Database(settings.database_url) if settings.database_url else None
         self.kafka = kafka
         self.producer = idempotent_producer(settings.kafka_bootstrap, settings.service_name)
-        self.broker = KafkaBroker(settings.kafka_bootstrap, logger=None, client_id=settings.service_name)
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap, logger=None, client_id=settings.service_name
+        )
         self.relay = (
             OutboxRelay(
                 settings.database_url,
@@ -147,7 +149,7 @@ class ServiceRuntime:
                 event = new_event(
                     type=HEARTBEAT_TYPE,
                     source=self.settings.service_name,
-                    subject=self.settings.service_name,
+                    subject=self.instance,
                     payload=msgspec.json.encode(beat),
                 )
                 await self.producer.send(
@@ -160,8 +162,9 @@ class ServiceRuntime:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
 
-async def _probe(check: Awaitable[bool], timeout: float = 2.0) -> bool:
+async def _probe(check: Awaitable[bool]) -> bool:
     try:
-        return bool(await asyncio.wait_for(check, timeout))
+        async with asyncio.timeout(2.0):
+            return bool(await check)
     except Exception:
         return False

@@ -9,7 +9,7 @@ import os
 
 import uvicorn
 
-from platformkit.http import ServiceDefinition, build_app
+from platformkit.http import ServiceDefinition, build_service_app
 from platformkit.migrate import apply_migrations
 from platformkit.settings import ServiceSettings
 from platformkit.telemetry import configure_logging
@@ -36,7 +36,7 @@ def run(definition: ServiceDefinition, argv: list[str] | None = None) -> int:
         migrate(definition, settings)
     if args.command == "migrate":
         return 0
-    app = build_app(definition, settings)
+    app = build_service_app(definition, settings)
     uvicorn.run(
         app,
         host=settings.http_host,
@@ -46,4 +46,3 @@ def run(definition: ServiceDefinition, argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
-

@@ -8,10 +8,10 @@ tenant and event id (from context variables), never secrets.
 
 import contextlib
 import contextvars
+import datetime as dt
 import json
 import logging
 import sys
-import datetime as dt
 from collections.abc import Iterator
 
 from opentelemetry import context as otel_context
@@ -100,7 +100,9 @@ def configure_logging(service_name: str, fmt: str = "json", level: str = "INFO")
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service_name} %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s {service_name} %(levelname)s %(name)s %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

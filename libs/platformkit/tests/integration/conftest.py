@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from platformkit.kafka import idempotent_producer
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
@@ -54,7 +55,10 @@ async def producer(infra):
 async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
     """Every record of a topic from the beginning, until nothing arrives for idle_ms."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
         group_id=None,
     )
     await consumer.start()
@@ -75,7 +79,10 @@ async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_recor
 def run_worker(*args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "GPUCLOUD_FAULTS": faults}
     return subprocess.run(
-        [sys.executable, str(WORKER), *args], env=env, capture_output=True, text=True,
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 

@@ -15,6 +15,7 @@ import sys
 
 import psycopg
 from faststream.kafka import KafkaBroker
+
 from platformkit.consumers import EventConsumer, Subscription
 from platformkit.db import Database, UnitOfWork
 from platformkit.envelope import CloudEvent

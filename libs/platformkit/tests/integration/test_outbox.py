@@ -5,6 +5,7 @@ import uuid
 
 import psycopg
 import pytest
+
 from platformkit.db import Database
 from platformkit.outbox import add_event
 from platformkit.relay import OutboxRelay
@@ -17,7 +18,11 @@ pytestmark = pytest.mark.integration
 async def _write(db: Database, topic: str, subject: str, *, commit: bool) -> uuid.UUID:
     async with db.unit_of_work() as uow:
         event = await add_event(
-            uow, topic=topic, type="test.thing.happened", source="tests", subject=subject,
+            uow,
+            topic=topic,
+            type="test.thing.happened",
+            source="tests",
+            subject=subject,
             payload={"subject": subject},
         )
         if commit:
@@ -56,7 +61,9 @@ class TestTransactionalOutbox:
         assert sorted(ids) == sorted(str(i) for i in written)
         for key in (b"agg-0", b"agg-1", b"agg-2"):
             per_key = [dict(r.headers)["ce_id"].decode() for r in records if r.key == key]
-            assert per_key == [str(i) for n, i in enumerate(written) if f"agg-{n % 3}".encode() == key]
+            assert per_key == [
+                str(i) for n, i in enumerate(written) if f"agg-{n % 3}".encode() == key
+            ]
         await db.dispose()
 
     async def test_relay_wakes_on_commit_through_notify(self, infra, kit_database, topic, producer):
@@ -80,8 +87,9 @@ class TestTransactionalOutbox:
         event_id = await _write(db, topic, "crashy", commit=True)
         await db.dispose()
 
-        crashed = run_worker("relay", kit_database, infra.kafka_bootstrap,
-                             faults="relay.after_publish")
+        crashed = run_worker(
+            "relay", kit_database, infra.kafka_bootstrap, faults="relay.after_publish"
+        )
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         with psycopg.connect(kit_database) as conn:
             unsent = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()

@@ -2,9 +2,9 @@
 platform's shared parts: its database (kit migrations), outbox relay and heartbeat."""
 
 from litestar import Litestar
-from platformkit.http import ServiceDefinition, build_app as build_service_app
 
 from appplatform import __version__
+from platformkit.http import ServiceDefinition, build_service_app
 
 DEFINITION = ServiceDefinition(
     name="appplatform",

@@ -1,6 +1,5 @@
-from platformkit.service import run
-
 from appplatform.bootstrap import DEFINITION
+from platformkit.service import run
 
 
 def main() -> int:

@@ -1,13 +1,13 @@
 """Wires audit together: routes, migrations, consumers."""
 
 from litestar import Litestar
-from platformkit.consumers import Subscription
-from platformkit.http import ServiceDefinition, build_app as build_service_app
-from platformkit.runtime import HEARTBEAT_TOPIC
 
 from audit import __version__
 from audit.api.routes import AuditController
 from audit.app.handlers import record_heartbeat, record_privileged_event
+from platformkit.consumers import Subscription
+from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.runtime import HEARTBEAT_TOPIC
 
 PRIVILEGED_TOPICS = ("iam.tenant.v1",)
 

@@ -2,14 +2,14 @@
 platform's shared parts: its database (kit migrations), outbox relay and heartbeat."""
 
 from litestar import Litestar
-from platformkit.http import ServiceDefinition, build_app as build_service_app
 
 from billing import __version__
+from platformkit.http import ServiceDefinition, build_service_app
 
 DEFINITION = ServiceDefinition(
     name="billing",
     version=__version__,
-    description="Billing, metering and payments: price book, ledger, balances, payments, statements.",
+    description="Billing, metering, payments: price book, ledger, balances, statements.",
     route_handlers=[],
 )
 

@@ -4,11 +4,11 @@ import datetime as dt
 
 import httpx
 from litestar import Litestar
-from platformkit.http import ServiceDefinition, build_app as build_service_app
 
 from gateway import __version__
 from gateway.routes import forward, status
 from gateway.upstreams import upstreams_from_env
+from platformkit.http import ServiceDefinition, build_service_app
 
 
 async def open_client(app: Litestar) -> None:

@@ -7,10 +7,10 @@ import httpx
 from litestar import Request, Response, get, route
 from litestar.datastructures import State
 from opentelemetry.propagate import inject
-from platformkit.errors import NotFound, ServiceUnavailable
-from platformkit.settings import ServiceSettings
 
 from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN
+from platformkit.errors import NotFound, ServiceUnavailable
+from platformkit.settings import ServiceSettings
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -39,16 +39,18 @@ async def _send(state: State, upstream: str, request: Request[Any, Any, Any]) ->
         raise ServiceUnavailable(f"upstream for {request.url.path} is unavailable") from exc
 
 
-@route("/v1/{prefix:str}/{rest:path}", http_method=METHODS, operation_id="forward",
-       include_in_schema=False)
+@route(
+    "/v1/{prefix:str}/{rest:path}",
+    http_method=METHODS,
+    operation_id="forward",
+    include_in_schema=False,
+)
 async def forward(request: Request[Any, Any, Any], state: State, prefix: str) -> Response[bytes]:
     upstream = state.upstreams.get(prefix)
     if upstream is None:
         raise NotFound(f"no service serves /v1/{prefix}")
     reply = await _send(state, upstream, request)
-    headers = {
-        k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | RESPONSE_OWN
-    }
+    headers = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | RESPONSE_OWN}
     return Response(reply.content, status_code=reply.status_code, headers=headers)
 
 
@@ -60,7 +62,9 @@ async def status(request: Request[Any, Any, Any], state: State) -> dict[str, Any
     if upstream is None:
         raise ServiceUnavailable("no audit upstream configured")
     try:
-        reply = await state.http.get(upstream + "/v1/audit/status", headers=_forward_headers(request))
+        reply = await state.http.get(
+            upstream + "/v1/audit/status", headers=_forward_headers(request)
+        )
         reply.raise_for_status()
         report = reply.json()
     except httpx.HTTPError as exc:

@@ -3,8 +3,18 @@
 import os
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-     "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
 )
 # Set by the gateway's own server on the way out; an upstream's copies would repeat them.
 RESPONSE_OWN = frozenset({"date", "server", "x-trace-id", "content-encoding"})

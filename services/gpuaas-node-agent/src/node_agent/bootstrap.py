@@ -1,9 +1,9 @@
 """Wires the node agent. No database, no Kafka: it talks to gpuaas over HTTP only."""
 
 from litestar import Litestar
-from platformkit.http import ServiceDefinition, build_app as build_service_app
 
 from node_agent import __version__
+from platformkit.http import ServiceDefinition, build_service_app
 
 DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",

@@ -1,6 +1,5 @@
-from platformkit.service import run
-
 from node_agent.bootstrap import DEFINITION
+from platformkit.service import run
 
 
 def main() -> int:

@@ -1,10 +1,10 @@
 """Wires iam together: routes, migrations, consumers."""
 
 from litestar import Litestar
-from platformkit.http import ServiceDefinition, build_app as build_service_app
 
 from iam import __version__
 from iam.api.routes import TenantController
+from platformkit.http import ServiceDefinition, build_service_app
 
 DEFINITION = ServiceDefinition(
     name="iam",

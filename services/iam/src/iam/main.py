@@ -1,6 +1,5 @@
-from platformkit.service import run
-
 from iam.bootstrap import DEFINITION
+from platformkit.service import run
 
 
 def main() -> int:

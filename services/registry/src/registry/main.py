@@ -1,5 +1,4 @@
 from platformkit.service import run
-
 from registry.bootstrap import DEFINITION
 
 

@@ -2,8 +2,8 @@
 platform's shared parts: its database (kit migrations), outbox relay and heartbeat."""
 
 from litestar import Litestar
-from platformkit.http import ServiceDefinition, build_app as build_service_app
 
+from platformkit.http import ServiceDefinition, build_service_app
 from terminal_gateway import __version__
 
 DEFINITION = ServiceDefinition(

@@ -1,5 +1,4 @@
 from platformkit.service import run
-
 from terminal_gateway.bootstrap import DEFINITION
 
 

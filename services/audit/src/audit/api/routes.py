@@ -6,12 +6,12 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import Parameter
-from platformkit.auth import require_operator
-from platformkit.db import Database
 from sqlalchemy import text
 
 from audit.api.schemas import AuditPage, AuditRecord, ChainVerification, ServiceState, StatusReport
 from audit.app.chain import GENESIS, chained_fields, record_hash
+from platformkit.auth import require_operator
+from platformkit.db import Database
 
 STALE_AFTER = dt.timedelta(seconds=float(os.environ.get("GPUCLOUD_STATUS_STALE_AFTER_S", "20")))
 _VERIFY_SCAN = text(
@@ -45,8 +45,13 @@ class AuditController(Controller):
                 " AND (CAST(:subject AS text) IS NULL OR subject = :subject)"
                 " AND (CAST(:event_type AS text) IS NULL OR event_type = :event_type)"
                 " ORDER BY seq LIMIT :limit",
-                {"after": after, "tenant": tenant, "subject": subject,
-                 "event_type": event_type, "limit": limit},
+                {
+                    "after": after,
+                    "tenant": tenant,
+                    "subject": subject,
+                    "event_type": event_type,
+                    "limit": limit,
+                },
             )
         items = [AuditRecord(**dict(r)) for r in rows]
         return AuditPage(items=items, next_after=items[-1].seq if len(items) == limit else None)
@@ -58,8 +63,12 @@ class AuditController(Controller):
             result = await uow.session.stream(_VERIFY_SCAN)
             async for row in result.mappings():
                 count += 1
-                if row["prev_hash"] != prev or row["hash"] != record_hash(prev, chained_fields(row)):
-                    return ChainVerification(records=count, valid=False, first_broken_seq=row["seq"])
+                if row["prev_hash"] != prev or row["hash"] != record_hash(
+                    prev, chained_fields(row)
+                ):
+                    return ChainVerification(
+                        records=count, valid=False, first_broken_seq=row["seq"]
+                    )
                 prev = row["hash"]
         return ChainVerification(records=count, valid=True)
 
@@ -70,10 +79,15 @@ class AuditController(Controller):
             rows = await uow.fetch_all("SELECT * FROM service_status ORDER BY service")
         services = [
             ServiceState(
-                name=r["service"], version=r["version"], git_sha=r["git_sha"],
+                name=r["service"],
+                version=r["version"],
+                git_sha=r["git_sha"],
                 ready=r["ready"] and now - r["last_seen_at"] <= STALE_AFTER,
-                checks=r["checks"], instance=r["instance"], started_at=r["started_at"],
-                last_seen_at=r["last_seen_at"], stale=now - r["last_seen_at"] > STALE_AFTER,
+                checks=r["checks"],
+                instance=r["instance"],
+                started_at=r["started_at"],
+                last_seen_at=r["last_seen_at"],
+                stale=now - r["last_seen_at"] > STALE_AFTER,
             )
             for r in rows
         ]

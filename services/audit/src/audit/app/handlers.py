@@ -4,13 +4,13 @@ import datetime as dt
 import json
 
 import msgspec
+
+from audit.app.chain import GENESIS, chained_fields, record_hash
 from gpucloud_contracts.events.platform import ServiceHeartbeat
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent
 from platformkit.ids import uuid7
 from platformkit.telemetry import current_trace_id
-
-from audit.app.chain import GENESIS, chained_fields, record_hash
 
 _CHAIN_LOCK = 7_400_001
 

@@ -8,14 +8,14 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from platformkit.auth import require_operator
-from platformkit.db import Database
-from platformkit.errors import PROBLEM_JSON, Problem
-from platformkit.idempotency import check_key
 
 from iam.api.schemas import TenantCreate, TenantOut, TenantPage
 from iam.app.tenants import CreateTenant, create_tenant, get_tenant, list_tenants
 from iam.domain.tenants import Tenant
+from platformkit.auth import require_operator
+from platformkit.db import Database
+from platformkit.errors import PROBLEM_JSON, Problem
+from platformkit.idempotency import check_key
 
 
 def _out(tenant: Tenant) -> TenantOut:
@@ -37,8 +37,12 @@ class TenantController(Controller):
         operation_id="createTenant",
         status_code=201,
         responses={
-            201: ResponseSpec(TenantOut, description="The tenant (or the stored replay)"),
-            409: ResponseSpec(Problem, description="Slug taken", media_type=PROBLEM_JSON),
+            201: ResponseSpec(
+                TenantOut, description="The tenant (or the stored replay)", generate_examples=False
+            ),
+            409: ResponseSpec(
+                Problem, description="Slug taken", media_type=PROBLEM_JSON, generate_examples=False
+            ),
         },
     )
     async def create(
@@ -68,4 +72,3 @@ class TenantController(Controller):
         tenants = await list_tenants(db, limit, after)
         next_after = tenants[-1].id if len(tenants) == limit else None
         return TenantPage(items=[_out(t) for t in tenants], next_after=next_after)
-

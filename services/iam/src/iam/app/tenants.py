@@ -6,14 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
+
 from gpucloud_contracts.events.iam import TenantCreated
+from iam.domain.tenants import SLUG, TENANT_TOPIC, Tenant, TenantEvent
+from iam.store.repository import SlugTaken, TenantRepository
 from platformkit import idempotency
 from platformkit.db import Database
 from platformkit.errors import Conflict, NotFound, ValidationFailed
 from platformkit.outbox import add_event
-
-from iam.domain.tenants import SLUG, TENANT_TOPIC, Tenant, TenantEvent
-from iam.store.repository import SlugTaken, TenantRepository
 
 
 @dataclass(frozen=True)

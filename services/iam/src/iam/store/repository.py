@@ -2,12 +2,12 @@
 
 import uuid
 
-from platformkit.db import UnitOfWork
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from iam.domain.tenants import Tenant, TenantStatus
 from iam.store.tables import TenantRow
+from platformkit.db import UnitOfWork
 
 
 class SlugTaken(Exception):
@@ -47,6 +47,9 @@ class TenantRepository:
 
 def _to_domain(row: TenantRow) -> Tenant:
     return Tenant(
-        id=row.id, name=row.name, slug=row.slug, status=TenantStatus(row.status),
+        id=row.id,
+        name=row.name,
+        slug=row.slug,
+        status=TenantStatus(row.status),
         created_at=row.created_at,
     )
