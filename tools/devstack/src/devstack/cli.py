@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 
-from devstack import fleet, infra, kafka, postgres, stack, strays, supervise
+from devstack import credentials, fleet, infra, kafka, postgres, stack, strays, supervise
 
 
 def _table(rows: list[stack.Row]) -> None:
@@ -30,7 +30,10 @@ def _table(rows: list[stack.Row]) -> None:
 
 def _print_infra(i: infra.Infra) -> None:
     print(f"Kafka bootstrap:  {i.kafka_bootstrap}")
-    print(f"PostgreSQL:       127.0.0.1:{i.pg_port}  (admin: {i.pg_admin_url})")
+    print(
+        f"PostgreSQL:       127.0.0.1:{i.pg_port}  (role {credentials.ADMIN_ROLE}; passwords in "
+        f"{credentials.path()})"
+    )
 
 
 def cmd_infra(_args: argparse.Namespace) -> int:
@@ -50,7 +53,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if rows:
         _table(rows)
         print()
-        print(f"  Gateway:          {stack.processes.url(fleet.load().gateway)}")
+        gateway = stack.processes.url(fleet.load().gateway)
+        print(f"  Gateway:          {gateway}")
+        print(f"  Fleet status:     {gateway}/v1/status")
+        print("  Demo tenant:      slug 'demo'")
+        print(f"  Operator token:   key '{credentials.OPERATOR_TOKEN}' in {credentials.path()}")
     _print_infra(i)
     print(f"up in {time.monotonic() - started:.1f}s; logs under {supervise.logs_dir()}")
     return 0

@@ -10,15 +10,17 @@ from pathlib import Path
 from devstack.paths import state_dir
 
 ADMIN_ROLE = "gpucloud_admin"
+# Bearer token of the local operator (GPUCLOUD_OPERATOR_TOKEN), never printed.
+OPERATOR_TOKEN = "operator_token"
 
 
-def _path() -> Path:
+def path() -> Path:
     return state_dir() / "secrets.json"
 
 
 def load() -> dict[str, str]:
     try:
-        return json.loads(_path().read_text())
+        return json.loads(path().read_text())
     except FileNotFoundError:
         return {}
 
@@ -28,10 +30,10 @@ def password(role: str) -> str:
     stored = load()
     if role not in stored:
         stored[role] = secrets.token_urlsafe(24)
-        path = _path()
-        tmp = path.with_suffix(".tmp")
+        target = path()
+        tmp = target.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(stored, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     return stored[role]

@@ -14,7 +14,7 @@ from functools import cache
 
 import httpx
 
-from devstack import supervise
+from devstack import credentials, supervise
 from devstack.fleet import Fleet, Service
 from devstack.infra import Infra
 from devstack.paths import repo_root, venv_python
@@ -52,6 +52,8 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         "GPUCLOUD_HTTP_PORT": str(proc.port),
         "GPUCLOUD_GIT_SHA": git_sha(),
         "GPUCLOUD_LOG_FORMAT": "json",
+        # Operator routes (audit log, tenant listing) until iam's tokens replace it.
+        "GPUCLOUD_OPERATOR_TOKEN": credentials.password(credentials.OPERATOR_TOKEN),
     }
     env.pop("GPUCLOUD_DATABASE_URL", None)
     if proc.database:

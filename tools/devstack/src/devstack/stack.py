@@ -83,7 +83,8 @@ async def _start_processes(f: Fleet, infra: infra_mod.Infra) -> list[Row]:
 
 
 async def _wait_fleet_status(f: Fleet, within: float = 60.0) -> None:
-    """Poll the gateway's /v1/status until every service it lists is ready."""
+    """Poll the gateway's /v1/status until every service of the fleet is listed and ready."""
+    expected = {s.name for s in f.services}
     status_url = f"{processes.url(f.gateway)}/v1/status"
     deadline = time.monotonic() + within
     last = "no answer"
@@ -92,9 +93,10 @@ async def _wait_fleet_status(f: Fleet, within: float = 60.0) -> None:
             try:
                 resp = await client.get(status_url, timeout=3.0)
                 services = resp.json().get("services", []) if resp.status_code == 200 else []
-                if services and all(s.get("ready") is True for s in services):
+                ready = {s.get("name") for s in services if s.get("ready") is True}
+                if expected <= ready:
                     return
-                waiting = [s.get("name") for s in services if s.get("ready") is not True]
+                waiting = sorted(expected - ready)
                 last = f"HTTP {resp.status_code}; not ready: {waiting}"
             except (httpx.HTTPError, ValueError, AttributeError) as exc:
                 last = f"{type(exc).__name__}: {exc}"

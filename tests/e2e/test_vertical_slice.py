@@ -1,0 +1,173 @@
+"""The first vertical slice, through the gateway: a tenant created in iam is committed with
+its outbox row, published by the relay, recorded by audit through its inbox, and readable
+through the gateway, all under the caller's trace id."""
+
+import asyncio
+import os
+import time
+import uuid
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from gpucloud_contracts.catalog import TOPICS
+
+pytestmark = pytest.mark.e2e
+
+
+def _traceparent() -> tuple[str, str]:
+    trace_id = os.urandom(16).hex()
+    return trace_id, f"00-{trace_id}-{os.urandom(8).hex()}-01"
+
+
+def _wait_for_audit(gateway, fleet, subject: str, within: float = 20.0) -> dict:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        page = gateway.get(
+            "/v1/audit/records", params={"subject": subject}, headers=fleet.operator
+        ).json()
+        if page["items"]:
+            return page["items"][0]
+        time.sleep(0.2)
+    raise AssertionError(f"no audit record for {subject} within {within}s")
+
+
+def _slug() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+async def _kafka_traceparent(bootstrap: str, tenant_id: str) -> str | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = TOPICS["iam.tenant.v1"].partitions
+        tps = [TopicPartition("iam.tenant.v1", p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(0, ends[tp] - 200))
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    if record.key == tenant_id.encode():
+                        return dict(record.headers).get("traceparent", b"").decode()
+        return None
+    finally:
+        await consumer.stop()
+
+
+class TestTenantCreatedReachesAudit:
+    async def test_one_trace_id_across_iam_outbox_kafka_and_audit(self, fleet, gateway):
+        trace_id, traceparent = _traceparent()
+        created = gateway.post(
+            "/v1/iam/tenants",
+            json={"name": "Slice Inc", "slug": _slug()},
+            headers={"traceparent": traceparent},
+        )
+        assert created.status_code == 201, created.text
+        tenant = created.json()
+        assert created.headers["x-trace-id"] == trace_id
+
+        record = _wait_for_audit(gateway, fleet, tenant["id"])
+        assert record["event_type"] == "iam.tenant.created"
+        assert record["tenant"] == tenant["id"]
+        assert record["payload"]["slug"] == tenant["slug"]
+        assert record["trace_id"] == trace_id
+
+        # iam's outbox row and the Kafka record carry the same trace.
+        iam_db = fleet.pg_admin_url.rsplit("/", 1)[0] + "/iam"
+        with psycopg.connect(iam_db) as conn:
+            row = conn.execute(
+                "SELECT traceparent, sent_at FROM outbox WHERE subject = %s", (tenant["id"],)
+            ).fetchone()
+        assert row is not None and row[1] is not None
+        assert row[0].split("-")[1] == trace_id
+        header = await _kafka_traceparent(fleet.kafka_bootstrap, tenant["id"])
+        assert header is not None and header.split("-")[1] == trace_id
+
+    def test_audit_chain_verifies(self, fleet, gateway):
+        result = gateway.get("/v1/audit/records/verify", headers=fleet.operator).json()
+        assert result["valid"] is True
+        assert result["records"] >= 1
+
+
+class TestStatusReadback:
+    def test_every_service_reports_version_and_readiness(self, fleet, gateway):
+        from devstack.fleet import load
+
+        expected = {s.name for s in load().services} | {"gateway"}
+        deadline = time.monotonic() + 30
+        while True:
+            services = {s["name"]: s for s in gateway.get("/v1/status").json()["services"]}
+            if all(services.get(n, {}).get("ready") for n in expected):
+                break
+            assert time.monotonic() < deadline, f"not ready: {services}"
+            time.sleep(0.5)
+        for name in expected:
+            assert services[name]["version"]
+            assert services[name]["git_sha"]
+
+
+class TestBadInputAndIdempotency:
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"name": "X", "slug": "Not A Slug"}, "slug"),
+            ({"slug": "fine-slug"}, "name"),
+            ({"name": "", "slug": "fine-slug"}, "name"),
+            ({"name": "X", "slug": "fine-slug", "plan": "gold"}, "plan"),
+        ],
+    )
+    def test_invalid_tenant_is_a_problem_naming_the_field(self, gateway, body, field):
+        response = gateway.post("/v1/iam/tenants", json=body)
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+        problem = response.json()
+        assert problem["status"] == 400
+        assert field in problem["detail"]
+
+    def test_malformed_json_is_a_problem_not_a_500(self, gateway):
+        response = gateway.post(
+            "/v1/iam/tenants", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+    def test_taken_slug_is_a_409(self, gateway):
+        body = {"name": "Twice", "slug": _slug()}
+        assert gateway.post("/v1/iam/tenants", json=body).status_code == 201
+        again = gateway.post("/v1/iam/tenants", json=body)
+        assert again.status_code == 409
+        assert again.json()["type"].endswith("/conflict")
+
+    def test_idempotency_key_replays_and_rejects_another_body(self, gateway):
+        key = uuid.uuid4().hex
+        body = {"name": "Once", "slug": _slug()}
+        first = gateway.post("/v1/iam/tenants", json=body, headers={"Idempotency-Key": key})
+        second = gateway.post("/v1/iam/tenants", json=body, headers={"Idempotency-Key": key})
+        assert first.status_code == second.status_code == 201
+        assert first.json() == second.json()
+        other = gateway.post(
+            "/v1/iam/tenants",
+            json={"name": "Other", "slug": _slug()},
+            headers={"Idempotency-Key": key},
+        )
+        assert other.status_code == 422
+
+
+class TestOperatorRoutesAreClosed:
+    @pytest.mark.parametrize(
+        "path", ["/v1/audit/records", "/v1/audit/records/verify", "/v1/iam/tenants"]
+    )
+    def test_anonymous_and_wrong_token_are_refused(self, gateway, path):
+        assert gateway.get(path).status_code == 401
+        wrong = gateway.get(path, headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 403
+
+    def test_unknown_route_is_a_problem_404(self, gateway):
+        response = gateway.get("/v1/nowhere/at/all")
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("application/problem+json")
