@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gpucloud_contracts.events import audit, iam, platform
+from gpucloud_contracts.events import audit, billing, iam, metering, platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,9 @@ class EventSpec:
 
 TOPICS: dict[str, TopicSpec] = {
     "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
+    "billing.balance.v1": TopicSpec(name="billing.balance.v1", partitions=6, replicas=1),
     "iam.tenant.v1": TopicSpec(name="iam.tenant.v1", partitions=6, replicas=1),
+    "metering.usage.v1": TopicSpec(name="metering.usage.v1", partitions=12, replicas=1),
     "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
 }
 
@@ -52,6 +54,24 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topic="audit.checkpoint.v1",
         payload=audit.CheckpointCreated,
         family="audit",
+    ),
+    "billing.balance.changed": EventSpec(
+        type="billing.balance.changed",
+        topic="billing.balance.v1",
+        payload=billing.BalanceChanged,
+        family="billing",
+    ),
+    "billing.balance.exhausted": EventSpec(
+        type="billing.balance.exhausted",
+        topic="billing.balance.v1",
+        payload=billing.BalanceChanged,
+        family="billing",
+    ),
+    "billing.balance.low": EventSpec(
+        type="billing.balance.low",
+        topic="billing.balance.v1",
+        payload=billing.BalanceChanged,
+        family="billing",
     ),
     "iam.tenant.created": EventSpec(
         type="iam.tenant.created",
@@ -64,6 +84,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topic="iam.tenant.v1",
         payload=iam.TenantSuspended,
         family="iam",
+    ),
+    "metering.usage.recorded": EventSpec(
+        type="metering.usage.recorded",
+        topic="metering.usage.v1",
+        payload=metering.UsageRecorded,
+        family="metering",
     ),
     "platform.service.heartbeat": EventSpec(
         type="platform.service.heartbeat",

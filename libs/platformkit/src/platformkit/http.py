@@ -17,6 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
+from platformkit.auth import provide_principal
 from platformkit.consumers import Subscription
 from platformkit.db import Database
 from platformkit.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem, ProblemError
@@ -162,6 +163,7 @@ def build_service_app(
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "runtime": Provide(provide_runtime, sync_to_thread=False),
+            "principal": Provide(provide_principal),
             **definition.dependencies,
         },
         state=State({"settings": settings}),
