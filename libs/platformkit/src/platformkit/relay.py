@@ -9,6 +9,7 @@ consumers deduplicate on the CloudEvents id (the outbox row id), so that costs n
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -34,12 +35,15 @@ class OutboxRelay:
         *,
         batch_size: int = 1000,
         poll_interval_s: float = 2.0,
+        retention_hours: int = 24,
     ) -> None:
         self.database_url = libpq_url(database_url)
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.retention_hours = retention_hours
         self.published = 0
+        self._last_purge = time.monotonic()
 
     async def run(self) -> None:
         """Publish until cancelled; reconnects after database or Kafka failures."""
@@ -64,9 +68,11 @@ class OutboxRelay:
                 sent = await self.publish_batch(work)
                 if sent >= self.batch_size:
                     continue
-                # Drain every pending notification; one wake-up covers them all.
+                # Wait for one commit notification (or the poll interval); the batch that
+                # follows publishes every row committed so far, whatever woke us.
                 async for _ in listen.notifies(timeout=self.poll_interval_s, stop_after=1):
                     pass
+                await self._purge_if_due(work)
 
     async def publish_batch(self, conn: psycopg.AsyncConnection[Any]) -> int:
         async with conn.transaction():
@@ -102,6 +108,20 @@ class OutboxRelay:
             )
         self.published += len(rows)
         return len(rows)
+
+    async def _purge_if_due(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Delete rows sent longer ago than the retention, a bounded slice at a time.
+        Sent rows are kept a while for audits of delivery (chaos checks read them)."""
+        now = time.monotonic()
+        if now - self._last_purge < 60:
+            return
+        self._last_purge = now
+        async with conn.transaction():
+            await conn.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE sent_at"
+                " < clock_timestamp() - make_interval(hours => %s) LIMIT 10000)",
+                (self.retention_hours,),
+            )
 
     async def backlog(self) -> int:
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:

@@ -105,3 +105,26 @@ class TestTransactionalOutbox:
         assert stats == {"processed": 1, "duplicates": 1}
         with psycopg.connect(kit_database) as conn:
             assert conn.execute("SELECT count(*) FROM effects").fetchone() == (1,)
+
+
+class TestOutboxRetention:
+    async def test_sent_rows_past_retention_are_purged_unsent_rows_never(
+        self, kit_database, topic, producer
+    ):
+        db = Database(kit_database)
+        for subject in ("old-sent", "fresh-sent", "unsent"):
+            await _write(db, topic, subject, commit=True)
+        await db.dispose()
+        with psycopg.connect(kit_database, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE outbox SET sent_at = now() - interval '25 hours'"
+                " WHERE subject = 'old-sent'"
+            )
+            conn.execute("UPDATE outbox SET sent_at = now() WHERE subject = 'fresh-sent'")
+        relay = OutboxRelay(kit_database, producer, retention_hours=24)
+        relay._last_purge -= 61  # due now
+        async with await psycopg.AsyncConnection.connect(kit_database) as conn:
+            await relay._purge_if_due(conn)
+        with psycopg.connect(kit_database) as conn:
+            left = {r[0] for r in conn.execute("SELECT subject FROM outbox")}
+        assert left == {"fresh-sent", "unsent"}

@@ -103,6 +103,9 @@ def _write_config(fleet: Fleet) -> Path:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # Consumers commit offsets after every database commit; the coordinator's default
+        # 5 ms append linger would add 5 ms to each (bench/README.md, outbox latency).
+        "group.coordinator.append.linger.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "4",
         "log.retention.hours": "48",
