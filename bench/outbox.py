@@ -106,8 +106,13 @@ def main(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, db_url: str, bootstrap: str) -> dict[str, Any]:
     async with scratch_topic(bootstrap, PARTITIONS) as topic:
         latency = await measure_latency(
-            db_url, bootstrap, topic, rate=args.rate, seconds=args.seconds,
-            warmup=args.warmup, single_process=args.single_process,
+            db_url,
+            bootstrap,
+            topic,
+            rate=args.rate,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            single_process=args.single_process,
         )
         throughput = await measure_throughput(db_url, bootstrap, topic, rows=args.prefill)
     return {"settings": latency.pop("settings"), "latency": latency, "throughput": throughput}
@@ -313,7 +318,13 @@ async def write_steadily(
 
 
 async def measure_latency(
-    db_url: str, bootstrap: str, topic: str, *, rate: float, seconds: float, warmup: float,
+    db_url: str,
+    bootstrap: str,
+    topic: str,
+    *,
+    rate: float,
+    seconds: float,
+    warmup: float,
     single_process: bool,
 ) -> dict[str, Any]:
     print(f"latency: {rate:g} events/s for {seconds:g} s (first {warmup:g} s left out) ...")
@@ -351,8 +362,7 @@ async def measure_latency(
     # An event never applied is counted with the time it had waited when we stopped: a
     # lower bound, so the percentiles stay honest (lower bounds) instead of flattering.
     latencies = [
-        (applied[i][1] if i in applied else outcome["stopped_at"]) - writes[i][1]
-        for i in measured
+        (applied[i][1] if i in applied else outcome["stopped_at"]) - writes[i][1] for i in measured
     ]
     relay_ages = await _relay_ages(db_url)
     sizes = [n for n, _ in relay.batches if n]
@@ -399,8 +409,11 @@ async def _relay_ages(db_url: str) -> dict[str, float]:
 
 
 def _timeline(
-    writes: dict[str, tuple[float, float]], start: float, latencies: list[float],
-    measured: list[str], relay_ages: dict[str, float],
+    writes: dict[str, tuple[float, float]],
+    start: float,
+    latencies: list[float],
+    measured: list[str],
+    relay_ages: dict[str, float],
 ) -> list[dict[str, Any]]:
     """Per second of the run (by due time): p50/p99 end to end and of the relay stage, to
     tell a steady state from a queue that grows or a hiccup (another process, a checkpoint)."""
@@ -412,10 +425,16 @@ def _timeline(
     timeline = []
     for second, (e2e, relay) in sorted(seconds.items()):
         a, b = summarize_ms(e2e), summarize_ms(relay)
-        timeline.append({
-            "second": second, "count": a["count"], "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"],
-            "relay_p50_ms": b["p50_ms"], "relay_p99_ms": b["p99_ms"],
-        })
+        timeline.append(
+            {
+                "second": second,
+                "count": a["count"],
+                "p50_ms": a["p50_ms"],
+                "p99_ms": a["p99_ms"],
+                "relay_p50_ms": b["p50_ms"],
+                "relay_p99_ms": b["p99_ms"],
+            }
+        )
     return timeline
 
 
@@ -500,14 +519,27 @@ async def _prefill(db_url: str, topic: str, events: list[CloudEvent]) -> float:
     started = now()
     async with await psycopg.AsyncConnection.connect(libpq_url(db_url)) as conn:
         await conn.execute("TRUNCATE outbox")
-        async with conn.cursor() as cur, cur.copy(
-            "COPY outbox (id, topic, key, type, source, subject, tenant, traceparent,"
-            " occurred_at, payload) FROM STDIN"
-        ) as copy:
+        async with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY outbox (id, topic, key, type, source, subject, tenant, traceparent,"
+                " occurred_at, payload) FROM STDIN"
+            ) as copy,
+        ):
             for e in events:
                 await copy.write_row(
-                    (e.id, topic, e.subject, e.type, e.source, e.subject, e.tenant,
-                     e.traceparent, e.time, e.data)
+                    (
+                        e.id,
+                        topic,
+                        e.subject,
+                        e.type,
+                        e.source,
+                        e.subject,
+                        e.tenant,
+                        e.traceparent,
+                        e.time,
+                        e.data,
+                    )
                 )
         await conn.commit()
         await conn.set_autocommit(True)
@@ -516,8 +548,11 @@ async def _prefill(db_url: str, topic: str, events: list[CloudEvent]) -> float:
 
 
 async def _produce(
-    bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
-    *, window: int | None,
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
+    *,
+    window: int | None,
 ) -> float:
     """Seconds for a bare idempotent producer to get every record acknowledged; `window`
     waits for the acks every that many records, None keeps them all in flight."""
@@ -571,6 +606,9 @@ def _report(results: dict[str, Any]) -> None:
             " stopped; their wait so far is counted, so the first row holds lower bounds."
         )
     batches, cpu = lat["relay_batches"], lat["cpu_percent"]
+    consumer_cpu = cpu["consumer_process"]
+    if consumer_cpu is None:
+        consumer_cpu = "(same process)"
     print_table(
         "latency run",
         ["figure", "value"],
@@ -578,17 +616,25 @@ def _report(results: dict[str, Any]) -> None:
             ["target rate (events/s)", results["args"]["rate"]],
             ["achieved write rate (events/s)", lat["write_rate"]],
             ["achieved apply rate (events/s)", lat["apply_rate"]],
-            ["events measured / not applied",
-             f"{lat['events_measured']:,} / {lat['events_not_applied']:,}"],
+            [
+                "events measured / not applied",
+                f"{lat['events_measured']:,} / {lat['events_not_applied']:,}",
+            ],
             ["consumer done, s after the writer", lat["consumer_done_after_writer_s"]],
             ["relay batch calls / empty", f"{batches['calls']:,} / {batches['empty']:,}"],
             ["relay batch rows: mean / max", f"{batches['mean_rows']} / {batches['max_rows']}"],
-            ["relay batch ms: p50 / p99",
-             f"{batches['duration'].get('p50_ms')} / {batches['duration'].get('p99_ms')}"],
-            ["CPU %: writer+relay / consumer", f"{cpu['writer_relay_process']} / "
-             f"{'(same process)' if cpu['consumer_process'] is None else cpu['consumer_process']}"],
-            [f"target: p99 <= {TARGET_P99_MS:g} ms at {TARGET_RATE:g}/s",
-             "met" if results["target"]["met"] else "NOT met"],
+            [
+                "relay batch ms: p50 / p99",
+                f"{batches['duration'].get('p50_ms')} / {batches['duration'].get('p99_ms')}",
+            ],
+            [
+                "CPU %: writer+relay / consumer",
+                f"{cpu['writer_relay_process']} / {consumer_cpu}",
+            ],
+            [
+                f"target: p99 <= {TARGET_P99_MS:g} ms at {TARGET_RATE:g}/s",
+                "met" if results["target"]["met"] else "NOT met",
+            ],
         ],
     )
     print_table(
@@ -597,15 +643,20 @@ def _report(results: dict[str, Any]) -> None:
         [
             ["relay (events/s)", tp["relay_events_per_s"]],
             ["  every round", " ".join(f"{r:,}" for r in tp["relay_events_per_s_all"])],
-            ["  batches / batch p50 ms",
-             f"{tp['relay_batches']} / {tp['relay_batch_duration'].get('p50_ms')}"],
+            [
+                "  batches / batch p50 ms",
+                f"{tp['relay_batches']} / {tp['relay_batch_duration'].get('p50_ms')}",
+            ],
             ["bare producer, all in flight (events/s)", tp["baseline_in_flight_events_per_s"]],
-            ["  every round",
-             " ".join(f"{r:,}" for r in tp["baseline_in_flight_events_per_s_all"])],
-            [f"bare producer, acks every {s['relay_batch_size']} (events/s)",
-             tp["baseline_windowed_events_per_s"]],
-            ["  every round",
-             " ".join(f"{r:,}" for r in tp["baseline_windowed_events_per_s_all"])],
+            [
+                "  every round",
+                " ".join(f"{r:,}" for r in tp["baseline_in_flight_events_per_s_all"]),
+            ],
+            [
+                f"bare producer, acks every {s['relay_batch_size']} (events/s)",
+                tp["baseline_windowed_events_per_s"],
+            ],
+            ["  every round", " ".join(f"{r:,}" for r in tp["baseline_windowed_events_per_s_all"])],
             ["relay / bare producer (the faster of the two)", tp["relay_to_baseline"]],
             ["outbox backlog after", tp["backlog_after"]],
             ["(pre-fill by COPY, rows/s)", tp["prefill_rows_per_s"]],
