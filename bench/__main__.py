@@ -3,9 +3,9 @@
 import argparse
 import sys
 
-from bench import outbox
+from bench import auth, outbox
 
-BENCHMARKS = {"outbox": outbox}
+BENCHMARKS = {"outbox": outbox, "auth": auth}
 
 
 def main(argv: list[str] | None = None) -> int:

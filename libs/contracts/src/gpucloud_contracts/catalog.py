@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gpucloud_contracts.events import audit, billing, iam, metering, platform
+from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,14 @@ class EventSpec:
 TOPICS: dict[str, TopicSpec] = {
     "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
     "billing.balance.v1": TopicSpec(name="billing.balance.v1", partitions=6, replicas=1),
+    "billing.payment.v1": TopicSpec(name="billing.payment.v1", partitions=6, replicas=1),
+    "gpuaas.allocation.v1": TopicSpec(name="gpuaas.allocation.v1", partitions=12, replicas=1),
+    "gpuaas.node.v1": TopicSpec(name="gpuaas.node.v1", partitions=3, replicas=1),
+    "iam.membership.v1": TopicSpec(name="iam.membership.v1", partitions=6, replicas=1),
+    "iam.project.v1": TopicSpec(name="iam.project.v1", partitions=6, replicas=1),
+    "iam.service-account.v1": TopicSpec(name="iam.service-account.v1", partitions=6, replicas=1),
     "iam.tenant.v1": TopicSpec(name="iam.tenant.v1", partitions=6, replicas=1),
+    "iam.user.v1": TopicSpec(name="iam.user.v1", partitions=6, replicas=1),
     "metering.usage.v1": TopicSpec(name="metering.usage.v1", partitions=12, replicas=1),
     "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
 }
@@ -73,16 +80,178 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=billing.BalanceChanged,
         family="billing",
     ),
+    "billing.payment.failed": EventSpec(
+        type="billing.payment.failed",
+        topic="billing.payment.v1",
+        payload=billing.PaymentChanged,
+        family="billing",
+    ),
+    "billing.payment.settled": EventSpec(
+        type="billing.payment.settled",
+        topic="billing.payment.v1",
+        payload=billing.PaymentChanged,
+        family="billing",
+    ),
+    "billing.reconciliation.mismatch": EventSpec(
+        type="billing.reconciliation.mismatch",
+        topic="billing.payment.v1",
+        payload=billing.ReconciliationMismatch,
+        family="billing",
+    ),
+    "gpuaas.allocation.failed": EventSpec(
+        type="gpuaas.allocation.failed",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.provisioning": EventSpec(
+        type="gpuaas.allocation.provisioning",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.rejected": EventSpec(
+        type="gpuaas.allocation.rejected",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.release_failed": EventSpec(
+        type="gpuaas.allocation.release_failed",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.released": EventSpec(
+        type="gpuaas.allocation.released",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.releasing": EventSpec(
+        type="gpuaas.allocation.releasing",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.requested": EventSpec(
+        type="gpuaas.allocation.requested",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.running": EventSpec(
+        type="gpuaas.allocation.running",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.scheduled": EventSpec(
+        type="gpuaas.allocation.scheduled",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.node.cordoned": EventSpec(
+        type="gpuaas.node.cordoned",
+        topic="gpuaas.node.v1",
+        payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.node.draining": EventSpec(
+        type="gpuaas.node.draining",
+        topic="gpuaas.node.v1",
+        payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.node.offline": EventSpec(
+        type="gpuaas.node.offline",
+        topic="gpuaas.node.v1",
+        payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.node.ready": EventSpec(
+        type="gpuaas.node.ready",
+        topic="gpuaas.node.v1",
+        payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.node.registered": EventSpec(
+        type="gpuaas.node.registered",
+        topic="gpuaas.node.v1",
+        payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.node.retired": EventSpec(
+        type="gpuaas.node.retired",
+        topic="gpuaas.node.v1",
+        payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "iam.api-key.issued": EventSpec(
+        type="iam.api-key.issued",
+        topic="iam.service-account.v1",
+        payload=iam.ApiKeyIssued,
+        family="iam",
+    ),
+    "iam.api-key.revoked": EventSpec(
+        type="iam.api-key.revoked",
+        topic="iam.service-account.v1",
+        payload=iam.ApiKeyRevoked,
+        family="iam",
+    ),
+    "iam.membership.granted": EventSpec(
+        type="iam.membership.granted",
+        topic="iam.membership.v1",
+        payload=iam.MembershipGranted,
+        family="iam",
+    ),
+    "iam.membership.revoked": EventSpec(
+        type="iam.membership.revoked",
+        topic="iam.membership.v1",
+        payload=iam.MembershipRevoked,
+        family="iam",
+    ),
+    "iam.project.created": EventSpec(
+        type="iam.project.created",
+        topic="iam.project.v1",
+        payload=iam.ProjectCreated,
+        family="iam",
+    ),
+    "iam.service-account.created": EventSpec(
+        type="iam.service-account.created",
+        topic="iam.service-account.v1",
+        payload=iam.ServiceAccountCreated,
+        family="iam",
+    ),
     "iam.tenant.created": EventSpec(
         type="iam.tenant.created",
         topic="iam.tenant.v1",
         payload=iam.TenantCreated,
         family="iam",
     ),
+    "iam.tenant.mfa-policy-changed": EventSpec(
+        type="iam.tenant.mfa-policy-changed",
+        topic="iam.tenant.v1",
+        payload=iam.TenantMfaPolicyChanged,
+        family="iam",
+    ),
     "iam.tenant.suspended": EventSpec(
         type="iam.tenant.suspended",
         topic="iam.tenant.v1",
         payload=iam.TenantSuspended,
+        family="iam",
+    ),
+    "iam.user.mfa-enabled": EventSpec(
+        type="iam.user.mfa-enabled",
+        topic="iam.user.v1",
+        payload=iam.UserMfaEnabled,
+        family="iam",
+    ),
+    "iam.user.registered": EventSpec(
+        type="iam.user.registered",
+        topic="iam.user.v1",
+        payload=iam.UserRegistered,
         family="iam",
     ),
     "metering.usage.recorded": EventSpec(

@@ -11,11 +11,18 @@ Credentials accepted today:
 - iam's signed access tokens, verified per RFC 8725 by `platformkit.tokens` once a service
   configures a verifier (`app.state.token_verifier`).
 With no credential configured every non-public route refuses: closed by default.
+
+Roles hold at tenant level (`roles`, valid in every project of the tenant) or at project
+level (`project_roles`). Step-up (RFC 9470): `require_recent_mfa` refuses a token whose
+`amr` lacks a second factor within `max_age_s` with a 401 `insufficient_user_authentication`
+challenge, which a client answers by signing in again with its second factor.
 """
 
 import dataclasses
 import hmac
+import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from litestar.connection import ASGIConnection
@@ -25,6 +32,10 @@ from platformkit.errors import Forbidden, NotFound, Unauthorized
 
 TENANT_ROLES = ("owner", "admin", "member", "viewer", "billing")
 PrincipalKind = Literal["user", "service_account", "operator"]
+
+# amr values (RFC 8176) that count as a second factor.
+MFA_METHODS = frozenset({"otp", "mfa", "hwk", "swk"})
+STEP_UP_MAX_AGE_S = 900
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +48,13 @@ class Principal:
     project_ids: frozenset[uuid.UUID] | None = None
     amr: tuple[str, ...] = ()
     auth_time: int | None = None
+    # Roles held in single projects, on top of the tenant-level `roles`.
+    project_roles: Mapping[uuid.UUID, frozenset[str]] = dataclasses.field(
+        default_factory=dict, hash=False
+    )
+    token_id: str | None = None
+    # The API key a service account's token was minted from (fleet-wide revocation).
+    api_key_id: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -63,6 +81,49 @@ class Principal:
     def require_operator(self) -> None:
         if not self.is_operator:
             raise Forbidden("operator only")
+
+    def roles_in_project(self, project_id: uuid.UUID | str) -> frozenset[str]:
+        """Tenant-level roles apply in every project; project roles only in theirs."""
+        return self.roles | self.project_roles.get(uuid.UUID(str(project_id)), frozenset())
+
+    def require_project_role(self, project_id: uuid.UUID | str, *roles: str) -> None:
+        """Refuse a caller without one of `roles` in the project (tenant roles count)."""
+        if self.is_operator:
+            return
+        self.require_project(project_id)
+        if not self.roles_in_project(project_id).intersection(roles):
+            raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
+
+    def has_recent_mfa(self, max_age_s: int, now: float | None = None) -> bool:
+        if not MFA_METHODS.intersection(self.amr) or self.auth_time is None:
+            return False
+        return (now if now is not None else time.time()) - self.auth_time <= max_age_s
+
+    def require_recent_mfa(self, max_age_s: int = STEP_UP_MAX_AGE_S) -> None:
+        """Step-up for privileged operations (RFC 9470). The operator token passes; a
+        service account never has a second factor and is refused outright."""
+        if self.is_operator:
+            return
+        if self.kind != "user":
+            raise Forbidden("this operation needs a user with a recent second factor")
+        if not self.has_recent_mfa(max_age_s):
+            raise StepUpRequired(max_age_s)
+
+
+class StepUpRequired(Unauthorized):
+    """RFC 9470: the token is valid but its authentication is too weak or too old."""
+
+    slug, title = "insufficient-user-authentication", "A recent second factor is required"
+
+    def __init__(self, max_age_s: int = STEP_UP_MAX_AGE_S) -> None:
+        super().__init__(
+            f"sign in again with a second factor (within the last {max_age_s} s)",
+            headers={
+                "WWW-Authenticate": 'Bearer error="insufficient_user_authentication", '
+                'error_description="A recent second factor is required", '
+                f'acr_values="mfa", max_age={max_age_s}'
+            },
+        )
 
 
 class TokenVerifier(Protocol):

@@ -7,7 +7,8 @@ Each subscription is a faststream Kafka batch subscriber with manual acknowledge
 2. their inbox rows (consumer, event id) are claimed and the handler runs for every event
    not seen before, all inside ONE unit of work; a redelivered event finds its inbox row
    and is skipped;
-3. the database commits, THEN the offsets are committed. A crash in between redelivers
+3. the database commits, THEN the offsets are committed (in the background while the
+   next poll is applied, one commit in flight at a time). A crash in between redelivers
    the batch, and the inbox makes the redelivery change nothing;
 4. if the batch fails, it is rolled back and replayed one event per transaction, each
    retried with backoff up to `max_attempts`; an event that still fails goes to
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -100,6 +101,7 @@ class EventConsumer:
     processed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    _pending_commit: "asyncio.Future[None] | None" = None
 
     @property
     def group_id(self) -> str:
@@ -139,7 +141,26 @@ class EventConsumer:
                 for record, event in batch:
                     await self._apply_alone(record, event)
         crash_point("consumer.after_commit")
-        await message.ack()
+        await self._commit_offsets(message.consumer, records)
+
+    async def _commit_offsets(self, consumer: Any, records: Sequence[Any]) -> None:
+        """Commit this poll's offsets (explicit ones, never "whatever was consumed so far")
+        while the next poll is fetched and applied. One commit is in flight at a time, so
+        they land in order; one that never lands (a crash, a rebalance) only redelivers
+        events the inbox already holds."""
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        if self._pending_commit is not None:
+            await self._pending_commit
+        self._pending_commit = asyncio.ensure_future(self._commit(consumer, offsets))
+
+    async def _commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:
+            log.warning("offset commit failed; events may be redelivered", exc_info=exc)
 
     async def _apply_alone(self, record: Any, event: CloudEvent) -> None:
         attempts = 0

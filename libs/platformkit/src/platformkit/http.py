@@ -24,6 +24,7 @@ from platformkit.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem, 
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.telemetry import configure_tracing, current_trace_id
+from platformkit.tokens import verifier_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,16 @@ async def _add_trace_header(response: Response[Any]) -> Response[Any]:
     return response
 
 
+def _initial_state(settings: ServiceSettings) -> dict[str, Any]:
+    state: dict[str, Any] = {"settings": settings}
+    if settings.jwks_url:
+        # iam's access tokens are accepted once the service knows where iam's keys are.
+        state["token_verifier"] = verifier_from_settings(
+            settings.jwks_url, issuer=settings.token_issuer, audience=settings.token_audience
+        )
+    return state
+
+
 def build_service_app(
     definition: ServiceDefinition, settings: ServiceSettings | None = None
 ) -> Litestar:
@@ -151,6 +162,9 @@ def build_service_app(
             relay=definition.relay,
             kafka=definition.kafka,
         )
+        verifier = getattr(app.state, "token_verifier", None)
+        if verifier is not None and app.state.runtime.revocations is not None:
+            verifier.revocations = app.state.runtime.revocations
         await app.state.runtime.start()
 
     async def stop_runtime(app: Litestar) -> None:
@@ -166,7 +180,7 @@ def build_service_app(
             "principal": Provide(provide_principal),
             **definition.dependencies,
         },
-        state=State({"settings": settings}),
+        state=State(_initial_state(settings)),
         on_startup=[start_runtime, *definition.on_startup],
         on_shutdown=[stop_runtime],
         after_request=_add_trace_header,

@@ -1,5 +1,6 @@
 """The running parts of a service besides its HTTP routes: database, Kafka producer,
-outbox relay, event consumers and heartbeat, started and stopped with the HTTP app.
+outbox relay, event consumers, heartbeat and (for a service that verifies iam's tokens)
+the API-key revocation projection, started and stopped with the HTTP app.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ from platformkit.db import Database
 from platformkit.envelope import new_event
 from platformkit.kafka import idempotent_producer
 from platformkit.relay import OutboxRelay
+from platformkit.revocations import RevocationProjection
 from platformkit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,15 @@ class ServiceRuntime:
             )
             for consumer in self.consumers:
                 consumer.register(self.broker)
+        # A service that accepts iam's tokens also learns of revoked API keys (fleet-wide
+        # revocation within seconds); its token verifier consults this set.
+        self.revocations = (
+            RevocationProjection(
+                settings.kafka_bootstrap, client_id=f"{settings.service_name}-revocations"
+            )
+            if kafka and settings.jwks_url
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._readiness: Readiness | None = None
 
@@ -89,7 +100,10 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         if self.consumers:
             await self.broker.start()
-        self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        if self.revocations is not None:
+            await self.revocations.start()
+        if self.settings.heartbeat_interval_s > 0:  # 0 turns heartbeats off (test harnesses)
+            self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
 
     async def _start_producer(self) -> None:
         # Kafka may come up after us (a restart of the broker, a fresh devstack): keep trying.
@@ -109,6 +123,8 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.revocations is not None:
+            await self.revocations.stop()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         with contextlib.suppress(Exception):

@@ -7,6 +7,11 @@ rendered: `repr()` of the settings masks them, so a logged settings object leaks
 import os
 from dataclasses import dataclass, field
 
+# Where iam's tokens come from and whom they are for. The defaults match the local devstack
+# (iam reached through the gateway), so a devstack service needs only GPUCLOUD_JWKS_URL.
+DEFAULT_TOKEN_ISSUER = "http://127.0.0.1:8080/v1/iam"
+DEFAULT_TOKEN_AUDIENCE = "gpucloud"
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"GPUCLOUD_{name}", default)
@@ -36,6 +41,10 @@ class ServiceSettings:
     log_format: str = "json"
     log_level: str = "INFO"
     operator_token: str | None = field(default=None, repr=False)
+    # Access-token verification (platformkit.tokens): a verifier is installed when set.
+    jwks_url: str | None = None
+    token_issuer: str = DEFAULT_TOKEN_ISSUER
+    token_audience: str = DEFAULT_TOKEN_AUDIENCE
 
     @classmethod
     def from_env(cls, service_name: str, version: str = "0.0.0") -> "ServiceSettings":
@@ -53,6 +62,9 @@ class ServiceSettings:
             log_format=_env("LOG_FORMAT", "json") or "json",
             log_level=_env("LOG_LEVEL", "INFO") or "INFO",
             operator_token=_env("OPERATOR_TOKEN"),
+            jwks_url=_env("JWKS_URL") or None,
+            token_issuer=_env("TOKEN_ISSUER") or DEFAULT_TOKEN_ISSUER,
+            token_audience=_env("TOKEN_AUDIENCE") or DEFAULT_TOKEN_AUDIENCE,
         )
 
     @property

@@ -117,8 +117,7 @@ class TestOutboxRetention:
         await db.dispose()
         with psycopg.connect(kit_database, autocommit=True) as conn:
             conn.execute(
-                "UPDATE outbox SET sent_at = now() - interval '25 hours'"
-                " WHERE subject = 'old-sent'"
+                "UPDATE outbox SET sent_at = now() - interval '25 hours' WHERE subject = 'old-sent'"
             )
             conn.execute("UPDATE outbox SET sent_at = now() WHERE subject = 'fresh-sent'")
         relay = OutboxRelay(kit_database, producer, retention_hours=24)

@@ -1,5 +1,5 @@
-"""node_agent: runs on each GPU node; discovers GPUs, reconciles desired allocations
-from gpuaas, serves the PTY stream. A placeholder until the GPU runtime issue: it serves
-health and identity only."""
+"""node_agent: runs on each GPU node; discovers GPUs (NVML or a declared inventory),
+registers with gpuaas, heartbeats, pulls desired allocations and reconciles local
+workloads."""
 
 __version__ = "0.1.0"

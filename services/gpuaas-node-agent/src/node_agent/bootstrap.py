@@ -1,17 +1,53 @@
 """Wires the node agent. No database, no Kafka: it talks to gpuaas over HTTP only."""
 
-from litestar import Litestar
+import asyncio
+import contextlib
+
+from litestar import Litestar, get
+from litestar.datastructures import State
 
 from node_agent import __version__
+from node_agent.agent import AgentSettings, NodeAgent
+from platformkit.auth import Principal
 from platformkit.http import ServiceDefinition, build_service_app
+
+
+@get("/v1/node/state", operation_id="nodeState", tags=["node"])
+async def node_state(state: State, principal: Principal) -> dict[str, object]:
+    """What this agent runs (operator only)."""
+    principal.require_operator()
+    agent: NodeAgent = state.agent
+    return {
+        "node_id": agent.node_id,
+        "node_name": agent.settings.node_name,
+        "gpus": [g.__dict__ for g in agent.gpus],
+        "observed": agent.reconciler.observed(),
+        "syncs": agent.syncs,
+    }
+
+
+async def start_agent(app: Litestar) -> None:
+    agent = NodeAgent(AgentSettings.from_env())
+    app.state.agent = agent
+    task = asyncio.create_task(agent.run(), name="node-agent")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        agent.reconciler.stop_all()
+
+    app.on_shutdown.insert(0, stop)
+
 
 DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
-    description="GPU node agent: discovery, reconciliation, PTY stream (placeholder).",
-    route_handlers=[],
+    description="GPU node agent: discovery, reconciliation of desired allocations.",
+    route_handlers=[node_state],
     kafka=False,
     relay=False,
+    on_startup=[start_agent],
 )
 
 

@@ -55,6 +55,14 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # Operator routes (audit log, tenant listing) until iam's tokens replace it.
         "GPUCLOUD_OPERATOR_TOKEN": credentials.password(credentials.OPERATOR_TOKEN),
     }
+    iam = next((s for s in fleet.services if s.name == "iam"), None)
+    if iam is not None:
+        # Every service verifies iam's access tokens against its published keys.
+        env["GPUCLOUD_JWKS_URL"] = f"{url(iam)}/v1/iam/.well-known/jwks.json"
+    if proc == iam:
+        env["GPUCLOUD_IAM_KEY_PASSPHRASE"] = credentials.password("iam_key_passphrase")
+    if proc.name == "billing":
+        env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
     env.pop("GPUCLOUD_DATABASE_URL", None)
     if proc.database:
         env["GPUCLOUD_DATABASE_URL"] = infra.database_url(proc.package)

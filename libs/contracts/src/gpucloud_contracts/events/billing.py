@@ -10,7 +10,36 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["BalanceChanged"]
+__all__ = ["ReconciliationMismatch", "PaymentChanged", "BalanceChanged"]
+
+
+class ReconciliationMismatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One disagreement found by a reconciliation run."""
+
+    mismatch_id: uuid.UUID
+    run_id: uuid.UUID
+    kind: Literal["missing_in_ledger", "missing_at_provider", "amount_mismatch"]
+    payment_id: uuid.UUID
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    detected_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    provider_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    provider_amount_micros: int | None = None
+    ledger_amount_micros: int | None = None
+
+
+class PaymentChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A payment after a transition."""
+
+    payment_id: uuid.UUID
+    tenant_id: uuid.UUID
+    amount_micros: Annotated[int, msgspec.Meta(ge=1)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    status: Literal["initiated", "pending", "settled", "failed", "refunded"]
+    occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The provider's id of the payment, once it has one.
+    provider_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    failure_reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
 
 
 class BalanceChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

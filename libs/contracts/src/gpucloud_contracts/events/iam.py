@@ -10,7 +10,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["TenantCreated", "TenantSuspended"]
+__all__ = [
+    "TenantCreated",
+    "TenantSuspended",
+    "UserRegistered",
+    "UserMfaEnabled",
+    "TenantMfaPolicyChanged",
+    "ProjectCreated",
+    "MembershipGranted",
+    "MembershipRevoked",
+    "ServiceAccountCreated",
+    "ApiKeyIssued",
+    "ApiKeyRevoked",
+]
 
 
 class TenantCreated(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -31,3 +43,109 @@ class TenantSuspended(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     suspended_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
     # The user who suspended the tenant; absent when the platform did.
     suspended_by: uuid.UUID | None = None
+
+
+class UserRegistered(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.user.registered`. The email is personal data; consumers keep it only if they need it."""
+
+    user_id: uuid.UUID
+    email: Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
+    registered_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class UserMfaEnabled(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.user.mfa-enabled`."""
+
+    user_id: uuid.UUID
+    method: Literal["totp"]
+    enabled_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class TenantMfaPolicyChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.tenant.mfa-policy-changed`."""
+
+    tenant_id: uuid.UUID
+    # Owners and admins (tenant or project) must sign in with a second factor.
+    require_mfa_for_admins: bool
+    changed_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The user who changed it; absent when the platform operator did.
+    changed_by: uuid.UUID | None = None
+
+
+class ProjectCreated(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.project.created`."""
+
+    project_id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    slug: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9-]{1,62}$")]
+    created_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The user who created it; absent when sign-up did.
+    created_by: uuid.UUID | None = None
+
+
+class MembershipGranted(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.membership.granted`. A principal holds at most one role per scope; a new grant replaces the previous role of that scope."""
+
+    membership_id: uuid.UUID
+    tenant_id: uuid.UUID
+    # The user or service account id.
+    principal_id: uuid.UUID
+    principal_kind: Literal["user", "service_account"]
+    role: Literal["owner", "admin", "member", "viewer", "billing"]
+    granted_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The project for a project-level role; absent for a tenant-level role.
+    project_id: uuid.UUID | None = None
+    # The user who granted it; absent for sign-up and the platform.
+    granted_by: uuid.UUID | None = None
+
+
+class MembershipRevoked(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.membership.revoked`."""
+
+    membership_id: uuid.UUID
+    tenant_id: uuid.UUID
+    principal_id: uuid.UUID
+    principal_kind: Literal["user", "service_account"]
+    role: Literal["owner", "admin", "member", "viewer", "billing"]
+    revoked_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # Absent for a tenant-level role.
+    project_id: uuid.UUID | None = None
+    revoked_by: uuid.UUID | None = None
+
+
+class ServiceAccountCreated(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.service-account.created`."""
+
+    service_account_id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    role: Literal["owner", "admin", "member", "viewer", "billing"]
+    created_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    created_by: uuid.UUID | None = None
+
+
+class ApiKeyIssued(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.api-key.issued`. Carries the public key id and prefix only, never the secret or its hash."""
+
+    key_id: uuid.UUID
+    service_account_id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    # The displayable start of the key (e.g. `gck_0193...`), to recognise it.
+    prefix: Annotated[str, msgspec.Meta(min_length=4, max_length=64)]
+    issued_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    expires_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    issued_by: uuid.UUID | None = None
+
+
+class ApiKeyRevoked(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.api-key.revoked`."""
+
+    key_id: uuid.UUID
+    service_account_id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    revoked_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    revoked_by: uuid.UUID | None = None

@@ -1,14 +1,15 @@
 """Tenant use cases. Each opens one unit of work: the tenant row, its outbox event and
 the idempotency record commit together."""
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 
-from gpucloud_contracts.events.iam import TenantCreated
-from iam.domain.tenants import SLUG, TENANT_TOPIC, Tenant, TenantEvent
+from gpucloud_contracts.events.iam import TenantCreated, TenantSuspended
+from iam.domain.tenants import SLUG, TENANT_TOPIC, Tenant, TenantEvent, TenantStatus
 from iam.store.repository import SlugTaken, TenantRepository
 from platformkit import idempotency
 from platformkit.db import Database
@@ -91,3 +92,24 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
 async def list_tenants(db: Database, limit: int, after: uuid.UUID | None) -> list[Tenant]:
     async with db.unit_of_work() as uow:
         return await TenantRepository(uow).list(limit, after)
+
+
+async def suspend_tenant(db: Database, tenant_id: uuid.UUID, reason: str) -> Tenant:
+    """Suspended tenants get no new tokens; existing access tokens lapse within minutes."""
+    async with db.unit_of_work() as uow:
+        repo = TenantRepository(uow)
+        tenant = await repo.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        if tenant.status == TenantStatus.SUSPENDED:
+            return tenant
+        await repo.set_status(tenant_id, TenantStatus.SUSPENDED)
+        await add_event(
+            uow, topic=TENANT_TOPIC, type=TenantEvent.SUSPENDED, source="iam",
+            subject=str(tenant_id), tenant=str(tenant_id),
+            payload=TenantSuspended(
+                tenant_id=tenant_id, reason=reason, suspended_at=dt.datetime.now(dt.UTC)
+            ),
+        )  # fmt: skip
+        await uow.commit()
+    return Tenant(tenant.id, tenant.name, tenant.slug, TenantStatus.SUSPENDED, tenant.created_at)

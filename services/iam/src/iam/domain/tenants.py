@@ -23,6 +23,7 @@ class TenantStatus(enum.StrEnum):
 class TenantEvent(enum.StrEnum):
     CREATED = "iam.tenant.created"
     SUSPENDED = "iam.tenant.suspended"
+    MFA_POLICY_CHANGED = "iam.tenant.mfa-policy-changed"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,12 @@ class TenantRepository:
         row = await self.session.get(TenantRow, tenant_id)
         return _to_domain(row) if row else None
 
+    async def set_status(self, tenant_id: uuid.UUID, status: TenantStatus) -> None:
+        row = await self.session.get(TenantRow, tenant_id, with_for_update=True)
+        if row is not None:
+            row.status = status.value
+            await self.session.flush()
+
     async def list(self, limit: int, after: uuid.UUID | None) -> list[Tenant]:
         query = select(TenantRow).order_by(TenantRow.id).limit(limit)
         if after is not None:

@@ -1,0 +1,137 @@
+"""Fleet-wide API-key revocation: a small in-process projection every service runs.
+
+iam publishes `iam.api-key.revoked` on `iam.service-account.v1` (through its outbox) and
+stamps every token minted by the client-credentials grant with the key's id (`api_key`).
+Each service reads that topic with a group-less consumer (every replica sees every
+partition, nothing is committed: a restart replays from the beginning) and keeps the
+revoked key ids in memory; the token verifier consults them, so a revoked key's tokens are
+refused across the fleet within seconds (the relay's wake-up plus one fetch), not when
+they expire. No request path calls iam.
+
+Memory stays bounded: a revoked key's tokens were all minted before its revocation and live
+at most the access-token lifetime (5 min), so a revocation older than `retention_s` (15 min
+by default) can no longer match a valid token and is forgotten.
+
+The payload is read leniently (only `key_id` and `revoked_at`), so iam can add fields.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_TOPIC = "iam.service-account.v1"
+API_KEY_REVOKED = "iam.api-key.revoked"
+
+
+class _Revoked(msgspec.Struct):
+    key_id: uuid.UUID
+    revoked_at: dt.datetime
+
+
+class RevocationProjection:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        topic: str = SERVICE_ACCOUNT_TOPIC,
+        client_id: str = "revocations",
+        retention_s: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.client_id = client_id
+        self.retention_s = retention_s
+        self.clock = clock
+        self._revoked: dict[str, float] = {}  # key id -> revoked_at (epoch seconds)
+        self.applied = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def is_revoked(self, key_id: str) -> bool:
+        return key_id in self._revoked
+
+    def __len__(self) -> int:
+        return len(self._revoked)
+
+    def apply(self, event_type: str | None, value: bytes | None) -> None:
+        """Fold one record in (other event types on the topic are ignored)."""
+        if event_type != API_KEY_REVOKED or not value:
+            return
+        try:
+            event = msgspec.json.decode(value, type=_Revoked)
+        except msgspec.DecodeError:
+            log.warning("unreadable api-key revocation skipped")
+            return
+        revoked_at = event.revoked_at.timestamp()
+        if self.clock() - revoked_at < self.retention_s:
+            self._revoked[str(event.key_id)] = revoked_at
+            self.applied += 1
+
+    def prune(self) -> None:
+        horizon = self.clock() - self.retention_s
+        for key_id in [k for k, at in self._revoked.items() if at < horizon]:
+            del self._revoked[key_id]
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="api-key-revocations")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnects (and replays) after a Kafka failure."""
+        backoff = 0.2
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("revocation feed interrupted", extra={"fields": {"error": repr(exc)}})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            group_id=None,  # every replica reads every partition; no offsets committed
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            metadata_max_age_ms=30_000,  # pick up the topic's partitions soon after creation
+            fetch_max_wait_ms=200,
+        )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                for records in batches.values():
+                    for record in records:
+                        self.apply(_header(record.headers, "ce_type"), record.value)
+                self.prune()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+    return None

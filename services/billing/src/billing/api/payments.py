@@ -1,0 +1,136 @@
+"""Payment routes: a tenant's billing people start a top-up; the provider's webhooks (public,
+authenticated by their signature) settle or fail it."""
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from billing.app.payments import InitiatePayment, apply_webhook, get_payment, initiate_payment
+from billing.app.reconciliation import list_mismatches, reconcile
+from billing.providers.base import InvalidSignature, PaymentProvider
+from platformkit.auth import Principal
+from platformkit.db import Database
+from platformkit.errors import BadRequest, ValidationFailed
+from platformkit.idempotency import check_key
+
+BILLING_ROLES = ("owner", "admin", "billing")
+
+
+class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True):
+    amount_micros: Annotated[int, msgspec.Meta(ge=1, le=10**13)]
+
+
+class PaymentOut(msgspec.Struct):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    amount_micros: int
+    currency: str
+    provider: str
+    status: str
+    provider_ref: str | None = None
+    failure_reason: str | None = None
+
+
+def _out(row: Any) -> PaymentOut:
+    return PaymentOut(**{f: row[f] for f in PaymentOut.__struct_fields__})
+
+
+def _provider(state: State) -> PaymentProvider:
+    return state.payment_provider
+
+
+class PaymentController(Controller):
+    path = "/v1/billing"
+    tags = ["payments"]
+
+    @post("/tenants/{tenant_id:uuid}/payments", operation_id="createPayment", status_code=201)
+    async def create(
+        self,
+        tenant_id: uuid.UUID,
+        data: PaymentCreate,
+        db: Database,
+        principal: Principal,
+        state: State,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    ) -> PaymentOut:
+        principal.require_tenant(tenant_id)
+        principal.require_role(*BILLING_ROLES)
+        key = check_key(idempotency_key)
+        if key is None:
+            raise ValidationFailed.for_field("Idempotency-Key", "is required to pay")
+        _, payment_id = await initiate_payment(
+            db, _provider(state), InitiatePayment(tenant_id, data.amount_micros, key)
+        )
+        return _out(await get_payment(db, tenant_id, payment_id))
+
+    @get("/tenants/{tenant_id:uuid}/payments/{payment_id:uuid}", operation_id="getPayment")
+    async def retrieve(
+        self, tenant_id: uuid.UUID, payment_id: uuid.UUID, db: Database, principal: Principal
+    ) -> PaymentOut:
+        principal.require_tenant(tenant_id)
+        principal.require_role(*BILLING_ROLES)
+        return _out(await get_payment(db, tenant_id, payment_id))
+
+    @post("/webhooks/sandbox", operation_id="sandboxWebhook", status_code=200)
+    async def webhook(self, request: Request[Any, Any, Any], db: Database, state: State) -> dict:
+        body = await request.body()
+        try:
+            outcome = await apply_webhook(db, _provider(state), body, dict(request.headers))
+        except InvalidSignature as exc:
+            raise BadRequest(f"webhook refused: {exc}") from None
+        return {"result": outcome}
+
+
+class ReconciliationRun(msgspec.Struct, forbid_unknown_fields=True):
+    since: dt.datetime
+    until: dt.datetime
+
+
+class MismatchOut(msgspec.Struct):
+    kind: str
+    payment_id: uuid.UUID
+    provider_ref: str | None
+    provider_amount_micros: int | None
+    ledger_amount_micros: int | None
+
+
+class RunOut(msgspec.Struct):
+    run_id: uuid.UUID
+    checked: int
+    mismatches: list[MismatchOut]
+
+
+class ReconciliationController(Controller):
+    path = "/v1/billing/reconciliation"
+    tags = ["payments"]
+
+    @post("/runs", operation_id="runReconciliation", status_code=201)
+    async def run(
+        self, data: ReconciliationRun, db: Database, principal: Principal, state: State
+    ) -> RunOut:
+        principal.require_operator()
+        result = await reconcile(db, _provider(state), data.since, data.until)
+        return RunOut(
+            result.run_id,
+            result.checked,
+            [MismatchOut(**dataclasses.asdict(m)) for m in result.mismatches],
+        )
+
+    @get("/mismatches", operation_id="listReconciliationMismatches")
+    async def mismatches(
+        self,
+        db: Database,
+        principal: Principal,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        principal.require_operator()
+        return [dict(r) for r in await list_mismatches(db, limit)]
+
+
+ROUTES = [PaymentController, ReconciliationController]

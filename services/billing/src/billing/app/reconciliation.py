@@ -1,0 +1,163 @@
+"""Reconciliation: the provider's settlement report against the ledger's payment entries.
+
+For a window of settlement time, every payment the provider settled must have its
+settlement transfer in the ledger with the same amount, and every settlement transfer in
+the ledger must be in the provider's report. Each disagreement is recorded once
+(`reconciliation_mismatches`), exposed by the API and announced on billing.payment.v1
+(`billing.reconciliation.mismatch`). Nothing is corrected: an operator decides.
+"""
+
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any
+
+from billing.domain.payments import PAYMENT_TOPIC
+from billing.providers.base import PaymentProvider
+from gpucloud_contracts.events.billing import ReconciliationMismatch
+from platformkit.db import Database
+from platformkit.errors import ValidationFailed
+from platformkit.ids import uuid7
+from platformkit.outbox import add_event
+
+MISMATCH_EVENT = "billing.reconciliation.mismatch"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    kind: str
+    payment_id: uuid.UUID
+    provider_ref: str | None
+    provider_amount_micros: int | None
+    ledger_amount_micros: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    run_id: uuid.UUID
+    checked: int
+    mismatches: list[Mismatch]
+
+
+def compare(
+    provider_side: dict[uuid.UUID, Any], ledger_side: dict[uuid.UUID, Any]
+) -> list[Mismatch]:
+    """Pure: both sides keyed by payment id, values with provider_ref and amount_micros."""
+    found = []
+    for payment_id, p in provider_side.items():
+        entry = ledger_side.get(payment_id)
+        if entry is None:
+            found.append(
+                Mismatch("missing_in_ledger", payment_id, p.provider_ref, p.amount_micros, None)
+            )
+        elif entry["amount_micros"] != p.amount_micros:
+            found.append(
+                Mismatch(
+                    "amount_mismatch",
+                    payment_id,
+                    p.provider_ref,
+                    p.amount_micros,
+                    entry["amount_micros"],
+                )
+            )
+    for payment_id, entry in ledger_side.items():
+        if payment_id not in provider_side:
+            found.append(
+                Mismatch(
+                    "missing_at_provider",
+                    payment_id,
+                    entry["provider_ref"],
+                    None,
+                    entry["amount_micros"],
+                )
+            )
+    return found
+
+
+async def reconcile(
+    db: Database, provider: PaymentProvider, since: dt.datetime, until: dt.datetime
+) -> RunResult:
+    if until <= since:
+        raise ValidationFailed.for_field("until", "must be after since")
+    report = await provider.settlement_report(since, until)
+    provider_side = {s.payment_id: s for s in report}
+    run_id = uuid7()
+    async with db.unit_of_work() as uow:
+        # The ledger's settlements of this provider in the window, plus the ones the report
+        # names wherever they fall (a settlement booked just outside the window is no mismatch).
+        rows = await uow.fetch_all(
+            "SELECT p.id AS payment_id, p.provider_ref, t.amount_micros FROM payments p"
+            " JOIN transfers t ON t.id = p.settlement_transfer_id"
+            " WHERE p.provider = :provider AND ((t.posted_at >= :since AND t.posted_at < :until)"
+            " OR p.id = ANY(CAST(:reported AS uuid[])))",
+            {
+                "provider": provider.name,
+                "since": since,
+                "until": until,
+                "reported": [str(p) for p in provider_side],
+            },
+        )
+        ledger_side = {r["payment_id"]: r for r in rows}
+        mismatches = compare(provider_side, ledger_side)
+        await uow.execute(
+            "INSERT INTO reconciliation_runs (id, provider, since, until, checked, mismatches)"
+            " VALUES (:id, :provider, :since, :until, :checked, :n)",
+            {
+                "id": run_id,
+                "provider": provider.name,
+                "since": since,
+                "until": until,
+                "checked": len(set(provider_side) | set(ledger_side)),
+                "n": len(mismatches),
+            },
+        )
+        now = dt.datetime.now(dt.UTC)
+        for m in mismatches:
+            mismatch_id = uuid7()
+            inserted = await uow.execute(
+                "INSERT INTO reconciliation_mismatches (id, run_id, kind, payment_id, provider,"
+                " provider_ref, provider_amount_micros, ledger_amount_micros) VALUES (:id, :run,"
+                " :kind, :pid, :provider, :ref, :pa, :la)"
+                " ON CONFLICT (kind, payment_id) DO NOTHING",
+                {
+                    "id": mismatch_id,
+                    "run": run_id,
+                    "kind": m.kind,
+                    "pid": m.payment_id,
+                    "provider": provider.name,
+                    "ref": m.provider_ref,
+                    "pa": m.provider_amount_micros,
+                    "la": m.ledger_amount_micros,
+                },
+            )
+            if inserted.rowcount:
+                await add_event(
+                    uow,
+                    topic=PAYMENT_TOPIC,
+                    type=MISMATCH_EVENT,
+                    source="billing",
+                    subject=str(m.payment_id),
+                    payload=ReconciliationMismatch(
+                        mismatch_id=mismatch_id,
+                        run_id=run_id,
+                        kind=m.kind,
+                        payment_id=m.payment_id,
+                        provider=provider.name,
+                        provider_ref=m.provider_ref,
+                        provider_amount_micros=m.provider_amount_micros,
+                        ledger_amount_micros=m.ledger_amount_micros,
+                        detected_at=now,
+                    ),
+                )
+        await uow.commit()
+    return RunResult(run_id, len(set(provider_side) | set(ledger_side)), mismatches)
+
+
+async def list_mismatches(db: Database, limit: int) -> list[Any]:
+    async with db.unit_of_work() as uow:
+        return await uow.fetch_all(
+            "SELECT id, run_id, kind, payment_id, provider, provider_ref,"
+            " provider_amount_micros, ledger_amount_micros, detected_at"
+            " FROM reconciliation_mismatches ORDER BY detected_at DESC LIMIT :limit",
+            {"limit": limit},
+        )

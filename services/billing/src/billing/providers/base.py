@@ -1,0 +1,50 @@
+"""The payment provider interface: what billing needs from Stripe, the sandbox, or any other.
+
+A provider creates a payment for an amount (carrying billing's payment id as metadata) and
+later reports its outcome through signed webhooks; `verify_webhook` checks the signature and
+returns the outcome, or raises InvalidSignature.
+"""
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Literal, Protocol
+
+
+class InvalidSignature(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookEvent:
+    event_id: str
+    type: Literal["payment.settled", "payment.failed"]
+    payment_id: uuid.UUID
+    provider_ref: str
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settlement:
+    """One line of the provider's settlement report."""
+
+    payment_id: uuid.UUID
+    provider_ref: str
+    amount_micros: int
+    currency: str
+    settled_at: dt.datetime
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def create_payment(self, payment_id: uuid.UUID, amount_micros: int, currency: str) -> str:
+        """Returns the provider's reference of the payment."""
+        ...
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent: ...
+
+    async def settlement_report(self, since: dt.datetime, until: dt.datetime) -> list[Settlement]:
+        """What the provider settled in [since, until)."""
+        ...

@@ -1,0 +1,343 @@
+"""All of billing's ledger queries: tenants, accounts, transfers, prices.
+
+The hot path (rating) is set-based: every statement takes arrays and touches a whole batch,
+so one batch of thousands of intervals costs a handful of round trips. Transfers are
+inserted with ON CONFLICT DO NOTHING (the derived id is the deduplication record) and the
+cached balances of the accounts they touch are updated in the same statement, once per
+account.
+"""
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import text
+
+from billing.domain.balance import Standing
+from billing.domain.ledger import Account, AccountKind, Transfer, platform_account_id, wallet_id
+from billing.domain.pricing import PriceVersion
+from billing.domain.rating import StandingChange, TenantLedger
+from billing.store.arrays import with_array_literals
+from platformkit.db import UnitOfWork
+
+_LOCK_TENANTS = text(
+    "SELECT id, currency, low_threshold_micros, standing, ledger_sequence FROM tenants"
+    " WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+_OPEN_TENANTS = text(
+    "INSERT INTO tenants (id, currency, low_threshold_micros)"
+    " SELECT unnest(CAST(:ids AS uuid[])), :currency, :threshold"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_OPEN_ACCOUNTS = text(
+    "INSERT INTO accounts (id, tenant_id, kind, currency)"
+    " SELECT unnest(CAST(:ids AS uuid[])), unnest(CAST(:tenants AS uuid[])),"
+    " unnest(CAST(:kinds AS text[])), :currency"
+    " ON CONFLICT (id) DO NOTHING"
+)
+_TENANT_ACCOUNTS = text(
+    "SELECT id, tenant_id, kind, currency, priority, expires_at, debits_posted, credits_posted"
+    " FROM accounts WHERE tenant_id = ANY(CAST(:ids AS uuid[]))"
+    " AND (kind = 'wallet' OR credits_posted > debits_posted)"
+)
+_PRICES = text(
+    "SELECT price_key, currency, tenant_id, micros_per_gpu_hour, min_increment_s,"
+    " effective_from FROM prices WHERE price_key = ANY(CAST(:keys AS text[]))"
+    " AND (tenant_id IS NULL OR tenant_id = ANY(CAST(:tenants AS uuid[])))"
+)
+_EXISTING = text("SELECT id FROM transfers WHERE id = ANY(CAST(:ids AS uuid[]))")
+_COLUMNS = (
+    ("id", "uuid"),
+    ("transaction_id", "uuid"),
+    ("debit_account_id", "uuid"),
+    ("credit_account_id", "uuid"),
+    ("amount_micros", "bigint"),
+    ("currency", "text"),
+    ("kind", "text"),
+    ("tenant_id", "uuid"),
+    ("leg", "smallint"),
+    ("project_id", "uuid"),
+    ("allocation_id", "uuid"),
+    ("price_key", "text"),
+    ("quantity", "int"),
+    ("billable_seconds", "bigint"),
+    ("reverses", "uuid"),
+    ("occurred_at", "timestamptz"),
+)
+# Built from the constant column list above: no input reaches the text.
+_POST = text(
+    "WITH ins AS (INSERT INTO transfers ("  # noqa: S608
+    + ", ".join(name for name, _ in _COLUMNS)
+    + ") SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _COLUMNS)
+    + ") ON CONFLICT (id) DO NOTHING"
+    " RETURNING debit_account_id, credit_account_id, amount_micros),"
+    " moves AS (SELECT debit_account_id AS account, amount_micros AS debit, 0::bigint AS credit"
+    " FROM ins UNION ALL SELECT credit_account_id, 0::bigint, amount_micros FROM ins),"
+    " totals AS (SELECT account, sum(debit)::bigint AS d, sum(credit)::bigint AS c"
+    " FROM moves GROUP BY account),"
+    " upd AS (UPDATE accounts a SET debits_posted = a.debits_posted + t.d,"
+    " credits_posted = a.credits_posted + t.c, updated_at = clock_timestamp()"
+    " FROM totals t WHERE a.id = t.account"
+    " RETURNING a.id)"
+    " SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS accounts"
+)
+_SAVE_STANDINGS = text(
+    "UPDATE tenants t SET standing = s.standing, ledger_sequence = s.seq,"
+    " announced_at = clock_timestamp()"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:standings AS text[]), CAST(:seqs AS bigint[]))"
+    " AS s(id, standing, seq) WHERE t.id = s.id"
+)
+
+
+class DuplicateTransfer(Exception):
+    """A transfer id the caller believed new was already in the ledger (a concurrent
+    writer won): the transaction must be retried from the start."""
+
+
+class LedgerRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.session = uow.session
+
+    async def _run(self, statement: Any, params: dict[str, Any]) -> Any:
+        return await self.session.execute(statement, with_array_literals(params))
+
+    async def _all(self, statement: Any, params: dict[str, Any]) -> list[Any]:
+        return list((await self._run(statement, params)).mappings().all())
+
+    async def open_tenants(
+        self, tenant_ids: Sequence[uuid.UUID], currency: str, low_threshold_micros: int
+    ) -> list[uuid.UUID]:
+        """Open tenants and their wallets if new (idempotent); returns the ones opened."""
+        opened = [
+            r["id"]
+            for r in await self._all(
+                _OPEN_TENANTS,
+                {"ids": list(tenant_ids), "currency": currency, "threshold": low_threshold_micros},
+            )
+        ]
+        if opened:
+            await self.open_platform_accounts(currency)
+            await self._run(
+                _OPEN_ACCOUNTS,
+                {
+                    "ids": [wallet_id(t, currency) for t in opened],
+                    "tenants": opened,
+                    "kinds": [AccountKind.WALLET.value] * len(opened),
+                    "currency": currency,
+                },
+            )
+        return opened
+
+    async def open_platform_accounts(self, currency: str) -> None:
+        kinds = [AccountKind.REVENUE, AccountKind.CLEARING, AccountKind.PROMO_FUNDING]
+        await self._run(
+            text(
+                "INSERT INTO accounts (id, kind, currency) SELECT unnest(CAST(:ids AS uuid[])),"
+                " unnest(CAST(:kinds AS text[])), :currency ON CONFLICT (id) DO NOTHING"
+            ),
+            {
+                "ids": [platform_account_id(k, currency) for k in kinds],
+                "kinds": [k.value for k in kinds],
+                "currency": currency,
+            },
+        )
+
+    async def tenants_to_announce(self, limit: int) -> list[uuid.UUID]:
+        """Tenants whose accounts moved since their standing was last announced."""
+        rows = await self._all(
+            text(
+                "SELECT DISTINCT a.tenant_id FROM accounts a JOIN tenants t ON t.id = a.tenant_id"
+                " WHERE a.updated_at > t.announced_at LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        return [r["tenant_id"] for r in rows]
+
+    async def lock_tenants(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """Lock the tenants' rows (in id order: no deadlock between concurrent batches).
+        Every movement of a tenant's accounts holds this lock first."""
+        rows = await self._all(_LOCK_TENANTS, {"ids": sorted(set(tenant_ids))})
+        return {r["id"]: r for r in rows}
+
+    async def tenant_ledgers(
+        self, tenant_rows: dict[uuid.UUID, Any]
+    ) -> dict[uuid.UUID, TenantLedger]:
+        """The locked tenants' wallets and promotional grants that still hold credit."""
+        ledgers = {
+            tid: TenantLedger(
+                tenant_id=tid,
+                currency=row["currency"],
+                low_threshold_micros=row["low_threshold_micros"],
+                standing=Standing(row["standing"]),
+                ledger_sequence=row["ledger_sequence"],
+                wallet=Account(wallet_id(tid, row["currency"]), AccountKind.WALLET, "XXX"),
+                grants=[],
+            )
+            for tid, row in tenant_rows.items()
+        }
+        for r in await self._all(_TENANT_ACCOUNTS, {"ids": list(tenant_rows)}):
+            account = _account(r)
+            ledger = ledgers[r["tenant_id"]]
+            if account.kind == AccountKind.WALLET and account.currency == ledger.currency:
+                ledger.wallet = account
+            elif account.kind == AccountKind.PROMO:
+                ledger.grants.append(account)
+        return ledgers
+
+    async def price_versions(
+        self, price_keys: Iterable[str], tenant_ids: Iterable[uuid.UUID]
+    ) -> list[PriceVersion]:
+        rows = await self._all(
+            _PRICES, {"keys": sorted(set(price_keys)), "tenants": list(set(tenant_ids))}
+        )
+        return [
+            PriceVersion(
+                price_key=r["price_key"],
+                currency=r["currency"],
+                micros_per_gpu_hour=r["micros_per_gpu_hour"],
+                effective_from=r["effective_from"],
+                tenant_id=r["tenant_id"],
+                min_increment_s=r["min_increment_s"],
+            )
+            for r in rows
+        ]
+
+    async def existing_transfer_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        return {r["id"] for r in await self._all(_EXISTING, {"ids": list(ids)})}
+
+    async def post(self, rows: "TransferColumns") -> int:
+        """Insert transfers and move the cached balances of their accounts; returns how many
+        were new. Raises DuplicateTransfer when fewer were new than the caller planned."""
+        if not rows.id:
+            return 0
+        result = (await self._run(_POST, rows.params())).mappings().one()
+        if result["inserted"] != len(rows.id):
+            raise DuplicateTransfer(f"{len(rows.id) - result['inserted']} transfers existed")
+        return result["inserted"]
+
+    async def save_standings(self, changes: Sequence[StandingChange]) -> None:
+        if changes:
+            await self._run(
+                _SAVE_STANDINGS,
+                {
+                    "ids": [c.tenant_id for c in changes],
+                    "standings": [c.standing.value for c in changes],
+                    "seqs": [c.ledger_sequence for c in changes],
+                },
+            )
+
+    async def add_unrated(self, rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, bytes]]) -> None:
+        if rows:
+            await self.session.execute(
+                text(
+                    "INSERT INTO unrated_usage (interval_id, tenant_id, price_key, payload,"
+                    " reason) VALUES (:interval_id, :tenant_id, :price_key, :payload,"
+                    " 'no price in effect') ON CONFLICT (interval_id) DO NOTHING"
+                ),
+                [
+                    {"interval_id": i, "tenant_id": t, "price_key": k, "payload": p}
+                    for i, t, k, p in rows
+                ],
+            )
+
+
+@dataclasses.dataclass
+class TransferColumns:
+    """Transfers as column arrays, the shape `unnest` inserts from (field order = _COLUMNS)."""
+
+    id: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    transaction_id: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    debit_account_id: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    credit_account_id: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    amount_micros: list[int] = dataclasses.field(default_factory=list)
+    currency: list[str] = dataclasses.field(default_factory=list)
+    kind: list[str] = dataclasses.field(default_factory=list)
+    tenant_id: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    leg: list[int] = dataclasses.field(default_factory=list)
+    project_id: list[uuid.UUID | None] = dataclasses.field(default_factory=list)
+    allocation_id: list[uuid.UUID | None] = dataclasses.field(default_factory=list)
+    price_key: list[str | None] = dataclasses.field(default_factory=list)
+    quantity: list[int | None] = dataclasses.field(default_factory=list)
+    billable_seconds: list[int | None] = dataclasses.field(default_factory=list)
+    reverses: list[uuid.UUID | None] = dataclasses.field(default_factory=list)
+    occurred_at: list[dt.datetime] = dataclasses.field(default_factory=list)
+
+    def add(
+        self,
+        transfer: Transfer,
+        *,
+        project_id: uuid.UUID | None = None,
+        allocation_id: uuid.UUID | None = None,
+        price_key: str | None = None,
+        quantity: int | None = None,
+        billable_seconds: int | None = None,
+    ) -> None:
+        self.id.append(transfer.id)
+        self.transaction_id.append(transfer.transaction_id)
+        self.debit_account_id.append(transfer.debit_account_id)
+        self.credit_account_id.append(transfer.credit_account_id)
+        self.amount_micros.append(transfer.amount_micros)
+        self.currency.append(transfer.currency)
+        self.kind.append(transfer.kind.value)
+        self.tenant_id.append(transfer.tenant_id)
+        self.leg.append(transfer.leg)
+        self.project_id.append(project_id)
+        self.allocation_id.append(allocation_id)
+        self.price_key.append(price_key)
+        self.quantity.append(quantity)
+        self.billable_seconds.append(billable_seconds)
+        self.reverses.append(transfer.reverses)
+        self.occurred_at.append(transfer.occurred_at)
+
+    def params(self) -> dict[str, list[Any]]:
+        return {name: getattr(self, name) for name, _ in _COLUMNS}
+
+
+def _account(r: Any) -> Account:
+    return Account(
+        id=r["id"],
+        kind=AccountKind(r["kind"]),
+        currency=r["currency"],
+        tenant_id=r["tenant_id"],
+        priority=r["priority"],
+        expires_at=r["expires_at"],
+        debits_posted=r["debits_posted"],
+        credits_posted=r["credits_posted"],
+    )
+
+
+_VERIFY_ACCOUNTS = text(
+    "WITH derived AS (SELECT account, sum(d)::bigint AS d, sum(c)::bigint AS c FROM ("
+    " SELECT debit_account_id AS account, amount_micros AS d, 0::bigint AS c FROM transfers"
+    " UNION ALL SELECT credit_account_id, 0::bigint, amount_micros FROM transfers) m"
+    " GROUP BY account)"
+    " SELECT coalesce(a.id, x.account) AS account_id, a.kind, a.tenant_id,"
+    " a.debits_posted, a.credits_posted, coalesce(x.d, 0) AS derived_debits,"
+    " coalesce(x.c, 0) AS derived_credits"
+    " FROM accounts a FULL JOIN derived x ON x.account = a.id"
+    " WHERE a.id IS NULL OR a.debits_posted <> coalesce(x.d, 0)"
+    " OR a.credits_posted <> coalesce(x.c, 0) ORDER BY 1"
+)
+_VERIFY_CURRENCIES = text(
+    "SELECT currency, sum(credits_posted - debits_posted)::bigint AS net, count(*) AS accounts"
+    " FROM accounts GROUP BY currency ORDER BY currency"
+)
+
+
+class LedgerCheck:
+    """Recomputes balances from the transfers; reports, never repairs."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.session = uow.session
+
+    async def account_differences(self) -> list[Any]:
+        return list((await self.session.execute(_VERIFY_ACCOUNTS)).mappings().all())
+
+    async def currency_totals(self) -> list[Any]:
+        return list((await self.session.execute(_VERIFY_CURRENCIES)).mappings().all())
+
+    async def transfer_count(self) -> int:
+        return (await self.session.execute(text("SELECT count(*) FROM transfers"))).scalar_one()

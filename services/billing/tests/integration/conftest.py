@@ -1,0 +1,221 @@
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import psycopg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from litestar.testing import AsyncTestClient
+
+from billing.app.funds import add_price
+from billing.app.tenants import tenant_projection
+from billing.bootstrap import DEFINITION
+from billing.domain.pricing import PriceVersion
+from billing.settings import BillingSettings
+from gpucloud_contracts.events.iam import TenantCreated
+from gpucloud_contracts.events.metering import UsageRecorded
+from platformkit.auth import Principal
+from platformkit.db import Database
+from platformkit.envelope import CloudEvent, new_event
+from platformkit.http import build_service_app
+from platformkit.kafka import idempotent_producer
+from platformkit.service import migrate
+from platformkit.settings import ServiceSettings
+
+WORKER = Path(__file__).with_name("rating_worker.py")
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def billing_url(fresh_database: str) -> str:
+    migrate(DEFINITION, ServiceSettings("billing", database_url=fresh_database))
+    return fresh_database
+
+
+@pytest.fixture
+async def db(billing_url: str) -> AsyncIterator[Database]:
+    database = Database(billing_url, pool_size=2)
+    yield database
+    await database.dispose()
+
+
+async def set_price(db: Database, key: str, micros: int, at: dt.datetime = T0, **kw) -> None:
+    async with db.unit_of_work() as uow:
+        await add_price(uow, PriceVersion(key, "USD", micros, at, **kw))
+        await uow.commit()
+
+
+def usage_event(
+    tenant: uuid.UUID,
+    *,
+    allocation: uuid.UUID | None = None,
+    sequence: int = 0,
+    seconds: int = 60,
+    started_at: dt.datetime = T0,
+    price_key: str = "gpu:h100",
+    quantity: int = 1,
+    project: uuid.UUID | None = None,
+) -> CloudEvent:
+    allocation = allocation or uuid.uuid4()
+    payload = UsageRecorded(
+        interval_id=uuid.uuid5(allocation, str(sequence)),
+        allocation_id=allocation,
+        tenant_id=tenant,
+        project_id=project or uuid.UUID(int=1),
+        sequence=sequence,
+        sku="h100",
+        price_key=price_key,
+        quantity=quantity,
+        started_at=started_at,
+        ended_at=started_at + dt.timedelta(seconds=seconds),
+        duration_ms=seconds * 1000,
+        final=False,
+    )
+    return new_event(
+        type="metering.usage.recorded",
+        source="gpuaas",
+        subject=str(allocation),
+        tenant=str(tenant),
+        payload=msgspec.json.encode(payload),
+    )
+
+
+def ledger_snapshot(url: str) -> dict:
+    """What must be identical between two runs: transfers and cached balances."""
+    with psycopg.connect(url) as conn:
+        transfers = conn.execute(
+            "SELECT id, transaction_id, debit_account_id, credit_account_id, amount_micros,"
+            " kind, leg FROM transfers ORDER BY id"
+        ).fetchall()
+        accounts = conn.execute(
+            "SELECT id, debits_posted, credits_posted FROM accounts ORDER BY id"
+        ).fetchall()
+        tenants = conn.execute("SELECT id, standing FROM tenants ORDER BY id").fetchall()
+    return {"transfers": transfers, "accounts": accounts, "tenants": tenants}
+
+
+@pytest.fixture
+async def usage_topic(infra, unique_topic: str) -> AsyncIterator[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(unique_topic, 4, 1), NewTopic(unique_topic + ".dlq", 1, 1)]
+        )
+        yield unique_topic
+    finally:
+        await admin.delete_topics([unique_topic, unique_topic + ".dlq"])
+        await admin.close()
+
+
+@pytest.fixture
+async def producer(infra):
+    p = idempotent_producer(infra.kafka_bootstrap, "billing-tests")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def send_all(producer, topic: str, events: list[CloudEvent]) -> None:
+    futures = [
+        await producer.send(topic, value=e.data, key=e.key, headers=e.headers()) for e in events
+    ]
+    for future in futures:
+        await future
+
+
+def run_worker(
+    url: str, bootstrap: str, topic: str, group: str, expected: int, faults: str = ""
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GPUCLOUD_FAULTS": faults}
+    return subprocess.run(
+        [sys.executable, str(WORKER), url, bootstrap, topic, group, str(expected)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def worker_stats(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def second_billing_url(infra):
+    """Another migrated billing database, for a reference run beside the one under test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = infra.database_url(name)
+    migrate(DEFINITION, ServiceSettings("billing", database_url=url))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex
+OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+class _Tokens:
+    """Stands in for iam's token verifier: `tenant:<id>:<role>[:<project>]` -> Principal."""
+
+    async def verify(self, token: str) -> Principal:
+        _, tenant, role, *project = token.split(":")
+        return Principal(
+            subject="user",
+            kind="user" if not project else "service_account",
+            tenant_id=uuid.UUID(tenant),
+            roles=frozenset({role}),
+            project_ids=frozenset({uuid.UUID(project[0])}) if project else None,
+        )
+
+
+def as_tenant(tenant, role, project=None) -> dict:
+    token = f"tenant:{tenant}:{role}" + (f":{project}" if project else "")
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def client(billing_url) -> AsyncIterator[AsyncTestClient]:
+    settings = ServiceSettings(
+        service_name="billing", database_url=billing_url, operator_token=OPERATOR_TOKEN
+    )
+    app = build_service_app(dataclasses.replace(DEFINITION, kafka=False), settings)
+    app.state.token_verifier = _Tokens()
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def new_tenant(db: Database) -> uuid.UUID:
+    tenant = uuid.uuid4()
+    created = TenantCreated(
+        tenant_id=tenant,
+        name="Acme",
+        slug=f"t-{tenant.hex[:10]}",
+        status="active",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    event = new_event(
+        type="iam.tenant.created",
+        source="iam",
+        subject=str(tenant),
+        payload=msgspec.json.encode(created),
+    )
+    async with db.unit_of_work() as uow:
+        await tenant_projection(BillingSettings())(event, uow)
+        await uow.commit()
+    return tenant

@@ -1,0 +1,110 @@
+"""The agent loop: register with gpuaas (bootstrap token -> node credential), then sync
+every GPUCLOUD_NODE_SYNC_INTERVAL_S: report observed state (the heartbeat), receive
+desired state, reconcile, and report again at once when something changed."""
+
+import asyncio
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from node_agent.discovery import Discovery, Gpu, choose_discovery
+from node_agent.reconcile import DEFAULT_WORKLOAD, Reconciler
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    node_name: str
+    gpuaas_url: str
+    bootstrap_token: str
+    sync_interval_s: float = 0.2
+    state_dir: Path = Path(".state/node-agent")
+    workload_command: str = DEFAULT_WORKLOAD
+    agent_url: str | None = None
+    provider: str = "static"
+
+    @classmethod
+    def from_env(cls) -> "AgentSettings":
+        env = os.environ.get
+        name = env("GPUCLOUD_NODE_NAME") or os.uname().nodename
+        port = env("GPUCLOUD_HTTP_PORT")
+        return cls(
+            node_name=name,
+            gpuaas_url=env("GPUCLOUD_GPUAAS_URL", "http://127.0.0.1:8104") or "",
+            # The operator token doubles as the bootstrap token until iam issues node ones.
+            bootstrap_token=env("GPUCLOUD_NODE_BOOTSTRAP_TOKEN")
+            or env("GPUCLOUD_OPERATOR_TOKEN")
+            or "",
+            sync_interval_s=float(env("GPUCLOUD_NODE_SYNC_INTERVAL_S", "0.2") or 0.2),
+            state_dir=Path(env("GPUCLOUD_NODE_STATE_DIR", ".state/node-agent") or "."),
+            workload_command=env("GPUCLOUD_WORKLOAD_COMMAND") or DEFAULT_WORKLOAD,
+            agent_url=f"http://{env('GPUCLOUD_HTTP_HOST', '127.0.0.1')}:{port}" if port else None,
+            provider=env("GPUCLOUD_NODE_PROVIDER", "static") or "static",
+        )
+
+
+class NodeAgent:
+    def __init__(self, settings: AgentSettings, discovery: Discovery | None = None) -> None:
+        self.settings = settings
+        self.discovery = discovery or choose_discovery(settings.node_name)
+        self.gpus: list[Gpu] = []
+        self.reconciler = Reconciler(
+            settings.state_dir / f"{settings.node_name}.json", settings.workload_command
+        )
+        self.node_id: str | None = None
+        self._credential: str | None = None
+        self.syncs = 0
+
+    async def register(self, client: httpx.AsyncClient) -> None:
+        self.gpus = self.discovery.discover()
+        r = await client.post(
+            "/v1/gpu/nodes/register",
+            json={
+                "name": self.settings.node_name,
+                "provider": self.settings.provider,
+                "agent_url": self.settings.agent_url,
+                "gpus": [dataclasses.asdict(g) for g in self.gpus],
+            },
+            headers={"Authorization": f"Bearer {self.settings.bootstrap_token}"},
+        )
+        r.raise_for_status()
+        body = r.json()
+        self.node_id, self._credential = body["node_id"], body["credential"]
+        log.info("registered", extra={"fields": {"node_id": self.node_id, "gpus": len(self.gpus)}})
+
+    async def sync_once(self, client: httpx.AsyncClient) -> bool:
+        if self.node_id is None:
+            await self.register(client)
+        r = await client.post(
+            f"/v1/gpu/nodes/{self.node_id}/sync",
+            json={"allocations": self.reconciler.observed()},
+            headers={"Authorization": f"Bearer {self._credential}"},
+        )
+        if r.status_code in (401, 404):
+            self.node_id = None  # gpuaas forgot us or rotated the credential: register again
+            return True
+        r.raise_for_status()
+        self.syncs += 1
+        desired: list[dict[str, Any]] = r.json()["allocations"]
+        return await asyncio.to_thread(self.reconciler.reconcile, desired)
+
+    async def run(self) -> None:
+        delay = self.settings.sync_interval_s
+        async with httpx.AsyncClient(base_url=self.settings.gpuaas_url, timeout=10.0) as client:
+            while True:
+                try:
+                    changed = await self.sync_once(client)
+                    delay = self.settings.sync_interval_s
+                    if changed:
+                        continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("sync failed", extra={"fields": {"error": repr(exc)}})
+                    delay = min(max(delay, 0.5) * 2, 10.0)
+                await asyncio.sleep(delay)

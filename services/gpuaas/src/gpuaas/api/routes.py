@@ -1,0 +1,361 @@
+"""gpuaas's HTTP routes (behind the gateway at /v1/gpu). Tenant routes authorize the
+principal against the tenant and project in the path; node and quota administration is
+operator only; the node agent's sync call carries its node credential."""
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import State
+from litestar.params import Parameter
+
+from gpuaas.api.schemas import (
+    AllocationCreate,
+    AllocationOut,
+    AllocationPage,
+    DesiredAllocation,
+    DesiredState,
+    InstanceOut,
+    NodeOut,
+    NodeRegister,
+    NodeRegistered,
+    NodeSync,
+    ProfileAvailability,
+    QuotaIn,
+    QuotaOut,
+    SkuOut,
+)
+from gpuaas.app.allocations import (
+    AllocationView,
+    CreateAllocation,
+    create_allocation,
+    get_allocation,
+    list_allocations,
+    release_allocation,
+)
+from gpuaas.app.nodes import (
+    GpuInventory,
+    authenticate_node,
+    list_nodes,
+    register_node,
+    set_node_state,
+    sync_node,
+)
+from gpuaas.app.quotas import availability, get_quota, set_quota
+from gpuaas.domain.allocations import Allocation
+from gpuaas.domain.catalog import SKUS
+from gpuaas.domain.nodes import NodeState
+from gpuaas.settings import GpuaasSettings
+from platformkit.auth import Principal, bearer_token
+from platformkit.db import Database
+from platformkit.errors import PROBLEM_JSON, NotFound
+from platformkit.idempotency import check_key
+
+
+def _settings(state: State) -> GpuaasSettings:
+    return state.gpuaas_settings
+
+
+def _instances(rows: list[Any]) -> list[InstanceOut]:
+    return [
+        InstanceOut(
+            gpu_index=r["gpu_index"],
+            device_uuid=r["device_uuid"],
+            start=r["start"],
+            memory_slices=r["memory"],
+            compute_slices=r["compute"],
+            profile_id=r["profile_id"],
+        )
+        for r in rows
+    ]
+
+
+def _out(view: AllocationView) -> AllocationOut:
+    a = view.allocation
+    return AllocationOut(
+        id=a.id,
+        tenant_id=a.tenant_id,
+        project_id=a.project_id,
+        sku=a.sku,
+        mig_profile=a.mig_profile,
+        count=a.count,
+        state=a.state.value,
+        price_key=SKUS[a.sku].price_key(a.mig_profile),
+        created_at=a.created_at,
+        updated_at=a.updated_at,
+        instances=_instances(view.instances),
+        node_id=a.node_id,
+        reason=a.reason,
+        running_since=a.running_since,
+    )
+
+
+def _authorize(principal: Principal, tenant_id: uuid.UUID, project_id: uuid.UUID) -> None:
+    principal.require_tenant(tenant_id)
+    principal.require_project(project_id)
+
+
+class AllocationController(Controller):
+    path = "/v1/gpu/tenants/{tenant_id:uuid}/projects/{project_id:uuid}"
+    tags = ["allocations"]
+
+    @post("/allocations", operation_id="createAllocation", status_code=201)
+    async def create(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        data: AllocationCreate,
+        db: Database,
+        state: State,
+        principal: Principal,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    ) -> Response[bytes]:
+        _authorize(principal, tenant_id, project_id)
+        principal.require_role("owner", "admin", "member")
+        status, body, problem = await create_allocation(
+            db,
+            CreateAllocation(
+                tenant_id,
+                project_id,
+                data.sku,
+                data.mig_profile,
+                data.count,
+                check_key(idempotency_key),
+            ),
+            _settings(state),
+            lambda view: msgspec.json.encode(_out(view)),
+        )
+        media = PROBLEM_JSON if problem else "application/json"
+        return Response(body, status_code=status, media_type=media)
+
+    @get("/allocations", operation_id="listAllocations")
+    async def index(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        db: Database,
+        principal: Principal,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        after: uuid.UUID | None = None,
+    ) -> AllocationPage:
+        _authorize(principal, tenant_id, project_id)
+        views = [
+            v
+            for v in await list_allocations(db, project_id, limit, after)
+            if v.allocation.tenant_id == tenant_id
+        ]
+        next_after = views[-1].allocation.id if len(views) == limit else None
+        return AllocationPage(items=[_out(v) for v in views], next_after=next_after)
+
+    @get("/allocations/{allocation_id:uuid}", operation_id="getAllocation")
+    async def retrieve(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        allocation_id: uuid.UUID,
+        db: Database,
+        principal: Principal,
+    ) -> AllocationOut:
+        _authorize(principal, tenant_id, project_id)
+        view = await get_allocation(db, allocation_id)
+        _same_scope(view.allocation, tenant_id, project_id)
+        return _out(view)
+
+    @post(
+        "/allocations/{allocation_id:uuid}/release",
+        operation_id="releaseAllocation",
+        status_code=202,
+    )
+    async def release(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        allocation_id: uuid.UUID,
+        db: Database,
+        state: State,
+        principal: Principal,
+    ) -> AllocationOut:
+        """Idempotent by nature: releasing a releasing allocation changes nothing."""
+        _authorize(principal, tenant_id, project_id)
+        principal.require_role("owner", "admin", "member")
+        view = await release_allocation(
+            db,
+            allocation_id,
+            _settings(state),
+            lambda a: _same_scope(a, tenant_id, project_id),
+        )
+        return _out(view)
+
+    @get("/quota", operation_id="getQuota")
+    async def quota(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        db: Database,
+        state: State,
+        principal: Principal,
+    ) -> QuotaOut:
+        _authorize(principal, tenant_id, project_id)
+        return await _quota(db, tenant_id, project_id, _settings(state))
+
+    @put("/quota", operation_id="setQuota")
+    async def put_quota(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        data: QuotaIn,
+        db: Database,
+        state: State,
+        principal: Principal,
+    ) -> QuotaOut:
+        principal.require_operator()
+        await set_quota(db, tenant_id, project_id, data.max_compute_slices)
+        return await _quota(db, tenant_id, project_id, _settings(state))
+
+
+async def _quota(
+    db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, settings: GpuaasSettings
+) -> QuotaOut:
+    limit, in_use = await get_quota(db, project_id, settings)
+    return QuotaOut(
+        tenant_id=tenant_id, project_id=project_id, max_compute_slices=limit, in_use=in_use
+    )
+
+
+def _same_scope(a: Allocation, tenant_id: uuid.UUID, project_id: uuid.UUID) -> None:
+    if a.tenant_id != tenant_id or a.project_id != project_id:
+        raise NotFound(f"allocation {a.id} not found")
+
+
+class SkuController(Controller):
+    path = "/v1/gpu/skus"
+    tags = ["skus"]
+
+    @get("/", operation_id="listSkus")
+    async def index(self, db: Database, principal: Principal) -> list[SkuOut]:
+        # Any authenticated caller may see the catalog and what is free.
+        del principal
+        free = await availability(db)
+        out = []
+        for sku in SKUS.values():
+            counts = free.get(sku.key, {"total": 0, "free": 0, "profiles": {}})
+            out.append(
+                SkuOut(
+                    key=sku.key,
+                    name=sku.name,
+                    memory_gb=sku.memory_gb,
+                    mig_capable=sku.mig_capable,
+                    price_key=sku.price_key(None),
+                    gpus_total=counts["total"],
+                    gpus_free=counts["free"],
+                    profiles=[
+                        ProfileAvailability(
+                            name=p.name,
+                            profile_id=p.profile_id,
+                            compute_slices=p.compute,
+                            memory_slices=p.memory,
+                            max_per_gpu=p.shape.max_per_gpu,
+                            valid_starts=list(p.shape.starts),
+                            price_key=sku.price_key(p.name),
+                            available=counts["profiles"].get(p.profile_id, 0),
+                        )
+                        for p in sku.profiles
+                    ],
+                )
+            )
+        return out
+
+
+def _node_out(n: Any) -> NodeOut:
+    return NodeOut(
+        id=n["id"],
+        name=n["name"],
+        provider=n["provider"],
+        state=n["state"],
+        gpu_count=n.get("gpu_count", 0) or 0,
+        last_heartbeat_at=n["last_heartbeat_at"],
+        sku=n.get("sku"),
+    )
+
+
+class NodeController(Controller):
+    path = "/v1/gpu/nodes"
+    tags = ["nodes"]
+
+    @get("/", operation_id="listNodes")
+    async def index(self, db: Database, principal: Principal) -> list[NodeOut]:
+        principal.require_operator()
+        return [_node_out(dict(n)) for n in await list_nodes(db)]
+
+    @post("/register", operation_id="registerNode", status_code=201)
+    async def register(
+        self, data: NodeRegister, db: Database, principal: Principal
+    ) -> NodeRegistered:
+        """A node agent registers with the bootstrap (operator) token and receives its own
+        node credential for every later call."""
+        principal.require_operator()
+        reg = await register_node(
+            db,
+            data.name,
+            data.provider,
+            data.agent_url,
+            [GpuInventory(g.index, g.sku, g.device_uuid) for g in data.gpus],
+        )
+        return NodeRegistered(node_id=reg.node_id, credential=reg.credential)
+
+    @post("/{node_id:uuid}/sync", operation_id="syncNode", status_code=200)
+    async def sync(
+        self,
+        node_id: uuid.UUID,
+        data: NodeSync,
+        db: Database,
+        state: State,
+        request: Request[Any, Any, Any],
+    ) -> DesiredState:
+        """Heartbeat + observed state in, desired state out. Authorized by the node
+        credential (not a user principal)."""
+        await authenticate_node(db, node_id, bearer_token(request))
+        desired = await sync_node(db, node_id, data.allocations, _settings(state))
+        return DesiredState(
+            node_id=node_id,
+            allocations=[
+                DesiredAllocation(
+                    id=a.id,
+                    sku=a.sku,
+                    mig_profile=a.mig_profile,
+                    state=a.state.value,
+                    instances=_instances(rows),
+                )
+                for a, rows in desired
+            ],
+        )
+
+    async def _set(
+        self,
+        node_id: uuid.UUID,
+        target: NodeState,
+        db: Database,
+        state: State,
+        principal: Principal,
+    ) -> NodeOut:
+        principal.require_operator()
+        return _node_out(dict(await set_node_state(db, node_id, target, _settings(state))))
+
+    @post("/{node_id:uuid}/cordon", operation_id="cordonNode", status_code=200)
+    async def cordon(
+        self, node_id: uuid.UUID, db: Database, state: State, principal: Principal
+    ) -> NodeOut:
+        return await self._set(node_id, NodeState.CORDONED, db, state, principal)
+
+    @post("/{node_id:uuid}/uncordon", operation_id="uncordonNode", status_code=200)
+    async def uncordon(
+        self, node_id: uuid.UUID, db: Database, state: State, principal: Principal
+    ) -> NodeOut:
+        return await self._set(node_id, NodeState.READY, db, state, principal)
+
+    @post("/{node_id:uuid}/drain", operation_id="drainNode", status_code=200)
+    async def drain(
+        self, node_id: uuid.UUID, db: Database, state: State, principal: Principal
+    ) -> NodeOut:
+        return await self._set(node_id, NodeState.DRAINING, db, state, principal)

@@ -1,0 +1,124 @@
+"""Request and response bodies of gpuaas's HTTP API (msgspec Structs)."""
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+
+class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    count: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    mig_profile: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+
+
+class InstanceOut(msgspec.Struct):
+    gpu_index: int
+    device_uuid: str
+    start: int
+    memory_slices: int
+    compute_slices: int
+    profile_id: int | None = None
+
+
+class AllocationOut(msgspec.Struct):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    sku: str
+    mig_profile: str | None
+    count: int
+    state: str
+    price_key: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    instances: list[InstanceOut]
+    node_id: uuid.UUID | None = None
+    reason: str | None = None
+    running_since: dt.datetime | None = None
+
+
+class AllocationPage(msgspec.Struct):
+    items: list[AllocationOut]
+    next_after: uuid.UUID | None = None
+
+
+class ProfileAvailability(msgspec.Struct):
+    name: str
+    profile_id: int
+    compute_slices: int
+    memory_slices: int
+    max_per_gpu: int
+    valid_starts: list[int]
+    price_key: str
+    available: int
+
+
+class SkuOut(msgspec.Struct):
+    key: str
+    name: str
+    memory_gb: int
+    mig_capable: bool
+    price_key: str
+    gpus_total: int
+    gpus_free: int
+    profiles: list[ProfileAvailability]
+
+
+class QuotaIn(msgspec.Struct, forbid_unknown_fields=True):
+    max_compute_slices: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+
+class QuotaOut(msgspec.Struct):
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    max_compute_slices: int
+    in_use: int
+
+
+class GpuIn(msgspec.Struct, forbid_unknown_fields=True):
+    index: Annotated[int, msgspec.Meta(ge=0, le=63)]
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    device_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class NodeRegister(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    gpus: list[GpuIn]
+    provider: Literal["static", "simulated-cloud"] = "static"
+    agent_url: str | None = None
+
+
+class NodeRegistered(msgspec.Struct):
+    node_id: uuid.UUID
+    credential: str
+
+
+class NodeSync(msgspec.Struct, forbid_unknown_fields=True):
+    """Observed state: allocation id -> provisioning | running | failed."""
+
+    allocations: dict[str, Literal["provisioning", "running", "failed"]] = {}
+
+
+class DesiredAllocation(msgspec.Struct):
+    id: uuid.UUID
+    sku: str
+    mig_profile: str | None
+    state: str
+    instances: list[InstanceOut]
+
+
+class DesiredState(msgspec.Struct):
+    node_id: uuid.UUID
+    allocations: list[DesiredAllocation]
+
+
+class NodeOut(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    provider: str
+    state: str
+    gpu_count: int
+    last_heartbeat_at: dt.datetime
+    sku: str | None = None

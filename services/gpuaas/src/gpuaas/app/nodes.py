@@ -1,0 +1,245 @@
+"""Node use cases: registration with a node credential, the sync call (observed state in,
+desired state out, which is also the heartbeat), cordon/drain, and the sweeper that marks
+silent nodes offline."""
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from typing import Any
+
+from gpuaas.app.lifecycle import SOURCE, move, now_utc, release
+from gpuaas.domain.allocations import Allocation, AllocationState
+from gpuaas.domain.catalog import SKUS
+from gpuaas.domain.nodes import NODE_TOPIC, IllegalNodeTransition, NodeState, node_transition
+from gpuaas.settings import GpuaasSettings
+from gpuaas.store.repository import AllocationRepository, NodeRepository
+from gpucloud_contracts.events.gpuaas import NodeChanged
+from platformkit.db import Database, UnitOfWork
+from platformkit.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from platformkit.ids import uuid7
+from platformkit.outbox import add_event
+
+S = AllocationState
+# Allocations the node should be running (desired state).
+DESIRED = (S.SCHEDULED, S.PROVISIONING, S.RUNNING)
+LIVE_ON_NODE = ("scheduled", "provisioning", "running", "failed", "releasing", "release_failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuInventory:
+    index: int
+    sku: str
+    device_uuid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    node_id: uuid.UUID
+    credential: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def _node_event(
+    uow: UnitOfWork,
+    node: Any,
+    target: NodeState,
+    previous: NodeState | None,
+    now: dt.datetime,
+    *,
+    event_type: str | None = None,
+) -> None:
+    gpus = await NodeRepository(uow).gpus(node["id"])
+    await add_event(
+        uow,
+        topic=NODE_TOPIC,
+        type=event_type or node_transition(previous or NodeState.REGISTERING, target).value,
+        source=SOURCE,
+        subject=str(node["id"]),
+        payload=NodeChanged(
+            node_id=node["id"],
+            name=node["name"],
+            provider=node["provider"],
+            state=target.value,
+            previous_state=previous.value if previous else None,
+            gpu_count=len(gpus),
+            sku=gpus[0]["sku"] if gpus else None,
+            occurred_at=now,
+        ),
+    )
+
+
+async def _set_state(uow: UnitOfWork, node: Any, target: NodeState, now: dt.datetime) -> None:
+    current = NodeState(node["state"])
+    node_transition(current, target)  # raises IllegalNodeTransition
+    await NodeRepository(uow).update(node["id"], state=target.value)
+    await _node_event(uow, node, target, current, now)
+
+
+async def register_node(
+    db: Database, name: str, provider: str, agent_url: str | None, gpus: list[GpuInventory]
+) -> Registration:
+    """Registers a node, or re-registers it (a restarted agent): a new credential each time."""
+    for g in gpus:
+        if g.sku not in SKUS:
+            raise ValidationFailed.for_field(f"gpus[{g.index}].sku", "unknown SKU")
+    if len({g.index for g in gpus}) != len(gpus):
+        raise ValidationFailed.for_field("gpus", "GPU indexes must be unique")
+    credential = secrets.token_urlsafe(32)
+    now = now_utc()
+    async with db.unit_of_work() as uow:
+        nodes = NodeRepository(uow)
+        node = await nodes.by_name(name, lock=True)
+        if node is None:
+            node_id = uuid7()
+            await nodes.add(
+                {
+                    "id": node_id,
+                    "name": name,
+                    "provider": provider,
+                    "state": "registering",
+                    "credential_hash": _hash(credential),
+                    "agent_url": agent_url,
+                    "now": now,
+                }
+            )
+        else:
+            node_id = node["id"]
+            if node["state"] == NodeState.RETIRED:
+                raise Conflict(f"node {name} is retired")
+            await nodes.update(
+                node_id,
+                credential_hash=_hash(credential),
+                agent_url=agent_url,
+                last_heartbeat_at=now,
+            )
+        existing = {g["index"]: g for g in await nodes.gpus(node_id)}
+        for g in gpus:
+            if g.index in existing and existing[g.index]["sku"] != g.sku:
+                raise Conflict(f"GPU {g.index} of {name} changed model; retire the node first")
+            await nodes.add_gpu(node_id, g.index, g.sku, g.device_uuid)
+        node = await nodes.get(node_id)
+        await _node_event(
+            uow, node, NodeState(node["state"]), None, now, event_type="gpuaas.node.registered"
+        )
+        if node["state"] in (NodeState.REGISTERING, NodeState.OFFLINE):
+            await _set_state(uow, node, NodeState.READY, now)
+        await uow.commit()
+    return Registration(node_id, credential)
+
+
+async def authenticate_node(db: Database, node_id: uuid.UUID, credential: str | None) -> None:
+    if not credential:
+        raise Unauthorized("a node credential is required")
+    async with db.unit_of_work() as uow:
+        node = await NodeRepository(uow).get(node_id)
+    if node is None or not hmac.compare_digest(node["credential_hash"], _hash(credential)):
+        raise Unauthorized("the node credential is not valid for this node")
+
+
+async def _locked_node(uow: UnitOfWork, node_id: uuid.UUID) -> Any:
+    node = await NodeRepository(uow).get(node_id, lock=True)
+    if node is None:
+        raise NotFound(f"node {node_id} not found")
+    return node
+
+
+async def _release_node_allocations(
+    uow: UnitOfWork, node_id: uuid.UUID, now: dt.datetime, period: dt.timedelta, reason: str
+) -> None:
+    for a in await AllocationRepository(uow).lock_where(
+        "node_id = :n AND state = ANY(:s)",
+        {"n": node_id, "s": ["scheduled", "provisioning", "running", "failed"]},
+    ):
+        await release(uow, a, now=now, period=period, reason=reason)
+
+
+async def sync_node(
+    db: Database, node_id: uuid.UUID, observed: dict[str, str], settings: GpuaasSettings
+) -> list[tuple[Allocation, list[Any]]]:
+    """Apply the node's observed allocation states (also a heartbeat); return what the node
+    should run. Observed states: provisioning, running, failed; an allocation the node no
+    longer reports is torn down there."""
+    now = now_utc()
+    period = dt.timedelta(seconds=settings.metering_period_s)
+    async with db.unit_of_work() as uow:
+        nodes = NodeRepository(uow)
+        node = await _locked_node(uow, node_id)
+        await nodes.update(node_id, last_heartbeat_at=now, observed=observed)
+        if node["state"] == NodeState.OFFLINE:
+            await _set_state(uow, node, NodeState.READY, now)
+        repo = AllocationRepository(uow)
+        live = await repo.lock_where(
+            "node_id = :n AND state = ANY(:live)", {"n": node_id, "live": list(LIVE_ON_NODE)}
+        )
+        for a in live:
+            seen = observed.get(str(a.id))
+            if a.state == S.SCHEDULED and seen in ("provisioning", "running"):
+                a = await move(uow, a, S.PROVISIONING, now=now, period=period)
+            if a.state == S.PROVISIONING and seen == "running":
+                a = await move(uow, a, S.RUNNING, now=now, period=period)
+            elif a.state in (S.SCHEDULED, S.PROVISIONING) and seen == "failed":
+                a = await move(uow, a, S.FAILED, now=now, period=period, reason="provision_error")
+                a = await move(
+                    uow, a, S.RELEASING, now=now, period=period, reason="provision_error"
+                )
+            elif a.state == S.RUNNING and seen in (None, "failed"):
+                # The workload vanished under a running allocation: release it.
+                a = await release(uow, a, now=now, period=period, reason="workload_lost")
+            if a.state == S.RELEASE_FAILED and seen is None:
+                a = await move(uow, a, S.RELEASING, now=now, period=period, reason="retry")
+            if a.state == S.RELEASING and seen is None:
+                a = await move(uow, a, S.RELEASED, now=now, period=period)
+        desired = await repo.lock_where(
+            "node_id = :n AND state = ANY(:d)", {"n": node_id, "d": [s.value for s in DESIRED]}
+        )
+        instances = await repo.instances([a.id for a in desired])
+        await uow.commit()
+    return [(a, instances.get(a.id, [])) for a in desired]
+
+
+async def set_node_state(
+    db: Database, node_id: uuid.UUID, target: NodeState, settings: GpuaasSettings
+) -> Any:
+    """Operator cordon / uncordon (ready) / drain / retire. Draining releases the node's
+    allocations (reason node_drain)."""
+    now = now_utc()
+    period = dt.timedelta(seconds=settings.metering_period_s)
+    async with db.unit_of_work() as uow:
+        node = await _locked_node(uow, node_id)
+        try:
+            await _set_state(uow, node, target, now)
+        except IllegalNodeTransition as exc:
+            raise Conflict(str(exc)) from None
+        if target in (NodeState.DRAINING, NodeState.RETIRED):
+            await _release_node_allocations(uow, node_id, now, period, "node_drain")
+        node = await NodeRepository(uow).get(node_id)
+        await uow.commit()
+    return node
+
+
+async def list_nodes(db: Database) -> list[Any]:
+    async with db.unit_of_work() as uow:
+        return await NodeRepository(uow).all()
+
+
+async def mark_silent_nodes_offline(db: Database, settings: GpuaasSettings) -> int:
+    """Nodes silent for longer than the heartbeat timeout go offline; their allocations take
+    the failure path (scheduled/provisioning -> failed -> releasing; running -> releasing).
+    Releasing allocations stay until the node confirms the teardown or the retries run out."""
+    now = now_utc()
+    period = dt.timedelta(seconds=settings.metering_period_s)
+    async with db.unit_of_work() as uow:
+        stale = await NodeRepository(uow).stale(
+            now - dt.timedelta(seconds=settings.node_heartbeat_timeout_s)
+        )
+        for node in stale:
+            await _set_state(uow, node, NodeState.OFFLINE, now)
+            await _release_node_allocations(uow, node["id"], now, period, "node_lost")
+        await uow.commit()
+    return len(stale)

@@ -1,0 +1,55 @@
+"""Quota administration and the availability read model behind GET /v1/gpu/skus."""
+
+import uuid
+from functools import lru_cache
+from typing import Any
+
+from gpuaas.domain.catalog import SHAPES
+from gpuaas.domain.geometry import Instance, instance_of
+from gpuaas.domain.placement import best_start
+from gpuaas.settings import GpuaasSettings
+from gpuaas.store.repository import AllocationRepository, CapacityRepository, QuotaRepository
+from platformkit.db import Database
+
+
+async def set_quota(db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int) -> None:
+    async with db.unit_of_work() as uow:
+        await QuotaRepository(uow).set(tenant_id, project_id, limit)
+        await uow.commit()
+
+
+async def get_quota(
+    db: Database, project_id: uuid.UUID, settings: GpuaasSettings
+) -> tuple[int, int]:
+    """(limit, in use) in compute slices."""
+    async with db.unit_of_work() as uow:
+        row = await QuotaRepository(uow).get(project_id)
+        in_use = await AllocationRepository(uow).units_in_use(project_id)
+    limit = row["max_compute_slices"] if row else settings.default_project_quota
+    return limit, in_use
+
+
+@lru_cache(maxsize=4096)
+def _placeable(instances: tuple[Instance, ...], profile_id: int) -> int:
+    """How many more instances of a profile fit on a layout, placed by the policy."""
+    n = 0
+    while (found := best_start(instances, profile_id)) is not None:
+        instances = tuple(sorted((*instances, instance_of(SHAPES[profile_id], found[0]))))
+        n += 1
+    return n
+
+
+async def availability(db: Database) -> dict[str, dict[str, Any]]:
+    async with db.unit_of_work() as uow:
+        by_sku = await CapacityRepository(uow).counts_by_sku()
+    out: dict[str, dict[str, Any]] = {}
+    for sku, entry in by_sku.items():
+        gpus = [g for n in entry["nodes"] for g in n.gpus]
+        out[sku] = {
+            "total": len(gpus),
+            "free": sum(g.layout.is_empty for g in gpus),
+            "profiles": {
+                pid: sum(_placeable(g.layout.instances, pid) for g in gpus) for pid in SHAPES
+            },
+        }
+    return out

@@ -1,0 +1,161 @@
+"""The allocation lifecycle (architecture.md §4), enforced here and nowhere else.
+
+    requested -> scheduled -> provisioning -> running -> releasing -> released
+    requested -> rejected                          (no capacity, quota, balance gate)
+    scheduled | provisioning -> failed -> releasing   (node lost, provision error)
+    running -> releasing             (user release, balance exhausted, idle stop, node drain)
+    releasing -> releasing (retry, backoff) -> released | release_failed (operator)
+
+Two edges are added and written in docs/gpuaas.md: `scheduled | provisioning -> releasing`
+(the user cancels before the workload runs) and `release_failed -> releasing` (an operator
+retries). Every transition returns the event to emit; an illegal one raises
+IllegalTransition.
+"""
+
+import dataclasses
+import datetime as dt
+import enum
+import uuid
+
+ALLOCATION_TOPIC = "gpuaas.allocation.v1"
+
+
+class AllocationState(enum.StrEnum):
+    REQUESTED = "requested"
+    REJECTED = "rejected"
+    SCHEDULED = "scheduled"
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    FAILED = "failed"
+    RELEASING = "releasing"
+    RELEASED = "released"
+    RELEASE_FAILED = "release_failed"
+
+
+S = AllocationState
+TRANSITIONS: dict[AllocationState, frozenset[AllocationState]] = {
+    S.REQUESTED: frozenset({S.SCHEDULED, S.REJECTED}),
+    S.SCHEDULED: frozenset({S.PROVISIONING, S.FAILED, S.RELEASING}),
+    S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.RELEASING}),
+    S.RUNNING: frozenset({S.RELEASING}),
+    S.FAILED: frozenset({S.RELEASING}),
+    S.RELEASING: frozenset({S.RELEASING, S.RELEASED, S.RELEASE_FAILED}),
+    S.RELEASE_FAILED: frozenset({S.RELEASING}),
+    S.REJECTED: frozenset(),
+    S.RELEASED: frozenset(),
+}
+# States whose GPUs/slices are still booked.
+HOLDS_CAPACITY = frozenset(
+    {S.SCHEDULED, S.PROVISIONING, S.RUNNING, S.FAILED, S.RELEASING, S.RELEASE_FAILED}
+)
+RELEASABLE = frozenset({S.SCHEDULED, S.PROVISIONING, S.RUNNING, S.FAILED})
+MAX_RELEASE_ATTEMPTS = 6
+
+
+class AllocationEvent(enum.StrEnum):
+    """CloudEvents type per state entered."""
+
+    REQUESTED = "gpuaas.allocation.requested"
+    REJECTED = "gpuaas.allocation.rejected"
+    SCHEDULED = "gpuaas.allocation.scheduled"
+    PROVISIONING = "gpuaas.allocation.provisioning"
+    RUNNING = "gpuaas.allocation.running"
+    FAILED = "gpuaas.allocation.failed"
+    RELEASING = "gpuaas.allocation.releasing"
+    RELEASED = "gpuaas.allocation.released"
+    RELEASE_FAILED = "gpuaas.allocation.release_failed"
+
+
+class IllegalTransition(Exception):
+    def __init__(self, allocation_id: uuid.UUID, current: AllocationState, target: AllocationState):
+        super().__init__(f"allocation {allocation_id} cannot go from {current} to {target}")
+        self.current, self.target = current, target
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Allocation:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    sku: str
+    mig_profile: str | None
+    count: int
+    state: AllocationState
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    node_id: uuid.UUID | None = None
+    reason: str | None = None
+    running_since: dt.datetime | None = None
+    # Metering cursor: the end of the last closed usage interval and the next sequence.
+    usage_cursor: dt.datetime | None = None
+    usage_sequence: int = 0
+    release_attempts: int = 0
+    next_release_at: dt.datetime | None = None
+
+    @property
+    def holds_capacity(self) -> bool:
+        return self.state in HOLDS_CAPACITY
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transition:
+    """What happened: the event to emit for one state change."""
+
+    type: AllocationEvent
+    allocation: Allocation
+    previous: AllocationState | None
+    reason: str | None
+    attempt: int | None = None
+
+
+def new_allocation(
+    allocation_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    project_id: uuid.UUID,
+    sku: str,
+    mig_profile: str | None,
+    count: int,
+    now: dt.datetime,
+) -> tuple[Allocation, Transition]:
+    allocation = Allocation(
+        allocation_id, tenant_id, project_id, sku, mig_profile, count, S.REQUESTED, now, now
+    )
+    return allocation, Transition(AllocationEvent.REQUESTED, allocation, None, None)
+
+
+def release_backoff(attempt: int) -> dt.timedelta:
+    """1 s, 2 s, 4 s ... capped at 60 s between release retries."""
+    return dt.timedelta(seconds=min(2 ** max(attempt - 1, 0), 60))
+
+
+def transition(
+    allocation: Allocation,
+    target: AllocationState,
+    *,
+    now: dt.datetime,
+    reason: str | None = None,
+    node_id: uuid.UUID | None = None,
+) -> tuple[Allocation, Transition]:
+    """The one place an allocation changes state."""
+    if target not in TRANSITIONS[allocation.state]:
+        raise IllegalTransition(allocation.id, allocation.state, target)
+    changes: dict[str, object] = {"state": target, "updated_at": now}
+    if reason is not None:
+        changes["reason"] = reason
+    if target == S.SCHEDULED:
+        if node_id is None:
+            raise ValueError("scheduling needs a node")
+        changes["node_id"] = node_id
+    if target == S.RUNNING:
+        changes["running_since"] = now
+        changes["usage_cursor"] = now
+    attempt = None
+    if target == S.RELEASING:
+        attempt = allocation.release_attempts + 1 if allocation.state == S.RELEASING else 1
+        changes["release_attempts"] = attempt
+        changes["next_release_at"] = now + release_backoff(attempt)
+    if target in (S.RELEASED, S.RELEASE_FAILED):
+        changes["next_release_at"] = None
+    updated = dataclasses.replace(allocation, **changes)  # type: ignore[arg-type]
+    event = AllocationEvent[target.name]
+    return updated, Transition(event, updated, allocation.state, reason, attempt)

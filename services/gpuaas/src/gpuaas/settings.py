@@ -1,0 +1,39 @@
+"""gpuaas's own settings (GPUCLOUD_* environment), beside the kit's ServiceSettings."""
+
+import os
+from dataclasses import dataclass
+
+from gpuaas.domain.quota import DEFAULT_PROJECT_QUOTA
+
+
+@dataclass(frozen=True)
+class GpuaasSettings:
+    metering_period_s: float = 60.0
+    node_heartbeat_timeout_s: float = 15.0
+    sweep_interval_s: float = 1.0
+    default_project_quota: int = DEFAULT_PROJECT_QUOTA
+    provider: str = "static"
+    provider_gpuaas_url: str = "http://127.0.0.1:8104"
+    provider_inventory: str = "h100-80gb:8"
+    provider_min_free_gpus: int = 8
+    provider_max_nodes: int = 4
+    provider_idle_retire_s: float = 300.0
+
+    @classmethod
+    def from_env(cls) -> "GpuaasSettings":
+        env = os.environ.get
+        return cls(
+            metering_period_s=float(env("GPUCLOUD_METERING_PERIOD_S", "60")),
+            node_heartbeat_timeout_s=float(env("GPUCLOUD_NODE_HEARTBEAT_TIMEOUT_S", "15")),
+            sweep_interval_s=float(env("GPUCLOUD_SWEEP_INTERVAL_S", "1")),
+            default_project_quota=int(
+                env("GPUCLOUD_DEFAULT_PROJECT_QUOTA", str(DEFAULT_PROJECT_QUOTA))
+            ),
+            provider=env("GPUCLOUD_PROVIDER", "static") or "static",
+            provider_gpuaas_url=env("GPUCLOUD_PROVIDER_GPUAAS_URL", "")
+            or f"http://127.0.0.1:{env('GPUCLOUD_HTTP_PORT', '8104')}",
+            provider_inventory=env("GPUCLOUD_PROVIDER_INVENTORY", "h100-80gb:8") or "",
+            provider_min_free_gpus=int(env("GPUCLOUD_PROVIDER_MIN_FREE_GPUS", "8") or 8),
+            provider_max_nodes=int(env("GPUCLOUD_PROVIDER_MAX_NODES", "4") or 4),
+            provider_idle_retire_s=float(env("GPUCLOUD_PROVIDER_IDLE_RETIRE_S", "300") or 300),
+        )

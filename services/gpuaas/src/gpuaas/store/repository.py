@@ -1,0 +1,361 @@
+"""All of gpuaas's queries. Repositories flush through the unit of work; they never commit.
+SQL built with f-strings only interpolates constant column lists (hence the S608 noqa)."""
+
+import datetime as dt
+import json
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gpuaas.domain.allocations import HOLDS_CAPACITY, Allocation, AllocationState
+from gpuaas.domain.geometry import Instance, Layout
+from gpuaas.domain.nodes import NodeState
+from gpuaas.domain.placement import Booking, GpuState, NodeCapacity
+from platformkit.db import UnitOfWork
+from platformkit.ids import uuid7
+
+_LIVE = tuple(s.value for s in HOLDS_CAPACITY)
+_ALLOCATION_COLUMNS = (
+    "id, tenant_id, project_id, sku, mig_profile, count, state, created_at, updated_at,"
+    " node_id, reason, running_since, usage_cursor, usage_sequence, release_attempts,"
+    " next_release_at"
+)
+
+
+class SliceTaken(Exception):
+    """Another transaction booked one of the slices first (the database refused it)."""
+
+
+def _allocation(row: Any) -> Allocation:
+    return Allocation(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        project_id=row["project_id"],
+        sku=row["sku"],
+        mig_profile=row["mig_profile"],
+        count=row["count"],
+        state=AllocationState(row["state"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        node_id=row["node_id"],
+        reason=row["reason"],
+        running_since=row["running_since"],
+        usage_cursor=row["usage_cursor"],
+        usage_sequence=row["usage_sequence"],
+        release_attempts=row["release_attempts"],
+        next_release_at=row["next_release_at"],
+    )
+
+
+class AllocationRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def add(self, allocation: Allocation, units: int) -> None:
+        await self.uow.execute(
+            f"INSERT INTO allocations ({_ALLOCATION_COLUMNS}, units) VALUES (:id, :tenant_id,"  # noqa: S608
+            " :project_id, :sku, :mig_profile, :count, :state, :created_at, :updated_at,"
+            " :node_id, :reason, :running_since, :usage_cursor, :usage_sequence,"
+            " :release_attempts, :next_release_at, :units)",
+            {**_params(allocation), "units": units},
+        )
+
+    async def save(self, allocation: Allocation) -> None:
+        await self.uow.execute(
+            "UPDATE allocations SET state = :state, updated_at = :updated_at, node_id = :node_id,"
+            " reason = :reason, running_since = :running_since, usage_cursor = :usage_cursor,"
+            " usage_sequence = :usage_sequence, release_attempts = :release_attempts,"
+            " next_release_at = :next_release_at WHERE id = :id",
+            _params(allocation),
+        )
+
+    async def get(self, allocation_id: uuid.UUID, *, lock: bool = False) -> Allocation | None:
+        row = await self.uow.fetch_one(
+            f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE id = :id"  # noqa: S608
+            + (" FOR UPDATE" if lock else ""),
+            {"id": allocation_id},
+        )
+        return _allocation(row) if row else None
+
+    async def list_for_project(
+        self, project_id: uuid.UUID, limit: int, after: uuid.UUID | None
+    ) -> list[Allocation]:
+        rows = await self.uow.fetch_all(
+            f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE project_id = :p"  # noqa: S608
+            " AND (CAST(:after AS uuid) IS NULL OR id > CAST(:after AS uuid))"
+            " ORDER BY id LIMIT :limit",
+            {"p": project_id, "after": after, "limit": limit},
+        )
+        return [_allocation(r) for r in rows]
+
+    async def lock_where(
+        self, condition: str, params: dict[str, Any], limit: int = 10_000
+    ) -> list[Allocation]:
+        """Allocations matching `condition` (a constant SQL fragment, values bound), locked,
+        skipping rows another worker holds."""
+        rows = await self.uow.fetch_all(
+            f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE {condition}"  # noqa: S608
+            " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED",
+            {**params, "limit": limit},
+        )
+        return [_allocation(r) for r in rows]
+
+    async def units_in_use(self, project_id: uuid.UUID) -> int:
+        row = await self.uow.fetch_one(
+            "SELECT coalesce(sum(units), 0) AS n FROM allocations"
+            " WHERE project_id = :p AND state = ANY(:live)",
+            {"p": project_id, "live": list(_LIVE)},
+        )
+        return int(row["n"])
+
+    async def book(self, allocation_id: uuid.UUID, bookings: list[Booking]) -> None:
+        """Insert the instances and their (gpu, slice) rows inside a savepoint, so a lost
+        race leaves the caller's transaction usable for a retry."""
+        instance_rows = []
+        slice_rows = []
+        for b in bookings:
+            iid = uuid7()
+            i = b.instance
+            instance_rows.append(
+                {
+                    "id": iid,
+                    "a": allocation_id,
+                    "g": b.gpu_id,
+                    "p": i.profile_id,
+                    "s": i.start,
+                    "m": i.memory,
+                    "c": i.compute,
+                    "me": i.media_extension,
+                }
+            )
+            slice_rows += [{"g": b.gpu_id, "s": s, "i": iid} for s in i.slices]
+        try:
+            async with self.uow.session.begin_nested():
+                await self.uow.execute(
+                    "INSERT INTO allocation_instances (id, allocation_id, gpu_id, profile_id,"
+                    " start, memory, compute, media_extension) VALUES"
+                    " (:id, :a, :g, :p, :s, :m, :c, :me)",
+                    instance_rows,  # type: ignore[arg-type]
+                )
+                await self.uow.execute(
+                    "INSERT INTO gpu_slices (gpu_id, slice, instance_id) VALUES (:g, :s, :i)",
+                    slice_rows,  # type: ignore[arg-type]
+                )
+        except IntegrityError as exc:
+            raise SliceTaken(str(exc.orig)) from exc
+
+    async def free(self, allocation_id: uuid.UUID, now: dt.datetime) -> None:
+        await self.uow.execute(
+            "DELETE FROM gpu_slices WHERE instance_id IN (SELECT id FROM allocation_instances"
+            " WHERE allocation_id = :a)",
+            {"a": allocation_id},
+        )
+        await self.uow.execute(
+            "UPDATE allocation_instances SET released_at = :now"
+            " WHERE allocation_id = :a AND released_at IS NULL",
+            {"a": allocation_id, "now": now},
+        )
+
+    async def instances(self, allocation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
+        if not allocation_ids:
+            return {}
+        rows = await self.uow.fetch_all(
+            "SELECT i.allocation_id, i.id, i.profile_id, i.start, i.memory, i.compute,"
+            " g.index AS gpu_index, g.device_uuid FROM allocation_instances i"
+            " JOIN gpus g ON g.id = i.gpu_id WHERE i.allocation_id = ANY(:ids)"
+            " AND i.released_at IS NULL ORDER BY g.index, i.start",
+            {"ids": list(allocation_ids)},
+        )
+        out: dict[uuid.UUID, list[Any]] = defaultdict(list)
+        for r in rows:
+            out[r["allocation_id"]].append(r)
+        return out
+
+
+def _params(a: Allocation) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "tenant_id": a.tenant_id,
+        "project_id": a.project_id,
+        "sku": a.sku,
+        "mig_profile": a.mig_profile,
+        "count": a.count,
+        "state": a.state.value,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "node_id": a.node_id,
+        "reason": a.reason,
+        "running_since": a.running_since,
+        "usage_cursor": a.usage_cursor,
+        "usage_sequence": a.usage_sequence,
+        "release_attempts": a.release_attempts,
+        "next_release_at": a.next_release_at,
+    }
+
+
+class CapacityRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def snapshot(self, sku: str) -> list[NodeCapacity]:
+        """Every ready node's GPUs of `sku` with their live instances."""
+        rows = await self.uow.fetch_all(
+            "SELECT n.id AS node_id, g.id AS gpu_id, g.index, i.start, i.memory, i.compute,"
+            " i.profile_id, i.media_extension FROM nodes n JOIN gpus g ON g.node_id = n.id"
+            " LEFT JOIN allocation_instances i ON i.gpu_id = g.id AND i.released_at IS NULL"
+            " WHERE n.state = 'ready' AND g.sku = :sku ORDER BY n.id, g.index",
+            {"sku": sku},
+        )
+        return _capacity(rows)
+
+    async def counts_by_sku(self) -> dict[str, dict[str, Any]]:
+        rows = await self.uow.fetch_all(
+            "SELECT g.sku, n.state, g.id AS gpu_id, g.index, n.id AS node_id, i.start, i.memory,"
+            " i.compute, i.profile_id, i.media_extension FROM gpus g JOIN nodes n"
+            " ON n.id = g.node_id LEFT JOIN allocation_instances i ON i.gpu_id = g.id"
+            " AND i.released_at IS NULL WHERE n.state = 'ready'"
+        )
+        by_sku: dict[str, list[Any]] = defaultdict(list)
+        for r in rows:
+            by_sku[r["sku"]].append(r)
+        return {sku: {"nodes": _capacity(rs)} for sku, rs in by_sku.items()}
+
+
+def _capacity(rows: list[Any]) -> list[NodeCapacity]:
+    gpus: dict[uuid.UUID, tuple[uuid.UUID, int, list[Instance]]] = {}
+    for r in rows:
+        entry = gpus.setdefault(r["gpu_id"], (r["node_id"], r["index"], []))
+        if r["start"] is not None:
+            entry[2].append(
+                Instance(
+                    r["start"], r["memory"], r["compute"], r["profile_id"], r["media_extension"]
+                )
+            )
+    nodes: dict[uuid.UUID, list[GpuState]] = defaultdict(list)
+    for gpu_id, (node_id, index, instances) in gpus.items():
+        nodes[node_id].append(GpuState(gpu_id, index, Layout.of(instances)))
+    return [NodeCapacity(n, tuple(g)) for n, g in nodes.items()]
+
+
+class QuotaRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def lock(self, tenant_id: uuid.UUID, project_id: uuid.UUID, default: int) -> int:
+        """The project's limit, with its row locked: allocations of one project are checked
+        against the quota one at a time, so two concurrent requests cannot both fit."""
+        await self.uow.execute(
+            "INSERT INTO quotas (project_id, tenant_id, max_compute_slices)"
+            " VALUES (:p, :t, :d) ON CONFLICT DO NOTHING",
+            {"p": project_id, "t": tenant_id, "d": default},
+        )
+        row = await self.uow.fetch_one(
+            "SELECT max_compute_slices FROM quotas WHERE project_id = :p FOR UPDATE",
+            {"p": project_id},
+        )
+        return int(row["max_compute_slices"])
+
+    async def set(self, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int) -> None:
+        await self.uow.execute(
+            "INSERT INTO quotas (project_id, tenant_id, max_compute_slices) VALUES (:p, :t, :l)"
+            " ON CONFLICT (project_id) DO UPDATE"
+            " SET max_compute_slices = EXCLUDED.max_compute_slices",
+            {"p": project_id, "t": tenant_id, "l": limit},
+        )
+
+    async def get(self, project_id: uuid.UUID) -> Any:
+        return await self.uow.fetch_one(
+            "SELECT project_id, tenant_id, max_compute_slices FROM quotas WHERE project_id = :p",
+            {"p": project_id},
+        )
+
+
+class BalanceRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def standing(self, tenant_id: uuid.UUID) -> str | None:
+        row = await self.uow.fetch_one(
+            "SELECT standing FROM balance_standing WHERE tenant_id = :t", {"t": tenant_id}
+        )
+        return row["standing"] if row else None
+
+    async def apply(self, row: dict[str, Any]) -> bool:
+        """Upsert unless we already hold a newer ledger sequence; True when applied."""
+        result = await self.uow.execute(
+            "INSERT INTO balance_standing (tenant_id, standing, available_micros, currency,"
+            " ledger_sequence, as_of) VALUES (:tenant_id, :standing, :available_micros,"
+            " :currency, :ledger_sequence, :as_of) ON CONFLICT (tenant_id) DO UPDATE SET"
+            " standing = EXCLUDED.standing, available_micros = EXCLUDED.available_micros,"
+            " currency = EXCLUDED.currency, ledger_sequence = EXCLUDED.ledger_sequence,"
+            " as_of = EXCLUDED.as_of"
+            " WHERE balance_standing.ledger_sequence <= EXCLUDED.ledger_sequence",
+            row,
+        )
+        return result.rowcount > 0
+
+
+class NodeRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    _COLUMNS = (
+        "id, name, provider, state, credential_hash, agent_url, registered_at,"
+        " last_heartbeat_at, observed"
+    )
+
+    async def by_name(self, name: str, *, lock: bool = False) -> Any:
+        return await self.uow.fetch_one(
+            f"SELECT {self._COLUMNS} FROM nodes WHERE name = :n" + (" FOR UPDATE" if lock else ""),  # noqa: S608
+            {"n": name},
+        )
+
+    async def get(self, node_id: uuid.UUID, *, lock: bool = False) -> Any:
+        return await self.uow.fetch_one(
+            f"SELECT {self._COLUMNS} FROM nodes WHERE id = :id" + (" FOR UPDATE" if lock else ""),  # noqa: S608
+            {"id": node_id},
+        )
+
+    async def all(self) -> list[Any]:
+        return await self.uow.fetch_all(
+            f"SELECT {self._COLUMNS}, (SELECT count(*) FROM gpus g WHERE g.node_id = nodes.id)"  # noqa: S608
+            " AS gpu_count, (SELECT min(sku) FROM gpus g WHERE g.node_id = nodes.id) AS sku"
+            " FROM nodes ORDER BY name"
+        )
+
+    async def add(self, node: dict[str, Any]) -> None:
+        await self.uow.execute(
+            "INSERT INTO nodes (id, name, provider, state, credential_hash, agent_url,"
+            " registered_at, last_heartbeat_at) VALUES (:id, :name, :provider, :state,"
+            " :credential_hash, :agent_url, :now, :now)",
+            node,
+        )
+
+    async def update(self, node_id: uuid.UUID, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        if "observed" in fields:
+            fields["observed"] = json.dumps(fields["observed"])
+            sets = sets.replace("observed = :observed", "observed = CAST(:observed AS jsonb)")
+        await self.uow.execute(f"UPDATE nodes SET {sets} WHERE id = :id", {**fields, "id": node_id})  # noqa: S608
+
+    async def gpus(self, node_id: uuid.UUID) -> list[Any]:
+        return await self.uow.fetch_all(
+            "SELECT id, index, sku, device_uuid FROM gpus WHERE node_id = :n ORDER BY index",
+            {"n": node_id},
+        )
+
+    async def add_gpu(self, node_id: uuid.UUID, index: int, sku: str, device_uuid: str) -> None:
+        await self.uow.execute(
+            "INSERT INTO gpus (id, node_id, index, sku, device_uuid) VALUES (:id, :n, :i, :s, :u)"
+            " ON CONFLICT (node_id, index) DO UPDATE SET device_uuid = EXCLUDED.device_uuid",
+            {"id": uuid7(), "n": node_id, "i": index, "s": sku, "u": device_uuid},
+        )
+
+    async def stale(self, before: dt.datetime) -> list[Any]:
+        return await self.uow.fetch_all(
+            f"SELECT {self._COLUMNS} FROM nodes WHERE last_heartbeat_at < :b"  # noqa: S608
+            " AND state NOT IN (:offline, :retired) FOR UPDATE SKIP LOCKED",
+            {"b": before, "offline": NodeState.OFFLINE.value, "retired": NodeState.RETIRED.value},
+        )

@@ -1,0 +1,42 @@
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gpuaas.app.nodes import GpuInventory, register_node
+from platformkit.db import Database
+from platformkit.migrate import apply_migrations
+from platformkit.service import KIT_MIGRATIONS
+
+
+@pytest.fixture
+def gpuaas_url(fresh_database: str) -> str:
+    apply_migrations(fresh_database, [KIT_MIGRATIONS, ("gpuaas", "gpuaas.store.migrations")])
+    return fresh_database
+
+
+@pytest.fixture
+async def db(gpuaas_url: str) -> AsyncIterator[Database]:
+    database = Database(gpuaas_url, pool_size=12)
+    yield database
+    await database.dispose()
+
+
+async def add_node(db: Database, sku: str = "h100-80gb", gpus: int = 1, name: str | None = None):
+    name = name or f"node-{uuid.uuid4().hex[:8]}"
+    return await register_node(
+        db,
+        name,
+        "static",
+        None,
+        [GpuInventory(i, sku, f"GPU-{uuid.uuid4()}") for i in range(gpus)],
+    )
+
+
+async def outbox(db: Database, subject: uuid.UUID, topic: str | None = None) -> list:
+    async with db.unit_of_work() as uow:
+        return await uow.fetch_all(
+            "SELECT type, topic, payload FROM outbox WHERE subject = :s"
+            " AND (CAST(:t AS text) IS NULL OR topic = CAST(:t AS text)) ORDER BY seq",
+            {"s": str(subject), "t": topic},
+        )

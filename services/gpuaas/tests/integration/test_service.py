@@ -1,0 +1,234 @@
+"""The whole gpuaas service (HTTP app + runtime) on real Kafka and PostgreSQL: the routes,
+the outbox relay to Kafka, and billing's exhausted event releasing a tenant's allocations."""
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer
+from litestar.testing import AsyncTestClient
+
+from gpuaas.bootstrap import DEFINITION
+from gpucloud_contracts.events.billing import BalanceChanged
+from platformkit.envelope import new_event
+from platformkit.http import build_service_app
+from platformkit.kafka import idempotent_producer
+from platformkit.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+TOKEN = "test-operator-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _settings(infra, gpuaas_url) -> ServiceSettings:
+    return ServiceSettings(
+        # A unique service name: its own consumer group, apart from the running fleet's.
+        service_name=f"gpuaas-test-{uuid.uuid4().hex[:8]}",
+        database_url=gpuaas_url,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        operator_token=TOKEN,
+        outbox_poll_interval_s=0.2,
+    )
+
+
+@pytest.fixture
+async def client(infra, gpuaas_url):
+    app = build_service_app(DEFINITION, _settings(infra, gpuaas_url))
+    async with AsyncTestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+async def http_only(infra, gpuaas_url):
+    """Without the balance consumer: stopping a consumer still joining its group can take
+    a session timeout, and these tests do not need it."""
+    definition = dataclasses.replace(DEFINITION, subscriptions=())
+    async with AsyncTestClient(build_service_app(definition, _settings(infra, gpuaas_url))) as c:
+        yield c
+
+
+async def _register(client, gpus=1):
+    r = await client.post(
+        "/v1/gpu/nodes/register",
+        json={
+            "name": f"n-{uuid.uuid4().hex[:8]}",
+            "gpus": [
+                {"index": i, "sku": "h100-80gb", "device_uuid": f"GPU-{i}"} for i in range(gpus)
+            ],
+        },
+        headers=AUTH,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def _eventually(check, within=30.0):
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.3)
+
+
+async def _keys_on(bootstrap: str, topic: str, key: str, want: int) -> list[str]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    found: list[str] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(found) < want and asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    if r.key and r.key.decode() == key:
+                        found.append(dict(r.headers)["ce_type"].decode())
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_http_routes_and_events_reach_kafka(client, infra):
+    node = await _register(client)
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+    r = await client.post(
+        base,
+        json={"sku": "h100-80gb", "mig_profile": "1g.10gb"},
+        headers={**AUTH, "Idempotency-Key": "a1"},
+    )
+    assert r.status_code == 201, r.text
+    allocation = r.json()
+    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 6
+    r2 = await client.post(
+        base,
+        json={"sku": "h100-80gb", "mig_profile": "1g.10gb"},
+        headers={**AUTH, "Idempotency-Key": "a1"},
+    )
+    assert r2.json() == allocation
+
+    bad = await client.post(base, json={"sku": "h100-80gb", "mig_profile": "9g"}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "mig_profile"
+    assert (await client.get(base)).status_code == 401
+
+    sync = await client.post(
+        f"/v1/gpu/nodes/{node['node_id']}/sync",
+        json={"allocations": {allocation["id"]: "running"}},
+        headers={"Authorization": f"Bearer {node['credential']}"},
+    )
+    assert sync.status_code == 200 and sync.json()["allocations"][0]["state"] == "running"
+    wrong = await client.post(
+        f"/v1/gpu/nodes/{node['node_id']}/sync", json={}, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+
+    skus = {s["key"]: s for s in (await client.get("/v1/gpu/skus", headers=AUTH)).json()}
+    h100 = {p["name"]: p["available"] for p in skus["h100-80gb"]["profiles"]}
+    assert skus["h100-80gb"]["gpus_total"] == 1 and h100["4g.40gb"] == 1 and h100["7g.80gb"] == 0
+
+    r = await client.post(f"{base}/{allocation['id']}/release", headers=AUTH)
+    assert r.status_code == 202 and r.json()["state"] == "releasing"
+    listed = (await client.get(base, headers=AUTH)).json()["items"]
+    assert [a["id"] for a in listed] == [allocation["id"]]
+    other = f"/v1/gpu/tenants/{tenant}/projects/{uuid.uuid4()}/allocations/{allocation['id']}"
+    assert (await client.get(other, headers=AUTH)).status_code == 404
+
+    nodes = (await client.get("/v1/gpu/nodes", headers=AUTH)).json()
+    assert nodes[0]["state"] == "ready" and nodes[0]["gpu_count"] == 1
+    types = await _keys_on(infra.kafka_bootstrap, "gpuaas.allocation.v1", allocation["id"], 5)
+    assert types == [
+        "gpuaas.allocation.requested",
+        "gpuaas.allocation.scheduled",
+        "gpuaas.allocation.provisioning",
+        "gpuaas.allocation.running",
+        "gpuaas.allocation.releasing",
+    ]
+    usage = await _keys_on(infra.kafka_bootstrap, "metering.usage.v1", allocation["id"], 1)
+    assert usage == ["metering.usage.recorded"]
+
+
+async def test_exhausted_balance_releases_and_gates(client, infra):
+    node = await _register(client, gpus=2)
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+    a = (await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)).json()
+    await client.post(
+        f"/v1/gpu/nodes/{node['node_id']}/sync",
+        json={"allocations": {a["id"]: "running"}},
+        headers={"Authorization": f"Bearer {node['credential']}"},
+    )
+
+    payload = BalanceChanged(
+        tenant_id=tenant,
+        currency="USD",
+        available_micros=0,
+        standing="exhausted",
+        ledger_sequence=7,
+        as_of=dt.datetime.now(dt.UTC),
+    )
+    event = new_event(
+        type="billing.balance.exhausted",
+        source="billing",
+        subject=str(tenant),
+        payload=msgspec.json.encode(payload),
+        tenant=str(tenant),
+    )
+    producer = idempotent_producer(infra.kafka_bootstrap, "gpuaas-tests")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            "billing.balance.v1", value=event.data, key=event.key, headers=event.headers()
+        )
+    finally:
+        await producer.stop()
+
+    async def released():
+        r = await client.get(f"{base}/{a['id']}", headers=AUTH)
+        return r.json()["state"] == "releasing" and r.json()["reason"] == "balance_exhausted"
+
+    assert await _eventually(released)
+    gated = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
+    assert gated.status_code == 402 and gated.json()["type"].endswith("balance-exhausted")
+
+
+class _TenantTokens:
+    """Stands in for iam's token verifier (not built yet): token "<tenant>:<project>"."""
+
+    async def verify(self, token: str):
+        from platformkit.auth import Principal
+
+        tenant, _, project = token.partition(":")
+        return Principal(
+            subject="u",
+            kind="service_account",
+            tenant_id=uuid.UUID(tenant),
+            roles=frozenset({"member"}),
+            project_ids=frozenset({uuid.UUID(project)}),
+        )
+
+
+async def test_foreign_tenant_and_project_read_as_not_found(http_only):
+    client = http_only
+    client.app.state.token_verifier = _TenantTokens()
+    await _register(client)
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    mine = {"Authorization": f"Bearer {tenant}:{project}"}
+    base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+    r = await client.post(base, json={"sku": "h100-80gb", "mig_profile": "1g.10gb"}, headers=mine)
+    assert r.status_code == 201, r.text
+    other_tenant = f"/v1/gpu/tenants/{uuid.uuid4()}/projects/{project}/allocations"
+    other_project = f"/v1/gpu/tenants/{tenant}/projects/{uuid.uuid4()}/allocations"
+    assert (await client.get(other_tenant, headers=mine)).status_code == 404
+    assert (
+        await client.post(other_project, json={"sku": "h100-80gb"}, headers=mine)
+    ).status_code == 404
+    assert (await client.get("/v1/gpu/nodes", headers=mine)).status_code == 403
+    assert (await client.get(f"{base}/{r.json()['id']}", headers=mine)).status_code == 200
