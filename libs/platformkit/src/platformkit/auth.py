@@ -9,7 +9,10 @@ Credentials accepted today:
 - the operator token (`GPUCLOUD_OPERATOR_TOKEN`, constant-time comparison) -> an operator
   principal that may act on any tenant;
 - iam's signed access tokens, verified per RFC 8725 by `platformkit.tokens` once a service
-  configures a verifier (`app.state.token_verifier`).
+  configures a verifier (`app.state.token_verifier`). A user's roles are those of the token
+  that iam's membership events have not revoked since (`platformkit.memberships`, an
+  in-process projection): authorization stays local and a revoked role stops counting
+  within seconds.
 With no credential configured every non-public route refuses: closed by default.
 
 Roles hold at tenant level (`roles`, valid in every project of the tenant) or at project

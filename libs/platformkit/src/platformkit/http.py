@@ -165,6 +165,8 @@ def build_service_app(
         verifier = getattr(app.state, "token_verifier", None)
         if verifier is not None and app.state.runtime.revocations is not None:
             verifier.revocations = app.state.runtime.revocations
+        if verifier is not None and app.state.runtime.memberships is not None:
+            verifier.memberships = app.state.runtime.memberships
         await app.state.runtime.start()
 
     async def stop_runtime(app: Litestar) -> None:

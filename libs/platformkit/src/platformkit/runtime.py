@@ -1,6 +1,6 @@
 """The running parts of a service besides its HTTP routes: database, Kafka producer,
 outbox relay, event consumers, heartbeat and (for a service that verifies iam's tokens)
-the API-key revocation projection, started and stopped with the HTTP app.
+the API-key revocation and membership projections, started and stopped with the HTTP app.
 """
 
 import asyncio
@@ -21,6 +21,7 @@ from platformkit.consumers import EventConsumer, Subscription, build_consumers
 from platformkit.db import Database
 from platformkit.envelope import new_event
 from platformkit.kafka import idempotent_producer
+from platformkit.memberships import MembershipProjection
 from platformkit.relay import OutboxRelay
 from platformkit.revocations import RevocationProjection
 from platformkit.settings import ServiceSettings
@@ -89,6 +90,15 @@ class ServiceRuntime:
             if kafka and settings.jwks_url
             else None
         )
+        # ... and of the memberships iam changes, so a revoked role stops counting before
+        # the tokens that carry it expire (the verifier intersects the token's roles).
+        self.memberships = (
+            MembershipProjection(
+                settings.kafka_bootstrap, client_id=f"{settings.service_name}-memberships"
+            )
+            if kafka and settings.jwks_url
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._readiness: Readiness | None = None
 
@@ -102,6 +112,8 @@ class ServiceRuntime:
             await self.broker.start()
         if self.revocations is not None:
             await self.revocations.start()
+        if self.memberships is not None:
+            await self.memberships.start()
         if self.settings.heartbeat_interval_s > 0:  # 0 turns heartbeats off (test harnesses)
             self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
 
@@ -125,6 +137,8 @@ class ServiceRuntime:
                 await task
         if self.revocations is not None:
             await self.revocations.stop()
+        if self.memberships is not None:
+            await self.memberships.stop()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         with contextlib.suppress(Exception):

@@ -13,7 +13,10 @@
 
 A token minted from an API key carries its id (`api_key`); with a revocation set attached
 (`platformkit.revocations`, started by the service runtime) a revoked key's tokens are
-refused before they expire.
+refused before they expire. With a membership projection attached
+(`platformkit.memberships`, also started by the runtime) a user's roles are intersected
+with the memberships iam has published since: a role revoked after the token was minted no
+longer counts, a role granted since is not added.
 
 The result is a `platformkit.auth.Principal`. Tokens are never logged.
 """
@@ -156,6 +159,10 @@ class RevocationCheck(Protocol):
     def is_revoked(self, key_id: str) -> bool: ...
 
 
+class MembershipCheck(Protocol):
+    def restrict(self, principal: Principal) -> Principal: ...
+
+
 class AccessTokenVerifier:
     """Verifies an access token and turns its claims into a Principal."""
 
@@ -168,6 +175,7 @@ class AccessTokenVerifier:
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         leeway_s: float = 5.0,
         revocations: RevocationCheck | None = None,
+        memberships: MembershipCheck | None = None,
     ) -> None:
         unknown = set(algorithms) - set(_KEY_TYPES)
         if not algorithms or unknown:
@@ -178,6 +186,7 @@ class AccessTokenVerifier:
         self.algorithms = tuple(algorithms)
         self.leeway_s = leeway_s
         self.revocations = revocations
+        self.memberships = memberships
 
     async def claims(self, token: str) -> dict[str, Any]:
         try:
@@ -222,7 +231,11 @@ class AccessTokenVerifier:
         return claims
 
     async def verify(self, token: str) -> Principal:
-        return principal_from_claims(await self.claims(token))
+        principal = principal_from_claims(await self.claims(token))
+        if self.memberships is not None:
+            # Roles revoked since the token was minted stop counting (never more than it says).
+            principal = self.memberships.restrict(principal)
+        return principal
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:

@@ -48,6 +48,8 @@ async def install_iam(app: Litestar) -> None:
         audience=settings.token_audience,
         # Service-account tokens of revoked keys are refused here too (fed by Kafka).
         revocations=runtime.revocations,
+        # ... and roles revoked since the token was minted stop counting (fed by Kafka).
+        memberships=runtime.memberships,
     )
 
 

@@ -1,0 +1,131 @@
+"""A role revoked in iam stops working in OTHER services within seconds, over real Kafka,
+although the caller's access token still names it.
+
+iam runs in process with its outbox relay publishing to the real broker; two other
+services are built with platformkit's `build_service_app` as the fleet builds them
+(GPUCLOUD_JWKS_URL set, so the runtime starts the membership projection and attaches it to
+the token verifier). Their JWKS source is pointed at the in-process iam; everything else is
+the production wiring.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+from litestar import get
+from litestar.testing import AsyncTestClient
+
+from gpucloud_contracts.provision import provision
+from iam.bootstrap import DEFINITION
+from platformkit.auth import Principal
+from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.service import migrate
+from platformkit.settings import ServiceSettings
+
+from .conftest import OPERATOR_TOKEN, PASSWORD, access, bearer, email, sign_up
+from .test_sign_in import JwksFrom
+
+pytestmark = pytest.mark.integration
+DEADLINE_S = 5.0
+CATCH_UP_DEADLINE_S = 60.0  # replaying the shared devstack topic at start-up
+
+
+@get("/tenants/{tenant_id:uuid}/admin-only", operation_id="adminOnly")
+async def admin_only(principal: Principal, tenant_id: uuid.UUID) -> dict[str, str]:
+    principal.require_tenant(tenant_id)
+    principal.require_role("owner", "admin")
+    return {"subject": principal.subject}
+
+
+@pytest.fixture(scope="module")
+async def fleet(infra, iam_database) -> AsyncIterator[dict]:
+    await provision(infra.kafka_bootstrap, report=lambda _: None)
+    iam_settings = ServiceSettings(
+        service_name="iam", database_url=iam_database, operator_token=OPERATOR_TOKEN,
+        kafka_bootstrap=infra.kafka_bootstrap, outbox_poll_interval_s=0.5,
+        heartbeat_interval_s=0,
+    )  # fmt: skip
+    migrate(DEFINITION, iam_settings)
+    async with AsyncExitStack() as stack:
+        iam = await stack.enter_async_context(
+            AsyncTestClient(build_service_app(DEFINITION, iam_settings))
+        )
+        services = []
+        for name in ("test-memberships-a", "test-memberships-b"):
+            settings = ServiceSettings(
+                service_name=name, kafka_bootstrap=infra.kafka_bootstrap,
+                jwks_url="http://127.0.0.1:9/not-used", heartbeat_interval_s=0,
+            )  # fmt: skip
+            definition = ServiceDefinition(
+                name=name, version="0", description="a consumer of iam tokens",
+                route_handlers=[admin_only], relay=False,
+            )  # fmt: skip
+            client = await stack.enter_async_context(
+                AsyncTestClient(build_service_app(definition, settings))
+            )
+            client.app.state.token_verifier.keys.source = JwksFrom(iam)
+            services.append(client)
+        yield {"iam": iam, "services": services}
+
+
+async def _caught_up(services) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < CATCH_UP_DEADLINE_S:
+        if all(s.app.state.runtime.memberships.ready for s in services):
+            return
+        await asyncio.sleep(0.1)  # poll interval, not a wait for an outcome
+    raise AssertionError("the membership projections never caught up with the topic")
+
+
+async def test_a_revoked_role_is_dropped_by_other_services_within_seconds(fleet):
+    iam, services = fleet["iam"], fleet["services"]
+    for service in services:
+        memberships = service.app.state.runtime.memberships
+        assert memberships is not None
+        assert service.app.state.token_verifier.memberships is memberships
+    account = await sign_up(iam)
+    tenant = account["tenant"]["id"]
+    owner = await access(iam, account["email"], mfa=True)
+    address = email()
+    created = await iam.post("/v1/iam/users", json={"email": address, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    granted = await iam.post(
+        f"/v1/iam/tenants/{tenant}/members",
+        json={"email": address, "role": "admin"},
+        headers=bearer(owner),
+    )
+    assert granted.status_code == 201, granted.text
+    admin = await access(iam, address, tenant=tenant)
+    await _caught_up(services)
+    path = f"/tenants/{tenant}/admin-only"
+    for service in services:
+        for t in (admin, owner):
+            answered = await service.get(path, headers=bearer(t))
+            assert answered.status_code == 200, answered.text
+
+    revoked = await iam.delete(
+        f"/v1/iam/tenants/{tenant}/members/{granted.json()['id']}", headers=bearer(owner)
+    )
+    assert revoked.status_code == 204, revoked.text
+    started = time.monotonic()
+    pending = set(range(len(services)))
+    refused_after: dict[int, float] = {}
+    while pending and time.monotonic() - started < DEADLINE_S:
+        for i in list(pending):
+            answered = await services[i].get(path, headers=bearer(admin))
+            if answered.status_code == 403:
+                refused_after[i] = time.monotonic() - started
+                pending.discard(i)
+            else:
+                assert answered.status_code == 200, answered.text
+        await asyncio.sleep(0.05)  # poll interval, not a wait for an outcome
+    assert not pending, f"services {sorted(pending)} still honour the revoked admin role"
+    print(f"revoked role dropped after {refused_after}")  # a figure for the report
+    for service in services:
+        # The token is still valid (401 would mean the token was refused as a whole) and
+        # the owner, whose membership did not change, is untouched.
+        assert (await service.get(path, headers=bearer(admin))).status_code == 403
+        assert (await service.get(path, headers=bearer(owner))).status_code == 200
