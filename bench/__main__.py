@@ -3,9 +3,15 @@
 import argparse
 import sys
 
-from bench import auth, outbox
+from bench import auth, launch, outbox, rating, scheduler
 
-BENCHMARKS = {"outbox": outbox, "auth": auth}
+BENCHMARKS = {
+    "outbox": outbox,
+    "auth": auth,
+    "scheduler": scheduler,
+    "launch": launch,
+    "rating": rating,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

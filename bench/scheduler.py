@@ -1,0 +1,327 @@
+"""GPU scheduler benchmark: placements per second and fragmentation of gpuaas's pure policy.
+
+No database, no fleet: gpuaas's domain (`placement.place`, `PlacementIndex`, `geometry`)
+on N simulated nodes x 8 H100s. A seeded random workload of allocate/release steps, mixed
+like the service's traffic (25 % whole-GPU requests of 1 or 2 GPUs, 75 % single MIG slices
+of every profile), kept around 85 % compute utilisation (above it, a release is forced).
+
+Three policies, in the same run:
+
+- **policy, incremental index** (the headline): `PlacementIndex.place` + `book`, what
+  gpuaas keeps in memory;
+- **policy, plain scan** (baseline): `placement.place` over a snapshot of every node, the
+  reference the index is property-tested against. The index makes the same decisions, so
+  the scan is timed on the *same* states, on a sample of the steps (`--scan-every`), which
+  keeps its run short; the decisions are compared on those samples and any disagreement
+  is reported;
+- **first fit** (baseline): the lowest node, GPU and start where the request fits; its
+  decisions differ, so it runs its own trajectory with the same request sequence, for its
+  fragmentation.
+
+Fragmentation is `geometry.fragmentation` over all GPUs at the end (1 - largest placeable
+compute / free compute), plus how many GPUs can still take a 4g instance.
+"""
+
+import argparse
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.common import environment, print_table, save_results, summarize_ms
+from gpuaas.domain.catalog import SHAPES, SKUS, ProfileShape
+from gpuaas.domain.geometry import Layout, can_place, fragmentation, instance_of
+from gpuaas.domain.placement import Booking, Decision, GpuState, NodeCapacity, place
+from gpuaas.domain.placement_index import PlacementIndex
+
+SUMMARY = "placements/s and fragmentation of gpuaas's placement policy (pure, no fleet)"
+TARGET_PLACEMENTS_PER_S = 2_000
+GPUS_PER_NODE = 8
+MIG_PROFILES = [p.shape for p in SKUS["h100-80gb"].profiles]
+FOUR_G = SHAPES[5]  # the 4g profile: "can a large slice still fit" after the run
+TARGET_UTILISATION = 0.85
+COMPUTE_SLICES = 7
+
+Policy = Callable[[Sequence[NodeCapacity], ProfileShape | None, int], Decision | None]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", type=int, default=1_000, help="simulated nodes (1000)")
+    parser.add_argument("--steps", type=int, default=100_000, help="allocate/release steps")
+    parser.add_argument("--seed", type=int, default=7, help="workload seed (7)")
+    parser.add_argument(
+        "--scan-every", type=int, default=10, help="time the plain scan on every Nth request"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 200 nodes, 10,000 steps")
+
+
+def first_fit(
+    nodes: Sequence[NodeCapacity], shape: ProfileShape | None, count: int
+) -> Decision | None:
+    """Baseline: the first node, GPU and start where a MIG slice fits; whole GPUs as the
+    policy places them (both pick empty GPUs; the difference is in MIG packing)."""
+    if shape is None or count != 1:
+        return place(nodes, shape, count)
+    for node in nodes:
+        for gpu in node.gpus:
+            for start in shape.starts:
+                if can_place(gpu.layout, shape, start):
+                    return Decision(
+                        node.node_id, (Booking(gpu.gpu_id, gpu.index, instance_of(shape, start)),)
+                    )
+    return None
+
+
+@dataclass
+class Fleet:
+    """The simulated fleet's layouts, and a NodeCapacity snapshot kept current per node."""
+
+    node_ids: list[uuid.UUID]
+    gpu_ids: dict[uuid.UUID, list[uuid.UUID]]
+    layouts: dict[uuid.UUID, Layout] = field(default_factory=dict)
+    node_of: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    nodes: dict[uuid.UUID, NodeCapacity] = field(default_factory=dict)
+    used: int = 0  # compute slices in use
+
+    @classmethod
+    def new(cls, n_nodes: int, rng: random.Random) -> "Fleet":
+        node_ids = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(n_nodes)]
+        gpu_ids = {
+            n: [uuid.UUID(int=rng.getrandbits(128)) for _ in range(GPUS_PER_NODE)] for n in node_ids
+        }
+        fleet = cls(node_ids, gpu_ids)
+        for n, gs in gpu_ids.items():
+            for g in gs:
+                fleet.layouts[g] = Layout()
+                fleet.node_of[g] = n
+            fleet.nodes[n] = fleet.capacity(n)
+        return fleet
+
+    def capacity(self, node_id: uuid.UUID) -> NodeCapacity:
+        gpus = self.gpu_ids[node_id]
+        return NodeCapacity(
+            node_id, tuple(GpuState(g, i, self.layouts[g]) for i, g in enumerate(gpus))
+        )
+
+    def apply(self, bookings: Sequence[Booking], *, add: bool) -> None:
+        for b in bookings:
+            layout = self.layouts[b.gpu_id]
+            self.layouts[b.gpu_id] = layout.add(b.instance) if add else layout.remove(b.instance)
+            self.used += b.instance.compute if add else -b.instance.compute
+        for node_id in {self.node_of[b.gpu_id] for b in bookings}:
+            self.nodes[node_id] = self.capacity(node_id)
+
+    def outcome(self) -> dict[str, Any]:
+        layouts = self.layouts.values()
+        return {
+            "fragmentation": round(fragmentation(layouts), 4),
+            "gpus_where_4g_fits": sum(can_place(lay, FOUR_G, 0) for lay in layouts),
+            "utilisation": round(self.used / (COMPUTE_SLICES * len(self.layouts)), 3),
+        }
+
+
+def simulate(
+    n_nodes: int,
+    steps: int,
+    seed: int,
+    *,
+    policy: Policy | None,
+    scan_every: int = 0,
+) -> dict[str, Any]:
+    """One trajectory of `steps` random steps. `policy=None` is the incremental index (and
+    then every `scan_every`th request the plain scan is also timed on the same state);
+    otherwise `policy` is called on the snapshot. The request sequence depends on the seed
+    only, so every policy sees the same requests while their decisions agree."""
+    fleet = Fleet.new(n_nodes, random.Random(seed))
+    rng = random.Random(seed + 1)
+    index = PlacementIndex()
+    if policy is None:
+        for n in fleet.node_ids:
+            index.add_node(fleet.nodes[n])
+    live: list[tuple[Booking, ...]] = []
+    placed = refused = requests = 0
+    decide_s: list[float] = []  # per request, refusals included
+    scan_s: list[float] = []
+    scan_disagreements = 0
+    capacity = COMPUTE_SLICES * len(fleet.layouts)
+    for _ in range(steps):
+        if live and (fleet.used > TARGET_UTILISATION * capacity or rng.random() < 0.3):
+            gone = live.pop(rng.randrange(len(live)))
+            fleet.apply(gone, add=False)
+            if policy is None:
+                index.free(list(gone))
+            continue
+        if rng.random() < 0.25:
+            shape, count = None, rng.choice([1, 1, 2])
+        else:
+            shape, count = rng.choice(MIG_PROFILES), 1
+        requests += 1
+        sampled = policy is None and scan_every > 0 and requests % scan_every == 0
+        if sampled:
+            started = time.perf_counter()
+            reference = place(list(fleet.nodes.values()), shape, count)
+            scan_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        if policy is None:
+            decision = index.place(shape, count)
+            if decision is not None:
+                index.book(decision)
+        else:
+            decision = policy(list(fleet.nodes.values()), shape, count)
+        decide_s.append(time.perf_counter() - started)
+        if sampled and reference != decision:
+            scan_disagreements += 1
+        if decision is None:
+            refused += 1
+            continue
+        fleet.apply(decision.bookings, add=True)
+        live.append(decision.bookings)
+        placed += 1
+    spent = sum(decide_s)
+    result: dict[str, Any] = {
+        "requests": requests,
+        "placements": placed,
+        "refused": refused,
+        "seconds_deciding": round(spent, 3),
+        "placements_per_s": round(placed / spent) if spent else None,
+        "decision": summarize_ms(decide_s),
+        **fleet.outcome(),
+    }
+    if scan_s:
+        result["scan"] = {
+            "samples": len(scan_s),
+            # placements per second the scan would sustain on these states (same refusal share)
+            "placements_per_s": round(len(scan_s) * placed / requests / sum(scan_s)),
+            "decision": summarize_ms(scan_s),
+            "disagreements_with_index": scan_disagreements,
+        }
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.nodes, args.steps = 200, 10_000
+    results: dict[str, Any] = {
+        "benchmark": "scheduler",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "args": vars(args),
+        "environment": environment(),
+        "workload": {
+            "gpus": args.nodes * GPUS_PER_NODE,
+            "whole_gpu_share": 0.25,
+            "whole_gpu_counts": [1, 1, 2],
+            "mig_profiles": [p.name for p in SKUS["h100-80gb"].profiles],
+            "release_probability": 0.3,
+            "target_utilisation": TARGET_UTILISATION,
+        },
+    }
+    print(f"scheduler: {args.nodes:,} nodes x {GPUS_PER_NODE} GPUs, {args.steps:,} steps ...")
+    indexed = simulate(args.nodes, args.steps, args.seed, policy=None, scan_every=args.scan_every)
+    scan = indexed.pop("scan", None)
+    print("  index done; first fit ...")
+    fit = simulate(args.nodes, args.steps, args.seed, policy=first_fit)
+    results["policy_index"] = indexed
+    results["policy_scan"] = scan
+    results["first_fit"] = fit
+    rate = indexed["placements_per_s"] or 0
+    results["ratios"] = {
+        "index_to_scan": round(rate / scan["placements_per_s"], 2) if scan else None,
+        "index_to_first_fit": round(rate / fit["placements_per_s"], 2)
+        if fit["placements_per_s"]
+        else None,
+        "fragmentation_first_fit_minus_policy": round(
+            fit["fragmentation"] - indexed["fragmentation"], 4
+        ),
+    }
+    results["target"] = {
+        "placements_per_s": TARGET_PLACEMENTS_PER_S,
+        "met": rate >= TARGET_PLACEMENTS_PER_S,
+    }
+    _report(results)
+    print(f"\nresults: {save_results('scheduler', results)}")
+    return 0
+
+
+def _report(results: dict[str, Any]) -> None:
+    idx, scan, fit = results["policy_index"], results["policy_scan"], results["first_fit"]
+    rows = [
+        [
+            "policy, incremental index",
+            idx["placements_per_s"],
+            idx["decision"]["p50_ms"],
+            idx["decision"]["p99_ms"],
+            idx["placements"],
+            idx["refused"],
+            f"{idx['fragmentation']:.4f}",
+            idx["gpus_where_4g_fits"],
+            idx["utilisation"],
+        ]
+    ]
+    if scan:
+        rows.append(
+            [
+                f"policy, plain scan ({scan['samples']:,} sampled)",
+                scan["placements_per_s"],
+                scan["decision"]["p50_ms"],
+                scan["decision"]["p99_ms"],
+                None,
+                None,
+                "(same)",
+                "(same)",
+                "(same)",
+            ]
+        )
+    rows.append(
+        [
+            "first fit",
+            fit["placements_per_s"],
+            fit["decision"]["p50_ms"],
+            fit["decision"]["p99_ms"],
+            fit["placements"],
+            fit["refused"],
+            f"{fit['fragmentation']:.4f}",
+            fit["gpus_where_4g_fits"],
+            fit["utilisation"],
+        ]
+    )
+    args = results["args"]
+    print_table(
+        f"{args['nodes']:,} nodes x {GPUS_PER_NODE} H100, {args['steps']:,} steps"
+        " (decision ms per request; fragmentation at the end)",
+        [
+            "policy",
+            "placements/s",
+            "p50 ms",
+            "p99 ms",
+            "placed",
+            "refused",
+            "frag",
+            "4g fits",
+            "util",
+        ],
+        rows,
+    )
+    ratios = results["ratios"]
+    target = results["target"]
+    print_table(
+        "ratios and target",
+        ["figure", "value"],
+        [
+            ["index / plain scan (placements/s)", ratios["index_to_scan"]],
+            ["index / first fit (placements/s)", ratios["index_to_first_fit"]],
+            [
+                "fragmentation: first fit - policy",
+                f"{ratios['fragmentation_first_fit_minus_policy']:+.4f}",
+            ],
+            [
+                "scan decisions differing from the index",
+                scan["disagreements_with_index"] if scan else None,
+            ],
+            [
+                f"target: >= {TARGET_PLACEMENTS_PER_S:,} placements/s",
+                "met" if target["met"] else "NOT met",
+            ],
+        ],
+    )
