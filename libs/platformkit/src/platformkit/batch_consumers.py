@@ -27,14 +27,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from platformkit.consumers import dlq_topic
+from platformkit.consumers import dead_letter
 from platformkit.db import Database, UnitOfWork
 from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka
 from platformkit.faults import crash_point
@@ -261,23 +260,5 @@ class BatchConsumer:
                     consumer.seek(tp, committed)
 
     async def _dead_letter(self, record: Any, error: Exception, attempts: int) -> None:
-        headers = [h for h in (record.headers or []) if not h[0].startswith("dlq_")]
-        headers += [
-            ("dlq_error", repr(error)[:1000].encode()),
-            ("dlq_attempts", str(attempts).encode()),
-            ("dlq_consumer", self.group_id.encode()),
-            ("dlq_topic", record.topic.encode()),
-            ("dlq_partition", str(record.partition).encode()),
-            ("dlq_offset", str(record.offset).encode()),
-            ("dlq_at", str(time.time()).encode()),
-        ]
-        await self.producer.send_and_wait(
-            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
-        )
+        await dead_letter(self.producer, record, error, attempts=attempts, consumer=self.group_id)
         self.dead_lettered += 1
-        log.error(
-            "event dead-lettered",
-            extra={
-                "fields": {"topic": record.topic, "offset": record.offset, "error": repr(error)}
-            },
-        )

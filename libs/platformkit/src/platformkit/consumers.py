@@ -70,6 +70,30 @@ def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+async def dead_letter(
+    producer: AIOKafkaProducer, record: Any, error: Exception, *, attempts: int, consumer: str
+) -> None:
+    """Send a record to `<topic>.dlq` with why, how often and from where in its headers
+    (the original CloudEvents headers stay, so a replay restores the event as it was)."""
+    headers = [h for h in (record.headers or []) if not h[0].startswith("dlq_")]
+    headers += [
+        ("dlq_error", repr(error)[:1000].encode()),
+        ("dlq_attempts", str(attempts).encode()),
+        ("dlq_consumer", consumer.encode()),
+        ("dlq_topic", record.topic.encode()),
+        ("dlq_partition", str(record.partition).encode()),
+        ("dlq_offset", str(record.offset).encode()),
+        ("dlq_at", str(time.time()).encode()),
+    ]
+    await producer.send_and_wait(
+        dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+    )
+    log.error(
+        "event dead-lettered",
+        extra={"fields": {"topic": record.topic, "offset": record.offset, "error": repr(error)}},
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
     """Failures of the infrastructure rather than of the event: retry, never dead-letter."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -223,26 +247,8 @@ class EventConsumer:
             current_event_id.reset(event_token)
 
     async def _dead_letter(self, record: Any, error: Exception, attempts: int) -> None:
-        headers = [h for h in (record.headers or []) if not h[0].startswith("dlq_")]
-        headers += [
-            ("dlq_error", repr(error)[:1000].encode()),
-            ("dlq_attempts", str(attempts).encode()),
-            ("dlq_consumer", self.group_id.encode()),
-            ("dlq_topic", record.topic.encode()),
-            ("dlq_partition", str(record.partition).encode()),
-            ("dlq_offset", str(record.offset).encode()),
-            ("dlq_at", str(time.time()).encode()),
-        ]
-        await self.producer.send_and_wait(
-            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
-        )
+        await dead_letter(self.producer, record, error, attempts=attempts, consumer=self.group_id)
         self.dead_lettered += 1
-        log.error(
-            "event dead-lettered",
-            extra={
-                "fields": {"topic": record.topic, "offset": record.offset, "error": repr(error)}
-            },
-        )
 
 
 def build_consumers(

@@ -27,18 +27,15 @@ remembered so a stale duplicate of its grant arriving later cannot bring it back
 payload is read leniently (only the fields used here), so iam can add fields.
 """
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from platformkit.auth import Principal
+from platformkit.feeds import TopicFeed
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +70,9 @@ class _Holder:
         return None if live is None else frozenset(live.values())
 
 
-class MembershipProjection:
+class MembershipProjection(TopicFeed):
+    name = "membership projection"
+
     def __init__(
         self,
         bootstrap: str,
@@ -81,16 +80,11 @@ class MembershipProjection:
         topic: str = MEMBERSHIP_TOPIC,
         client_id: str = "memberships",
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.client_id = client_id
+        super().__init__(bootstrap, topic, client_id)
         self._holders: dict[tuple[uuid.UUID, uuid.UUID], _Holder] = {}
         # Revoked membership ids: a redelivered grant of one must not resurrect it.
         self._revoked: set[uuid.UUID] = set()
-        self.applied = 0
-        # True once the replay reached the end offsets the topic had at start-up.
-        self.ready = False
-        self._task: asyncio.Task[None] | None = None
+        self.applied = 0  # `ready`: the replay reached the topic's end offsets at start-up
 
     # -- the fold -----------------------------------------------------------------------
 
@@ -143,82 +137,6 @@ class MembershipProjection:
             project_roles={p: r for p, r in project_roles.items() if r},
         )
 
-    # -- the feed -----------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="membership-projection")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-
-    async def run(self) -> None:
-        """Consume until cancelled; reconnects (and replays) after a Kafka failure."""
-        backoff = 0.2
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("membership feed interrupted", extra={"fields": {"error": repr(exc)}})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self.bootstrap,
-            client_id=self.client_id,
-            group_id=None,  # every replica reads every partition; no offsets committed
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            metadata_max_age_ms=30_000,  # pick up the topic's partitions soon after creation
-            fetch_max_wait_ms=200,
-        )
-        await consumer.start()
-        # After a reconnect the replay starts from the beginning again; applying the same
-        # records in the same order lands on the same state, so `ready` may stay True.
-        targets: dict[TopicPartition, int] | None = None
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        self.apply(_header(record.headers, "ce_type"), record.value)
-                if self.ready:
-                    continue
-                assigned = consumer.assignment()
-                if not assigned:
-                    continue  # the topic's metadata is not known yet
-                if targets is None:
-                    targets = await consumer.end_offsets(list(assigned))
-                if await _reached(consumer, targets):
-                    self.ready = True
-                    log.info("membership projection caught up", extra={"fields": {
-                        "memberships_applied": self.applied}})  # fmt: skip
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-
-
-async def _reached(consumer: AIOKafkaConsumer, targets: Mapping[TopicPartition, int]) -> bool:
-    for tp, end in targets.items():
-        if await consumer.position(tp) < end:
-            return False
-    return True
-
 
 def _intersect(held: frozenset[str], current: frozenset[str] | None) -> frozenset[str]:
     return held if current is None else held & current
-
-
-def _header(headers: Any, name: str) -> str | None:
-    for key, value in headers or ():
-        if key == name:
-            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
-    return None

@@ -15,17 +15,15 @@ by default) can no longer match a valid token and is forgotten.
 The payload is read leniently (only `key_id` and `revoked_at`), so iam can add fields.
 """
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
+
+from platformkit.feeds import TopicFeed
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,9 @@ class _Revoked(msgspec.Struct):
     revoked_at: dt.datetime
 
 
-class RevocationProjection:
+class RevocationProjection(TopicFeed):
+    name = "api-key revocations"
+
     def __init__(
         self,
         bootstrap: str,
@@ -48,14 +48,11 @@ class RevocationProjection:
         retention_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.client_id = client_id
+        super().__init__(bootstrap, topic, client_id)
         self.retention_s = retention_s
         self.clock = clock
         self._revoked: dict[str, float] = {}  # key id -> revoked_at (epoch seconds)
         self.applied = 0
-        self._task: asyncio.Task[None] | None = None
 
     def is_revoked(self, key_id: str) -> bool:
         return key_id in self._revoked
@@ -77,61 +74,10 @@ class RevocationProjection:
             self._revoked[str(event.key_id)] = revoked_at
             self.applied += 1
 
+    def after_poll(self) -> None:
+        self.prune()
+
     def prune(self) -> None:
         horizon = self.clock() - self.retention_s
         for key_id in [k for k, at in self._revoked.items() if at < horizon]:
             del self._revoked[key_id]
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="api-key-revocations")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-
-    async def run(self) -> None:
-        """Consume until cancelled; reconnects (and replays) after a Kafka failure."""
-        backoff = 0.2
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("revocation feed interrupted", extra={"fields": {"error": repr(exc)}})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self.bootstrap,
-            client_id=self.client_id,
-            group_id=None,  # every replica reads every partition; no offsets committed
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            metadata_max_age_ms=30_000,  # pick up the topic's partitions soon after creation
-            fetch_max_wait_ms=200,
-        )
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-                for records in batches.values():
-                    for record in records:
-                        self.apply(_header(record.headers, "ce_type"), record.value)
-                self.prune()
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-
-
-def _header(headers: Any, name: str) -> str | None:
-    for key, value in headers or ():
-        if key == name:
-            return value.decode() if isinstance(value, bytes | bytearray) else str(value)
-    return None
