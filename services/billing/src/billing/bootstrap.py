@@ -17,7 +17,9 @@ from billing.app.balances import announce_moved_balances
 from billing.app.funds import expire_grants
 from billing.app.rating import USAGE_TOPIC, UsageRater
 from billing.app.tenants import TENANT_TOPIC, tenant_projection
+from billing.providers.base import PaymentProvider
 from billing.providers.sandbox import SandboxProvider
+from billing.providers.stripe import StripeProvider
 from billing.settings import BillingSettings
 from platformkit.batch_consumers import BatchConsumer, BatchSubscription
 from platformkit.consumers import Subscription
@@ -79,17 +81,35 @@ async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
             log.warning("periodic job failed", extra={"fields": {"error": repr(exc)}})
 
 
-def start_payments(app: Litestar) -> None:
-    """The sandbox provider, whose webhooks come back to this very service over HTTP."""
-    settings = app.state.settings
-    url = f"http://127.0.0.1:{settings.http_port}/v1/billing/webhooks/sandbox"
+def payment_provider(billing: BillingSettings, deliver_to: str) -> PaymentProvider:
+    """The provider GPUCLOUD_BILLING_PAYMENT_PROVIDER names; the sandbox's webhooks go to
+    `deliver_to` (this very service) over HTTP."""
+    if billing.payment_provider == "stripe":
+        if not billing.stripe_api_key or not billing.stripe_webhook_secret:
+            raise RuntimeError(
+                "GPUCLOUD_BILLING_STRIPE_API_KEY and GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET"
+                " are required with GPUCLOUD_BILLING_PAYMENT_PROVIDER=stripe"
+            )
+        return StripeProvider(
+            api_key=billing.stripe_api_key,
+            webhook_secret=billing.stripe_webhook_secret,
+            api_base=billing.stripe_api_base,
+        )
+    if billing.payment_provider != "sandbox":
+        raise RuntimeError(f"unknown payment provider {billing.payment_provider!r}")
 
     async def deliver(body: bytes, headers: dict[str, str]) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
-            await client.post(url, content=body, headers=headers)
+            await client.post(deliver_to, content=body, headers=headers)
 
-    secret = (SETTINGS.sandbox_secret or secrets.token_hex(32)).encode()
-    app.state.payment_provider = SandboxProvider(secret=secret, deliver=deliver)
+    secret = (billing.sandbox_secret or secrets.token_hex(32)).encode()
+    return SandboxProvider(secret=secret, deliver=deliver)
+
+
+def start_payments(app: Litestar) -> None:
+    settings = app.state.settings
+    url = f"http://127.0.0.1:{settings.http_port}/v1/billing/webhooks/sandbox"
+    app.state.payment_provider = payment_provider(SETTINGS, url)
 
 
 DEFINITION = ServiceDefinition(

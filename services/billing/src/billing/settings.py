@@ -18,6 +18,13 @@ class BillingSettings:
     announce_interval_s: float = 2.0
     # HMAC secret of the sandbox payment provider's webhooks (random per process if unset).
     sandbox_secret: str | None = dataclasses.field(default=None, repr=False)
+    # Which payment provider takes top-ups: `sandbox` (local) or `stripe`.
+    payment_provider: str = "sandbox"
+    # Stripe: secret API key, webhook endpoint signing secret (whsec_...), and an API base
+    # other than Stripe's own (stripe-mock in tests; unset in production).
+    stripe_api_key: str | None = dataclasses.field(default=None, repr=False)
+    stripe_webhook_secret: str | None = dataclasses.field(default=None, repr=False)
+    stripe_api_base: str | None = None
 
     @classmethod
     def from_env(cls) -> "BillingSettings":
@@ -29,4 +36,8 @@ class BillingSettings:
             grant_expiry_interval_s=float(env("GPUCLOUD_BILLING_GRANT_EXPIRY_INTERVAL_S", "60")),
             announce_interval_s=float(env("GPUCLOUD_BILLING_ANNOUNCE_INTERVAL_S", "2")),
             sandbox_secret=env("GPUCLOUD_BILLING_SANDBOX_SECRET"),
+            payment_provider=env("GPUCLOUD_BILLING_PAYMENT_PROVIDER", "sandbox"),
+            stripe_api_key=env("GPUCLOUD_BILLING_STRIPE_API_KEY"),
+            stripe_webhook_secret=env("GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base=env("GPUCLOUD_BILLING_STRIPE_API_BASE"),
         )

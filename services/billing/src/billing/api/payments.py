@@ -16,7 +16,7 @@ from billing.app.reconciliation import list_mismatches, reconcile
 from billing.providers.base import InvalidSignature, PaymentProvider
 from platformkit.auth import Principal
 from platformkit.db import Database
-from platformkit.errors import BadRequest, ValidationFailed
+from platformkit.errors import BadRequest, NotFound, ValidationFailed
 from platformkit.idempotency import check_key
 
 BILLING_ROLES = ("owner", "admin", "billing")
@@ -79,12 +79,27 @@ class PaymentController(Controller):
 
     @post("/webhooks/sandbox", operation_id="sandboxWebhook", status_code=200)
     async def webhook(self, request: Request[Any, Any, Any], db: Database, state: State) -> dict:
-        body = await request.body()
-        try:
-            outcome = await apply_webhook(db, _provider(state), body, dict(request.headers))
-        except InvalidSignature as exc:
-            raise BadRequest(f"webhook refused: {exc}") from None
-        return {"result": outcome}
+        return await _webhook("sandbox", request, db, state)
+
+    @post("/webhooks/stripe", operation_id="stripeWebhook", status_code=200)
+    async def stripe_webhook(
+        self, request: Request[Any, Any, Any], db: Database, state: State
+    ) -> dict:
+        return await _webhook("stripe", request, db, state)
+
+
+async def _webhook(name: str, request: Request[Any, Any, Any], db: Database, state: State) -> dict:
+    """Public: the provider's signature is the authentication. Only the configured provider's
+    route takes deliveries, so one provider's events never reach another's verifier."""
+    provider = _provider(state)
+    if provider.name != name:
+        raise NotFound(f"the {name} payment provider is not configured")
+    body = await request.body()
+    try:
+        outcome = await apply_webhook(db, provider, body, dict(request.headers))
+    except InvalidSignature as exc:
+        raise BadRequest(f"webhook refused: {exc}") from None
+    return {"result": outcome}
 
 
 class ReconciliationRun(msgspec.Struct, forbid_unknown_fields=True):

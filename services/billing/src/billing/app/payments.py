@@ -118,6 +118,8 @@ async def apply_webhook(
 ) -> str:
     """Verify and apply one webhook delivery; returns what happened (for the response)."""
     event = provider.verify_webhook(body, headers)  # raises InvalidSignature
+    if event is None:
+        return "ignored"
     async with db.unit_of_work() as uow:
         first = await uow.execute(
             "INSERT INTO provider_events (provider, event_id, payment_id, type)"

@@ -2,7 +2,8 @@
 
 A provider creates a payment for an amount (carrying billing's payment id as metadata) and
 later reports its outcome through signed webhooks; `verify_webhook` checks the signature and
-returns the outcome, or raises InvalidSignature.
+returns the outcome (None for an authentic event billing does not act on), or raises
+InvalidSignature.
 """
 
 import dataclasses
@@ -43,7 +44,7 @@ class PaymentProvider(Protocol):
         """Returns the provider's reference of the payment."""
         ...
 
-    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent: ...
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None: ...
 
     async def settlement_report(self, since: dt.datetime, until: dt.datetime) -> list[Settlement]:
         """What the provider settled in [since, until)."""

@@ -1,0 +1,228 @@
+"""Top-ups through the Stripe adapter against stripe-mock (Stripe's official API mock): the
+PaymentIntent is created through the real client; webhooks signed with the endpoint secret
+settle or fail the payment once; a forged or stale signature is refused.
+
+stripe-mock is installed by the fixture itself (`go install`, into a cache directory that later
+runs reuse), so a fresh CI machine needs only Go; an install that fails fails the tests.
+"""
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from billing.app.verify import verify_ledger
+from billing.providers.stripe import StripeProvider
+
+from .conftest import OP, as_tenant, new_tenant
+
+pytestmark = pytest.mark.integration
+
+STRIPE_MOCK = "github.com/stripe/stripe-mock@v0.203.0"
+WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gpucloud" / "stripe-mock"
+
+
+def _install_stripe_mock() -> Path:
+    """The cached binary, or `go install` into the cache; any failure fails the test."""
+    bin_dir = _cache_dir()
+    binary = bin_dir / "stripe-mock"
+    if binary.exists():
+        return binary
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(go).exists():
+        pytest.fail("stripe-mock is not cached and Go is not installed to build it")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [go, "install", STRIPE_MOCK],
+        env={**os.environ, "GOBIN": str(bin_dir)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0 or not binary.exists():
+        pytest.fail(f"go install {STRIPE_MOCK} failed:\n{result.stderr[-3000:]}")
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stripe_mock() -> Iterator[str]:
+    binary = _install_stripe_mock()
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(binary), "-http-addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"stripe-mock did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def stripe_provider(client, stripe_mock) -> StripeProvider:
+    provider = StripeProvider(
+        api_key="sk_test_123", webhook_secret=WEBHOOK_SECRET, api_base=stripe_mock
+    )
+    client.app.state.payment_provider = provider
+    return provider
+
+
+def signed(body: bytes, secret: str = WEBHOOK_SECRET, at: int | None = None) -> dict[str, str]:
+    """Stripe's documented scheme, computed independently of the library under test."""
+    at = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={at},v1={mac}"}
+
+
+def intent_event(payment: dict, kind: str = "payment_intent.succeeded", **intent) -> bytes:
+    obj = {
+        "id": payment["provider_ref"],
+        "object": "payment_intent",
+        "amount": payment["amount_micros"] // 10_000,
+        "currency": payment["currency"].lower(),
+        "metadata": {"payment_id": payment["id"]},
+        "status": "succeeded" if kind == "payment_intent.succeeded" else "requires_payment_method",
+        **intent,
+    }
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": kind,
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+    return json.dumps(event).encode()
+
+
+async def _pay(client, tenant, amount=25_000_000):
+    headers = {**as_tenant(tenant, "billing"), "Idempotency-Key": uuid.uuid4().hex}
+    r = await client.post(
+        f"/v1/billing/tenants/{tenant}/payments", headers=headers, json={"amount_micros": amount}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def _deliver(client, body: bytes, headers: dict[str, str]):
+    return await client.post("/v1/billing/webhooks/stripe", content=body, headers=headers)
+
+
+async def _status(client, tenant, payment_id):
+    r = await client.get(f"/v1/billing/tenants/{tenant}/payments/{payment_id}", headers=OP)
+    return r.json()["status"]
+
+
+async def _wallet(client, tenant):
+    r = await client.get(f"/v1/billing/tenants/{tenant}/balance", headers=OP)
+    return r.json()["wallet_micros"]
+
+
+class TestStripeAdapter:
+    async def test_creates_a_payment_intent_at_stripe(self, stripe_mock):
+        provider = StripeProvider("sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock)
+        ref = await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")
+        assert ref.startswith("pi_")
+
+
+class TestStripePayments:
+    async def test_signed_webhook_settles_and_credits_once(self, client, db, stripe_provider):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        assert payment["status"] == "pending" and payment["provider"] == "stripe"
+        assert payment["provider_ref"].startswith("pi_")
+        assert await _wallet(client, tenant) == 0  # credited on settlement only
+
+        body = intent_event(payment)
+        r = await _deliver(client, body, signed(body))
+        assert r.status_code == 200 and r.json() == {"result": "settled"}, r.text
+        assert await _status(client, tenant, payment["id"]) == "settled"
+        assert await _wallet(client, tenant) == 25_000_000
+
+        # Stripe retries a delivery with the same event id: nothing changes
+        r = await _deliver(client, body, signed(body))
+        assert r.json() == {"result": "duplicate"}
+        # a second event settling the same intent does not credit again
+        again = intent_event(payment)
+        r = await _deliver(client, again, signed(again))
+        assert r.json() == {"result": "unchanged"}
+        assert await _wallet(client, tenant) == 25_000_000
+        assert (await verify_ledger(db)).ok
+
+    async def test_failed_intent_fails_the_payment(self, client, db, stripe_provider):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        body = intent_event(
+            payment,
+            "payment_intent.payment_failed",
+            last_payment_error={"code": "card_declined", "message": "declined"},
+        )
+        r = await _deliver(client, body, signed(body))
+        assert r.json() == {"result": "failed"}, r.text
+        r = await client.get(f"/v1/billing/tenants/{tenant}/payments/{payment['id']}", headers=OP)
+        assert r.json()["status"] == "failed" and r.json()["failure_reason"] == "card_declined"
+        assert await _wallet(client, tenant) == 0
+
+    async def test_forged_signature_is_refused(self, client, db, stripe_provider):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        body = intent_event(payment)
+        stale = int(time.time()) - 3600
+        for headers in (
+            signed(body, secret="whsec_forged"),
+            signed(body, at=stale),  # a replay outside Stripe's 300 s tolerance
+            {"Stripe-Signature": "t=1,v1=00"},
+            {},
+        ):
+            r = await _deliver(client, body, headers)
+            assert r.status_code == 400, r.text
+        tampered = body.replace(b"succeeded", b"succeeded ")
+        r = await _deliver(client, tampered, signed(body))
+        assert r.status_code == 400
+        assert await _status(client, tenant, payment["id"]) == "pending"
+        assert await _wallet(client, tenant) == 0
+
+    async def test_authentic_unrelated_event_is_ignored(self, client, db, stripe_provider):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        body = intent_event(payment, "payment_intent.created")
+        r = await _deliver(client, body, signed(body))
+        assert r.json() == {"result": "ignored"}
+        assert await _status(client, tenant, payment["id"]) == "pending"
+
+    async def test_sandbox_route_refuses_when_stripe_is_configured(
+        self, client, db, stripe_provider
+    ):
+        r = await client.post("/v1/billing/webhooks/sandbox", content=b"{}")
+        assert r.status_code == 404
