@@ -232,3 +232,27 @@ class TestMetering:
         ids = {u["interval_id"] for u in usage}
         assert len(ids) == 3
         assert dt.datetime.fromisoformat(usage[0]["started_at"]).tzinfo is not None
+
+
+class TestSyncWhileAnotherTransactionHoldsTheAllocation:
+    async def test_a_locked_running_allocation_stays_in_the_desired_state(self, db, gpuaas_url):
+        """The metering sweep holds a running allocation's row while it closes an interval;
+        a node sync at that moment must wait for it, not leave it out of the desired state
+        (which made the node stop the workload and gpuaas release it as workload_lost)."""
+        node = await add_node(db)
+        _, body = await _create(db, profile="1g.10gb")
+        aid = body["id"]
+        await sync_node(db, node.node_id, {}, SETTINGS)
+        await sync_node(db, node.node_id, {aid: "running"}, SETTINGS)
+
+        async with await psycopg.AsyncConnection.connect(gpuaas_url) as holder:
+            async with holder.transaction():
+                await holder.execute("SELECT 1 FROM allocations WHERE id = %s FOR UPDATE", (aid,))
+                sync = asyncio.create_task(sync_node(db, node.node_id, {aid: "running"}, SETTINGS))
+                await asyncio.sleep(0.5)
+                assert not sync.done()  # it waits for the row instead of skipping it
+        desired = await sync
+        assert [str(a.id) for a, _ in desired] == [aid]
+        async with db.unit_of_work() as uow:
+            row = await uow.fetch_one("SELECT state FROM allocations WHERE id = :id", {"id": aid})
+        assert row["state"] == "running"

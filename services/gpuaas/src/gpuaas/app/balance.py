@@ -38,6 +38,7 @@ def balance_handler(settings: GpuaasSettings) -> Handler:
         for a in await AllocationRepository(uow).lock_where(
             "tenant_id = :t AND state = ANY(:s)",
             {"t": balance.tenant_id, "s": ["scheduled", "provisioning", "running"]},
+            skip_locked=False,  # the stop condition must reach every running allocation
         ):
             await release(uow, a, now=now, period=period, reason="balance_exhausted")
 

@@ -155,6 +155,7 @@ async def _release_node_allocations(
     for a in await AllocationRepository(uow).lock_where(
         "node_id = :n AND state = ANY(:s)",
         {"n": node_id, "s": ["scheduled", "provisioning", "running", "failed"]},
+        skip_locked=False,
     ):
         await release(uow, a, now=now, period=period, reason=reason)
 
@@ -174,8 +175,12 @@ async def sync_node(
         if node["state"] == NodeState.OFFLINE:
             await _set_state(uow, node, NodeState.READY, now)
         repo = AllocationRepository(uow)
+        # Wait for rows another transaction holds (the metering sweep closing an interval):
+        # skipping one would drop it from the desired state and tear its workload down.
         live = await repo.lock_where(
-            "node_id = :n AND state = ANY(:live)", {"n": node_id, "live": list(LIVE_ON_NODE)}
+            "node_id = :n AND state = ANY(:live)",
+            {"n": node_id, "live": list(LIVE_ON_NODE)},
+            skip_locked=False,
         )
         for a in live:
             seen = observed.get(str(a.id))
@@ -196,7 +201,9 @@ async def sync_node(
             if a.state == S.RELEASING and seen is None:
                 a = await move(uow, a, S.RELEASED, now=now, period=period)
         desired = await repo.lock_where(
-            "node_id = :n AND state = ANY(:d)", {"n": node_id, "d": [s.value for s in DESIRED]}
+            "node_id = :n AND state = ANY(:d)",
+            {"n": node_id, "d": [s.value for s in DESIRED]},
+            skip_locked=False,
         )
         instances = await repo.instances([a.id for a in desired])
         await uow.commit()

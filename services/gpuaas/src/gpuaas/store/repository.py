@@ -91,13 +91,19 @@ class AllocationRepository:
         return [_allocation(r) for r in rows]
 
     async def lock_where(
-        self, condition: str, params: dict[str, Any], limit: int = 10_000
+        self,
+        condition: str,
+        params: dict[str, Any],
+        limit: int = 10_000,
+        *,
+        skip_locked: bool = True,
     ) -> list[Allocation]:
-        """Allocations matching `condition` (a constant SQL fragment, values bound), locked,
-        skipping rows another worker holds."""
+        """Allocations matching `condition` (a constant SQL fragment, values bound), locked
+        in id order. Background sweeps skip rows another worker holds; a caller that must
+        see every matching row (a node's desired state, a stop condition) waits for them."""
         rows = await self.uow.fetch_all(
             f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE {condition}"  # noqa: S608
-            " ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED",
+            " ORDER BY id LIMIT :limit FOR UPDATE" + (" SKIP LOCKED" if skip_locked else ""),
             {**params, "limit": limit},
         )
         return [_allocation(r) for r in rows]
