@@ -1,0 +1,346 @@
+"""Every operation of every service's committed OpenAPI document, sent through the gateway
+as five outsiders of a victim tenant, is refused: never 2xx, never 5xx.
+
+The callers: anonymous; a garbage bearer token and the victim owner's own token with its
+expiry pushed into the past (a tampered, expired token); another tenant's admin signed in
+with MFA; a viewer of the victim tenant; a service account (admin) of another project of
+the victim tenant. The path parameters hold the victim's tenant and default project ids
+and random UUIDs for every other id, so a refusal cannot come from a foreign resource.
+
+The operations come from contracts/openapi/*.json (regenerated from the services by
+tools/contracts/generate.py), so a new route is covered without editing this test. What
+may answer 2xx is spelled out below on purpose: the short list of public operations
+(checked: an operation outside it answering 2xx anonymously fails the test), the
+self-service operations any signed-in caller may use, the catalog reads (SKUs, prices:
+not with the victim's tenant named, for another tenant), and the viewer's reads inside its
+own tenant. Adding to any of them is a security decision.
+"""
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+OPENAPI = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
+METHODS = ("get", "post", "put", "patch", "delete")
+
+# Public by design: probes, the fleet status page, sign-up, the token endpoint, key
+# discovery, and provider webhooks (authenticated by their signature, not a token).
+PUBLIC = {
+    "healthz",
+    "readyz",
+    "version",
+    "getStatus",
+    "getServiceStatus",  # audit's fleet status: the upstream of the gateway's /v1/status
+    "signUp",
+    "createTenant",
+    "registerUser",
+    "issueToken",
+    "jwks",
+    "openidConfiguration",
+    "sandboxWebhook",
+    "stripeWebhook",
+}
+# Any valid token may call these: they act on the caller itself, never on a tenant.
+SELF_SERVICE = {"whoAmI", "getMfaStatus", "enrollTotp", "activateTotp"}
+# The catalog any valid token may read: GPU SKUs, and the price book (public prices, plus
+# the overrides of the caller's own tenant; the query names the victim tenant here).
+CATALOG = {"listSkus", "listPrices"}
+# A refusal, or a body validated before authorization (never a 2xx, never a 5xx).
+REFUSED = {401, 403, 404}
+VALIDATION = {400, 405, 409, 422}
+PASSWORD = "matrix-" + uuid.uuid4().hex + "Aa1!"
+
+
+def _example(spec: dict[str, Any], schema: dict[str, Any], known: dict[str, str]) -> Any:
+    """A plausible value of `schema` (required properties only; the victim's ids where a
+    property is named like one), so a body validated before authorization still reaches
+    the authorization check."""
+    while "$ref" in schema:
+        target: Any = spec
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        schema = target
+    for choice in ("oneOf", "anyOf"):
+        if choice in schema:
+            options = [o for o in schema[choice] if o.get("type") != "null"]
+            return _example(spec, options[0], known) if options else None
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        return {
+            name: known.get(name) or _example(spec, properties[name], known)
+            for name in schema.get("required", [])
+            if name in properties
+        }
+    if kind == "array":
+        return [_example(spec, schema.get("items", {}), known)]
+    if kind == "integer":
+        return max(1, schema.get("minimum", 1))
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return False
+    formats = {"uuid": str(uuid.uuid4()), "date-time": "2026-01-01T00:00:00+00:00"}
+    if schema.get("format") in formats:
+        return formats[schema["format"]]
+    if schema.get("format") == "email":
+        return "matrix@example.test"
+    return "x" * max(1, schema.get("minLength", 1))
+
+
+def _operations() -> Iterator[tuple[str, str, str, str, list[dict[str, Any]], Any]]:
+    """(service, METHOD, path template, operationId, parameters, a function of the known
+    ids giving a JSON body or None) for every committed operation."""
+    for document in sorted(OPENAPI.glob("*.json")):
+        spec = json.loads(document.read_text())
+        for template, item in spec["paths"].items():
+            for method in METHODS:
+                if method in item:
+                    operation = item[method]
+                    parameters = item.get("parameters", []) + operation.get("parameters", [])
+                    content = operation.get("requestBody", {}).get("content", {})
+                    schema = content.get("application/json", {}).get("schema")
+                    yield (
+                        document.stem,
+                        method.upper(),
+                        template,
+                        operation["operationId"],
+                        parameters,
+                        (
+                            None
+                            if schema is None
+                            else lambda known, spec=spec, schema=schema: _example(
+                                spec, schema, known
+                            )
+                        ),
+                    )
+
+
+def _key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class _Person:
+    """A user of the fleet: email, password, and a TOTP secret once enrolled."""
+
+    def __init__(self) -> None:
+        self.email = f"matrix-{uuid.uuid4().hex[:12]}@example.test"
+        self.totp: pyotp.TOTP | None = None
+        self.last_step = 0
+
+    def sign_in(self, gateway: httpx.Client, tenant: str) -> str:
+        form = {"grant_type": "password", "username": self.email, "password": PASSWORD}
+        form["tenant"] = tenant
+        if self.totp is not None:
+            # a step later than any used (iam refuses replays); ±1 step is accepted
+            step = max(self.last_step + 1, int(time.time()) // 30)
+            assert step <= int(time.time()) // 30 + 1, "no unused TOTP step left"
+            self.last_step = step
+            form["otp"] = self.totp.generate_otp(step)
+        response = gateway.post("/v1/iam/token", data=form)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def enroll(self, gateway: httpx.Client, tenant: str) -> str:
+        """Enroll TOTP with a password-only token; a token signed in with it."""
+        password_only = _bearer(self.sign_in(gateway, tenant))
+        enrolled = gateway.post("/v1/iam/me/mfa/totp", headers=password_only)
+        assert enrolled.status_code in (200, 201), enrolled.text
+        self.totp = pyotp.TOTP(enrolled.json()["secret"])
+        self.last_step = int(time.time()) // 30
+        verified = gateway.post(
+            "/v1/iam/me/mfa/totp/verify",
+            json={"code": self.totp.generate_otp(self.last_step)},
+            headers=password_only,
+        )
+        assert verified.status_code in (200, 201), verified.text
+        return self.sign_in(gateway, tenant)
+
+
+def _sign_up(gateway: httpx.Client) -> tuple[dict[str, Any], _Person]:
+    owner = _Person()
+    body = {
+        "tenant_name": "Matrix",
+        "slug": f"matrix-{uuid.uuid4().hex[:10]}",
+        "email": owner.email,
+        "password": PASSWORD,
+    }
+    response = gateway.post("/v1/iam/signup", json=body, headers=_key())
+    assert response.status_code == 201, response.text
+    return response.json(), owner
+
+
+def _member(gateway: httpx.Client, owner_token: str, tenant_id: str, role: str) -> _Person:
+    person = _Person()
+    created = gateway.post(
+        "/v1/iam/users", json={"email": person.email, "password": PASSWORD}, headers=_key()
+    )
+    assert created.status_code == 201, created.text
+    granted = gateway.post(
+        f"/v1/iam/tenants/{tenant_id}/members",
+        json={"email": person.email, "role": role},
+        headers=_bearer(owner_token) | _key(),
+    )
+    assert granted.status_code == 201, granted.text
+    return person
+
+
+def _expired(token: str) -> str:
+    """The token with `exp` an hour in the past and its original signature."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["exp"] = int(time.time()) - 3600
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+@pytest.fixture(scope="module")
+def world(fleet) -> dict[str, Any]:
+    with fleet.client() as gateway:
+        victim, owner = _sign_up(gateway)
+        tenant_id, project_id = victim["tenant"]["id"], victim["project"]["id"]
+        owner_token = owner.enroll(gateway, tenant_id)
+        viewer = _member(gateway, owner_token, tenant_id, "viewer")
+
+        projects = f"/v1/iam/tenants/{tenant_id}/projects"
+        other = gateway.post(
+            projects,
+            json={"name": "Other", "slug": f"other-{uuid.uuid4().hex[:8]}"},
+            headers=_bearer(owner_token) | _key(),
+        )
+        assert other.status_code == 201, other.text
+        accounts = f"{projects}/{other.json()['id']}/service-accounts"
+        account = gateway.post(
+            accounts,
+            json={"name": "elsewhere", "role": "admin"},
+            headers=_bearer(owner_token) | _key(),
+        )
+        assert account.status_code == 201, account.text
+        key = gateway.post(
+            f"{accounts}/{account.json()['id']}/keys",
+            json={},
+            headers=_bearer(owner_token) | _key(),
+        )
+        assert key.status_code == 201, key.text
+        minted = gateway.post(
+            "/v1/iam/token",
+            data={"grant_type": "client_credentials", "client_secret": key.json()["api_key"]},
+        )
+        assert minted.status_code == 200, minted.text
+
+        stranger, stranger_owner = _sign_up(gateway)
+        stranger_tenant = stranger["tenant"]["id"]
+        stranger_owner_token = stranger_owner.enroll(gateway, stranger_tenant)
+        admin = _member(gateway, stranger_owner_token, stranger_tenant, "admin")
+        return {
+            "tenant_id": tenant_id,
+            "project_id": project_id,
+            "owner": _bearer(owner_token),
+            "callers": {
+                "anonymous": {},
+                "garbage token": _bearer("not-a-token"),
+                "expired token": _bearer(_expired(owner_token)),
+                "another tenant's admin (MFA)": _bearer(admin.enroll(gateway, stranger_tenant)),
+                "viewer of the victim tenant": _bearer(viewer.sign_in(gateway, tenant_id)),
+                "service account of another project": _bearer(minted.json()["access_token"]),
+            },
+        }
+
+
+def _request(
+    template: str, parameters: list[dict[str, Any]], body: Any, world: dict[str, Any]
+) -> tuple[str, dict[str, str], Any]:
+    """The path with the victim's ids (random UUIDs for other ids), and a query naming the
+    victim's tenant/project wherever the operation takes one (plus its required ones)."""
+    known = {"tenant_id": world["tenant_id"], "project_id": world["project_id"]}
+    path = re.sub(r"\{(\w+)\}", lambda m: known.get(m.group(1), str(uuid.uuid4())), template)
+    query = {
+        p["name"]: known.get(p["name"], str(uuid.uuid4()))
+        for p in parameters
+        if p.get("in") == "query" and (p["name"] in known or p.get("required"))
+    }
+    return path, query, None if body is None else body(known)
+
+
+def _may_succeed(
+    who: str, method: str, template: str, operation_id: str, names_victim: bool
+) -> bool:
+    """Whether a 2xx is legitimate for this caller (see the module docstring)."""
+    if who in ("anonymous", "garbage token", "expired token"):
+        return False
+    if operation_id in SELF_SERVICE:
+        return True
+    if method == "GET" and operation_id in CATALOG:
+        # another tenant may read the catalog, but not with the victim's tenant named
+        return who != "another tenant's admin (MFA)" or not names_victim
+    if who == "viewer of the victim tenant":
+        # reads of its own tenant, whichever service serves them
+        return method == "GET" and bool(re.match(r"/v1/[\w-]+/tenants/\{tenant_id\}", template))
+    return False
+
+
+def test_the_documents_hold_the_fleet():
+    operations = list(_operations())
+    services = {operation[0] for operation in operations}
+    assert {"iam", "billing", "gpuaas", "audit", "gateway"} <= services
+    ids = {operation[3] for operation in operations}
+    # the explicit lists name real operations: a stale name would silently widen them
+    assert (PUBLIC | SELF_SERVICE | CATALOG) <= ids
+
+
+def test_every_operation_refuses_every_outsider(fleet, world):
+    failures, checked = [], 0
+    with fleet.client() as gateway:
+        for service, method, template, operation_id, parameters, body in _operations():
+            if operation_id in PUBLIC:
+                continue
+            path, query, json_body = _request(template, parameters, body, world)
+            for who, headers in world["callers"].items():
+                response = gateway.request(
+                    method, path, params=query, json=json_body, headers=headers | _key()
+                )
+                checked += 1
+                status = response.status_code
+                allowed = REFUSED | VALIDATION
+                if _may_succeed(who, method, template, operation_id, "tenant_id" in query):
+                    allowed = allowed | set(range(200, 300))
+                if status not in allowed:
+                    failures.append(
+                        f"{service} {method} {template} ({operation_id}) as {who}: "
+                        f"{status} {response.text[:160]}"
+                    )
+    assert not failures, "\n".join(failures)
+    assert checked > 300
+
+
+def test_the_matrix_paths_are_real(fleet, world):
+    """The victim's owner reads every GET of its tenant whose path holds only the tenant
+    and project ids: the refusals above are not 404s of paths the gateway does not route."""
+    read = 0
+    with fleet.client() as gateway:
+        for _, method, template, operation_id, parameters, body in _operations():
+            names = set(re.findall(r"\{(\w+)\}", template))
+            if method != "GET" or "tenant_id" not in names or names - {"tenant_id", "project_id"}:
+                continue
+            path, query, _ = _request(template, parameters, body, world)
+            response = gateway.get(path, params=query, headers=world["owner"])
+            assert response.status_code == 200, f"{operation_id}: {response.status_code}"
+            read += 1
+    assert read >= 8
