@@ -13,10 +13,12 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,3 +78,29 @@ def fresh_database(infra: TestInfra) -> Iterator[str]:
 @pytest.fixture
 def unique_topic() -> str:
     return f"test.{uuid.uuid4().hex[:10]}.v1"
+
+
+@pytest.fixture
+async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
+    """A new topic (4 partitions) and its `.dlq` twin, deleted afterwards."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(unique_topic, 4, 1), NewTopic(unique_topic + ".dlq", 4, 1)]
+        )
+        yield unique_topic
+    finally:
+        await admin.delete_topics([unique_topic, unique_topic + ".dlq"])
+        await admin.close()
+
+
+@pytest.fixture
+async def producer(infra: TestInfra) -> AsyncIterator[AIOKafkaProducer]:
+    """The platform's idempotent producer (acks=all), as services and relays use it."""
+    from platformkit.kafka import idempotent_producer
+
+    p = idempotent_producer(infra.kafka_bootstrap, "tests")
+    await p.start()
+    yield p
+    await p.stop()

@@ -33,7 +33,6 @@ from litestar.handlers.base import BaseRouteHandler
 
 from platformkit.errors import Forbidden, NotFound, Unauthorized
 
-TENANT_ROLES = ("owner", "admin", "member", "viewer", "billing")
 PrincipalKind = Literal["user", "service_account", "operator"]
 
 # amr values (RFC 8176) that count as a second factor.

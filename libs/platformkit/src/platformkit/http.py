@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -205,4 +205,4 @@ def build_service_app(
     )
 
 
-__all__ = ["MediaType", "ServiceDefinition", "build_service_app", "problem_response"]
+__all__ = ["ServiceDefinition", "build_service_app", "problem_response"]

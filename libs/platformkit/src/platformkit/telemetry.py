@@ -49,13 +49,6 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-def trace_id_of(traceparent: str | None) -> str | None:
-    if not traceparent:
-        return None
-    parts = traceparent.split("-")
-    return parts[1] if len(parts) == 4 else None
-
-
 def current_trace_id() -> str | None:
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None

@@ -3,14 +3,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from platformkit.kafka import idempotent_producer
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 
@@ -28,28 +25,6 @@ def kit_database(fresh_database: str) -> str:
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE effects (event_id uuid NOT NULL, at timestamptz DEFAULT now())")
     return fresh_database
-
-
-@pytest.fixture
-async def topic(infra, unique_topic: str) -> AsyncIterator[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(unique_topic, 3, 1), NewTopic(unique_topic + ".dlq", 3, 1)]
-        )
-        yield unique_topic
-    finally:
-        await admin.delete_topics([unique_topic, unique_topic + ".dlq"])
-        await admin.close()
-
-
-@pytest.fixture
-async def producer(infra):
-    p = idempotent_producer(infra.kafka_bootstrap, "kit-tests")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_records: int = 0):

@@ -7,7 +7,8 @@ import psycopg
 import pytest
 
 from platformkit.db import Database
-from platformkit.outbox import add_event
+from platformkit.envelope import new_event
+from platformkit.outbox import add_event, add_events
 from platformkit.relay import OutboxRelay
 
 from .conftest import read_all, run_worker, worker_stats
@@ -105,6 +106,31 @@ class TestTransactionalOutbox:
         assert stats == {"processed": 1, "duplicates": 1}
         with psycopg.connect(kit_database) as conn:
             assert conn.execute("SELECT count(*) FROM effects").fetchone() == (1,)
+
+
+class TestBulkOutbox:
+    async def test_add_events_writes_every_event_in_one_statement_and_order(
+        self, infra, kit_database, topic, producer
+    ):
+        db = Database(kit_database)
+        events = [
+            new_event(
+                type="test.thing.happened",
+                source="tests",
+                subject="bulk",
+                payload={"n": n},
+                tenant="t-1",
+            )
+            for n in range(5)
+        ]
+        async with db.unit_of_work() as uow:
+            await add_events(uow, topic, events)
+            await uow.commit()
+        await db.dispose()
+        assert await _publish_all(kit_database, producer) == 5
+        records = await read_all(infra.kafka_bootstrap, topic, min_records=5)
+        assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(e.id) for e in events]
+        assert [r.value for r in records] == [e.data for e in events]
 
 
 class TestOutboxRetention:

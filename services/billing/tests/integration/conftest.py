@@ -11,7 +11,6 @@ from pathlib import Path
 import msgspec
 import psycopg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from litestar.testing import AsyncTestClient
 
 from billing.app.funds import add_price
@@ -25,7 +24,6 @@ from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.envelope import CloudEvent, new_event
 from platformkit.http import build_service_app
-from platformkit.kafka import idempotent_producer
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
 
@@ -101,28 +99,6 @@ def ledger_snapshot(url: str) -> dict:
         ).fetchall()
         tenants = conn.execute("SELECT id, standing FROM tenants ORDER BY id").fetchall()
     return {"transfers": transfers, "accounts": accounts, "tenants": tenants}
-
-
-@pytest.fixture
-async def usage_topic(infra, unique_topic: str) -> AsyncIterator[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(unique_topic, 4, 1), NewTopic(unique_topic + ".dlq", 1, 1)]
-        )
-        yield unique_topic
-    finally:
-        await admin.delete_topics([unique_topic, unique_topic + ".dlq"])
-        await admin.close()
-
-
-@pytest.fixture
-async def producer(infra):
-    p = idempotent_producer(infra.kafka_bootstrap, "billing-tests")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def send_all(producer, topic: str, events: list[CloudEvent]) -> None:

@@ -66,21 +66,21 @@ class TestCrashRecovery:
         "fault", ["batch_consumer.before_commit", "batch_consumer.after_commit"]
     )
     async def test_ledger_after_a_crash_equals_a_crash_free_run(
-        self, infra, billing_url, second_billing_url, usage_topic, producer, fault
+        self, infra, billing_url, second_billing_url, topic, producer, fault
     ):
         events, distinct = _stream()
-        await send_all(producer, usage_topic, events)
+        await send_all(producer, topic, events)
         await _prices(billing_url)
         await _prices(second_billing_url)
         bootstrap = infra.kafka_bootstrap
 
         reference = worker_stats(
-            run_worker(second_billing_url, bootstrap, usage_topic, "reference", distinct)
+            run_worker(second_billing_url, bootstrap, topic, "reference", distinct)
         )
         assert reference["rated"] == distinct
         assert reference["duplicates"] == len(events) - distinct
 
-        crashed = run_worker(billing_url, bootstrap, usage_topic, "crashy", distinct, faults=fault)
+        crashed = run_worker(billing_url, bootstrap, topic, "crashy", distinct, faults=fault)
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         committed = ledger_snapshot(billing_url)["transfers"]
         if fault.endswith("before_commit"):
@@ -88,9 +88,7 @@ class TestCrashRecovery:
         else:
             assert committed  # the first batch committed before its offsets
 
-        recovered = worker_stats(
-            run_worker(billing_url, bootstrap, usage_topic, "crashy", distinct)
-        )
+        recovered = worker_stats(run_worker(billing_url, bootstrap, topic, "crashy", distinct))
         if fault.endswith("after_commit"):
             assert recovered["duplicates"] > reference["duplicates"]  # the batch came again
 

@@ -1,6 +1,7 @@
 """iam on a fresh database (real PostgreSQL), served in process. Kafka stays off here:
 events are asserted as outbox rows, which the kit's own tests prove reach Kafka."""
 
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -136,3 +137,45 @@ async def add_member(client, owner_token: str, tenant_id: str, role: str, projec
     )
     assert granted.status_code == 201, granted.text
     return address
+
+
+@contextlib.asynccontextmanager
+async def iam_with_token_consumers(
+    infra, iam_database: str, names: tuple[str, ...], route_handlers: list
+) -> AsyncIterator[dict]:
+    """iam in process (its relay publishing to the real broker) and other services built
+    with platformkit's `build_service_app` exactly as the fleet builds them (JWKS URL set, so
+    their runtime starts the revocation and membership projections). Their JWKS source is
+    pointed at the in-process iam, which has no HTTP port; the rest is production wiring."""
+    from gpucloud_contracts.provision import provision
+    from platformkit.http import ServiceDefinition
+
+    from .test_sign_in import JwksFrom
+
+    await provision(infra.kafka_bootstrap, report=lambda _: None)
+    iam_settings = ServiceSettings(
+        service_name="iam", database_url=iam_database, operator_token=OPERATOR_TOKEN,
+        kafka_bootstrap=infra.kafka_bootstrap, outbox_poll_interval_s=0.5,
+        heartbeat_interval_s=0,
+    )  # fmt: skip
+    migrate(DEFINITION, iam_settings)
+    async with contextlib.AsyncExitStack() as stack:
+        iam = await stack.enter_async_context(
+            AsyncTestClient(build_service_app(DEFINITION, iam_settings))
+        )
+        services = []
+        for name in names:
+            settings = ServiceSettings(
+                service_name=name, kafka_bootstrap=infra.kafka_bootstrap,
+                jwks_url="http://127.0.0.1:9/not-used", heartbeat_interval_s=0,
+            )  # fmt: skip
+            definition = ServiceDefinition(
+                name=name, version="0", description="a consumer of iam tokens",
+                route_handlers=route_handlers, relay=False,
+            )  # fmt: skip
+            client = await stack.enter_async_context(
+                AsyncTestClient(build_service_app(definition, settings))
+            )
+            client.app.state.token_verifier.keys.source = JwksFrom(iam)
+            services.append(client)
+        yield {"iam": iam, "services": services}

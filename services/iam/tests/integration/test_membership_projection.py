@@ -12,21 +12,20 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import pytest
 from litestar import get
-from litestar.testing import AsyncTestClient
 
-from gpucloud_contracts.provision import provision
-from iam.bootstrap import DEFINITION
 from platformkit.auth import Principal
-from platformkit.http import ServiceDefinition, build_service_app
-from platformkit.service import migrate
-from platformkit.settings import ServiceSettings
 
-from .conftest import OPERATOR_TOKEN, PASSWORD, access, bearer, email, sign_up
-from .test_sign_in import JwksFrom
+from .conftest import (
+    PASSWORD,
+    access,
+    bearer,
+    email,
+    iam_with_token_consumers,
+    sign_up,
+)
 
 pytestmark = pytest.mark.integration
 DEADLINE_S = 5.0
@@ -42,33 +41,10 @@ async def admin_only(principal: Principal, tenant_id: uuid.UUID) -> dict[str, st
 
 @pytest.fixture(scope="module")
 async def fleet(infra, iam_database) -> AsyncIterator[dict]:
-    await provision(infra.kafka_bootstrap, report=lambda _: None)
-    iam_settings = ServiceSettings(
-        service_name="iam", database_url=iam_database, operator_token=OPERATOR_TOKEN,
-        kafka_bootstrap=infra.kafka_bootstrap, outbox_poll_interval_s=0.5,
-        heartbeat_interval_s=0,
-    )  # fmt: skip
-    migrate(DEFINITION, iam_settings)
-    async with AsyncExitStack() as stack:
-        iam = await stack.enter_async_context(
-            AsyncTestClient(build_service_app(DEFINITION, iam_settings))
-        )
-        services = []
-        for name in ("test-memberships-a", "test-memberships-b"):
-            settings = ServiceSettings(
-                service_name=name, kafka_bootstrap=infra.kafka_bootstrap,
-                jwks_url="http://127.0.0.1:9/not-used", heartbeat_interval_s=0,
-            )  # fmt: skip
-            definition = ServiceDefinition(
-                name=name, version="0", description="a consumer of iam tokens",
-                route_handlers=[admin_only], relay=False,
-            )  # fmt: skip
-            client = await stack.enter_async_context(
-                AsyncTestClient(build_service_app(definition, settings))
-            )
-            client.app.state.token_verifier.keys.source = JwksFrom(iam)
-            services.append(client)
-        yield {"iam": iam, "services": services}
+    async with iam_with_token_consumers(
+        infra, iam_database, ("test-memberships-a", "test-memberships-b"), [admin_only]
+    ) as fleet:
+        yield fleet
 
 
 async def _caught_up(services) -> None:

@@ -10,21 +10,13 @@ port to fetch from); everything else is the production wiring.
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import pytest
 from litestar import get
-from litestar.testing import AsyncTestClient
 
-from gpucloud_contracts.provision import provision
-from iam.bootstrap import DEFINITION
 from platformkit.auth import Principal
-from platformkit.http import ServiceDefinition, build_service_app
-from platformkit.service import migrate
-from platformkit.settings import ServiceSettings
 
-from .conftest import OPERATOR_TOKEN, access, bearer, sign_up
-from .test_sign_in import JwksFrom
+from .conftest import access, bearer, iam_with_token_consumers, sign_up
 
 pytestmark = pytest.mark.integration
 DEADLINE_S = 5.0
@@ -37,33 +29,10 @@ async def whoami(principal: Principal) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 async def fleet(infra, iam_database) -> AsyncIterator[dict]:
-    await provision(infra.kafka_bootstrap, report=lambda _: None)
-    iam_settings = ServiceSettings(
-        service_name="iam", database_url=iam_database, operator_token=OPERATOR_TOKEN,
-        kafka_bootstrap=infra.kafka_bootstrap, outbox_poll_interval_s=0.5,
-        heartbeat_interval_s=0,
-    )  # fmt: skip
-    migrate(DEFINITION, iam_settings)
-    async with AsyncExitStack() as stack:
-        iam = await stack.enter_async_context(
-            AsyncTestClient(build_service_app(DEFINITION, iam_settings))
-        )
-        services = []
-        for name in ("test-revocation-a", "test-revocation-b"):
-            settings = ServiceSettings(
-                service_name=name, kafka_bootstrap=infra.kafka_bootstrap,
-                jwks_url="http://127.0.0.1:9/not-used", heartbeat_interval_s=0,
-            )  # fmt: skip
-            definition = ServiceDefinition(
-                name=name, version="0", description="a consumer of iam tokens",
-                route_handlers=[whoami], relay=False,
-            )  # fmt: skip
-            client = await stack.enter_async_context(
-                AsyncTestClient(build_service_app(definition, settings))
-            )
-            client.app.state.token_verifier.keys.source = JwksFrom(iam)
-            services.append(client)
-        yield {"iam": iam, "services": services}
+    async with iam_with_token_consumers(
+        infra, iam_database, ("test-revocation-a", "test-revocation-b"), [whoami]
+    ) as fleet:
+        yield fleet
 
 
 async def _key_and_token(iam, owner: str, base: str, sa_id: str) -> tuple[str, str]:

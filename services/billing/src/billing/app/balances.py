@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from billing.domain.balance import BALANCE_TOPIC, Standing, standing_of
 from billing.domain.rating import StandingChange, TenantLedger, standing_changes
 from billing.store.ledger import LedgerRepository
-from billing.store.outbox_rows import add_events_bulk
 from gpucloud_contracts.events.billing import BalanceChanged
 from platformkit.db import Database, UnitOfWork
 from platformkit.envelope import CloudEvent, new_event
+from platformkit.outbox import add_events
 from platformkit.telemetry import current_traceparent
 
 SOURCE = "billing"
@@ -63,7 +63,7 @@ async def announce_standings(
         tenants = [t for t in tenants if standing_of_now(t, at) != t.standing]
     changes = standing_changes(tenants, at)
     await LedgerRepository(uow).save_standings(changes)
-    await add_events_bulk(uow, BALANCE_TOPIC, balance_events(changes, at))
+    await add_events(uow, BALANCE_TOPIC, balance_events(changes, at))
     return changes
 
 
