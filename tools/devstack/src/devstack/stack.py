@@ -106,6 +106,33 @@ async def _wait_fleet_status(f: Fleet, within: float = 60.0) -> None:
     )
 
 
+async def _wait_nodes_ready(f: Fleet, within: float = 60.0) -> None:
+    """Poll gpuaas (through the gateway, as an operator) until every node agent of the
+    fleet has registered and is `ready`: `up` returns with capacity to place on."""
+    from devstack import credentials
+
+    expected = {agent.name for agent in f.node_agents}
+    nodes_url = f"{processes.url(f.gateway)}/v1/gpu/nodes"
+    token = credentials.password(credentials.OPERATOR_TOKEN)
+    deadline = time.monotonic() + within
+    last = "no answer"
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
+        while time.monotonic() < deadline:
+            try:
+                resp = await client.get(nodes_url, timeout=3.0)
+                nodes = resp.json() if resp.status_code == 200 else []
+                ready = {n.get("name") for n in nodes if n.get("state") == "ready"}
+                if expected <= ready:
+                    return
+                last = f"HTTP {resp.status_code}; not ready: {sorted(expected - ready)}"
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(0.2)
+    raise StackError(
+        f"GET {nodes_url} did not list every node agent ready in {within:.0f}s: {last}"
+    )
+
+
 def _create_demo_tenant(f: Fleet) -> str:
     resp = httpx.post(
         f"{processes.url(f.gateway)}/v1/iam/tenants",
@@ -136,6 +163,8 @@ def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]
     log(f"processes ready ({time.monotonic() - started:.1f}s)")
     asyncio.run(_wait_fleet_status(f))
     log(f"gateway reports every service ready ({time.monotonic() - started:.1f}s)")
+    asyncio.run(_wait_nodes_ready(f))
+    log(f"gpuaas reports every node agent ready ({time.monotonic() - started:.1f}s)")
     log(f"demo tenant: {_create_demo_tenant(f)}")
     return infra, rows
 
