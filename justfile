@@ -35,6 +35,11 @@ lint:
     uv run --quiet lint-imports
     uv run --quiet python tools/contracts/generate.py --check
 
+# Chaos run on an isolated stack (own home, ports + 1000): just chaos --seed 1 --cycles 100
+chaos *ARGS:
+    uv sync --quiet
+    uv run --quiet python -m chaos {{ARGS}}
+
 # Benchmarks: just bench outbox
 bench *ARGS:
     uv run --quiet python -m bench {{ARGS}}

@@ -11,10 +11,9 @@ client, is the headline. The allocation is then released and awaited until `rele
 (reported apart), so each launch starts from the same free fleet.
 
 The path a launch takes (docs/gpuaas.md): gpuaas places the slice and commits `scheduled`;
-the node agent picks up its desired state at its next sync (every
-`GPUCLOUD_NODE_SYNC_INTERVAL_S`), creates the simulated instance and reports it running.
-So the sync interval is the floor of this latency, and the client's poll adds up to one
-poll interval.
+the node agent's held sync (long poll) is woken by the commit's NOTIFY and answers with
+the new desired state; the agent creates the simulated instance and reports it running.
+The client's poll adds up to one poll interval.
 """
 
 import argparse

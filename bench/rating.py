@@ -5,7 +5,7 @@ One run, on a scratch topic (12 partitions) and scratch billing databases (migra
 1. N `metering.usage.recorded` events (keyed by allocation, spread over tenants and
    allocations) are produced to the topic;
 2. ceiling A, **bare consumer**: aiokafka `getmany` over the whole topic, each envelope
-   parsed (`from_kafka`), nothing else;
+   parsed (the batch consumer's `parse_record`), nothing else;
 3. ceiling B, **PostgreSQL insert-only**: the same transfer rows (one per interval, wallet
    -> revenue) inserted by billing's ledger statement (`LedgerRepository.post`: ON CONFLICT
    DO NOTHING + one balance update per account per batch), no Kafka, no decoding, pricing
@@ -17,7 +17,11 @@ One run, on a scratch topic (12 partitions) and scratch billing databases (migra
    group join is reported apart).
 
 The headline is (5); its ratio to the lower of (2) and (3) says how much of the raw
-capacity the pipeline uses.
+capacity the pipeline uses. (4) and (5) also report the bench process's CPU time per event
+(`time.process_time`: the Python side only, PostgreSQL's work is another process), a figure
+much less sensitive to a busy shared machine than events per second. The process's GC is
+tuned as billing's bootstrap tunes it (`GPUCLOUD_BILLING_GC_GEN0_THRESHOLD`, 0 = Python's
+default) before the first stage.
 """
 
 import argparse
@@ -37,7 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.common import environment, now, print_table, save_results, scratch_database
 from billing.app.funds import add_price
 from billing.app.rating import UsageRater
-from billing.bootstrap import DEFINITION
+from billing.bootstrap import DEFINITION, tune_gc
 from billing.domain.ledger import (
     AccountKind,
     Transfer,
@@ -50,10 +54,10 @@ from billing.settings import BillingSettings
 from billing.store.ledger import LedgerRepository, TransferColumns
 from devstack.infra import ensure_infra
 from gpucloud_contracts.events.metering import UsageRecorded
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription
+from platformkit.batch_consumers import BatchConsumer, BatchSubscription, parse_record
 from platformkit.consumers import dlq_topic
 from platformkit.db import Database
-from platformkit.envelope import CloudEvent, from_kafka, new_event
+from platformkit.envelope import CloudEvent, new_event
 from platformkit.kafka import idempotent_producer
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
@@ -176,7 +180,7 @@ async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
                 started = now()
             for records in batch.values():
                 for record in records:
-                    from_kafka(record.headers, record.value)
+                    parse_record(record.headers, record.value)
                 seen += len(records)
     finally:
         await consumer.stop()
@@ -226,22 +230,25 @@ async def insert_only(url: str, events: list[CloudEvent], batch: int) -> float:
         await db.dispose()
 
 
-async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -> float:
+async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -> dict[str, Any]:
     """Breakdown: billing's whole rating use case, batch by batch, no Kafka."""
     db = await _priced(url)
     rater = UsageRater(BillingSettings())
     try:
-        started = now()
+        started, cpu = now(), time.process_time()
         for i in range(0, len(events), batch):
             async with db.unit_of_work() as uow:
                 await rater(events[i : i + batch], uow)
                 await uow.commit()
-        elapsed = now() - started
+        elapsed, cpu = now() - started, time.process_time() - cpu
     finally:
         await db.dispose()
     if rater.stats.rated != len(events):
         raise RuntimeError(f"rated {rater.stats.rated} of {len(events)}: {rater.stats}")
-    return len(events) / elapsed
+    return {
+        "events_per_s": round(len(events) / elapsed),
+        "cpu_us_per_event": round(cpu / len(events) * 1e6, 1),
+    }
 
 
 async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -> dict[str, Any]:
@@ -260,13 +267,14 @@ async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -
     )
     joining = now()
     await consumer.start()
-    first: tuple[float, int] | None = None
+    first: tuple[float, int, float] | None = None
     try:
         while rater.stats.rated + rater.stats.duplicates < n or await consumer.lag() != 0:
             if first is None and consumer.batches:
-                first = (now(), rater.stats.rated)  # the rate counts from the first batch
+                # the rate counts from the first batch
+                first = (now(), rater.stats.rated, time.process_time())
             await asyncio.sleep(0.01)
-        done = now()
+        done, cpu_done = now(), time.process_time()
     finally:
         await consumer.stop()
         await producer.stop()
@@ -275,6 +283,7 @@ async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -
         raise RuntimeError("the consumer finished before a batch was seen")
     return {
         "events_per_s": round((n - first[1]) / (done - first[0])),
+        "cpu_us_per_event": round((cpu_done - first[2]) / (n - first[1]) * 1e6, 1),
         "join_s": round(first[0] - joining, 2),
         "batches": consumer.batches,
         "rated": rater.stats.rated,
@@ -289,7 +298,12 @@ def _new_billing_database(stack: contextlib.ExitStack, admin_url: str) -> str:
 
 
 async def _run(args: argparse.Namespace, bootstrap: str, urls: list[str]) -> dict[str, Any]:
-    print(f"rating: {args.events:,} events, {args.tenants} tenants, batch {args.batch} ...")
+    gc_threshold = BillingSettings.from_env().gc_gen0_threshold
+    tune_gc(gc_threshold)
+    print(
+        f"rating: {args.events:,} events, {args.tenants} tenants, batch {args.batch},"
+        f" gc gen0 threshold {gc_threshold or 'default'} ..."
+    )
     events = make_events(args.events, args.tenants, args.allocations)
     async with _usage_topic(bootstrap) as topic:
         produce_rate = await produce(bootstrap, topic, events)
@@ -306,7 +320,9 @@ async def _run(args: argparse.Namespace, bootstrap: str, urls: list[str]) -> dic
         "produce_per_s": round(produce_rate),
         "ceiling_bare_consumer_per_s": round(kafka_ceiling),
         "ceiling_postgres_insert_only_per_s": round(insert_ceiling),
-        "rating_without_kafka_per_s": round(no_kafka),
+        "gc_gen0_threshold": gc_threshold,
+        "rating_without_kafka_per_s": no_kafka["events_per_s"],
+        "rating_without_kafka_cpu_us_per_event": no_kafka["cpu_us_per_event"],
         "end_to_end": e2e,
         "lower_ceiling": "bare consumer" if kafka_ceiling <= insert_ceiling else "insert-only",
         "ratio_to_lower_ceiling": round(e2e["events_per_s"] / lower, 2),
@@ -365,6 +381,12 @@ def _report(r: dict[str, Any]) -> None:
                 f"{e2e['batches']} / {e2e['rated']:,} / {e2e['duplicates']}",
             ],
             ["consumer group join (s, not counted)", e2e["join_s"]],
+            ["Python CPU per event, end to end (µs)", e2e["cpu_us_per_event"]],
+            [
+                "Python CPU per event, rating without Kafka (µs)",
+                r["rating_without_kafka_cpu_us_per_event"],
+            ],
+            ["GC gen0 threshold (0: Python's default)", r["gc_gen0_threshold"]],
             [
                 f"target: >= {TARGET_EVENTS_PER_S:,} events/s",
                 "met" if r["target"]["met"] else "NOT met",

@@ -23,14 +23,18 @@ compute / free compute), plus how many GPUs can still take a 4g instance.
 """
 
 import argparse
+import asyncio
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import environment, print_table, save_results, summarize_ms
+import psycopg
+
+from bench.common import environment, print_table, save_results, scratch_database, summarize_ms
 from gpuaas.domain.catalog import SHAPES, SKUS, ProfileShape
 from gpuaas.domain.geometry import Layout, can_place, fragmentation, instance_of
 from gpuaas.domain.placement import Booking, Decision, GpuState, NodeCapacity, place
@@ -55,6 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scan-every", type=int, default=10, help="time the plain scan on every Nth request"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 200 nodes, 10,000 steps")
+    parser.add_argument(
+        "--live-requests",
+        type=int,
+        default=2_000,
+        help="allocations through the service's use case on PostgreSQL (2000; 0 skips it)",
+    )
+    parser.add_argument(
+        "--live-concurrency", type=int, default=8, help="concurrent requests, live row (8)"
+    )
 
 
 def first_fit(
@@ -87,7 +100,8 @@ class Fleet:
 
     @classmethod
     def new(cls, n_nodes: int, rng: random.Random) -> "Fleet":
-        node_ids = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(n_nodes)]
+        # Sorted: the index and the scan break ties in node-id order (the database's order).
+        node_ids = sorted(uuid.UUID(int=rng.getrandbits(128)) for _ in range(n_nodes))
         gpu_ids = {
             n: [uuid.UUID(int=rng.getrandbits(128)) for _ in range(GPUS_PER_NODE)] for n in node_ids
         }
@@ -202,7 +216,7 @@ def simulate(
 
 def main(args: argparse.Namespace) -> int:
     if args.quick:
-        args.nodes, args.steps = 200, 10_000
+        args.nodes, args.steps, args.live_requests = 200, 10_000, 200
     results: dict[str, Any] = {
         "benchmark": "scheduler",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -235,6 +249,9 @@ def main(args: argparse.Namespace) -> int:
             fit["fragmentation"] - indexed["fragmentation"], 4
         ),
     }
+    if args.live_requests:
+        print("  live: create_allocation on PostgreSQL ...")
+        results["live"] = run_live(args)
     results["target"] = {
         "placements_per_s": TARGET_PLACEMENTS_PER_S,
         "met": rate >= TARGET_PLACEMENTS_PER_S,
@@ -303,6 +320,39 @@ def _report(results: dict[str, Any]) -> None:
         ],
         rows,
     )
+    live = results.get("live")
+    if live:
+        print_table(
+            f"live: gpuaas create_allocation on PostgreSQL, {live['gpus']:,} GPUs"
+            " (whole transaction: quota, booking, outbox events, commit)",
+            ["figure", "value"],
+            [
+                ["allocations/s, sequential", live["sequential"]["allocations_per_s"]],
+                [
+                    f"allocations/s, {live['concurrent']['concurrency']} concurrent",
+                    live["concurrent"]["allocations_per_s"],
+                ],
+                [
+                    "placed / requested",
+                    f"{live['sequential']['placed'] + live['concurrent']['placed']}"
+                    f" / {live['sequential']['requests'] + live['concurrent']['requests']}",
+                ],
+                ["index cold build p50 ms (query + build)", live["index_build"]["p50_ms"]],
+                [
+                    "catch-up after another replica's booking ms",
+                    live["catch_up_after_other_replica_ms"],
+                ],
+                [
+                    "decision: generation check + index p50 ms",
+                    live["new_path_generation_check_and_place"]["p50_ms"],
+                ],
+                [
+                    "decision, old path: DB snapshot + scan p50 ms",
+                    live["old_path_snapshot_and_scan"]["p50_ms"],
+                ],
+                ["double-booked slices", live["double_booked_slices"]],
+            ],
+        )
     ratios = results["ratios"]
     target = results["target"]
     print_table(
@@ -325,3 +375,153 @@ def _report(results: dict[str, Any]) -> None:
             ],
         ],
     )
+
+
+# --- live: through gpuaas's create_allocation use case on PostgreSQL -------------------
+
+
+def _seed_fleet(db_url: str, n_nodes: int) -> None:
+    """`n_nodes` ready nodes x 8 H100 written in bulk (registration one by one would take
+    minutes and is not what is measured)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    nodes = [(uuid.uuid4(), f"bench-{i:05d}") for i in range(n_nodes)]
+    with psycopg.connect(db_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO nodes (id, name, provider, state, credential_hash, registered_at,"
+            " last_heartbeat_at) VALUES (%s, %s, 'static', 'ready', 'x', %s, %s)",
+            [(n, name, now, now) for n, name in nodes],
+        )
+        cur.executemany(
+            "INSERT INTO gpus (id, node_id, index, sku, device_uuid)"
+            " VALUES (%s, %s, %s, 'h100-80gb', %s)",
+            [
+                (uuid.uuid4(), n, i, f"GPU-{uuid.uuid4()}")
+                for n, _ in nodes
+                for i in range(GPUS_PER_NODE)
+            ],
+        )
+        cur.execute("ANALYZE")  # what autovacuum would have done after such a bulk insert
+
+
+async def _live(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
+    from gpuaas.app.allocations import CreateAllocation, create_allocation
+    from gpuaas.app.capacity import LiveIndex, live_index
+    from gpuaas.domain.placement import place as scan_place
+    from gpuaas.settings import GpuaasSettings
+    from gpuaas.store.repository import CapacityRepository
+    from platformkit.db import Database
+
+    settings = GpuaasSettings(metering_period_s=60, default_project_quota=10_000)
+    rng = random.Random(args.seed + 2)
+    requests = []
+    for _ in range(args.live_requests):
+        if rng.random() < 0.25:
+            requests.append((None, rng.choice([1, 1, 2])))
+        else:
+            requests.append((rng.choice(SKUS["h100-80gb"].profiles).name, 1))
+    db = Database(db_url, pool_size=args.live_concurrency + 2)
+    other = Database(db_url, pool_size=2)  # a second replica for the cross-replica figure
+    try:
+        # Cold build of the index (one query + PlacementIndex.build), several times.
+        build_s = []
+        for _ in range(5):
+            fresh = LiveIndex("h100-80gb")
+            async with db.unit_of_work() as uow:
+                started = time.perf_counter()
+                await fresh.current(uow)
+                build_s.append(time.perf_counter() - started)
+        async with db.unit_of_work() as uow:  # the service's own index, warm
+            await live_index(db, "h100-80gb").current(uow)
+
+        async def create(profile: str | None, count: int) -> int:
+            command = CreateAllocation(uuid.uuid4(), uuid.uuid4(), "h100-80gb", profile, count)
+            status, _, _ = await create_allocation(db, command, settings, lambda v: b"{}")
+            return status
+
+        # Sequential, then with concurrent requests (one replica).
+        half = len(requests) // 2
+        started = time.perf_counter()
+        statuses = [await create(p, c) for p, c in requests[:half]]
+        sequential_s = time.perf_counter() - started
+        queue = list(requests[half:])
+        concurrent: list[int] = []
+
+        async def worker() -> None:
+            while queue:
+                p, c = queue.pop()
+                concurrent.append(await create(p, c))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.live_concurrency)))
+        concurrent_s = time.perf_counter() - started
+
+        # Catching up after another replica's booking: one generation, one node reloaded.
+        await create_allocation(
+            other,
+            CreateAllocation(uuid.uuid4(), uuid.uuid4(), "h100-80gb", "1g.10gb", 1),
+            settings,
+            lambda v: b"{}",
+        )
+        live = live_index(db, "h100-80gb")
+        reloads = live.reloads
+        async with db.unit_of_work() as uow:
+            started = time.perf_counter()
+            await live.current(uow)
+            catch_up_s = time.perf_counter() - started
+        # This path's decision cost when nothing changed elsewhere: generation check + place.
+        index_s = []
+        for profile, count in requests[:200]:
+            shape = SKUS["h100-80gb"].profile(profile).shape if profile else None
+            async with db.unit_of_work() as uow:
+                started = time.perf_counter()
+                (await live.current(uow)).place(shape, count)
+                index_s.append(time.perf_counter() - started)
+        # The previous live path: a DB snapshot of every ready node, then the scan.
+        scan_s = []
+        for profile, count in requests[:20]:
+            shape = SKUS["h100-80gb"].profile(profile).shape if profile else None
+            async with db.unit_of_work() as uow:
+                started = time.perf_counter()
+                scan_place(await CapacityRepository(uow).snapshot("h100-80gb"), shape, count)
+                scan_s.append(time.perf_counter() - started)
+        async with db.unit_of_work() as uow:
+            double = await uow.fetch_one(
+                "SELECT count(*) AS n FROM (SELECT gpu_id, slice FROM gpu_slices"
+                " GROUP BY 1, 2 HAVING count(*) > 1) d"
+            )
+        return {
+            "gpus": args.nodes * GPUS_PER_NODE,
+            "index_build": summarize_ms(build_s),
+            "sequential": {
+                "requests": half,
+                "placed": statuses.count(201),
+                "allocations_per_s": round(half / sequential_s),
+            },
+            "concurrent": {
+                "requests": len(requests) - half,
+                "concurrency": args.live_concurrency,
+                "placed": concurrent.count(201),
+                "allocations_per_s": round((len(requests) - half) / concurrent_s),
+            },
+            "catch_up_after_other_replica_ms": round(catch_up_s * 1000, 2),
+            "nodes_reloaded_for_it": live.reloads - reloads,
+            "old_path_snapshot_and_scan": summarize_ms(scan_s),
+            "new_path_generation_check_and_place": summarize_ms(index_s),
+            "double_booked_slices": double["n"],
+            "statuses": {str(k): v for k, v in Counter([*statuses, *concurrent]).items()},
+        }
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+def run_live(args: argparse.Namespace) -> dict[str, Any]:
+    from devstack.infra import ensure_infra
+    from platformkit.migrate import apply_migrations
+    from platformkit.service import KIT_MIGRATIONS
+
+    infra = ensure_infra()
+    with scratch_database(infra.pg_admin_url) as db_url:
+        apply_migrations(db_url, [KIT_MIGRATIONS, ("gpuaas", "gpuaas.store.migrations")])
+        _seed_fleet(db_url, args.nodes)
+        return asyncio.run(_live(args, db_url))

@@ -270,3 +270,34 @@ class TestRenderedChart:
             if d["kind"] == "HorizontalPodAutoscaler"
         }
         assert scaled == deployments
+
+    def test_production_metrics_are_scrapable_with_a_secret_token(self):
+        """Production names a metrics Secret: every serving pod gets the token from it, the
+        scrape annotations, and a NetworkPolicy rule admitting the scrapers to the port."""
+        manifests = render("values-production.yaml")
+        scrape_from = chart_values()["metrics"]["scrapeFrom"]
+        serving = {
+            d["metadata"]["name"] for d in manifests if d["kind"] in {"Deployment", "DaemonSet"}
+        }
+        for doc in manifests:
+            if doc["kind"] in {"Deployment", "DaemonSet"}:
+                template = doc["spec"]["template"]
+                assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+                (container,) = template["spec"]["containers"]
+                env = {e["name"]: e for e in container.get("env", [])}
+                ref = env["GPUCLOUD_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == "gpucloud-metrics", doc["metadata"]["name"]
+            if doc["kind"] == "NetworkPolicy" and doc["metadata"]["name"] in serving:
+                assert any(rule.get("from") == scrape_from for rule in doc["spec"]["ingress"]), doc[
+                    "metadata"
+                ]["name"]
+
+    def test_default_values_serve_no_metrics_token_and_open_no_scrape_port(self):
+        for doc in render("values.yaml"):
+            if doc["kind"] == "NetworkPolicy":
+                scrape_from = chart_values()["metrics"]["scrapeFrom"]
+                assert all(rule.get("from") != scrape_from for rule in doc["spec"]["ingress"])
+        for workload, spec in pod_specs(render("values.yaml")):
+            for container in spec["containers"]:
+                names = {e["name"] for e in container.get("env", [])}
+                assert "GPUCLOUD_METRICS_TOKEN" not in names, workload

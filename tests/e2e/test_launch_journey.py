@@ -37,6 +37,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 METERING_PERIOD_S = 2
+MIN_RUNWAY_S = 5
 # 3.60 USD per H100-hour (1,000 micro-units a second), a 1g.10gb slice at one seventh of it.
 GPU_PRICE = ("gpu:h100-80gb", 3_600_000)
 MIG_PRICE = ("mig:h100-80gb:1g.10gb", 504_000)
@@ -76,30 +77,39 @@ def _gpuaas_env(name: str) -> str | None:
         return {k.decode(): v.decode() for k, v in pairs}.get(name)
 
 
-def _restart_gpuaas(period: str | None) -> None:
+def _restart_gpuaas(env: dict[str, str | None]) -> None:
+    """Restart the fleet's gpuaas with `env` (None removes a variable), then put the test
+    process's environment back as it was."""
     from devstack import stack
 
-    saved = os.environ.get("GPUCLOUD_METERING_PERIOD_S")
-    if period is None:
-        os.environ.pop("GPUCLOUD_METERING_PERIOD_S", None)
-    else:
-        os.environ["GPUCLOUD_METERING_PERIOD_S"] = period
+    saved = {name: os.environ.get(name) for name in env}
     try:
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         stack.restart("gpuaas")
     finally:
-        if saved is None:
-            os.environ.pop("GPUCLOUD_METERING_PERIOD_S", None)
-        else:
-            os.environ["GPUCLOUD_METERING_PERIOD_S"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _nodes_synced_since(gateway: httpx.Client, operator: dict[str, str], since: dt.datetime):
-    """Every node ready and heard from after `since`: the agents back off (up to 10 s)
-    while gpuaas is down, and a launch before their next sync would wait for it."""
+    """Every node agent of the fleet ready and heard from after `since`: the agents back off
+    (up to 10 s) while gpuaas is down, and a launch before their next sync would wait for it.
+    Nodes other tests registered (and abandoned) do not count."""
+    from devstack.fleet import load
+
+    agents = {agent.name for agent in load().node_agents}
 
     def probe() -> bool:
-        nodes = gateway.get("/v1/gpu/nodes", headers=operator).json()
-        return bool(nodes) and all(
+        listed = gateway.get("/v1/gpu/nodes", headers=operator).json()
+        nodes = [n for n in listed if n["name"] in agents]
+        return len(nodes) == len(agents) and all(
             n["state"] == "ready"
             and n["last_heartbeat_at"]
             and dt.datetime.fromisoformat(n["last_heartbeat_at"]) > since
@@ -111,11 +121,18 @@ def _nodes_synced_since(gateway: httpx.Client, operator: dict[str, str], since: 
 
 @pytest.fixture(scope="module")
 def short_metering(fleet) -> Iterator[None]:
-    current = _gpuaas_env("GPUCLOUD_METERING_PERIOD_S")
-    if current is not None and float(current) <= METERING_PERIOD_S:
+    """gpuaas closes usage intervals every 2 s, so usage is rated within the test, and asks
+    for a 5 s minimum runway (not 300 s): the journey's small top-up must fund its launches
+    and still run out within the test."""
+    wanted = {
+        "GPUCLOUD_METERING_PERIOD_S": str(METERING_PERIOD_S),
+        "GPUCLOUD_MIN_RUNWAY_S": str(MIN_RUNWAY_S),
+    }
+    current = {name: _gpuaas_env(name) for name in wanted}
+    if current == wanted:
         yield
         return
-    _restart_gpuaas(str(METERING_PERIOD_S))
+    _restart_gpuaas(wanted)
     try:
         with fleet.client() as gateway:
             restarted = dt.datetime.now(dt.UTC)

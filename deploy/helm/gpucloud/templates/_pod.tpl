@@ -23,6 +23,11 @@ metadata:
   {{- if .serve }}
   annotations:
     checksum/config: {{ include "gpucloud.config" (list $root .name) | sha256sum }}
+    {{- if $root.Values.metrics.secretName }}
+    prometheus.io/scrape: "true"
+    prometheus.io/port: {{ $port | quote }}
+    prometheus.io/path: /metrics
+    {{- end }}
   {{- end }}
 spec:
   {{- if .serve }}
@@ -159,6 +164,13 @@ the downward API.
     secretKeyRef:
       name: {{ . }}
       key: {{ $root.Values.operatorToken.secretKey }}
+{{- end }}
+{{- with $root.Values.metrics.secretName }}
+- name: GPUCLOUD_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $root.Values.metrics.secretKey }}
 {{- end }}
 {{- if eq $svc.role "node-agent" }}
 - name: GPUCLOUD_NODE_NAME

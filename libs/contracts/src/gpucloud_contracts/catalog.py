@@ -44,6 +44,7 @@ TOPICS: dict[str, TopicSpec] = {
     "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
     "billing.balance.v1": TopicSpec(name="billing.balance.v1", partitions=6, replicas=1),
     "billing.payment.v1": TopicSpec(name="billing.payment.v1", partitions=6, replicas=1),
+    "billing.price.v1": TopicSpec(name="billing.price.v1", partitions=3, replicas=1),
     "gpuaas.allocation.v1": TopicSpec(name="gpuaas.allocation.v1", partitions=12, replicas=1),
     "gpuaas.node.v1": TopicSpec(name="gpuaas.node.v1", partitions=3, replicas=1),
     "iam.membership.v1": TopicSpec(name="iam.membership.v1", partitions=6, replicas=1),
@@ -86,10 +87,28 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=billing.PaymentChanged,
         family="billing",
     ),
+    "billing.payment.refund_failed": EventSpec(
+        type="billing.payment.refund_failed",
+        topic="billing.payment.v1",
+        payload=billing.RefundChanged,
+        family="billing",
+    ),
+    "billing.payment.refunded": EventSpec(
+        type="billing.payment.refunded",
+        topic="billing.payment.v1",
+        payload=billing.RefundChanged,
+        family="billing",
+    ),
     "billing.payment.settled": EventSpec(
         type="billing.payment.settled",
         topic="billing.payment.v1",
         payload=billing.PaymentChanged,
+        family="billing",
+    ),
+    "billing.price.changed": EventSpec(
+        type="billing.price.changed",
+        topic="billing.price.v1",
+        payload=billing.PriceChanged,
         family="billing",
     ),
     "billing.reconciliation.mismatch": EventSpec(

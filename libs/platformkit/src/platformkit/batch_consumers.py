@@ -26,19 +26,49 @@ The existing per-event `EventConsumer` is untouched; this module only adds.
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from platformkit.consumers import dead_letter
+from platformkit.consumers import dead_letter, partition_lag
 from platformkit.db import Database, UnitOfWork
 from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka
 from platformkit.faults import crash_point
 
 log = logging.getLogger(__name__)
+_to = msgspec.convert
+
+
+def parse_record(headers: Any, value: bytes | None) -> CloudEvent:
+    """`envelope.from_kafka`'s result, at half its cost for the usual record (aiokafka's
+    pairs of str and bytes): no dict of every decoded header, and the id parsed by msgspec
+    rather than `uuid.UUID` (a third of the cost). Anything unusual (a missing or non-bytes
+    header, an id msgspec does not read) goes through `from_kafka`, which also raises the
+    EnvelopeError, so both always agree (tests/unit/test_batch_parse.py)."""
+    try:
+        attrs = dict(headers)
+        get = attrs.get
+        tenant = get("ce_tenant")
+        traceparent = get("traceparent")
+        return CloudEvent(
+            id=_to(attrs["ce_id"].decode(), uuid.UUID),
+            type=attrs["ce_type"].decode(),
+            source=attrs["ce_source"].decode(),
+            subject=attrs["ce_subject"].decode(),
+            time=dt.datetime.fromisoformat(attrs["ce_time"].decode()),
+            data=value or b"",
+            tenant=tenant.decode() if tenant is not None else None,
+            traceparent=traceparent.decode() if traceparent is not None else None,
+        )
+    except Exception:
+        return from_kafka(headers, value)
+
 
 BatchHandler = Callable[[Sequence[CloudEvent], UnitOfWork], Awaitable[None]]
 
@@ -157,7 +187,7 @@ class BatchConsumer:
         parsed: list[tuple[CloudEvent | EnvelopeError, Any]] = []
         for record in records:
             try:
-                parsed.append((from_kafka(record.headers, record.value), record))
+                parsed.append((parse_record(record.headers, record.value), record))
             except EnvelopeError as exc:
                 parsed.append((exc, record))
         offsets = {
@@ -238,6 +268,10 @@ class BatchConsumer:
         for tp in partitions:
             lag += ends[tp] - (await consumer.committed(tp) or 0)
         return lag
+
+    async def lag_by_partition(self) -> dict[tuple[str, str, int], int]:
+        """Per-partition lag for /metrics (`ServiceMetrics.lag_readers`)."""
+        return await partition_lag(self._consumer, self.group_id)
 
     async def _database_up(self) -> bool:
         try:

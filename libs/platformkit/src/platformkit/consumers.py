@@ -66,6 +66,18 @@ class Subscription:
     max_batch: int = 500
 
 
+async def partition_lag(consumer: Any, group: str) -> dict[tuple[str, str, int], int]:
+    """End offset minus committed offset of every partition `consumer` holds."""
+    if consumer is None or not consumer.assignment():
+        return {}
+    partitions = sorted(consumer.assignment())
+    ends = await consumer.end_offsets(partitions)
+    return {
+        (group, tp.topic, tp.partition): ends[tp] - (await consumer.committed(tp) or 0)
+        for tp in partitions
+    }
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
@@ -143,6 +155,12 @@ class EventConsumer:
             batch_timeout_ms=10,
         )
         subscriber(self.on_batch)
+        self._subscriber = subscriber
+
+    async def lag_by_partition(self) -> dict[tuple[str, str, int], int]:
+        """Records of each assigned partition not yet committed (for /metrics)."""
+        consumer = getattr(getattr(self, "_subscriber", None), "consumer", None)
+        return await partition_lag(consumer, self.group_id)
 
     async def on_batch(self, message: KafkaMessage) -> None:
         raw = message.raw_message

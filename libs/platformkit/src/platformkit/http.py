@@ -10,17 +10,21 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from platformkit.auth import provide_principal
 from platformkit.consumers import Subscription
 from platformkit.db import Database
 from platformkit.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem, ProblemError
+from platformkit.metrics import ServiceMetrics, metrics_middleware, metrics_route
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.telemetry import configure_tracing, current_trace_id
@@ -98,19 +102,68 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return problem_response(problem)
 
 
+# The problem+json answers the kit's handlers can give any API route: a malformed request
+# (400), no or a bad token (401), a role too low (403), a resource that does not exist or
+# belongs to another tenant (404), a state conflict (409), a rule or Idempotency-Key
+# violation (422), a dependency down (503). Declared once here so every service's OpenAPI
+# document says so; a route declaring its own answer for one of these keeps it.
+PROBLEM_RESPONSES = {
+    400: "Malformed request: the problem names the field",
+    401: "Authentication required or the token is not valid",
+    403: "The caller's role does not allow this",
+    404: "Not found (or not visible to the caller)",
+    409: "Conflicts with the current state",
+    422: "Breaks a rule of the request, or reuses an Idempotency-Key with another body",
+    503: "A dependency is unavailable; retry later",
+}
+
+
+def _problem_spec(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
+
+
+def declare_problem_responses(app: Litestar) -> None:
+    """Add the kit's problem+json responses to every documented route outside the ops tag
+    (whose answers are all declared on the route)."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or "ops" in (handler.tags or ()):
+                continue
+            declared = dict(handler.responses or {})
+            for status, description in PROBLEM_RESPONSES.items():
+                declared.setdefault(status, _problem_spec(description))
+            handler.responses = declared
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    checks: dict[str, Any]
+
+
 @get("/healthz", operation_id="healthz", tags=["ops"], include_in_schema=True, sync_to_thread=False)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", operation_id="readyz", tags=["ops"])
-async def readyz(state: State) -> Response[dict[str, Any]]:
+@get(
+    "/readyz",
+    operation_id="readyz",
+    tags=["ops"],
+    responses={
+        503: ResponseSpec(
+            Readiness, description="Not ready: the failing checks", generate_examples=False
+        )
+    },
+)
+async def readyz(state: State) -> Response[Readiness]:
     runtime: ServiceRuntime | None = getattr(state, "runtime", None)
     if runtime is None:
-        return Response({"ready": False, "checks": {}}, status_code=503)
+        return Response(Readiness(ready=False, checks={}), status_code=503)
     readiness = await runtime.readiness()
     return Response(
-        {"ready": readiness.ready, "checks": readiness.checks},
+        Readiness(ready=readiness.ready, checks=readiness.checks),
         status_code=200 if readiness.ready else 503,
     )
 
@@ -140,7 +193,7 @@ async def _add_trace_header(response: Response[Any]) -> Response[Any]:
 
 
 def _initial_state(settings: ServiceSettings) -> dict[str, Any]:
-    state: dict[str, Any] = {"settings": settings}
+    state: dict[str, Any] = {"settings": settings, "metrics": ServiceMetrics(settings.service_name)}
     if settings.jwks_url:
         # iam's access tokens are accepted once the service knows where iam's keys are.
         state["token_verifier"] = verifier_from_settings(
@@ -174,8 +227,9 @@ def build_service_app(
         if runtime is not None:
             await runtime.stop()
 
-    return Litestar(
-        route_handlers=[healthz, readyz, version, *definition.route_handlers],
+    app = Litestar(
+        route_handlers=[healthz, readyz, version, metrics_route, *definition.route_handlers],
+        middleware=[metrics_middleware],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "runtime": Provide(provide_runtime, sync_to_thread=False),
@@ -203,6 +257,8 @@ def build_service_app(
         logging_config=None,
         debug=False,
     )
+    declare_problem_responses(app)
+    return app
 
 
 __all__ = ["ServiceDefinition", "build_service_app", "problem_response"]

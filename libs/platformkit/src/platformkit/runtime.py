@@ -14,10 +14,11 @@ import time
 from collections.abc import Awaitable, Sequence
 
 import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from gpucloud_contracts.events.platform import ServiceHeartbeat
-from platformkit.consumers import EventConsumer, Subscription, build_consumers
+from platformkit.consumers import EventConsumer, Subscription, build_consumers, dlq_topic
 from platformkit.db import Database
 from platformkit.envelope import new_event
 from platformkit.kafka import idempotent_producer
@@ -101,6 +102,7 @@ class ServiceRuntime:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._readiness: Readiness | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # group-less, for /metrics only
 
     async def start(self) -> None:
         if not self.kafka:
@@ -143,6 +145,9 @@ class ServiceRuntime:
             await self.broker.stop()
         with contextlib.suppress(Exception):
             await self.producer.stop()
+        if self._offsets is not None:
+            with contextlib.suppress(Exception):
+                await self._offsets.stop()
         if self.db is not None:
             await self.db.dispose()
 
@@ -157,6 +162,29 @@ class ServiceRuntime:
             checks["kafka"] = await _probe(self._kafka_ping())
         self._readiness = Readiness(checks, time.monotonic())
         return self._readiness
+
+    async def dlq_depths(self, topics: Sequence[str]) -> dict[str, int]:
+        """Records held by the `.dlq` twin of each topic (end minus beginning offsets)."""
+        if not self.kafka:
+            return {}
+        if self._offsets is None:
+            offsets = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                client_id=f"{self.settings.service_name}-metrics",
+                enable_auto_commit=False,
+            )
+            await offsets.start()
+            self._offsets = offsets
+        depths: dict[str, int] = {}
+        cluster = await self.producer.client.fetch_all_metadata()
+        for topic in topics:
+            dlq = dlq_topic(topic)
+            partitions = [TopicPartition(dlq, p) for p in cluster.partitions_for_topic(dlq) or ()]
+            if partitions:
+                ends = await self._offsets.end_offsets(partitions)
+                starts = await self._offsets.beginning_offsets(partitions)
+                depths[topic] = sum(ends[tp] - starts[tp] for tp in partitions)
+        return depths
 
     async def _kafka_ping(self) -> bool:
         await self.producer.client.fetch_all_metadata()

@@ -41,6 +41,8 @@ class ServiceSettings:
     log_format: str = "json"
     log_level: str = "INFO"
     operator_token: str | None = field(default=None, repr=False)
+    # Bearer token a Prometheus scrape presents at /metrics (the operator token also works).
+    metrics_token: str | None = field(default=None, repr=False)
     # Access-token verification (platformkit.tokens): a verifier is installed when set.
     jwks_url: str | None = None
     token_issuer: str = DEFAULT_TOKEN_ISSUER
@@ -62,6 +64,7 @@ class ServiceSettings:
             log_format=_env("LOG_FORMAT", "json") or "json",
             log_level=_env("LOG_LEVEL", "INFO") or "INFO",
             operator_token=_env("OPERATOR_TOKEN"),
+            metrics_token=_env("METRICS_TOKEN") or None,
             jwks_url=_env("JWKS_URL") or None,
             token_issuer=_env("TOKEN_ISSUER") or DEFAULT_TOKEN_ISSUER,
             token_audience=_env("TOKEN_AUDIENCE") or DEFAULT_TOKEN_AUDIENCE,

@@ -4,6 +4,11 @@ One trace crosses HTTP -> outbox -> Kafka -> consumer: the HTTP span's context i
 with each outbox row as a W3C traceparent, the relay sends it as a Kafka header, and the
 consumer continues the trace from it. Logs are JSON lines carrying the current trace id,
 tenant and event id (from context variables), never secrets.
+
+Spans leave the process only when an OTLP endpoint is configured, with the standard
+variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, plus
+`OTEL_EXPORTER_OTLP_HEADERS` for a collector that wants a token): a batch processor sends
+them over OTLP/HTTP. Without one, trace ids still flow through headers, rows and logs.
 """
 
 import contextlib
@@ -11,6 +16,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 
@@ -18,6 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -35,8 +42,20 @@ def configure_tracing(service_name: str, version: str) -> TracerProvider:
     provider = TracerProvider(
         resource=Resource.create({"service.name": service_name, "service.version": version})
     )
+    if otlp_endpoint_configured():
+        # Imported here: a process that exports nothing never loads the exporter.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def otlp_endpoint_configured(env: dict[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
 
 
 def tracer() -> trace.Tracer:

@@ -105,11 +105,21 @@ class JwksCache:
         self.keys: dict[str, PyJWK] = {}
         self.fetched_at: float | None = None
         self.refreshes = 0
+        self._attempted_at: float | None = None
+        self._failures = 0
+        self._retry_at: float | None = None  # set while fetches fail
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> PyJWK | None:
         now = self.clock()
         stale = self.fetched_at is None or now - self.fetched_at >= self.max_age_s
+        if self._retry_at is not None:
+            # The last fetch failed (iam down, or not up yet when this service started):
+            # try again on a short backoff rather than the once-a-minute pace for unknown
+            # kids, or every token would be refused for a minute after iam comes back.
+            if (stale or kid not in self.keys) and now >= self._retry_at:
+                await self._refresh(now)
+            return self.keys.get(kid)
         unknown_may_refresh = kid not in self.keys and (
             self.fetched_at is None or now - self.fetched_at >= self.min_refresh_interval_s
         )
@@ -123,19 +133,23 @@ class JwksCache:
 
     async def _refresh(self, asked_at: float) -> None:
         async with self._lock:
-            if self.fetched_at is not None and self.fetched_at >= asked_at:
-                return  # another caller refreshed while we waited
+            if self._attempted_at is not None and self._attempted_at >= asked_at:
+                return  # another caller tried while we waited
+            self._attempted_at = self.clock()
             try:
                 document = await self.source.fetch()
             except Exception:
-                # Keep serving the keys we have; retry no sooner than the refresh interval.
-                if self.fetched_at is None:
-                    self.fetched_at = self.clock()
+                # Keep serving the keys we have; retry after 0.5 s, 1 s, 2 s ... up to the
+                # refresh interval (failures are cheap to retry, never a tight loop).
+                self._failures += 1
+                backoff = min(0.5 * 2 ** (self._failures - 1), self.min_refresh_interval_s)
+                self._retry_at = self.clock() + backoff
+                if not self.keys:
                     raise InvalidToken("signing keys are unavailable") from None
-                self.fetched_at = self.clock()
                 return
             self.keys = self._parse(document)
             self.fetched_at = self.clock()
+            self._failures, self._retry_at = 0, None
             self.refreshes += 1
 
     def _parse(self, document: Mapping[str, Any]) -> dict[str, PyJWK]:
@@ -176,6 +190,7 @@ class AccessTokenVerifier:
         leeway_s: float = 5.0,
         revocations: RevocationCheck | None = None,
         memberships: MembershipCheck | None = None,
+        token_types: Sequence[str] = (ACCESS_TOKEN_TYPE, "application/" + ACCESS_TOKEN_TYPE),
     ) -> None:
         unknown = set(algorithms) - set(_KEY_TYPES)
         if not algorithms or unknown:
@@ -187,6 +202,9 @@ class AccessTokenVerifier:
         self.leeway_s = leeway_s
         self.revocations = revocations
         self.memberships = memberships
+        # Other short-lived JWTs (terminal-gateway's session tokens) reuse this verifier
+        # with their own explicit `typ`, so one kind of token never passes as another.
+        self.token_types = tuple(t.lower() for t in token_types)
 
     async def claims(self, token: str) -> dict[str, Any]:
         try:
@@ -196,7 +214,7 @@ class AccessTokenVerifier:
         alg = header.get("alg")
         if alg not in self.algorithms:
             raise InvalidToken("the token's algorithm is not accepted")
-        if str(header.get("typ", "")).lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
+        if str(header.get("typ", "")).lower() not in self.token_types:
             raise InvalidToken("the token is not an access token")
         if "crit" in header:
             raise InvalidToken("the token has critical headers")

@@ -292,6 +292,36 @@ class TestJwksCache:
         clock.now += 400  # stale: a refresh is tried and fails
         assert await cache.key("k1") is not None
 
+    async def test_keys_unavailable_at_start_are_fetched_soon_after_they_appear(self, ed_key):
+        """A service that started while iam was down accepts tokens within seconds of iam
+        coming back, not after the once-a-minute pace for unknown kids."""
+
+        class Down(MemoryJwks):
+            broken = True
+            attempts = 0
+
+            async def fetch(self):
+                self.attempts += 1
+                if self.broken:
+                    raise OSError("down")
+                return await super().fetch()
+
+        source = Down([_ed_jwk(ed_key, "k1")])
+        clock = Clock()
+        cache = JwksCache(source, clock=clock)
+        with pytest.raises(InvalidToken):
+            await cache.key("k1")
+        for _ in range(20):  # no tight loop against a down iam: backoff between tries
+            assert await cache.key("k1") is None
+        assert source.attempts == 1
+        source.broken = False
+        clock.now += 0.6
+        assert await cache.key("k1") is not None
+        clock.now += 1
+        for _ in range(10):  # healthy again: unknown kids back to once a minute
+            assert await cache.key("forged") is None
+        assert source.fetches == 1 and source.attempts == 2
+
 
 class TestStepUp:
     def _user(self, amr, auth_time):

@@ -2,11 +2,15 @@
 ledger (its webhook was lost) and one the provider never reported are flagged, once, and
 nothing is corrected."""
 
+import asyncio
 import datetime as dt
 
 import pytest
 
+from billing.app.reconciliation import Schedule, scheduled_reconciliation
+from billing.bootstrap import start_reconciliation
 from billing.providers.sandbox import Behaviour
+from billing.settings import BillingSettings
 
 from .conftest import OP, new_tenant
 from .test_payments import Sandbox, _pay, _status, _wallet
@@ -58,3 +62,53 @@ class TestReconciliation:
 
         assert await _wallet(client, tenant) == wallet_before  # nothing corrected silently
         assert await _status(client, tenant, lost["id"]) == "pending"
+
+
+class TestScheduledReconciliation:
+    async def test_scheduled_run_flags_a_lost_webhook_and_skips_a_recent_turn(
+        self, client, db, sandbox
+    ):
+        tenant = await new_tenant(db)
+        sandbox.next_behaviour = Behaviour(copies=0)  # settled at the provider, webhook lost
+        lost = await _pay(client, tenant, amount=2_000_000)
+        await sandbox.drain()
+        schedule = Schedule(interval_s=3600, lookback_s=3600, grace_s=60)
+        # a moment later the grace still hides the payment: its webhook may be in flight
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        early = await scheduled_reconciliation(db, sandbox.provider, schedule, now=soon)
+        assert early is not None and early.mismatches == []
+        # the next turn within the interval is skipped (another replica, or this one, ran)
+        later = soon + dt.timedelta(seconds=120)
+        assert await scheduled_reconciliation(db, sandbox.provider, schedule, now=later) is None
+        # a turn after the interval, past the grace: the lost webhook is flagged
+        next_turn = soon + dt.timedelta(seconds=3600)
+        result = await scheduled_reconciliation(db, sandbox.provider, schedule, now=next_turn)
+        assert result is not None
+        assert [(m.kind, str(m.payment_id)) for m in result.mismatches] == [
+            ("missing_in_ledger", lost["id"])
+        ]
+        runs = (await client.get("/v1/billing/reconciliation/runs", headers=OP)).json()
+        assert [r["mismatches"] for r in runs] == [1, 0]
+        assert await _status(client, tenant, lost["id"]) == "pending"  # nothing corrected
+
+    async def test_the_app_runs_the_schedule(self, client, db, sandbox):
+        """The timer as bootstrap wires it: a short interval on the test's app."""
+        tenant = await new_tenant(db)
+        sandbox.next_behaviour = Behaviour(copies=0)
+        lost = await _pay(client, tenant, amount=1_000_000)
+        await sandbox.drain()
+        billing = BillingSettings(
+            reconcile_interval_s=0.05, reconcile_lookback_s=3600, reconcile_grace_s=-60
+        )
+        start_reconciliation(client.app, billing)
+        for _ in range(200):  # the first turn comes one interval after the start
+            listed = (await client.get("/v1/billing/reconciliation/mismatches", headers=OP)).json()
+            if listed:
+                break
+            await asyncio.sleep(0.05)
+        assert [(m["kind"], m["payment_id"]) for m in listed] == [("missing_in_ledger", lost["id"])]
+
+    async def test_interval_zero_disables_the_schedule(self, client):
+        before = len(client.app.on_shutdown)
+        start_reconciliation(client.app, BillingSettings(reconcile_interval_s=0))
+        assert len(client.app.on_shutdown) == before

@@ -7,6 +7,7 @@ runs reuse), so a fresh CI machine needs only Go; an install that fails fails th
 """
 
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from billing.app.verify import verify_ledger
+from billing.providers.base import RefundDeclined
 from billing.providers.stripe import StripeProvider
 
 from .conftest import OP, as_tenant, new_tenant
@@ -155,6 +157,25 @@ class TestStripeAdapter:
         ref = await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")
         assert ref.startswith("pi_")
 
+    async def test_refunds_a_payment_intent_at_stripe(self, stripe_mock):
+        provider = StripeProvider("sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock)
+        ref = await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")
+        refund = await provider.refund(ref, uuid.uuid4(), 2_340_000, "USD")
+        assert refund.provider_ref.startswith("re_")
+        assert refund.status == "succeeded"  # stripe-mock's fixture refund
+        with pytest.raises(RefundDeclined):  # not a whole number of cents: never rounded
+            await provider.refund(ref, uuid.uuid4(), 2_345, "USD")
+
+    async def test_settlement_report_reads_the_intent_list(self, stripe_mock):
+        """What stripe-mock can show: the list call, its paging and filtering run against
+        Stripe's real API shape. Its fixture intents are never `succeeded` and carry no
+        billing payment id, so the report is empty; the content of a real report cannot be
+        checked here."""
+        provider = StripeProvider("sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock)
+        now = dt.datetime.now(dt.UTC)
+        report = await provider.settlement_report(now - dt.timedelta(days=1), now)
+        assert report == []
+
 
 class TestStripePayments:
     async def test_signed_webhook_settles_and_credits_once(self, client, db, stripe_provider):
@@ -178,6 +199,22 @@ class TestStripePayments:
         r = await _deliver(client, again, signed(again))
         assert r.json() == {"result": "unchanged"}
         assert await _wallet(client, tenant) == 25_000_000
+        assert (await verify_ledger(db)).ok
+
+    async def test_refund_through_stripe(self, client, db, stripe_provider):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        body = intent_event(payment)
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "settled"}
+        r = await client.post(
+            f"/v1/billing/tenants/{tenant}/payments/{payment['id']}/refunds",
+            headers={**as_tenant(tenant, "billing"), "Idempotency-Key": uuid.uuid4().hex},
+            json={"amount_micros": 10_000_000},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "succeeded" and r.json()["provider_ref"].startswith("re_")
+        assert await _status(client, tenant, payment["id"]) == "partially_refunded"
+        assert await _wallet(client, tenant) == 15_000_000
         assert (await verify_ledger(db)).ok
 
     async def test_failed_intent_fails_the_payment(self, client, db, stripe_provider):

@@ -26,7 +26,10 @@ def _forward_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 async def _send(state: State, upstream: str, request: Request[Any, Any, Any]) -> httpx.Response:
     client: httpx.AsyncClient = state.http
-    url = upstream + request.url.path
+    # The path exactly as the client encoded it: the decoded one would turn an encoded
+    # `?`, `/` or control character into a different route upstream (or an invalid URL).
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    url = httpx.URL(upstream).copy_with(raw_path=raw_path)
     try:
         return await client.request(
             request.method,

@@ -1,6 +1,8 @@
-"""The agent loop: register with gpuaas (bootstrap token -> node credential), then sync
-every GPUCLOUD_NODE_SYNC_INTERVAL_S: report observed state (the heartbeat), receive
-desired state, reconcile, and report again at once when something changed."""
+"""The agent loop: register with gpuaas (bootstrap token -> node credential), then sync in a
+long poll: report observed state (the heartbeat) and receive desired state, which gpuaas
+holds back (up to its GPUCLOUD_NODE_SYNC_HOLD_S) until it differs from the report;
+reconcile, and report again at once. GPUCLOUD_NODE_SYNC_INTERVAL_S is only a floor between
+unchanged answers (a gpuaas that does not hold) and the first back-off after an error."""
 
 import asyncio
 import dataclasses
@@ -12,9 +14,12 @@ from typing import Any
 import httpx
 
 from node_agent.discovery import Discovery, Gpu, choose_discovery
+from node_agent.mig import mig_driver_for
 from node_agent.reconcile import DEFAULT_WORKLOAD, Reconciler
 
 log = logging.getLogger(__name__)
+
+SYNC_READ_TIMEOUT_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +59,9 @@ class NodeAgent:
         self.discovery = discovery or choose_discovery(settings.node_name)
         self.gpus: list[Gpu] = []
         self.reconciler = Reconciler(
-            settings.state_dir / f"{settings.node_name}.json", settings.workload_command
+            settings.state_dir / f"{settings.node_name}.json",
+            settings.workload_command,
+            mig_driver_for(self.discovery),  # node-agent PTY/MIG work: NVML or simulated MIG
         )
         self.node_id: str | None = None
         self._credential: str | None = None
@@ -77,12 +84,16 @@ class NodeAgent:
         self.node_id, self._credential = body["node_id"], body["credential"]
         log.info("registered", extra={"fields": {"node_id": self.node_id, "gpus": len(self.gpus)}})
 
-    async def sync_once(self, client: httpx.AsyncClient) -> bool:
+    async def sync_once(self, client: httpx.AsyncClient, *, hold: bool = False) -> bool:
+        """One sync; with `hold`, gpuaas may hold the answer until there is work."""
         if self.node_id is None:
             await self.register(client)
+        body: dict[str, Any] = {"allocations": self.reconciler.observed()}
+        if hold:
+            body["hold"] = True
         r = await client.post(
             f"/v1/gpu/nodes/{self.node_id}/sync",
-            json={"allocations": self.reconciler.observed()},
+            json=body,
             headers={"Authorization": f"Bearer {self._credential}"},
         )
         if r.status_code in (401, 404):
@@ -95,13 +106,20 @@ class NodeAgent:
 
     async def run(self) -> None:
         delay = self.settings.sync_interval_s
-        async with httpx.AsyncClient(base_url=self.settings.gpuaas_url, timeout=10.0) as client:
+        loop = asyncio.get_running_loop()
+        # The read timeout outlasts any hold gpuaas may apply (under half its offline timeout).
+        timeout = httpx.Timeout(10.0, read=SYNC_READ_TIMEOUT_S)
+        async with httpx.AsyncClient(base_url=self.settings.gpuaas_url, timeout=timeout) as client:
             while True:
                 try:
-                    changed = await self.sync_once(client)
+                    started = loop.time()
+                    changed = await self.sync_once(client, hold=True)
                     delay = self.settings.sync_interval_s
                     if changed:
                         continue
+                    # An unchanged answer came back: normally after a hold; a gpuaas that
+                    # does not hold must not make this loop spin.
+                    delay = max(0.0, delay - (loop.time() - started))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:

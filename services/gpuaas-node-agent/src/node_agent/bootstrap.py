@@ -8,6 +8,8 @@ from litestar.datastructures import State
 
 from node_agent import __version__
 from node_agent.agent import AgentSettings, NodeAgent
+from node_agent.session_tokens import SessionTokenVerifier
+from node_agent.terminal import TerminalService, TerminalSettings, terminal
 from platformkit.auth import Principal
 from platformkit.http import ServiceDefinition, build_service_app
 
@@ -26,9 +28,23 @@ async def node_state(state: State, principal: Principal) -> dict[str, object]:
     }
 
 
+def terminal_service(agent: NodeAgent, settings: TerminalSettings) -> TerminalService:
+    """The PTY stream; without terminal-gateway's JWKS it refuses every session."""
+    verifier = (
+        SessionTokenVerifier.from_jwks_url(
+            settings.jwks_url, node_name=agent.settings.node_name, issuer=settings.issuer
+        )
+        if settings.jwks_url
+        else None
+    )
+    workspaces = agent.settings.state_dir / "workspaces" / agent.settings.node_name
+    return TerminalService(settings, verifier, agent.reconciler, workspaces)
+
+
 async def start_agent(app: Litestar) -> None:
     agent = NodeAgent(AgentSettings.from_env())
     app.state.agent = agent
+    app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
     task = asyncio.create_task(agent.run(), name="node-agent")
 
     async def stop() -> None:
@@ -44,7 +60,7 @@ DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
     description="GPU node agent: discovery, reconciliation of desired allocations.",
-    route_handlers=[node_state],
+    route_handlers=[node_state, terminal],
     kafka=False,
     relay=False,
     on_startup=[start_agent],

@@ -1,13 +1,17 @@
 """Reconciliation: make the node's local workloads match gpuaas's desired state.
 
-For each desired allocation the agent creates its MIG instances (simulated: a stable
-`MIG-<uuid>` handle per instance; a real backend would call NVML's GPU/compute instance
-creation) and starts the workload as a local process with CUDA_VISIBLE_DEVICES set to the
-GPU or MIG UUIDs. An allocation no longer desired is stopped and its instances destroyed.
-Observed state (allocation id -> running | failed) goes back to gpuaas on the next sync.
+For each desired allocation the agent creates its MIG instances through the node's MIG
+driver (mig.py: NVML on a real GPU, stable simulated handles otherwise; this module is the
+same for both) and starts the workload as a local process with CUDA_VISIBLE_DEVICES set to
+the GPU or MIG UUIDs. An allocation no longer desired is stopped and its instances
+destroyed. Observed state (allocation id -> running | failed) goes back to gpuaas on the
+next sync; an allocation whose instances or process could not be made is reported failed
+and not retried (gpuaas takes it down the failure path).
 
 Local state is written to a JSON file after every change, so a restarted agent adopts its
-still-running processes and restarts the ones that died.
+still-running processes (and their instances) and restarts the ones that died. On the
+first reconcile after a start, MIG instances no adopted workload owns (left by a crash
+between creating them and saving the state) are destroyed, so their slices free up.
 """
 
 import contextlib
@@ -19,28 +23,26 @@ import shlex
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
+from node_agent.mig import MigDriver, MigError, SimulatedMig, Slice
+
 log = logging.getLogger(__name__)
 DEFAULT_WORKLOAD = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(10**9)'"
-_MIG_NAMESPACE = uuid.UUID("5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d")
 
 
-def mig_uuid(gpu_uuid: str, start: int, profile_id: int) -> str:
-    return f"MIG-{uuid.uuid5(_MIG_NAMESPACE, f'{gpu_uuid}/{start}/{profile_id}')}"
-
-
-def device_env(instances: list[dict[str, Any]]) -> dict[str, str]:
-    """CUDA_VISIBLE_DEVICES for the allocation: whole GPUs by UUID, MIG slices by MIG UUID."""
-    devices = [
-        i["device_uuid"]
-        if i.get("profile_id") is None
-        else mig_uuid(i["device_uuid"], i["start"], i["profile_id"])
-        for i in instances
-    ]
-    return {"CUDA_VISIBLE_DEVICES": ",".join(devices), "NVIDIA_VISIBLE_DEVICES": ",".join(devices)}
+def workload_environment(allocation_id: str, devices: str) -> dict[str, str]:
+    """What a workload (or a terminal in its allocation) runs with: the agent's environment
+    without its own GPUCLOUD_* settings (the bootstrap and operator tokens are among them),
+    plus the allocation's devices."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GPUCLOUD_")}
+    return {
+        **inherited,
+        "CUDA_VISIBLE_DEVICES": devices,
+        "NVIDIA_VISIBLE_DEVICES": devices,
+        "GPUCLOUD_ALLOCATION_ID": allocation_id,
+    }
 
 
 @dataclasses.dataclass
@@ -49,6 +51,8 @@ class Workload:
     pid: int
     devices: str
     process: subprocess.Popen[bytes] | None = None
+    tenant_id: str | None = None  # when gpuaas's desired state names it
+    slices: tuple[Slice, ...] = ()  # the MIG instances made for it
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -72,11 +76,20 @@ class Workload:
 
 
 class Reconciler:
-    def __init__(self, state_file: Path, workload_command: str = DEFAULT_WORKLOAD) -> None:
+    def __init__(
+        self,
+        state_file: Path,
+        workload_command: str = DEFAULT_WORKLOAD,
+        mig: MigDriver | None = None,
+    ) -> None:
         self.state_file = state_file
         self.command = workload_command
+        self.mig: MigDriver = mig or SimulatedMig()
         self.workloads: dict[str, Workload] = {}
         self.failed: set[str] = set()
+        # Instances whose destruction failed (still in use, driver hiccup): retried.
+        self.undestroyed: set[Slice] = set()
+        self._swept = False
         self._load()
 
     def _load(self) -> None:
@@ -87,7 +100,13 @@ class Reconciler:
         except (OSError, ValueError):
             return
         for item in saved.get("workloads", []):
-            w = Workload(item["allocation_id"], item["pid"], item["devices"])
+            w = Workload(
+                item["allocation_id"],
+                item["pid"],
+                item["devices"],
+                tenant_id=item.get("tenant_id"),
+                slices=tuple(Slice(*s) for s in item.get("slices", ())),
+            )
             if w.alive():
                 self.workloads[w.allocation_id] = w  # adopted after an agent restart
 
@@ -98,7 +117,13 @@ class Reconciler:
             json.dumps(
                 {
                     "workloads": [
-                        {"allocation_id": w.allocation_id, "pid": w.pid, "devices": w.devices}
+                        {
+                            "allocation_id": w.allocation_id,
+                            "pid": w.pid,
+                            "devices": w.devices,
+                            "tenant_id": w.tenant_id,
+                            "slices": [dataclasses.astuple(s) for s in w.slices],
+                        }
                         for w in self.workloads.values()
                     ]
                 }
@@ -114,41 +139,93 @@ class Reconciler:
     def reconcile(self, desired: list[dict[str, Any]]) -> bool:
         """Converge once; True when anything changed (worth an immediate report)."""
         changed = False
-        wanted = {d["id"]: d for d in desired}
+        if not self._swept:
+            self._sweep_orphans()
+        wanted = {str(d["id"]): d for d in desired}
         for allocation_id in list(self.workloads):
             if allocation_id not in wanted:
-                self.workloads.pop(allocation_id).stop()
+                self._release(self.workloads.pop(allocation_id))
                 changed = True
         self.failed &= set(wanted)
         for allocation_id, d in wanted.items():
+            if allocation_id in self.failed:
+                continue  # reported; gpuaas decides what happens to it
             w = self.workloads.get(allocation_id)
             if w is not None and w.alive():
                 continue
             if w is not None:
-                # Died under us: start it again rather than lose the allocation.
+                # Died under us: start it again (on the same instances) rather than lose it.
                 self.workloads.pop(allocation_id)
             try:
-                self.workloads[allocation_id] = self._start(allocation_id, d["instances"])
-                self.failed.discard(allocation_id)
-            except OSError as exc:
-                log.error("workload did not start", extra={"fields": {"error": repr(exc)}})
+                workload = self._start(allocation_id, d["instances"])
+            except (OSError, MigError) as exc:
+                log.error(
+                    "allocation did not start",
+                    extra={"fields": {"allocation_id": allocation_id, "error": str(exc)}},
+                )
                 self.failed.add(allocation_id)
+            else:
+                tenant = d.get("tenant_id")
+                workload.tenant_id = str(tenant) if tenant is not None else None
+                self.workloads[allocation_id] = workload
             changed = True
+        if self.undestroyed:
+            self._destroy(set(self.undestroyed))
         if changed:
             self._save()
         return changed
 
     def _start(self, allocation_id: str, instances: list[dict[str, Any]]) -> Workload:
-        env = {**os.environ, **device_env(instances), "GPUCLOUD_ALLOCATION_ID": allocation_id}
-        process = subprocess.Popen(  # noqa: S602 - the operator-configured workload command
-            self.command,
-            shell=True,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        devices: list[str] = []
+        made: list[Slice] = []
+        try:
+            for i in instances:
+                if i.get("profile_id") is None:
+                    devices.append(str(i["device_uuid"]))  # a whole GPU
+                    continue
+                s = Slice(str(i["device_uuid"]), int(i["start"]), int(i["profile_id"]))
+                devices.append(self.mig.create(s))
+                made.append(s)
+            env = workload_environment(allocation_id, ",".join(devices))
+            process = subprocess.Popen(  # noqa: S602 - the operator-configured workload command
+                self.command,
+                shell=True,
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        except BaseException:
+            self._destroy(set(made))
+            raise
+        return Workload(
+            allocation_id, process.pid, env["CUDA_VISIBLE_DEVICES"], process, slices=tuple(made)
         )
-        return Workload(allocation_id, process.pid, env["CUDA_VISIBLE_DEVICES"], process)
+
+    def _release(self, workload: Workload) -> None:
+        workload.stop()
+        self._destroy(set(workload.slices))
+
+    def _destroy(self, slices: set[Slice]) -> None:
+        for s in slices:
+            try:
+                self.mig.destroy(s)
+                self.undestroyed.discard(s)
+            except MigError as exc:
+                log.error("MIG instance not destroyed", extra={"fields": {"error": str(exc)}})
+                self.undestroyed.add(s)
+
+    def _sweep_orphans(self) -> None:
+        self._swept = True
+        owned = {s for w in self.workloads.values() for s in w.slices}
+        try:
+            orphans = {i.slice for i in self.mig.existing()} - owned
+        except MigError as exc:
+            log.error("MIG instances not listed", extra={"fields": {"error": str(exc)}})
+            return
+        if orphans:
+            log.warning("destroying orphan MIG instances", extra={"fields": {"n": len(orphans)}})
+            self._destroy(orphans)
 
     def stop_all(self) -> None:
         """On agent shutdown the workloads keep running (a restart adopts them)."""

@@ -12,7 +12,9 @@ from node_agent.discovery import (
     parse_inventory,
     sku_of,
 )
-from node_agent.reconcile import Reconciler, device_env, mig_uuid
+from node_agent.mig import MigError, SimulatedMig, Slice
+from node_agent.mig import simulated_mig_uuid as mig_uuid
+from node_agent.reconcile import Reconciler
 
 
 class TestDiscovery:
@@ -53,11 +55,12 @@ def _desired(aid: str, profile_id: int | None = 19):
 
 
 class TestReconciler:
-    def test_device_environment(self):
-        assert device_env(_desired("a", None)["instances"])["CUDA_VISIBLE_DEVICES"] == "GPU-abc"
-        env = device_env(_desired("a")["instances"])
-        assert env["CUDA_VISIBLE_DEVICES"] == mig_uuid("GPU-abc", 6, 19)
-        assert env["CUDA_VISIBLE_DEVICES"].startswith("MIG-")
+    def test_simulated_mig_handles_are_stable(self):
+        handle = SimulatedMig().create(Slice("GPU-abc", 6, 19))
+        assert handle == mig_uuid("GPU-abc", 6, 19) and handle.startswith("MIG-")
+        assert handle != SimulatedMig().create(Slice("GPU-abc", 4, 19))
+        with pytest.raises(MigError):
+            SimulatedMig().create(Slice("GPU-abc", 0, 42))
 
     def test_starts_stops_and_survives_an_agent_restart(self, tmp_path):
         out = tmp_path / "env.json"

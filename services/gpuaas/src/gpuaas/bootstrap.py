@@ -8,8 +8,10 @@ from litestar import Litestar
 from gpuaas import __version__
 from gpuaas.api.routes import AllocationController, NodeController, SkuController
 from gpuaas.app.balance import BALANCE_TOPIC, balance_handler
+from gpuaas.app.prices import PRICE_TOPIC, price_handler
 from gpuaas.app.providers import provider_from_env
 from gpuaas.app.sweeper import sweep_forever
+from gpuaas.app.wakeups import NodeWakeups
 from gpuaas.settings import GpuaasSettings
 from platformkit.consumers import Subscription
 from platformkit.http import ServiceDefinition, build_service_app
@@ -36,14 +38,27 @@ async def start_sweeper(app: Litestar) -> None:
     app.on_shutdown.insert(0, stop)
 
 
+async def start_node_wakeups(app: Litestar) -> None:
+    runtime = app.state.runtime
+    if runtime.db is None or SETTINGS.node_sync_hold_s <= 0:
+        return
+    wakeups = NodeWakeups(runtime.db.url)
+    wakeups.start()
+    app.state.node_wakeups = wakeups
+    app.on_shutdown.insert(0, wakeups.stop)
+
+
 DEFINITION = ServiceDefinition(
     name="gpuaas",
     version=__version__,
     description="GPU runtime: SKUs, MIG profiles, providers, nodes, allocations, quotas, metering.",
     route_handlers=[AllocationController, SkuController, NodeController],
     migrations="gpuaas.store.migrations",
-    subscriptions=[Subscription("balance-standing", (BALANCE_TOPIC,), balance_handler(SETTINGS))],
-    on_startup=[start_sweeper],
+    subscriptions=[
+        Subscription("balance-standing", (BALANCE_TOPIC,), balance_handler(SETTINGS)),
+        Subscription("price-book", (PRICE_TOPIC,), price_handler()),
+    ],
+    on_startup=[start_sweeper, start_node_wakeups],
 )
 
 

@@ -18,6 +18,19 @@ class GpuaasSettings:
     provider_min_free_gpus: int = 8
     provider_max_nodes: int = 4
     provider_idle_retire_s: float = 300.0
+    # A new allocation needs this many seconds of balance at its tenant's burn rate; 0: off.
+    min_runway_s: int = 300
+    # The longest a node's sync is held waiting for its desired state to change. Both ends of
+    # a held sync are heartbeats, so it must stay well under the offline timeout.
+    node_sync_hold_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.node_sync_hold_s < self.node_heartbeat_timeout_s / 2:
+            raise ValueError(
+                f"GPUCLOUD_NODE_SYNC_HOLD_S={self.node_sync_hold_s} must be at least 0 and"
+                " under half of GPUCLOUD_NODE_HEARTBEAT_TIMEOUT_S"
+                f"={self.node_heartbeat_timeout_s}"
+            )
 
     @classmethod
     def from_env(cls) -> "GpuaasSettings":
@@ -36,4 +49,6 @@ class GpuaasSettings:
             provider_min_free_gpus=int(env("GPUCLOUD_PROVIDER_MIN_FREE_GPUS", "8") or 8),
             provider_max_nodes=int(env("GPUCLOUD_PROVIDER_MAX_NODES", "4") or 4),
             provider_idle_retire_s=float(env("GPUCLOUD_PROVIDER_IDLE_RETIRE_S", "300") or 300),
+            min_runway_s=int(env("GPUCLOUD_MIN_RUNWAY_S", "300") or 0),
+            node_sync_hold_s=float(env("GPUCLOUD_NODE_SYNC_HOLD_S", "5") or 0),
         )

@@ -256,3 +256,72 @@ class TestSyncWhileAnotherTransactionHoldsTheAllocation:
         async with db.unit_of_work() as uow:
             row = await uow.fetch_one("SELECT state FROM allocations WHERE id = :id", {"id": aid})
         assert row["state"] == "running"
+
+
+class TestLiveIndexAcrossReplicas:
+    """Two `Database` objects on one database are two scheduler replicas: each keeps its
+    own live placement index, current through the capacity generations."""
+
+    @pytest.fixture
+    async def other(self, gpuaas_url):
+        from platformkit.db import Database
+
+        replica = Database(gpuaas_url, pool_size=4)
+        yield replica
+        await replica.dispose()
+
+    async def test_a_replica_sees_the_other_replicas_bookings_and_releases(self, db, other):
+        node = await add_node(db)  # one GPU
+        status, body = await _create(db, profile="4g.40gb")
+        assert status == 201 and body["state"] == "scheduled"
+        # The other replica (index built now) and this one (index current) agree: 3g fits
+        # at 4, a second 4g does not.
+        assert (await _create(other, profile="4g.40gb"))[0] == 409
+        assert (await _create(other, profile="3g.40gb"))[0] == 201
+        assert (await _create(db, profile="3g.40gb"))[0] == 409
+        # Released on replica `other`: replica `db` places a 7g once both are gone.
+        async with db.unit_of_work() as uow:
+            ids = [
+                r["id"]
+                for r in await uow.fetch_all("SELECT id FROM allocations WHERE state = 'scheduled'")
+            ]
+        for aid in ids:
+            await release_allocation(other, aid, SETTINGS, lambda a: None)
+        assert (await _create(db, profile="7g.80gb"))[0] == 409  # still releasing
+        await sync_node(other, node.node_id, {}, SETTINGS)  # node confirms: released
+        assert (await _create(db, profile="7g.80gb"))[0] == 201
+
+    async def test_cordon_on_one_replica_stops_placement_on_the_other(self, db, other):
+        node = await add_node(db, gpus=2)
+        assert (await _create(db))[0] == 201
+        await set_node_state(other, node.node_id, NodeState.CORDONED, SETTINGS)
+        assert (await _create(db))[0] == 409
+        await set_node_state(other, node.node_id, NodeState.READY, SETTINGS)
+        assert (await _create(db))[0] == 201
+
+    async def test_two_replicas_racing_for_the_last_slices_never_double_book(self, db, other):
+        await add_node(db)  # one GPU: at most seven 1g.10gb
+        # Both replicas build their index before the race, so both start from the same view.
+        assert (await _create(db, profile="1g.10gb"))[0] == 201
+        assert (await _create(other, profile="1g.10gb"))[0] == 201
+        results = await asyncio.gather(
+            *(_create(db if i % 2 else other, profile="1g.10gb") for i in range(12))
+        )
+        assert sorted(s for s, _ in results) == [201] * 5 + [409] * 7
+        async with db.unit_of_work() as uow:
+            live = await uow.fetch_all(
+                "SELECT start FROM allocation_instances WHERE released_at IS NULL ORDER BY start"
+            )
+        assert [r["start"] for r in live] == list(range(7))
+
+    async def test_a_rolled_back_booking_does_not_hide_capacity(self, db):
+        await add_node(db)  # one GPU: one 4g
+
+        def failing_render(view) -> bytes:
+            raise RuntimeError("after the booking, before the commit")
+
+        command = CreateAllocation(uuid.uuid4(), uuid.uuid4(), "h100-80gb", "4g.40gb", 1)
+        with pytest.raises(RuntimeError):
+            await create_allocation(db, command, SETTINGS, failing_render)
+        # The booking was applied to this replica's index, then rolled back.
+        assert (await _create(db, profile="4g.40gb"))[0] == 201

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from litestar.testing import AsyncTestClient
 
 from gpuaas.bootstrap import DEFINITION
-from gpucloud_contracts.events.billing import BalanceChanged
+from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
 from platformkit.envelope import new_event
 from platformkit.http import build_service_app
 from platformkit.kafka import idempotent_producer
@@ -232,3 +232,173 @@ async def test_foreign_tenant_and_project_read_as_not_found(http_only):
     ).status_code == 404
     assert (await client.get("/v1/gpu/nodes", headers=mine)).status_code == 403
     assert (await client.get(f"{base}/{r.json()['id']}", headers=mine)).status_code == 200
+
+
+async def _publish(bootstrap: str, topic: str, type_: str, subject: str, payload, tenant) -> None:
+    event = new_event(
+        type=type_,
+        source="billing",
+        subject=subject,
+        payload=msgspec.json.encode(payload),
+        tenant=str(tenant),
+    )
+    producer = idempotent_producer(bootstrap, "gpuaas-tests")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, value=event.data, key=event.key, headers=event.headers()
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_minimum_runway_gate(client, infra, db):
+    """A tenant override price and a balance (in XTS, the ISO test currency, so the fleet's
+    public USD prices on the shared topic do not apply) gate a second GPU: 300 s at 2 GPUs
+    x 3.6M micros/h needs 600_000 micros."""
+    await _register(client, gpus=4)
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+    now = dt.datetime.now(dt.UTC)
+    price = PriceChanged(
+        price_id=uuid.uuid4(),
+        price_key="gpu:h100-80gb",
+        tenant_id=tenant,
+        currency="XTS",
+        micros_per_hour=3_600_000,
+        min_increment_s=1,
+        effective_from=now - dt.timedelta(minutes=1),
+        version=1,
+    )
+    await _publish(
+        infra.kafka_bootstrap,
+        "billing.price.v1",
+        "billing.price.changed",
+        "gpu:h100-80gb",
+        price,
+        tenant,
+    )
+
+    async def balance(available: int, sequence: int) -> None:
+        await _publish(
+            infra.kafka_bootstrap,
+            "billing.balance.v1",
+            "billing.balance.changed",
+            str(tenant),
+            BalanceChanged(
+                tenant_id=tenant,
+                currency="XTS",
+                available_micros=available,
+                standing="ok",
+                ledger_sequence=sequence,
+                as_of=dt.datetime.now(dt.UTC),
+            ),
+            tenant,
+        )
+
+        async def projected():
+            async with db.unit_of_work() as uow:
+                return await uow.fetch_one(
+                    "SELECT 1 FROM balance_standing b, price_versions p WHERE b.tenant_id = :t"
+                    " AND b.ledger_sequence = :s AND p.scope = :t",
+                    {"t": tenant, "s": sequence},
+                )
+
+        assert await _eventually(projected)
+
+    await balance(400_000, 1)
+    first = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
+    assert first.status_code == 201, first.text
+    refused = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
+    assert refused.status_code == 402, refused.text
+    problem = refused.json()
+    assert problem["type"].endswith("balance-exhausted")
+    assert "minimum runway is 300 s" in problem["detail"] and "lasts 200 s" in problem["detail"]
+    listed = (await client.get(base, headers=AUTH)).json()["items"]
+    assert sorted(a["reason"] or "" for a in listed) == ["", "insufficient_runway"]
+    # A key without a price in the tenant's currency is not gated (billing parks it).
+    mig = await client.post(base, json={"sku": "h100-80gb", "mig_profile": "1g.10gb"}, headers=AUTH)
+    assert mig.status_code == 201, mig.text
+
+    await balance(600_000, 2)
+    allowed = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
+    assert allowed.status_code == 201, allowed.text
+
+
+@pytest.fixture
+def long_hold(client, monkeypatch):
+    """A hold and fallback poll far longer than any test waits: a held sync can only come
+    back early through its node's NOTIFY wakeup."""
+    from gpuaas.app import wakeups
+
+    monkeypatch.setattr(wakeups, "FALLBACK_POLL_S", 300.0)
+    state = client.app.state
+    state.gpuaas_settings = dataclasses.replace(
+        state.gpuaas_settings, node_heartbeat_timeout_s=1000.0, node_sync_hold_s=300.0
+    )
+    return state.node_wakeups
+
+
+async def _wait_for_hold(wakeups, node_id: str) -> None:
+    async def held():
+        return node_id in wakeups._waiters
+
+    assert await _eventually(held, within=30)
+    assert await _eventually(lambda: _true(wakeups.listening.is_set()), within=30)
+
+
+def _aside(request) -> asyncio.Task:
+    """Litestar's test transport blocks its caller's loop for the whole request: a held one
+    runs on a loop of its own in a thread, so that this test can act while it is held."""
+    return asyncio.ensure_future(asyncio.to_thread(asyncio.run, request))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_held_sync_returns_when_an_allocation_lands_on_its_node(client, long_hold):
+    node = await _register(client, gpus=1)
+    node_auth = {"Authorization": f"Bearer {node['credential']}"}
+    sync = f"/v1/gpu/nodes/{node['node_id']}/sync"
+    held = _aside(client.post(sync, json={"allocations": {}, "hold": True}, headers=node_auth))
+    await _wait_for_hold(long_hold, node["node_id"])
+    assert not held.done()
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+    created = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
+    assert created.status_code == 201, created.text
+    answer = await asyncio.wait_for(held, 120)
+    assert answer.status_code == 200, answer.text
+    assert [a["id"] for a in answer.json()["allocations"]] == [created.json()["id"]]
+
+    # Desired state differing from the report is answered at once (no hold): the agent
+    # reports it running, then a release wakes the next held sync with nothing desired.
+    running = {"allocations": {created.json()["id"]: "running"}, "hold": True}
+    held = _aside(client.post(sync, json=running, headers=node_auth))
+    await _wait_for_hold(long_hold, node["node_id"])
+    released = await client.post(f"{base}/{created.json()['id']}/release", headers=AUTH)
+    assert released.status_code == 202, released.text
+    answer = await asyncio.wait_for(held, 120)
+    assert answer.json()["allocations"] == []
+    stale = {"allocations": {str(uuid.uuid4()): "running"}, "hold": True}
+    at_once = await asyncio.wait_for(client.post(sync, json=stale, headers=node_auth), 120)
+    assert at_once.json()["allocations"] == []
+
+
+async def test_idle_held_sync_returns_after_the_hold_with_nothing_new(client):
+    state = client.app.state
+    state.gpuaas_settings = dataclasses.replace(state.gpuaas_settings, node_sync_hold_s=0.5)
+    node = await _register(client, gpus=1)
+    before = dt.datetime.now(dt.UTC)
+    answer = await client.post(
+        f"/v1/gpu/nodes/{node['node_id']}/sync",
+        json={"allocations": {}, "hold": True},
+        headers={"Authorization": f"Bearer {node['credential']}"},
+    )
+    assert answer.status_code == 200 and answer.json()["allocations"] == []
+    listed = (await client.get("/v1/gpu/nodes", headers=AUTH)).json()
+    (mine,) = [n for n in listed if n["id"] == node["node_id"]]
+    # The end of the hold was a heartbeat too: later than the hold's start plus the hold.
+    heard = dt.datetime.fromisoformat(mine["last_heartbeat_at"])
+    assert heard >= before + dt.timedelta(seconds=0.5)

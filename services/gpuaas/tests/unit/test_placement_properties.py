@@ -153,3 +153,45 @@ def test_the_index_decides_exactly_like_the_scan(steps, n_nodes):
                 live.append(list(expected.bookings))
         elif live:
             index.free(live.pop(a % len(live)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(step, max_size=60), st.integers(1, 4), st.data())
+def test_a_bulk_built_or_node_reloaded_index_decides_like_the_scan(steps, n_nodes, data):
+    """`build` from rows, and `set_node` / `remove_node` replacing whole nodes (what the
+    live index does on another replica's change), keep the index equal to the scan."""
+    from gpuaas.domain.placement_index import PlacementIndex
+
+    reference = PlacementIndex()
+    for _ in range(n_nodes):
+        reference.add_node(
+            NodeCapacity(uuid.uuid4(), tuple(GpuState(uuid.uuid4(), i, Layout()) for i in range(3)))
+        )
+    live: list = []
+    for kind, a, b, _ in steps:
+        if kind == "alloc":
+            profile = PROFILES[a]
+            decision = reference.place(profile.shape if profile else None, b)
+            if decision is not None:
+                reference.book(decision)
+                live.append(list(decision.bookings))
+        elif live:
+            reference.free(live.pop(a % len(live)))
+    nodes = reference.snapshot()
+    rows = [(n.node_id, g.gpu_id, g.index, g.layout) for n in nodes for g in n.gpus]
+    built = PlacementIndex.build(data.draw(st.permutations(rows)))
+    assert built.snapshot() == nodes
+    # Replace a random node with its own state, drop another and add it back.
+    reloaded = PlacementIndex.build(rows)
+    victim = data.draw(st.sampled_from(nodes))
+    reloaded.remove_node(victim.node_id)
+    assert victim.node_id not in reloaded.node_ids
+    reloaded.set_node(victim)
+    reloaded.set_node(data.draw(st.sampled_from(nodes)))
+    assert reloaded.snapshot() == nodes
+    for profile in PROFILES:
+        for count in (1, 2):
+            shape = profile.shape if profile else None
+            expected = place(nodes, shape, count)
+            assert built.place(shape, count) == expected
+            assert reloaded.place(shape, count) == expected

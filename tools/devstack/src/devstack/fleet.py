@@ -1,8 +1,16 @@
 """The fleet as declared in deploy/fleet.toml: Kafka and PostgreSQL ports, services, gateway,
-node agents."""
+node agents.
+
+GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, PostgreSQL, every
+service, the gateway, the node agents), so a second, isolated stack (with its own
+GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
+GPUCLOUD_DEVSTACK_SERVICES=iam,billing,... runs only those services (plus the gateway and the
+node agents): a lighter stack for runs that need part of the fleet (the chaos run).
+"""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -46,30 +54,57 @@ class Fleet:
         raise KeyError(f"unknown process {name!r}; known: {known}")
 
 
+PORT_OFFSET_ENV = "GPUCLOUD_DEVSTACK_PORT_OFFSET"
+SERVICES_ENV = "GPUCLOUD_DEVSTACK_SERVICES"
+
+
+def port_offset() -> int:
+    """$GPUCLOUD_DEVSTACK_PORT_OFFSET (0 when unset): added to every port of the fleet."""
+    raw = os.environ.get(PORT_OFFSET_ENV, "").strip()
+    offset = int(raw) if raw else 0
+    if not 0 <= offset < 30000:
+        raise ValueError(f"{PORT_OFFSET_ENV}={raw!r}: expected 0 <= offset < 30000")
+    return offset
+
+
+def _shift(address: str, offset: int) -> str:
+    host, port = address.rsplit(":", 1)
+    return f"{host}:{int(port) + offset}"
+
+
 @cache
 def load() -> Fleet:
     data = tomllib.loads(fleet_file().read_text())
+    off = port_offset()
     services = tuple(
         Service(
             name=s["name"],
             package=s["package"],
-            port=int(s["port"]),
+            port=int(s["port"]) + off,
             database=bool(s.get("database", False)),
             route=s.get("route"),
         )
         for s in data.get("service", [])
     )
+    only = {n.strip() for n in os.environ.get(SERVICES_ENV, "").split(",") if n.strip()}
+    if only:
+        unknown = only - {s.name for s in services}
+        if unknown:
+            raise ValueError(f"{SERVICES_ENV}: unknown services {sorted(unknown)}")
+        services = tuple(s for s in services if s.name in only)
     gw = data["gateway"]
-    gateway = Service(name="gateway", package=gw["package"], port=int(gw["port"]))
+    gateway = Service(name="gateway", package=gw["package"], port=int(gw["port"]) + off)
     na = data["node_agent"]
     node_agents = tuple(
-        Service(name=f"node-agent-{i}", package=na["package"], port=int(na["first_port"]) + i - 1)
+        Service(
+            name=f"node-agent-{i}", package=na["package"], port=int(na["first_port"]) + off + i - 1
+        )
         for i in range(1, int(na.get("replicas", 1)) + 1)
     )
     return Fleet(
-        kafka_bootstrap=data["kafka"]["bootstrap"],
-        kafka_controller=data["kafka"]["controller"],
-        postgres_port=int(data["postgres"]["port"]),
+        kafka_bootstrap=_shift(data["kafka"]["bootstrap"], off),
+        kafka_controller=_shift(data["kafka"]["controller"], off),
+        postgres_port=int(data["postgres"]["port"]) + off,
         services=services,
         gateway=gateway,
         node_agents=node_agents,

@@ -151,8 +151,10 @@ def _format(libs: Path, server: Path) -> None:
     if (_home() / "data" / "meta.properties").is_file():
         return
     id_file = _home() / "cluster.id"
-    if not id_file.is_file():
-        id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+    # Never format with an id starting with '-': the storage tool's argument parser takes it
+    # for an option (1 fresh state folder in 64 failed so; Kafka's own Uuid avoids it too).
+    if not id_file.is_file() or id_file.read_text().startswith("-"):
+        id_file.write_text(_cluster_id() + "\n")
     cluster_id = id_file.read_text().strip()
     cmd = _java(
         libs,
@@ -167,6 +169,14 @@ def _format(libs: Path, server: Path) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise KafkaError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: a UUID in URL-safe base64, never starting with '-'."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def start(fleet: Fleet) -> int:

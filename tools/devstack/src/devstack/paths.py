@@ -1,4 +1,5 @@
-"""Where things live: the repository root and the state folder (.state/ or $GPUCLOUD_STATE_DIR)."""
+"""Where things live: the repository root and the state folder (.state/, or
+$GPUCLOUD_DEVSTACK_HOME / $GPUCLOUD_STATE_DIR for an isolated stack beside the default one)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ def repo_root() -> Path:
 
 
 def state_dir() -> Path:
-    """The state folder: $GPUCLOUD_STATE_DIR or <repo>/.state (git-ignored)."""
-    override = os.environ.get("GPUCLOUD_STATE_DIR")
+    """The state folder: $GPUCLOUD_DEVSTACK_HOME, else $GPUCLOUD_STATE_DIR, else <repo>/.state
+    (git-ignored). An isolated stack (the chaos run) sets GPUCLOUD_DEVSTACK_HOME together with
+    GPUCLOUD_DEVSTACK_PORT_OFFSET (fleet.py) so it shares nothing with the default one."""
+    override = os.environ.get("GPUCLOUD_DEVSTACK_HOME") or os.environ.get("GPUCLOUD_STATE_DIR")
     path = Path(override).resolve() if override else repo_root() / ".state"
     path.mkdir(parents=True, exist_ok=True)
     return path

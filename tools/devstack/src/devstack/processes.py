@@ -17,7 +17,7 @@ import httpx
 from devstack import credentials, supervise
 from devstack.fleet import Fleet, Service
 from devstack.infra import Infra
-from devstack.paths import repo_root, venv_python
+from devstack.paths import repo_root, state_dir, venv_python
 
 HOST = "127.0.0.1"
 
@@ -55,6 +55,8 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # Operator routes (audit log, tenant listing) until iam's tokens replace it.
         "GPUCLOUD_OPERATOR_TOKEN": credentials.password(credentials.OPERATOR_TOKEN),
     }
+    # Derived from the (possibly offset) gateway port; equal to the kit's default otherwise.
+    env.setdefault("GPUCLOUD_TOKEN_ISSUER", f"{url(fleet.gateway)}/v1/iam")
     iam = next((s for s in fleet.services if s.name == "iam"), None)
     if iam is not None:
         # Every service verifies iam's access tokens against its published keys.
@@ -73,6 +75,8 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
     if proc in fleet.node_agents:
         gpuaas = next((s for s in fleet.services if s.name == "gpuaas"), None)
         env["GPUCLOUD_NODE_NAME"] = proc.name
+        # The agent's local state belongs to this stack (an isolated stack has its own home).
+        env.setdefault("GPUCLOUD_NODE_STATE_DIR", str(state_dir() / "node-agent"))
         env["GPUCLOUD_GPUAAS_URL"] = url(gpuaas) if gpuaas else f"http://{HOST}:8104"
     return env
 

@@ -51,13 +51,17 @@ def _classify(pid: int) -> Stray | None:
         if data.name == "data" and data.parent.name == "pg":
             return Stray(pid, "postgres", "postgres", data)
     if len(argv) >= 3 and argv[1] == "-m":
-        name = _environ(pid).get("GPUCLOUD_SERVICE_NAME")
+        environ = _environ(pid)
+        name = environ.get("GPUCLOUD_SERVICE_NAME")
         if name:
             try:
                 cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
             except OSError:
                 return None
-            return Stray(pid, "service", name, cwd)
+            # An isolated stack (GPUCLOUD_DEVSTACK_HOME, e.g. a chaos run) runs from the same
+            # checkout: its state folder, not its working directory, tells it apart.
+            home = environ.get("GPUCLOUD_DEVSTACK_HOME") or environ.get("GPUCLOUD_STATE_DIR")
+            return Stray(pid, "service", name, Path(home) if home else cwd)
     return None
 
 
@@ -71,7 +75,8 @@ def find() -> list[Stray]:
         stray = _classify(int(entry.name))
         if stray is None:
             continue
-        mine = {"service": ours_repo, "kafka": ours_state, "postgres": postgres.data_dir()}[
+        ours_service = ours_repo if ours_state == (ours_repo / ".state").resolve() else ours_state
+        mine = {"service": ours_service, "kafka": ours_state, "postgres": postgres.data_dir()}[
             stray.kind
         ]
         if stray.where.resolve() != mine:

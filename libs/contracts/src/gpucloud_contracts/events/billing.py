@@ -10,7 +10,57 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["ReconciliationMismatch", "PaymentChanged", "BalanceChanged"]
+__all__ = [
+    "RefundChanged",
+    "PriceChanged",
+    "ReconciliationMismatch",
+    "PaymentChanged",
+    "BalanceChanged",
+]
+
+
+class RefundChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A refund of a settled payment after its outcome is known."""
+
+    refund_id: uuid.UUID
+    payment_id: uuid.UUID
+    tenant_id: uuid.UUID
+    # This refund's amount.
+    amount_micros: Annotated[int, msgspec.Meta(ge=1)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    status: Literal["succeeded", "failed"]
+    # Total refunded on the payment after this refund (succeeded refunds only).
+    refunded_micros: Annotated[int, msgspec.Meta(ge=0)]
+    # The payment's state after this refund.
+    payment_status: Literal["settled", "partially_refunded", "refunded"]
+    occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The provider's id of the refund, once it has one.
+    provider_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    failure_reason: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class PriceChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One version of a price; versions are never edited, only superseded."""
+
+    # The version's id (UUIDv7).
+    price_id: uuid.UUID
+    # `gpu:<sku>` for whole GPUs, `mig:<sku>:<profile>` for MIG slices, as in metering.usage.v1.
+    price_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    # null for the public list price; the tenant's id for a tenant override.
+    tenant_id: uuid.UUID | None
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    # Micro-units per hour per unit of quantity (one whole GPU or one MIG instance of the
+    # profile).
+    micros_per_hour: Annotated[int, msgspec.Meta(ge=0)]
+    # Billable time is rounded up to whole seconds, then to a multiple of this.
+    min_increment_s: Annotated[int, msgspec.Meta(ge=1)]
+    # In effect from this instant (UTC) until a later version of the same key, tenant and
+    # currency.
+    effective_from: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # Monotonic over all of billing's price versions (creation order); a projection ignores a
+    # version it already holds.
+    version: Annotated[int, msgspec.Meta(ge=1)]
 
 
 class ReconciliationMismatch(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -12,7 +12,8 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from billing.app.payments import InitiatePayment, apply_webhook, get_payment, initiate_payment
-from billing.app.reconciliation import list_mismatches, reconcile
+from billing.app.reconciliation import list_mismatches, list_runs, reconcile
+from billing.app.refunds import RequestRefund, get_refund, refund_payment
 from billing.providers.base import InvalidSignature, PaymentProvider
 from platformkit.auth import Principal
 from platformkit.db import Database
@@ -37,8 +38,29 @@ class PaymentOut(msgspec.Struct):
     failure_reason: str | None = None
 
 
+class RefundCreate(msgspec.Struct, forbid_unknown_fields=True):
+    # None: everything still refundable
+    amount_micros: Annotated[int, msgspec.Meta(ge=1, le=10**13)] | None = None
+
+
+class RefundOut(msgspec.Struct):
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    tenant_id: uuid.UUID
+    amount_micros: int
+    currency: str
+    status: str
+    provider_ref: str | None = None
+    failure_reason: str | None = None
+
+
 def _out(row: Any) -> PaymentOut:
     return PaymentOut(**{f: row[f] for f in PaymentOut.__struct_fields__})
+
+
+def _refund_out(row: Any) -> RefundOut:
+    fields = {f: row[f] for f in RefundOut.__struct_fields__}
+    return RefundOut(**{**fields, "currency": row["currency"].strip()})
 
 
 def _provider(state: State) -> PaymentProvider:
@@ -76,6 +98,43 @@ class PaymentController(Controller):
         principal.require_tenant(tenant_id)
         principal.require_role(*BILLING_ROLES)
         return _out(await get_payment(db, tenant_id, payment_id))
+
+    @post(
+        "/tenants/{tenant_id:uuid}/payments/{payment_id:uuid}/refunds",
+        operation_id="refundPayment",
+        status_code=201,
+    )
+    async def refund(
+        self,
+        tenant_id: uuid.UUID,
+        payment_id: uuid.UUID,
+        data: RefundCreate,
+        db: Database,
+        principal: Principal,
+        state: State,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    ) -> RefundOut:
+        """Refund a settled top-up, whole (no amount) or in part; the same people who top up
+        (top-ups take no step-up either)."""
+        principal.require_tenant(tenant_id)
+        principal.require_role(*BILLING_ROLES)
+        key = check_key(idempotency_key)
+        if key is None:
+            raise ValidationFailed.for_field("Idempotency-Key", "is required to refund")
+        refund_id = await refund_payment(
+            db,
+            _provider(state),
+            RequestRefund(tenant_id, payment_id, data.amount_micros, key),
+        )
+        return _refund_out(await get_refund(db, tenant_id, refund_id))
+
+    @get("/tenants/{tenant_id:uuid}/refunds/{refund_id:uuid}", operation_id="getRefund")
+    async def retrieve_refund(
+        self, tenant_id: uuid.UUID, refund_id: uuid.UUID, db: Database, principal: Principal
+    ) -> RefundOut:
+        principal.require_tenant(tenant_id)
+        principal.require_role(*BILLING_ROLES)
+        return _refund_out(await get_refund(db, tenant_id, refund_id))
 
     @post("/webhooks/sandbox", operation_id="sandboxWebhook", status_code=200)
     async def webhook(self, request: Request[Any, Any, Any], db: Database, state: State) -> dict:
@@ -136,6 +195,17 @@ class ReconciliationController(Controller):
             result.checked,
             [MismatchOut(**dataclasses.asdict(m)) for m in result.mismatches],
         )
+
+    @get("/runs", operation_id="listReconciliationRuns")
+    async def runs(
+        self,
+        db: Database,
+        principal: Principal,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+    ) -> list[dict[str, Any]]:
+        """Recent runs, the operator's and the schedule's, newest first."""
+        principal.require_operator()
+        return [dict(r) for r in await list_runs(db, limit)]
 
     @get("/mismatches", operation_id="listReconciliationMismatches")
     async def mismatches(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from billing.api.payments import ROUTES as PAYMENT_ROUTES
@@ -39,10 +40,12 @@ from billing.app.funds import (
     top_up,
 )
 from billing.app.queries import get_balance, list_entries, list_prices, usage_report
+from billing.app.rerating import list_parked, rerate_parked
 from billing.app.statements import monthly_statement, statement_csv
 from billing.app.verify import verify_ledger
 from billing.domain.ledger import Transfer
 from billing.domain.pricing import PriceVersion
+from billing.settings import BillingSettings
 from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.idempotency import check_key
@@ -143,7 +146,14 @@ class BillingController(Controller):
         ]
         return UsageReport(tenant_id, since, until, items)
 
-    @post("/tenants/{tenant_id:uuid}/top-ups", operation_id="createTopUp", status_code=201)
+    @post(
+        "/tenants/{tenant_id:uuid}/top-ups",
+        operation_id="createTopUp",
+        status_code=201,
+        responses={
+            201: ResponseSpec(TransferOut, description="The top-up", generate_examples=False)
+        },
+    )
     async def create_top_up(
         self,
         tenant_id: uuid.UUID,
@@ -169,7 +179,14 @@ class BillingController(Controller):
             )
         )
 
-    @post("/tenants/{tenant_id:uuid}/grants", operation_id="createGrant", status_code=201)
+    @post(
+        "/tenants/{tenant_id:uuid}/grants",
+        operation_id="createGrant",
+        status_code=201,
+        responses={
+            201: ResponseSpec(GrantCreated, description="The grant", generate_examples=False)
+        },
+    )
     async def create_grant(
         self,
         tenant_id: uuid.UUID,
@@ -200,6 +217,11 @@ class BillingController(Controller):
         "/transactions/{transaction_id:uuid}/reversal",
         operation_id="reverseTransaction",
         status_code=201,
+        responses={
+            201: ResponseSpec(
+                ReversalOut, description="The reversing transfers", generate_examples=False
+            )
+        },
     )
     async def reverse(
         self,
@@ -224,7 +246,14 @@ class BillingController(Controller):
             )
         )
 
-    @post("/prices", operation_id="createPrice", status_code=201)
+    @post(
+        "/prices",
+        operation_id="createPrice",
+        status_code=201,
+        responses={
+            201: ResponseSpec(PriceOut, description="The price version", generate_examples=False)
+        },
+    )
     async def create_price(
         self,
         data: PriceCreate,
@@ -318,4 +347,49 @@ class BillingController(Controller):
         )
 
 
-ROUTES = [BillingController, *PAYMENT_ROUTES]
+class UnratedUsageOut(msgspec.Struct):
+    interval_id: uuid.UUID
+    tenant_id: uuid.UUID
+    price_key: str
+    started_at: dt.datetime
+    reason: str
+    received_at: dt.datetime
+    rated_at: dt.datetime | None = None
+
+
+class RerateOut(msgspec.Struct):
+    rated: int
+    still_unrated: int
+
+
+class UnratedUsageController(Controller):
+    """Parked usage (no price in effect when it arrived), for the operator."""
+
+    path = "/v1/billing/unrated"
+    tags = ["billing"]
+
+    @get("/", operation_id="listUnratedUsage")
+    async def parked(
+        self,
+        db: Database,
+        principal: Principal,
+        tenant_id: uuid.UUID | None = None,
+        include_rated: bool = False,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> list[UnratedUsageOut]:
+        principal.require_operator()
+        rows = await list_parked(db, tenant_id, include_rated, limit)
+        return [
+            UnratedUsageOut(**{f: r[f] for f in UnratedUsageOut.__struct_fields__}) for r in rows
+        ]
+
+    @post("/rerate", operation_id="rerateUnratedUsage", status_code=200)
+    async def rerate(self, db: Database, principal: Principal) -> RerateOut:
+        """Re-rate now what a price covers (the schedule does it every
+        GPUCLOUD_BILLING_RERATE_INTERVAL_S); idempotent: a rated interval is not charged twice."""
+        principal.require_operator()
+        result = await rerate_parked(db, BillingSettings.from_env())
+        return RerateOut(result.rated, result.still_unrated)
+
+
+ROUTES = [BillingController, UnratedUsageController, *PAYMENT_ROUTES]

@@ -14,6 +14,7 @@ import msgspec
 from sqlalchemy.exc import IntegrityError
 
 from billing.app.balances import announce_standings
+from billing.app.prices import announce_prices
 from billing.domain.ledger import (
     AccountKind,
     Transfer,
@@ -274,4 +275,5 @@ async def add_price(uow: UnitOfWork, version: PriceVersion) -> uuid.UUID:
             )
     except IntegrityError:
         raise Conflict("a version of this price already takes effect at that time") from None
+    await announce_prices(uow)
     return price_id

@@ -63,6 +63,18 @@ class UsageRater:
             usages[payload.interval_id] = (_usage(payload), event.data)
         if not usages:
             return stats
+        stats, _ = await self.rate_usages(usages, uow, stats)
+        return stats
+
+    async def rate_usages(
+        self,
+        usages: dict[uuid.UUID, tuple[Usage, bytes]],
+        uow: UnitOfWork,
+        stats: RatingStats | None = None,
+    ) -> tuple[RatingStats, list[uuid.UUID]]:
+        """Rate decoded intervals (interval id -> (usage, raw payload)); returns the stats and
+        the ids of the intervals parked for lack of a price. Also the re-rating path."""
+        stats = stats or RatingStats()
         repo = LedgerRepository(uow)
         tenant_ids = {u.tenant_id for u, _ in usages.values()}
         locked = await repo.lock_tenants(tenant_ids)
@@ -76,27 +88,15 @@ class UsageRater:
         stats.duplicates += len(existing)
         fresh = [u for iid, (u, _) in usages.items() if iid not in existing]
         if not fresh:
-            return stats
+            return stats, []
         touched = {u.tenant_id for u in fresh}
         tenants = await repo.tenant_ledgers({t: locked[t] for t in touched})
         prices = PriceBook(await repo.price_versions({u.price_key for u in fresh}, touched))
         batch = rate_batch(fresh, tenants, prices)
-        columns = TransferColumns()
-        for charge in batch.charges:
-            usage = charge.usage
-            for transfer in charge.transfers:
-                columns.add(
-                    transfer,
-                    project_id=usage.project_id,
-                    allocation_id=usage.allocation_id,
-                    price_key=usage.price_key,
-                    quantity=usage.quantity,
-                    billable_seconds=charge.billable_seconds,
-                )
-        stats.transfers = await repo.post(columns)
+        stats.transfers = await repo.post(TransferColumns.for_charges(batch.charges))
         await repo.add_unrated(
             [
-                (u.interval_id, u.tenant_id, u.price_key, usages[u.interval_id][1])
+                (u.interval_id, u.tenant_id, u.price_key, u.started_at, usages[u.interval_id][1])
                 for u in batch.unrated
             ]
         )
@@ -110,12 +110,16 @@ class UsageRater:
         stats.rated = len(batch.charges)
         stats.unrated = len(batch.unrated)
         stats.free = batch.free
-        return stats
+        return stats, [u.interval_id for u in batch.unrated]
 
     def _add(self, stats: RatingStats) -> None:
         for field in dataclasses.fields(RatingStats):
             name = field.name
             setattr(self.stats, name, getattr(self.stats, name) + getattr(stats, name))
+
+
+def decode_usage(payload: bytes) -> Usage:
+    return _usage(_decode_usage(payload))
 
 
 def _usage(p: UsageRecorded) -> Usage:

@@ -5,6 +5,12 @@ settlement transfer in the ledger with the same amount, and every settlement tra
 the ledger must be in the provider's report. Each disagreement is recorded once
 (`reconciliation_mismatches`), exposed by the API and announced on billing.payment.v1
 (`billing.reconciliation.mismatch`). Nothing is corrected: an operator decides.
+
+Runs are started by an operator (`POST /v1/billing/reconciliation/runs`) or by the schedule
+(`scheduled_reconciliation`, every GPUCLOUD_BILLING_RECONCILE_INTERVAL_S): the window ends
+`grace` before now (a webhook may still be in flight for a payment settled a moment ago) and
+reaches `lookback` further back; windows overlap, which is harmless since a mismatch is
+recorded once. A replica skips its turn when any replica ran within the last interval.
 """
 
 import dataclasses
@@ -151,6 +157,40 @@ async def reconcile(
                 )
         await uow.commit()
     return RunResult(run_id, len(set(provider_side) | set(ledger_side)), mismatches)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    interval_s: float
+    lookback_s: float
+    grace_s: float
+
+
+async def scheduled_reconciliation(
+    db: Database, provider: PaymentProvider, schedule: Schedule, now: dt.datetime | None = None
+) -> RunResult | None:
+    """One scheduled run, or None when another run (any replica, or an operator's) was
+    recorded for this provider within the last interval."""
+    now = now or dt.datetime.now(dt.UTC)
+    async with db.unit_of_work() as uow:
+        recent = await uow.fetch_one(
+            "SELECT 1 AS seen FROM reconciliation_runs WHERE provider = :p AND ran_at > :after"
+            " LIMIT 1",
+            {"p": provider.name, "after": now - dt.timedelta(seconds=schedule.interval_s * 0.9)},
+        )
+    if recent is not None:
+        return None
+    until = now - dt.timedelta(seconds=schedule.grace_s)
+    return await reconcile(db, provider, until - dt.timedelta(seconds=schedule.lookback_s), until)
+
+
+async def list_runs(db: Database, limit: int) -> list[Any]:
+    async with db.unit_of_work() as uow:
+        return await uow.fetch_all(
+            "SELECT id, provider, since, until, checked, mismatches, ran_at"
+            " FROM reconciliation_runs ORDER BY ran_at DESC LIMIT :limit",
+            {"limit": limit},
+        )
 
 
 async def list_mismatches(db: Database, limit: int) -> list[Any]:

@@ -23,6 +23,8 @@ import functools
 import uuid
 from collections.abc import Iterable, Sequence
 
+import msgspec
+
 _NAMESPACE = uuid.UUID("6f1c2a52-4a5e-4e0b-9d53-5b0f6f1e2c10")
 
 
@@ -40,6 +42,7 @@ class TransferKind(enum.StrEnum):
     GRANT = "grant"
     EXPIRY = "expiry"
     REVERSAL = "reversal"
+    REFUND = "refund"
 
 
 class LedgerError(ValueError):
@@ -86,8 +89,11 @@ class Account:
         return self.expires_at is None or at < self.expires_at
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(msgspec.Struct, frozen=True, gc=False):
+    """Immutable. A msgspec Struct rather than a frozen dataclass: rating builds one per
+    interval, and a frozen dataclass's __init__ (one object.__setattr__ per field) cost
+    ~4 µs where this costs ~0.4 µs (bench/rating.py)."""
+
     id: uuid.UUID
     transaction_id: uuid.UUID
     debit_account_id: uuid.UUID

@@ -1,6 +1,8 @@
 """Payments: the state machine of a top-up. Pure rules.
 
     initiated -> pending -> settled -> refunded
+                              settled -> partially_refunded -> refunded
+                   partially_refunded -> partially_refunded (a further partial refund)
     initiated | pending -> failed
 
 The ledger is credited on `settled` only (clearing -> wallet, transfer id derived from the
@@ -16,12 +18,15 @@ class PaymentStatus(enum.StrEnum):
     PENDING = "pending"
     SETTLED = "settled"
     FAILED = "failed"
+    PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
 
 
 class PaymentEvent(enum.StrEnum):
     SETTLED = "billing.payment.settled"
     FAILED = "billing.payment.failed"
+    REFUNDED = "billing.payment.refunded"
+    REFUND_FAILED = "billing.payment.refund_failed"
 
 
 PAYMENT_TOPIC = "billing.payment.v1"
@@ -29,7 +34,8 @@ PAYMENT_TOPIC = "billing.payment.v1"
 _ALLOWED = {
     PaymentStatus.INITIATED: {PaymentStatus.PENDING, PaymentStatus.FAILED},
     PaymentStatus.PENDING: {PaymentStatus.SETTLED, PaymentStatus.FAILED},
-    PaymentStatus.SETTLED: {PaymentStatus.REFUNDED},
+    PaymentStatus.SETTLED: {PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED},
+    PaymentStatus.PARTIALLY_REFUNDED: {PaymentStatus.REFUNDED},
     PaymentStatus.FAILED: set(),
     PaymentStatus.REFUNDED: set(),
 }
@@ -54,3 +60,35 @@ def path_to(current: PaymentStatus, target: PaymentStatus) -> list[PaymentStatus
     if current == PaymentStatus.INITIATED and target == PaymentStatus.SETTLED:
         return [PaymentStatus.PENDING, PaymentStatus.SETTLED]
     return [target] if transition(current, target) else []
+
+
+REFUNDABLE = frozenset({PaymentStatus.SETTLED, PaymentStatus.PARTIALLY_REFUNDED})
+
+
+class RefundRefused(ValueError):
+    """A refund the payment cannot take; `field` names the request field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_refund(
+    status: PaymentStatus, amount: int, refunded: int, reserved: int, requested: int
+) -> None:
+    """A refund of `requested` micro-units is allowed on a settled (or partly refunded)
+    payment, for at most what is neither refunded nor reserved by a refund in flight."""
+    if status not in REFUNDABLE:
+        raise RefundRefused("payment_id", f"a {status} payment cannot be refunded")
+    if requested <= 0:
+        raise RefundRefused("amount_micros", "must be >= 1")
+    left = amount - refunded - reserved
+    if requested > left:
+        raise RefundRefused("amount_micros", f"at most {left} micro-units are refundable")
+
+
+def status_after_refund(status: PaymentStatus, amount: int, refunded: int) -> PaymentStatus:
+    """The payment's state once `refunded` micro-units (all succeeded refunds) are back."""
+    target = PaymentStatus.REFUNDED if refunded >= amount else PaymentStatus.PARTIALLY_REFUNDED
+    transition(status, target)  # raises on an illegal edge; a further partial refund stays
+    return target

@@ -40,14 +40,20 @@ class PriceBook:
             self._by_key.setdefault(key, []).append(version)
         for candidates in self._by_key.values():
             candidates.sort(key=lambda v: v.effective_from, reverse=True)
+        # Most books hold no override: then a lookup never hashes the tenant's UUID (a
+        # Python-level __hash__, once per interval at rating rates).
+        self._has_overrides = any(owner is not None for _, _, owner in self._by_key)
 
     def price_at(
         self, price_key: str, currency: str, tenant_id: uuid.UUID, at: dt.datetime
     ) -> PriceVersion | None:
-        for owner in (tenant_id, None):
-            for version in self._by_key.get((price_key, currency, owner), ()):
+        if self._has_overrides:
+            for version in self._by_key.get((price_key, currency, tenant_id), ()):
                 if version.effective_from <= at:
                     return version
+        for version in self._by_key.get((price_key, currency, None), ()):
+            if version.effective_from <= at:
+                return version
         return None
 
 

@@ -12,6 +12,8 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 
+import msgspec
+
 from billing.domain.balance import BalanceEvent, Standing, events_for, standing_of
 from billing.domain.ledger import (
     Account,
@@ -26,9 +28,10 @@ from billing.domain.ledger import (
 from billing.domain.pricing import PriceBook, charge_micros
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Usage:
-    """The fields of a metering.usage.recorded payload that rating reads."""
+class Usage(msgspec.Struct, frozen=True, gc=False):
+    """The fields of a metering.usage.recorded payload that rating reads. Structs, not
+    frozen dataclasses, for the per-interval objects: built once per interval at rating
+    rates (see Transfer)."""
 
     interval_id: uuid.UUID
     allocation_id: uuid.UUID
@@ -57,8 +60,7 @@ class TenantLedger:
         return available_micros(self.wallet, self.grants, at)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class UsageCharge:
+class UsageCharge(msgspec.Struct, frozen=True, gc=False):
     """A rated interval: its transfers carry these details for usage reports."""
 
     usage: Usage

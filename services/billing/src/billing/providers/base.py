@@ -3,7 +3,8 @@
 A provider creates a payment for an amount (carrying billing's payment id as metadata) and
 later reports its outcome through signed webhooks; `verify_webhook` checks the signature and
 returns the outcome (None for an authentic event billing does not act on), or raises
-InvalidSignature.
+InvalidSignature. It refunds a settled payment, whole or in parts (`refund`), and lists what
+it settled (`settlement_report`, for reconciliation).
 """
 
 import dataclasses
@@ -37,6 +38,19 @@ class Settlement:
     settled_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class RefundResult:
+    """The provider's answer to a refund: its id and `succeeded` or `pending` (a refusal
+    raises RefundDeclined)."""
+
+    provider_ref: str
+    status: Literal["succeeded", "pending"]
+
+
+class RefundDeclined(Exception):
+    """The provider refused the refund (the money stays with the tenant's wallet)."""
+
+
 class PaymentProvider(Protocol):
     name: str
 
@@ -45,6 +59,12 @@ class PaymentProvider(Protocol):
         ...
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None: ...
+
+    async def refund(
+        self, payment_ref: str, refund_id: uuid.UUID, amount_micros: int, currency: str
+    ) -> RefundResult:
+        """Refund part or all of a settled payment; `refund_id` makes a retry idempotent."""
+        ...
 
     async def settlement_report(self, since: dt.datetime, until: dt.datetime) -> list[Settlement]:
         """What the provider settled in [since, until)."""

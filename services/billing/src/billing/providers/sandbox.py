@@ -17,7 +17,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
-from billing.providers.base import InvalidSignature, Settlement, WebhookEvent
+from billing.providers.base import (
+    InvalidSignature,
+    RefundDeclined,
+    RefundResult,
+    Settlement,
+    WebhookEvent,
+)
 
 SIGNATURE_HEADER = "sandbox-signature"
 TOLERANCE_S = 300
@@ -44,6 +50,9 @@ class SandboxProvider:
     next_behaviour: Behaviour = dataclasses.field(default_factory=Behaviour)
     # the provider's own books: what it settled, whether or not its webhook arrived
     settled: dict[str, Settlement] = dataclasses.field(default_factory=dict)
+    # refunds it made: refund id -> (payment ref, amount); `fail_next_refund` declines one
+    refunds: dict[uuid.UUID, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    fail_next_refund: bool = False
     _tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
 
     async def create_payment(self, payment_id: uuid.UUID, amount_micros: int, currency: str) -> str:
@@ -76,6 +85,23 @@ class SandboxProvider:
         than the one sending (a test client serves the app from its own thread)."""
         while self._tasks:  # noqa: ASYNC110 - an asyncio.Event belongs to one loop
             await asyncio.sleep(0.01)
+
+    async def refund(
+        self, payment_ref: str, refund_id: uuid.UUID, amount_micros: int, currency: str
+    ) -> RefundResult:
+        if refund_id in self.refunds:  # a retried call: the same refund, not a second one
+            return RefundResult(f"sbx_re_{refund_id.hex}", "succeeded")
+        if self.fail_next_refund:
+            self.fail_next_refund = False
+            raise RefundDeclined("sandbox told to decline this refund")
+        settled = self.settled.get(payment_ref)
+        if settled is None:
+            raise RefundDeclined(f"no settled payment {payment_ref}")
+        done = sum(a for ref, a in self.refunds.values() if ref == payment_ref)
+        if done + amount_micros > settled.amount_micros:
+            raise RefundDeclined("refunds would exceed the payment")
+        self.refunds[refund_id] = (payment_ref, amount_micros)
+        return RefundResult(f"sbx_re_{refund_id.hex}", "succeeded")
 
     async def settlement_report(self, since: dt.datetime, until: dt.datetime) -> list[Settlement]:
         return [s for s in self.settled.values() if since <= s.settled_at < until]

@@ -19,7 +19,13 @@ from typing import Any
 
 import stripe
 
-from billing.providers.base import InvalidSignature, Settlement, WebhookEvent
+from billing.providers.base import (
+    InvalidSignature,
+    RefundDeclined,
+    RefundResult,
+    Settlement,
+    WebhookEvent,
+)
 
 SIGNATURE_HEADER = "stripe-signature"
 MICROS = 1_000_000
@@ -104,6 +110,32 @@ class StripeProvider:
             else None,
         )
 
+    async def refund(
+        self, payment_ref: str, refund_id: uuid.UUID, amount_micros: int, currency: str
+    ) -> RefundResult:
+        """A Refund of the PaymentIntent; billing's refund id is Stripe's idempotency key,
+        so a retried call makes no second refund. `failed`/`canceled` (or an API refusal)
+        is a decline; `pending`/`requires_action` stay pending (their later outcome would
+        come by a `refund.updated` webhook, which billing does not handle yet)."""
+        try:
+            minor = to_minor_units(amount_micros, currency)
+        except ValueError as exc:
+            raise RefundDeclined(str(exc)) from None
+        try:
+            refund = await self.client.v1.refunds.create_async(
+                {
+                    "payment_intent": payment_ref,
+                    "amount": minor,
+                    "metadata": {"refund_id": str(refund_id)},
+                },
+                {"idempotency_key": f"billing-refund-{refund_id}"},
+            )
+        except stripe.InvalidRequestError as exc:
+            raise RefundDeclined(f"stripe: {exc.user_message or exc}") from None
+        if refund.status in ("failed", "canceled"):
+            raise RefundDeclined(f"stripe refund {refund.id} {refund.status}")
+        return RefundResult(refund.id, "succeeded" if refund.status == "succeeded" else "pending")
+
     async def settlement_report(self, since: dt.datetime, until: dt.datetime) -> list[Settlement]:
         """Succeeded PaymentIntents created in [since, until) that billing started."""
         page = await self.client.v1.payment_intents.list_async(
@@ -111,7 +143,9 @@ class StripeProvider:
         )
         report = []
         async for intent in page.auto_paging_iter():
-            payment_id = (intent.metadata or {}).get("payment_id")
+            # a StripeObject is not a dict (no .get): found by the stripe-mock test
+            metadata = intent.metadata.to_dict() if intent.metadata else {}
+            payment_id = metadata.get("payment_id")
             if intent.status != "succeeded" or payment_id is None:
                 continue
             report.append(

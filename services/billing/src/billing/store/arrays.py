@@ -33,7 +33,15 @@ def array_literal(values: Sequence[Any]) -> str:
     if not values:
         return "{}"
     first = values[0]
-    if isinstance(first, uuid.UUID | int) and not isinstance(first, bool):
+    if isinstance(first, uuid.UUID):
+        # The 32-digit form without hyphens: PostgreSQL reads it as a uuid, and `UUID.hex`
+        # costs a third of `str(UUID)` (seven uuid columns per rated interval).
+        return (
+            "{"
+            + ",".join([v.hex if v.__class__ is uuid.UUID else _element(v) for v in values])
+            + "}"
+        )
+    if isinstance(first, int) and not isinstance(first, bool):
         # uuids and ints never render as "None", so a NULL can be put back textually
         return "{" + ",".join(map(str, values)).replace("None", "NULL") + "}"
     if isinstance(first, str) and None not in values:

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from billing.domain.balance import Standing
 from billing.domain.ledger import Account, AccountKind, Transfer, platform_account_id, wallet_id
 from billing.domain.pricing import PriceVersion
-from billing.domain.rating import StandingChange, TenantLedger
+from billing.domain.rating import StandingChange, TenantLedger, UsageCharge
 from billing.store.arrays import with_array_literals
 from platformkit.db import UnitOfWork
 
@@ -229,17 +229,20 @@ class LedgerRepository:
                 },
             )
 
-    async def add_unrated(self, rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, bytes]]) -> None:
+    async def add_unrated(
+        self, rows: Sequence[tuple[uuid.UUID, uuid.UUID, str, dt.datetime, bytes]]
+    ) -> None:
+        """Park intervals with no price in effect (kept until a price covers them)."""
         if rows:
             await self.session.execute(
                 text(
-                    "INSERT INTO unrated_usage (interval_id, tenant_id, price_key, payload,"
-                    " reason) VALUES (:interval_id, :tenant_id, :price_key, :payload,"
-                    " 'no price in effect') ON CONFLICT (interval_id) DO NOTHING"
+                    "INSERT INTO unrated_usage (interval_id, tenant_id, price_key, started_at,"
+                    " payload, reason) VALUES (:interval_id, :tenant_id, :price_key, :started,"
+                    " :payload, 'no price in effect') ON CONFLICT (interval_id) DO NOTHING"
                 ),
                 [
-                    {"interval_id": i, "tenant_id": t, "price_key": k, "payload": p}
-                    for i, t, k, p in rows
+                    {"interval_id": i, "tenant_id": t, "price_key": k, "started": at, "payload": p}
+                    for i, t, k, at, p in rows
                 ],
             )
 
@@ -291,6 +294,33 @@ class TransferColumns:
         self.billable_seconds.append(billable_seconds)
         self.reverses.append(transfer.reverses)
         self.occurred_at.append(transfer.occurred_at)
+
+    @classmethod
+    def for_charges(cls, charges: Sequence[UsageCharge]) -> "TransferColumns":
+        """Every transfer of rated intervals with their usage details: one comprehension per
+        column instead of sixteen appends per transfer (the rating hot path)."""
+        pairs = [(c, t) for c in charges for t in c.transfers]
+        transfers = [t for _, t in pairs]
+        usages = [c.usage for c, _ in pairs]
+        kind = [t.kind.value for t in transfers]
+        return cls(
+            id=[t.id for t in transfers],
+            transaction_id=[t.transaction_id for t in transfers],
+            debit_account_id=[t.debit_account_id for t in transfers],
+            credit_account_id=[t.credit_account_id for t in transfers],
+            amount_micros=[t.amount_micros for t in transfers],
+            currency=[t.currency for t in transfers],
+            kind=kind,
+            tenant_id=[t.tenant_id for t in transfers],
+            leg=[t.leg for t in transfers],
+            project_id=[u.project_id for u in usages],
+            allocation_id=[u.allocation_id for u in usages],
+            price_key=[u.price_key for u in usages],
+            quantity=[u.quantity for u in usages],
+            billable_seconds=[c.billable_seconds for c, _ in pairs],
+            reverses=[t.reverses for t in transfers],
+            occurred_at=[t.occurred_at for t in transfers],
+        )
 
     def params(self) -> dict[str, list[Any]]:
         return {name: getattr(self, name) for name, _ in _COLUMNS}

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from gpuaas.api.schemas import (
@@ -37,24 +38,48 @@ from gpuaas.app.allocations import (
 from gpuaas.app.nodes import (
     GpuInventory,
     authenticate_node,
+    desired_ids,
     list_nodes,
     register_node,
     set_node_state,
     sync_node,
 )
 from gpuaas.app.quotas import availability, get_quota, set_quota
+from gpuaas.app.wakeups import NodeWakeups, differs, hold_until_changed
 from gpuaas.domain.allocations import Allocation
 from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.nodes import NodeState
 from gpuaas.settings import GpuaasSettings
 from platformkit.auth import Principal, bearer_token
 from platformkit.db import Database
-from platformkit.errors import PROBLEM_JSON, NotFound
+from platformkit.errors import PROBLEM_JSON, NotFound, Problem
 from platformkit.idempotency import check_key
 
 
 def _settings(state: State) -> GpuaasSettings:
     return state.gpuaas_settings
+
+
+async def _held_sync(
+    db: Database,
+    wakeups: NodeWakeups,
+    node_id: uuid.UUID,
+    observed: dict[str, str],
+    settings: GpuaasSettings,
+) -> list[tuple[Allocation, list[Any]]]:
+    """Sync (a heartbeat); when the agent has nothing to do, wait for a change of the node's
+    desired state (or the hold to pass) and sync again (the second heartbeat)."""
+    async with wakeups.watching(node_id) as changed:
+        desired = await sync_node(db, node_id, observed, settings)
+        if differs({str(a.id) for a, _ in desired}, observed):
+            return desired
+        changed.clear()  # our own transitions notified too; the first check re-reads
+
+        async def differs_now() -> bool:
+            return differs(await desired_ids(db, node_id), observed)
+
+        await hold_until_changed(changed, settings.node_sync_hold_s, differs_now)
+    return await sync_node(db, node_id, observed, settings)
 
 
 def _instances(rows: list[Any]) -> list[InstanceOut]:
@@ -100,7 +125,22 @@ class AllocationController(Controller):
     path = "/v1/gpu/tenants/{tenant_id:uuid}/projects/{project_id:uuid}"
     tags = ["allocations"]
 
-    @post("/allocations", operation_id="createAllocation", status_code=201)
+    @post(
+        "/allocations",
+        operation_id="createAllocation",
+        status_code=201,
+        responses={
+            201: ResponseSpec(
+                AllocationOut, description="The allocation, as requested", generate_examples=False
+            ),
+            402: ResponseSpec(
+                Problem,
+                description="The tenant's balance is exhausted",
+                media_type=PROBLEM_JSON,
+                generate_examples=False,
+            ),
+        },
+    )
     async def create(
         self,
         tenant_id: uuid.UUID,
@@ -316,7 +356,12 @@ class NodeController(Controller):
         """Heartbeat + observed state in, desired state out. Authorized by the node
         credential (not a user principal)."""
         await authenticate_node(db, node_id, bearer_token(request))
-        desired = await sync_node(db, node_id, data.allocations, _settings(state))
+        settings = _settings(state)
+        wakeups = getattr(state, "node_wakeups", None)
+        if not data.hold or wakeups is None:
+            desired = await sync_node(db, node_id, data.allocations, settings)
+        else:
+            desired = await _held_sync(db, wakeups, node_id, data.allocations, settings)
         return DesiredState(
             node_id=node_id,
             allocations=[

@@ -99,6 +99,9 @@ class NodeSync(msgspec.Struct, forbid_unknown_fields=True):
     """Observed state: allocation id -> provisioning | running | failed."""
 
     allocations: dict[str, Literal["provisioning", "running", "failed"]] = {}
+    # Long poll: when nothing differs, hold the answer until the node's desired state
+    # changes or GPUCLOUD_NODE_SYNC_HOLD_S passes (both ends are heartbeats).
+    hold: bool = False
 
 
 class DesiredAllocation(msgspec.Struct):

@@ -10,8 +10,10 @@ from typing import Any
 import msgspec
 from sqlalchemy.exc import IntegrityError
 
+from gpuaas.app.capacity import LiveIndex, live_index
 from gpuaas.app.errors import BalanceExhausted, IllegalState, NoCapacity, QuotaExceededProblem
 from gpuaas.app.lifecycle import emit, move, now_utc, release
+from gpuaas.app.prices import runway_shortfall
 from gpuaas.domain.allocations import (
     RELEASABLE,
     Allocation,
@@ -20,13 +22,13 @@ from gpuaas.domain.allocations import (
     new_allocation,
 )
 from gpuaas.domain.catalog import SKUS, MigProfile
-from gpuaas.domain.placement import place
+from gpuaas.domain.placement import Decision
 from gpuaas.domain.quota import QuotaExceeded, check_quota, units
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import (
     AllocationRepository,
     BalanceRepository,
-    CapacityRepository,
+    GenerationRepository,
     QuotaRepository,
     SliceTaken,
 )
@@ -76,20 +78,26 @@ def validate(command: CreateAllocation) -> MigProfile | None:
     return profile
 
 
-async def _schedule(uow: UnitOfWork, a: Allocation, profile: MigProfile | None) -> uuid.UUID | None:
-    capacity = CapacityRepository(uow)
+async def _schedule(
+    uow: UnitOfWork, live: LiveIndex, a: Allocation, profile: MigProfile | None
+) -> Decision | None:
+    """Place on the live index and book; the database's (gpu, slice) key is the arbiter. A
+    lost race reloads the node it happened on and places again."""
     repo = AllocationRepository(uow)
     for _ in range(SCHEDULING_ATTEMPTS):
-        decision = place(
-            await capacity.snapshot(a.sku), profile.shape if profile else None, a.count
-        )
+        index = await live.current(uow)
+        decision = index.place(profile.shape if profile else None, a.count)
         if decision is None:
             return None
         try:
             await repo.book(a.id, list(decision.bookings))
         except SliceTaken:
+            live.mark_dirty([decision.node_id])
             continue
-        return decision.node_id
+        # Applied before commit so that concurrent requests in this process pick other
+        # slots; if this transaction rolls back, the caller marks the node dirty.
+        index.book(decision)
+        return decision
     return None
 
 
@@ -113,69 +121,112 @@ async def create_allocation(
     )
     scope = f"gpuaas.allocations:{command.project_id}"
     period = dt.timedelta(seconds=settings.metering_period_s)
-    async with db.unit_of_work() as uow:
-        if command.idempotency_key:
-            stored = await idempotency.find(uow, scope, command.idempotency_key, body_hash)
-            if stored is not None:
-                return stored.status, stored.body, stored.status >= 400
-        now = now_utc()
-        requested = units(profile, command.count)
-        a, first = new_allocation(
-            uuid7(),
-            command.tenant_id,
-            command.project_id,
-            command.sku,
-            command.mig_profile,
-            command.count,
-            now,
-        )
-        repo = AllocationRepository(uow)
-        await repo.add(a, requested)
-        await emit(uow, first)
-        rejection: ProblemError | None = None
-        limit = await QuotaRepository(uow).lock(
-            command.tenant_id, command.project_id, settings.default_project_quota
-        )
-        if await BalanceRepository(uow).standing(command.tenant_id) == "exhausted":
-            rejection = BalanceExhausted(f"allocation {a.id} rejected: balance exhausted")
-            reason = "balance_exhausted"
-        else:
-            try:
-                check_quota(limit, await repo.units_in_use(command.project_id), requested)
-            except QuotaExceeded as exc:
-                rejection = QuotaExceededProblem(f"allocation {a.id} rejected: {exc}")
-                reason = "quota_exceeded"
-        node_id = None
-        if rejection is None:
-            node_id = await _schedule(uow, a, profile)
-            if node_id is None:
-                rejection = NoCapacity(
-                    f"allocation {a.id} rejected: no {command.mig_profile or command.sku}"
-                    f" x{command.count} free on one ready node"
-                )
-                reason = "no_capacity"
-        if rejection is not None:
-            a = await move(uow, a, AllocationState.REJECTED, now=now, period=period, reason=reason)
-            status, body = _problem_body(rejection, "/v1/gpu/allocations")
-        else:
-            a = await move(
-                uow, a, AllocationState.SCHEDULED, now=now, period=period, node_id=node_id
+    live = live_index(db, command.sku)
+    booked: list[Decision] = []
+    generation: int | None = None
+    try:
+        async with db.unit_of_work() as uow:
+            status, body, generation = await _create_in(
+                uow, command, profile, body_hash, scope, period, settings, render, live, booked
             )
-            instances = (await repo.instances([a.id])).get(a.id, [])
-            status, body = 201, render(AllocationView(a, instances))
-        if command.idempotency_key:
-            try:
-                await idempotency.remember(
-                    uow, scope, command.idempotency_key, body_hash, status, body
-                )
-            except IntegrityError:
-                # The same key raced us and committed first: roll all of this back.
-                raise Conflict(
-                    f"a request with Idempotency-Key {command.idempotency_key!r} completed"
-                    " concurrently; retry to get its response"
-                ) from None
-        await uow.commit()
+    finally:
+        if booked and uow.committed:
+            live.committed(generation)
+        elif booked:
+            live.mark_dirty([d.node_id for d in booked])
     return status, body, status >= 400
+
+
+async def _create_in(
+    uow: UnitOfWork,
+    command: CreateAllocation,
+    profile: MigProfile | None,
+    body_hash: str,
+    scope: str,
+    period: dt.timedelta,
+    settings: GpuaasSettings,
+    render: Callable[[AllocationView], bytes],
+    live: LiveIndex,
+    booked: list[Decision],
+) -> tuple[int, bytes, int | None]:
+    if command.idempotency_key:
+        stored = await idempotency.find(uow, scope, command.idempotency_key, body_hash)
+        if stored is not None:
+            return stored.status, stored.body, None
+    now = now_utc()
+    requested = units(profile, command.count)
+    a, first = new_allocation(
+        uuid7(),
+        command.tenant_id,
+        command.project_id,
+        command.sku,
+        command.mig_profile,
+        command.count,
+        now,
+    )
+    repo = AllocationRepository(uow)
+    await repo.add(a, requested)
+    await emit(uow, first)
+    rejection: ProblemError | None = None
+    limit = await QuotaRepository(uow).lock(
+        command.tenant_id, command.project_id, settings.default_project_quota
+    )
+    if await BalanceRepository(uow).standing(command.tenant_id) == "exhausted":
+        rejection = BalanceExhausted(f"allocation {a.id} rejected: balance exhausted")
+        reason = "balance_exhausted"
+    elif shortfall := await runway_shortfall(
+        uow,
+        command.tenant_id,
+        SKUS[command.sku].price_key(command.mig_profile),
+        command.count,
+        settings.min_runway_s,
+        now,
+    ):
+        # The same problem type as an exhausted balance: both mean "top up first".
+        rejection = BalanceExhausted(f"allocation {a.id} rejected: {shortfall}")
+        reason = "insufficient_runway"
+    else:
+        try:
+            check_quota(limit, await repo.units_in_use(command.project_id), requested)
+        except QuotaExceeded as exc:
+            rejection = QuotaExceededProblem(f"allocation {a.id} rejected: {exc}")
+            reason = "quota_exceeded"
+    decision = None
+    if rejection is None:
+        decision = await _schedule(uow, live, a, profile)
+        if decision is not None:
+            booked.append(decision)
+        else:
+            rejection = NoCapacity(
+                f"allocation {a.id} rejected: no {command.mig_profile or command.sku}"
+                f" x{command.count} free on one ready node"
+            )
+            reason = "no_capacity"
+    if rejection is not None:
+        a = await move(uow, a, AllocationState.REJECTED, now=now, period=period, reason=reason)
+        status, body = _problem_body(rejection, "/v1/gpu/allocations")
+    else:
+        a = await move(
+            uow, a, AllocationState.SCHEDULED, now=now, period=period, node_id=decision.node_id
+        )
+        instances = (await repo.instances([a.id])).get(a.id, [])
+        status, body = 201, render(AllocationView(a, instances))
+    if command.idempotency_key:
+        try:
+            await idempotency.remember(uow, scope, command.idempotency_key, body_hash, status, body)
+        except IntegrityError:
+            # The same key raced us and committed first: roll all of this back.
+            raise Conflict(
+                f"a request with Idempotency-Key {command.idempotency_key!r} completed"
+                " concurrently; retry to get its response"
+            ) from None
+    generation = None
+    if decision is not None:
+        # Last statement before commit: the generation row's lock serializes only this.
+        bumped = await GenerationRepository(uow).bump([b.gpu_id for b in decision.bookings])
+        generation = bumped.get(command.sku)
+    await uow.commit()
+    return status, body, generation
 
 
 async def get_allocation(db: Database, allocation_id: uuid.UUID) -> AllocationView:

@@ -15,7 +15,7 @@ from gpuaas.domain.allocations import (
 )
 from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.metering import USAGE_TOPIC, USAGE_TYPE, UsageInterval, due_intervals
-from gpuaas.store.repository import AllocationRepository
+from gpuaas.store.repository import AllocationRepository, NodeRepository
 from gpucloud_contracts.events.gpuaas import AllocationChanged
 from gpucloud_contracts.events.metering import UsageRecorded
 from platformkit.db import UnitOfWork
@@ -115,6 +115,8 @@ async def move(
     updated, event = transition(allocation, target, now=now, reason=reason, node_id=node_id)
     await AllocationRepository(uow).save(updated)
     await emit(uow, event)
+    if updated.node_id is not None:
+        await NodeRepository(uow).notify_changed(updated.node_id)
     if target in (AllocationState.RELEASED,):
         await AllocationRepository(uow).free(updated.id, now)
     return updated

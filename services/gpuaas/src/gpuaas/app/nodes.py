@@ -15,7 +15,7 @@ from gpuaas.domain.allocations import Allocation, AllocationState
 from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.nodes import NODE_TOPIC, IllegalNodeTransition, NodeState, node_transition
 from gpuaas.settings import GpuaasSettings
-from gpuaas.store.repository import AllocationRepository, NodeRepository
+from gpuaas.store.repository import AllocationRepository, GenerationRepository, NodeRepository
 from gpucloud_contracts.events.gpuaas import NodeChanged
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, Unauthorized, ValidationFailed
@@ -78,6 +78,8 @@ async def _set_state(uow: UnitOfWork, node: Any, target: NodeState, now: dt.date
     current = NodeState(node["state"])
     node_transition(current, target)  # raises IllegalNodeTransition
     await NodeRepository(uow).update(node["id"], state=target.value)
+    # Entering or leaving `ready` adds or removes the node's GPUs from placement.
+    await GenerationRepository(uow).bump_node(node["id"])
     await _node_event(uow, node, target, current, now)
 
 
@@ -123,6 +125,7 @@ async def register_node(
             if g.index in existing and existing[g.index]["sku"] != g.sku:
                 raise Conflict(f"GPU {g.index} of {name} changed model; retire the node first")
             await nodes.add_gpu(node_id, g.index, g.sku, g.device_uuid)
+        await GenerationRepository(uow).bump_node(node_id)
         node = await nodes.get(node_id)
         await _node_event(
             uow, node, NodeState(node["state"]), None, now, event_type="gpuaas.node.registered"
@@ -250,3 +253,9 @@ async def mark_silent_nodes_offline(db: Database, settings: GpuaasSettings) -> i
             await _release_node_allocations(uow, node["id"], now, period, "node_lost")
         await uow.commit()
     return len(stale)
+
+
+async def desired_ids(db: Database, node_id: uuid.UUID) -> set[str]:
+    """The ids of what the node should run (a read-only look, no heartbeat)."""
+    async with db.unit_of_work() as uow:
+        return await NodeRepository(uow).desired_ids(node_id, [s.value for s in DESIRED])

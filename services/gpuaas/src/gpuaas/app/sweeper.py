@@ -3,8 +3,10 @@ silent nodes go offline, due release retries run (with backoff, then release_fai
 running allocations close their usage intervals every metering period."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import time
 
 from gpuaas.app.lifecycle import close_usage, move, now_utc
 from gpuaas.app.nodes import mark_silent_nodes_offline
@@ -59,19 +61,45 @@ async def close_usage_intervals(db: Database, settings: GpuaasSettings) -> int:
     return repo_count
 
 
+@dataclasses.dataclass
+class Listening:
+    """Since when this process has been able to hear the node agents: its start, or the last
+    time it could not reach its database (then neither could the agents' syncs). A node's
+    silence is evidence only after a whole heartbeat timeout of listening: otherwise a gpuaas
+    restart or a database outage longer than the timeout released every running allocation
+    as node_lost the moment gpuaas was back, before the agents (backing off up to 10 s) had
+    reached it again (found by the chaos run, tools/chaos)."""
+
+    since: float
+
+    def interrupted(self, now: float) -> None:
+        self.since = now
+
+    def long_enough(self, now: float, timeout_s: float) -> bool:
+        return now - self.since >= timeout_s
+
+
 async def sweep_forever(
     db: Database, settings: GpuaasSettings, provider: Provider | None = None
 ) -> None:
     steps = [mark_silent_nodes_offline, retry_releases, close_usage_intervals]
     if provider is not None:
         steps.append(provider.reconcile)
+    listening = Listening(time.monotonic())
     while True:
         for step in steps:
+            judging_silence = step is mark_silent_nodes_offline
+            if judging_silence and not listening.long_enough(
+                time.monotonic(), settings.node_heartbeat_timeout_s
+            ):
+                continue
             try:
                 await step(db, settings)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if judging_silence:
+                    listening.interrupted(time.monotonic())
                 name = getattr(step, "__name__", repr(step))
                 log.exception("sweep step failed", extra={"fields": {"step": name}})
         await asyncio.sleep(settings.sweep_interval_s)

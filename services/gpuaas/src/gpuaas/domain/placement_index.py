@@ -1,16 +1,21 @@
 """An incremental index over a fleet's GPU layouts that makes the same decisions as
-`placement.place` without scanning every GPU.
+`placement.place` (over nodes in node-id order) without scanning every GPU.
 
 GPUs are bucketed by layout; a fleet has few distinct layouts (hundreds) even with
 thousands of GPUs, so a single-slice MIG request scores each distinct layout once (the
-score is memoized) and picks the first GPU, in node order then index, among the best.
+score is memoized) and picks the first GPU, in node-id order then index, among the best.
 Whole-GPU requests use per-node counts of empty GPUs. Multi-slice MIG requests (rare)
 fall back to the scan. A property test checks decision-for-decision equality with
 `place`.
+
+`build` constructs the index in one pass over (node, gpu, index, layout) rows, without the
+per-GPU bookkeeping of `set_node`, so a scheduler replica can load 8,000 GPUs in a few
+milliseconds; `set_node` / `remove_node` then replace single nodes as they change.
 """
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 
 from gpuaas.domain.catalog import ProfileShape
 from gpuaas.domain.geometry import WHOLE_GPU, Instance, Layout, instance_of
@@ -23,13 +28,11 @@ from gpuaas.domain.placement import (
     place,
 )
 
-_Slot = tuple[int, int, uuid.UUID]  # (node order, gpu index, gpu id)
+_Slot = tuple[uuid.UUID, int, uuid.UUID]  # (node id, gpu index, gpu id)
 
 
 class PlacementIndex:
     def __init__(self) -> None:
-        self._order: dict[uuid.UUID, int] = {}
-        self._node_of_order: list[uuid.UUID] = []
         self._gpus: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}  # gpu -> (node, index)
         self._layout: dict[uuid.UUID, Layout] = {}
         self._by_layout: dict[tuple[Instance, ...], set[_Slot]] = defaultdict(set)
@@ -38,37 +41,72 @@ class PlacementIndex:
         # Smallest slot per bucket, recomputed only when that slot leaves the bucket.
         self._min: dict[tuple[Instance, ...], _Slot] = {}
 
+    @classmethod
+    def build(cls, gpus: Iterable[tuple[uuid.UUID, uuid.UUID, int, Layout]]) -> "PlacementIndex":
+        """The index of (node id, gpu id, gpu index, layout) rows, in one pass."""
+        index = cls()
+        by_layout = index._by_layout
+        layout_of = index._layout
+        gpu_of = index._gpus
+        node_gpus: dict[uuid.UUID, list[tuple[int, uuid.UUID]]] = defaultdict(list)
+        empty: dict[uuid.UUID, int] = defaultdict(int)
+        for node_id, gpu_id, gpu_index, layout in gpus:
+            gpu_of[gpu_id] = (node_id, gpu_index)
+            layout_of[gpu_id] = layout
+            by_layout[layout.instances].add((node_id, gpu_index, gpu_id))
+            node_gpus[node_id].append((gpu_index, gpu_id))
+            empty[node_id] += not layout.instances
+        for listing in node_gpus.values():
+            listing.sort()
+        index._node_gpus = dict(node_gpus)
+        index._empty = dict(empty)
+        return index
+
+    @property
+    def node_ids(self) -> set[uuid.UUID]:
+        return set(self._node_gpus)
+
     def add_node(self, node: NodeCapacity) -> None:
-        self._order[node.node_id] = len(self._node_of_order)
-        self._node_of_order.append(node.node_id)
+        self.set_node(node)
+
+    def set_node(self, node: NodeCapacity) -> None:
+        """Insert the node, or replace everything known about it."""
+        self.remove_node(node.node_id)
         self._empty[node.node_id] = 0
         self._node_gpus[node.node_id] = sorted((g.index, g.gpu_id) for g in node.gpus)
         for gpu in node.gpus:
             self._gpus[gpu.gpu_id] = (node.node_id, gpu.index)
-            self._layout[gpu.gpu_id] = Layout()
-            self._enter((), self._slot(gpu.gpu_id))
-            self._empty[node.node_id] += 1
-            if not gpu.layout.is_empty:
-                self._set(gpu.gpu_id, gpu.layout)
+            self._layout[gpu.gpu_id] = gpu.layout
+            self._enter(gpu.layout.instances, self._slot(gpu.gpu_id))
+            self._empty[node.node_id] += int(gpu.layout.is_empty)
+
+    def remove_node(self, node_id: uuid.UUID) -> None:
+        for _, gpu_id in self._node_gpus.pop(node_id, ()):
+            self._leave(self._layout.pop(gpu_id).instances, self._slot(gpu_id))
+            del self._gpus[gpu_id]
+        self._empty.pop(node_id, None)
 
     def _slot(self, gpu_id: uuid.UUID) -> _Slot:
         node_id, index = self._gpus[gpu_id]
-        return (self._order[node_id], index, gpu_id)
+        return (node_id, index, gpu_id)
 
     def _set(self, gpu_id: uuid.UUID, layout: Layout) -> None:
         old = self._layout[gpu_id]
         slot = self._slot(gpu_id)
-        bucket = self._by_layout[old.instances]
-        bucket.discard(slot)
-        if not bucket:
-            del self._by_layout[old.instances]
-            self._min.pop(old.instances, None)
-        elif self._min.get(old.instances) == slot:
-            del self._min[old.instances]
+        self._leave(old.instances, slot)
         self._enter(layout.instances, slot)
         node_id = self._gpus[gpu_id][0]
         self._empty[node_id] += int(layout.is_empty) - int(old.is_empty)
         self._layout[gpu_id] = layout
+
+    def _leave(self, key: tuple[Instance, ...], slot: _Slot) -> None:
+        bucket = self._by_layout[key]
+        bucket.discard(slot)
+        if not bucket:
+            del self._by_layout[key]
+            self._min.pop(key, None)
+        elif self._min.get(key) == slot:
+            del self._min[key]
 
     def _enter(self, key: tuple[Instance, ...], slot: _Slot) -> None:
         self._by_layout[key].add(slot)
@@ -91,12 +129,10 @@ class PlacementIndex:
             self._set(b.gpu_id, self._layout[b.gpu_id].remove(b.instance))
 
     def snapshot(self) -> list[NodeCapacity]:
-        gpus: dict[uuid.UUID, list[GpuState]] = defaultdict(list)
-        for gpu_id, (node_id, index) in self._gpus.items():
-            gpus[node_id].append(GpuState(gpu_id, index, self._layout[gpu_id]))
+        """Every node, in node-id order (the order the scan's tie-breaks assume)."""
         return [
-            NodeCapacity(n, tuple(sorted(gpus[n], key=lambda g: g.index)))
-            for n in self._node_of_order
+            NodeCapacity(n, tuple(GpuState(g, i, self._layout[g]) for i, g in self._node_gpus[n]))
+            for n in sorted(self._node_gpus)
         ]
 
     def place(self, profile: ProfileShape | None, count: int) -> Decision | None:
@@ -114,17 +150,16 @@ class PlacementIndex:
             return None
         top = min(key for key, _, _ in scored)
         slot, start = min((self._first(inst), st) for key, inst, st in scored if key == top)
-        order, index, gpu_id = slot
-        node_id = self._node_of_order[order]
+        node_id, index, gpu_id = slot
         return Decision(node_id, (Booking(gpu_id, index, instance_of(profile, start)),))
 
     def _place_whole(self, count: int) -> Decision | None:
-        best: tuple[int, int] | None = None
+        best: tuple[int, uuid.UUID] | None = None
         for node_id, empty in self._empty.items():
-            if empty >= count and (best is None or (empty, self._order[node_id]) < best):
-                best = (empty, self._order[node_id])
+            if empty >= count and (best is None or (empty, node_id) < best):
+                best = (empty, node_id)
         if best is None:
             return None
-        node_id = self._node_of_order[best[1]]
+        node_id = best[1]
         free = [(i, g) for i, g in self._node_gpus[node_id] if self._layout[g].is_empty][:count]
         return Decision(node_id, tuple(Booking(g, i, WHOLE_GPU) for i, g in free))

@@ -1,0 +1,67 @@
+"""Re-rating of parked usage: intervals that arrived with no price in effect.
+
+Rating never drops an unpriced interval and never prices it at 0: it parks it in
+`unrated_usage`. This job (every GPUCLOUD_BILLING_RERATE_INTERVAL_S, or now through
+`POST /v1/billing/unrated/rerate`) takes the parked intervals for which a price covering
+their start now exists (public, or the tenant's override, in the tenant's currency) and
+rates them through the rating use case itself, so each is priced at the version in effect
+at its own start, split over promotional credit and wallet, and written under its interval
+id: a redelivery of the same interval by Kafka, or a second replica re-rating at the same
+time, changes nothing. A re-rated row is kept with `rated_at` set.
+"""
+
+import dataclasses
+import uuid
+from typing import Any
+
+from billing.app.rating import UsageRater, decode_usage
+from billing.settings import BillingSettings
+from platformkit.db import Database
+
+# Parked intervals that a price now covers, oldest first.
+_COVERED = (
+    "SELECT u.interval_id, u.payload FROM unrated_usage u JOIN tenants t ON t.id = u.tenant_id"
+    " WHERE u.rated_at IS NULL AND EXISTS (SELECT 1 FROM prices p"
+    " WHERE p.price_key = u.price_key AND p.currency = t.currency"
+    " AND p.effective_from <= u.started_at"
+    " AND (p.tenant_id IS NULL OR p.tenant_id = u.tenant_id))"
+    " ORDER BY u.received_at LIMIT :limit"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RerateResult:
+    rated: int  # left the queue: charged now, or already in the ledger, or free
+    still_unrated: int
+
+
+async def rerate_parked(db: Database, settings: BillingSettings, limit: int = 2000) -> RerateResult:
+    """One pass over at most `limit` covered intervals, in one transaction."""
+    async with db.unit_of_work() as uow:
+        rows = await uow.fetch_all(_COVERED, {"limit": limit})
+        if not rows:
+            return RerateResult(0, 0)
+        usages = {r["interval_id"]: (decode_usage(r["payload"]), r["payload"]) for r in rows}
+        _, unrated = await UsageRater(settings).rate_usages(usages, uow)
+        left = [iid for iid in usages if iid not in set(unrated)]
+        if left:
+            await uow.execute(
+                "UPDATE unrated_usage SET rated_at = now()"
+                " WHERE interval_id = ANY(CAST(:ids AS uuid[])) AND rated_at IS NULL",
+                {"ids": [str(i) for i in left]},
+            )
+        await uow.commit()
+    return RerateResult(len(left), len(unrated))
+
+
+async def list_parked(
+    db: Database, tenant_id: uuid.UUID | None, include_rated: bool, limit: int
+) -> list[Any]:
+    async with db.unit_of_work() as uow:
+        return await uow.fetch_all(
+            "SELECT interval_id, tenant_id, price_key, started_at, reason, received_at,"
+            " rated_at FROM unrated_usage"
+            " WHERE (CAST(:tenant AS uuid) IS NULL OR tenant_id = CAST(:tenant AS uuid))"
+            " AND (:all OR rated_at IS NULL) ORDER BY received_at LIMIT :limit",
+            {"tenant": tenant_id, "all": include_rated, "limit": limit},
+        )

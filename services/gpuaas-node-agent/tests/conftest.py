@@ -1,0 +1,60 @@
+"""A stand-in terminal-gateway signer: a locally generated Ed25519 key, its JWKS, and
+session tokens minted with it (valid ones, and each way of getting one wrong)."""
+
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+
+from node_agent.session_tokens import SESSION_TOKEN_TYPE
+
+
+class SessionSigner:
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.kid = uuid.uuid4().hex
+
+    def jwks(self) -> dict[str, Any]:
+        public = json.loads(OKPAlgorithm.to_jwk(self.key.public_key()))
+        return {"keys": [{**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]}
+
+    def claims(self, node: str, allocation: str, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {
+            "iss": "terminal-gateway",
+            "aud": f"node:{node}",
+            "sub": str(uuid.uuid4()),
+            "tenant": str(uuid.uuid4()),
+            "allocation_id": allocation,
+            "iat": now,
+            "exp": now + 60,
+            "jti": str(uuid.uuid4()),
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def token(
+        self, node: str, allocation: str, *, typ: str = SESSION_TOKEN_TYPE, **overrides: Any
+    ) -> str:
+        return jwt.encode(
+            self.claims(node, allocation, **overrides),
+            self.key,
+            algorithm="EdDSA",
+            headers={"kid": self.kid, "typ": typ},
+        )
+
+
+@pytest.fixture
+def signer() -> SessionSigner:
+    return SessionSigner()
+
+
+@pytest.fixture
+def stranger() -> SessionSigner:
+    """A signer whose key terminal-gateway never published."""
+    return SessionSigner()

@@ -1,0 +1,103 @@
+"""Long-poll node sync: one LISTEN connection per process wakes the sync requests held for
+a node when that node's desired state changes.
+
+Every allocation transition on a node (`lifecycle.move`) sends `NOTIFY gpuaas_node,
+'<node id>'` inside its transaction, so the notification arrives only once the change is
+committed (and never for one rolled back). A held request waits for its node's
+notification, re-reading the desired allocation ids every `FALLBACK_POLL_S` as well: a
+lost listener connection (reconnected with backoff) or a missed notification costs at most
+that much latency, never a stuck request.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import psycopg
+
+from gpuaas.store.repository import NODE_CHANNEL
+
+log = logging.getLogger(__name__)
+
+FALLBACK_POLL_S = 2.0
+
+
+def differs(desired_ids: set[str], observed: dict[str, str]) -> bool:
+    """The agent has something to do: a desired allocation it does not run, or one it runs
+    (or reports failed) that is no longer desired."""
+    return desired_ids != set(observed)
+
+
+class NodeWakeups:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="gpuaas-node-wakeups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NODE_CHANNEL}")
+                    self.listening.set()
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        for event in self._waiters.get(note.payload, ()):
+                            event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node wakeups: listener lost", extra={"fields": {"error": repr(exc)}})
+            self.listening.clear()
+            # Anything may have changed while we were deaf: let every waiter re-read.
+            for events in self._waiters.values():
+                for event in events:
+                    event.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    @contextlib.asynccontextmanager
+    async def watching(self, node_id: uuid.UUID):
+        """Register before reading the node's state, so no commit after it goes unnoticed."""
+        event = asyncio.Event()
+        key = str(node_id)
+        self._waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[key].discard(event)
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+
+async def hold_until_changed(
+    event: asyncio.Event,
+    hold_s: float,
+    changed: Callable[[], Awaitable[bool]],
+) -> None:
+    """Return when `changed()` says so after a wakeup or a fallback poll, or after `hold_s`.
+    The caller cleared `event` before its own last read; a notification after that sets it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hold_s
+    if await changed():
+        return
+    while (remaining := deadline - loop.time()) > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), min(remaining, FALLBACK_POLL_S))
+        event.clear()
+        if await changed():
+            return

@@ -1,0 +1,336 @@
+"""The auditor: after the last fault and the recovery, read every service's own tables over
+SQL (as the stack's admin role) and check the platform's promises. Each broken promise is one
+Violation; a run passes with none.
+
+1. every usage interval gpuaas put in its outbox is rated exactly once in billing's ledger
+   (its leg-0 transfer id is the interval id; a zero-length interval is free), no ledger
+   usage without an interval, and no two intervals of an allocation overlap in time;
+2. every ledger transaction balanced, and the cached account balances equal the ones derived
+   from the transfers (plus billing's own GET /v1/billing/ledger/verify);
+3. no allocation left outside a final state after the recovery;
+4. no GPU slice double-booked, and no booking left behind by a finished allocation;
+5. every outbox row sent, every event on a consumed topic in its consumers' inbox, and
+   gpuaas's balance-standing projection equal to billing's last announcement per tenant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+FINAL_ALLOCATION_STATES = ("released", "rejected")
+# (publisher database, topic) -> (consumer database, inbox consumer name)
+INBOX_CONSUMERS = (
+    ("iam", "iam.tenant.v1", "billing", "tenants"),
+    ("iam", "iam.tenant.v1", "audit", "privileged-events"),
+    ("iam", "iam.membership.v1", "audit", "privileged-events"),
+    ("iam", "iam.service-account.v1", "audit", "privileged-events"),
+    ("billing", "billing.balance.v1", "gpuaas", "balance-standing"),
+)
+USAGE_TOPIC = "metering.usage.v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    check: str
+    detail: str
+
+
+@dataclasses.dataclass
+class Report:
+    violations: list[Violation] = dataclasses.field(default_factory=list)
+    figures: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, check: str, detail: str) -> None:
+        self.violations.append(Violation(check, detail))
+
+
+Connect = Callable[[str], psycopg.Connection]
+
+
+def connector(pg_admin_url: str) -> Connect:
+    base = pg_admin_url.rsplit("/", 1)[0]
+    return lambda database: psycopg.connect(f"{base}/{database}", autocommit=True)
+
+
+def _rows(connect: Connect, database: str, sql: str, *params: Any) -> list[tuple]:
+    with connect(database) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _payload(raw: bytes | memoryview) -> dict[str, Any]:
+    return json.loads(bytes(raw))
+
+
+# --- quiescence --------------------------------------------------------------------------
+
+
+def unsent_outbox(connect: Connect, databases: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for database in databases:
+        (count,) = _rows(connect, database, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")[0]
+        out[database] = count
+    return out
+
+
+def live_allocations(connect: Connect) -> int:
+    return _rows(
+        connect,
+        "gpuaas",
+        "SELECT count(*) FROM allocations WHERE state <> ALL(%s)",
+        list(FINAL_ALLOCATION_STATES),
+    )[0][0]
+
+
+def unrated_intervals(connect: Connect) -> int:
+    return len(_usage_findings(connect)[0])
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+def _usage_findings(connect: Connect) -> tuple[list[str], dict[str, Any]]:
+    """Interval ids not rated (missing), plus figures; overlaps and phantoms come in check."""
+    intervals = {}
+    for (raw,) in _rows(
+        connect, "gpuaas", "SELECT payload FROM outbox WHERE topic = %s ORDER BY seq", USAGE_TOPIC
+    ):
+        body = _payload(raw)
+        intervals[body["interval_id"]] = body
+    rated = {
+        str(i)
+        for (i,) in _rows(connect, "billing", "SELECT id FROM transfers WHERE kind = 'usage'")
+    }
+    missing = [
+        iid for iid, body in intervals.items() if body["duration_ms"] > 0 and iid not in rated
+    ]
+    return missing, {"intervals": intervals, "rated": rated}
+
+
+def check_usage(connect: Connect, report: Report) -> None:
+    missing, found = _usage_findings(connect)
+    intervals: dict[str, dict] = found["intervals"]
+    unrated = {
+        str(i): reason
+        for i, reason in _rows(connect, "billing", "SELECT interval_id, reason FROM unrated_usage")
+    }
+    for iid in missing:
+        why = f" (unrated: {unrated[iid]})" if iid in unrated else ""
+        report.add("usage rated once", f"interval {iid} is not in the ledger{why}")
+    leg0 = _rows(
+        connect,
+        "billing",
+        "SELECT id, count(*) OVER (PARTITION BY id) FROM transfers"
+        " WHERE kind = 'usage' AND leg = 0",
+    )
+    for transfer_id, copies in leg0:
+        if str(transfer_id) not in intervals:
+            report.add("usage rated once", f"ledger usage {transfer_id} rates no known interval")
+        if copies > 1:
+            report.add("usage rated once", f"interval {transfer_id} rated {copies} times")
+    by_allocation: dict[str, list[dict]] = defaultdict(list)
+    for body in intervals.values():
+        by_allocation[body["allocation_id"]].append(body)
+    for allocation_id, items in by_allocation.items():
+        items.sort(key=lambda b: b["sequence"])
+        sequences = [b["sequence"] for b in items]
+        if len(set(sequences)) != len(sequences):
+            report.add("usage rated once", f"allocation {allocation_id}: a sequence twice")
+        for before, after in itertools.pairwise(items):
+            if dt.datetime.fromisoformat(after["started_at"]) < dt.datetime.fromisoformat(
+                before["ended_at"]
+            ):
+                report.add(
+                    "usage rated once",
+                    f"allocation {allocation_id}: intervals {before['sequence']} and "
+                    f"{after['sequence']} overlap (charged twice for the same time)",
+                )
+        finals = [b for b in items if b["final"]]
+        if len(finals) > 1:
+            report.add("usage rated once", f"allocation {allocation_id}: {len(finals)} finals")
+    report.figures["usage intervals"] = len(intervals)
+    report.figures["usage intervals rated"] = len(intervals) - len(missing)
+
+
+def check_ledger(connect: Connect, report: Report, verify: dict[str, Any] | None) -> None:
+    unbalanced = _rows(
+        connect,
+        "billing",
+        """
+        WITH legs AS (
+            SELECT transaction_id, debit_account_id AS account, -amount_micros AS amount,
+                   currency FROM transfers
+            UNION ALL
+            SELECT transaction_id, credit_account_id, amount_micros, currency FROM transfers
+        )
+        SELECT transaction_id, sum(amount), count(DISTINCT currency) FROM legs
+        GROUP BY transaction_id HAVING sum(amount) <> 0 OR count(DISTINCT currency) <> 1
+        """,
+    )
+    for transaction_id, net, currencies in unbalanced:
+        report.add(
+            "ledger balanced",
+            f"transaction {transaction_id}: net {net}, {currencies} currencies",
+        )
+    drift = _rows(
+        connect,
+        "billing",
+        """
+        SELECT a.id, a.kind, a.debits_posted, a.credits_posted,
+               COALESCE(d.total, 0), COALESCE(c.total, 0)
+          FROM accounts a
+          LEFT JOIN (SELECT debit_account_id AS id, sum(amount_micros) AS total
+                       FROM transfers GROUP BY 1) d ON d.id = a.id
+          LEFT JOIN (SELECT credit_account_id AS id, sum(amount_micros) AS total
+                       FROM transfers GROUP BY 1) c ON c.id = a.id
+         WHERE a.debits_posted <> COALESCE(d.total, 0)
+            OR a.credits_posted <> COALESCE(c.total, 0)
+        """,
+    )
+    for account_id, kind, debits, credits, derived_d, derived_c in drift:
+        report.add(
+            "cached balance = derived",
+            f"{kind} account {account_id}: cached {debits}/{credits}, "
+            f"derived {derived_d}/{derived_c} (debits/credits)",
+        )
+    (transactions,) = _rows(
+        connect, "billing", "SELECT count(DISTINCT transaction_id) FROM transfers"
+    )[0]
+    report.figures["ledger transactions"] = transactions
+    if verify is None:
+        report.add("cached balance = derived", "GET /v1/billing/ledger/verify did not answer")
+    elif verify.get("ok") is not True:
+        report.add("cached balance = derived", f"billing's ledger verify: {verify}")
+
+
+def check_allocations(connect: Connect, report: Report) -> None:
+    stuck = _rows(
+        connect,
+        "gpuaas",
+        "SELECT id, state, reason, updated_at FROM allocations WHERE state <> ALL(%s)",
+        list(FINAL_ALLOCATION_STATES),
+    )
+    for allocation_id, state, reason, updated_at in stuck:
+        report.add(
+            "allocation final",
+            f"allocation {allocation_id} still {state} ({reason}) since {updated_at:%H:%M:%S}",
+        )
+    for state, count in _rows(
+        connect, "gpuaas", "SELECT state, count(*) FROM allocations GROUP BY 1"
+    ):
+        report.figures[f"allocations {state}"] = count
+
+
+def check_slices(connect: Connect, report: Report) -> None:
+    overlaps = _rows(
+        connect,
+        "gpuaas",
+        """
+        SELECT a.gpu_id, a.allocation_id, b.allocation_id
+          FROM allocation_instances a
+          JOIN allocation_instances b
+            ON a.gpu_id = b.gpu_id AND a.id < b.id
+           AND a.start < b.start + b.memory AND b.start < a.start + a.memory
+         WHERE a.released_at IS NULL AND b.released_at IS NULL
+        """,
+    )
+    for gpu_id, first, second in overlaps:
+        report.add("slice booked once", f"GPU {gpu_id}: {first} and {second} overlap")
+    leaked = _rows(
+        connect,
+        "gpuaas",
+        """
+        SELECT s.gpu_id, s.slice, al.id, al.state
+          FROM gpu_slices s
+          JOIN allocation_instances i ON i.id = s.instance_id
+          JOIN allocations al ON al.id = i.allocation_id
+         WHERE al.state = ANY(%s)
+        """,
+        list(FINAL_ALLOCATION_STATES),
+    )
+    for gpu_id, slice_, allocation_id, state in leaked:
+        report.add(
+            "slice booked once",
+            f"GPU {gpu_id} slice {slice_} still booked by {state} allocation {allocation_id}",
+        )
+
+
+def check_delivery(connect: Connect, report: Report, databases: tuple[str, ...]) -> None:
+    events = 0
+    for database in databases:
+        rows = _rows(
+            connect,
+            database,
+            "SELECT topic, count(*), count(*) FILTER (WHERE sent_at IS NULL)"
+            " FROM outbox GROUP BY 1",
+        )
+        for topic, count, unsent in rows:
+            events += count
+            if unsent:
+                report.add("event delivered", f"{database}: {unsent} {topic} rows never sent")
+    report.figures["outbox events"] = events
+    for publisher, topic, consumer_db, consumer in INBOX_CONSUMERS:
+        published = {
+            str(i)
+            for (i,) in _rows(connect, publisher, "SELECT id FROM outbox WHERE topic = %s", topic)
+        }
+        consumed = {
+            str(i)
+            for (i,) in _rows(
+                connect,
+                consumer_db,
+                "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
+                consumer,
+                sorted(published),
+            )
+        }
+        lost = published - consumed
+        for event_id in sorted(lost)[:20]:
+            report.add(
+                "event delivered", f"{topic} {event_id} never reached {consumer_db}.{consumer}"
+            )
+        if len(lost) > 20:
+            report.add("event delivered", f"... and {len(lost) - 20} more {topic} events")
+
+
+def check_standing_projection(connect: Connect, report: Report) -> None:
+    """At rest, gpuaas's balance-standing projection holds billing's last announcement."""
+    announced = {
+        str(t): (standing, seq)
+        for t, standing, seq in _rows(
+            connect,
+            "billing",
+            "SELECT id, standing, ledger_sequence FROM tenants WHERE ledger_sequence > 0",
+        )
+    }
+    projected = {
+        str(t): (standing, seq)
+        for t, standing, seq in _rows(
+            connect, "gpuaas", "SELECT tenant_id, standing, ledger_sequence FROM balance_standing"
+        )
+    }
+    for tenant_id, (standing, seq) in sorted(announced.items()):
+        got = projected.get(tenant_id)
+        if got != (standing, seq):
+            report.add(
+                "event delivered",
+                f"tenant {tenant_id}: billing announced {standing}@{seq}, gpuaas holds {got}",
+            )
+
+
+def audit(connect: Connect, databases: tuple[str, ...], verify: dict[str, Any] | None) -> Report:
+    report = Report()
+    check_usage(connect, report)
+    check_ledger(connect, report, verify)
+    check_allocations(connect, report)
+    check_slices(connect, report)
+    check_delivery(connect, report, databases)
+    check_standing_projection(connect, report)
+    return report
