@@ -89,6 +89,9 @@ class NodeAgent:
         if self.node_id is None:
             await self.register(client)
         body: dict[str, Any] = {"allocations": self.reconciler.observed()}
+        if activity := await asyncio.to_thread(self.reconciler.activity):
+            # Optional field; gpuaas refuses unknown fields, so gpuaas is upgraded first.
+            body["activity"] = activity
         if hold:
             body["hold"] = True
         r = await client.post(

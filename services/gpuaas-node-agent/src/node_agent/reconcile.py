@@ -12,10 +12,15 @@ Local state is written to a JSON file after every change, so a restarted agent a
 still-running processes (and their instances) and restarts the ones that died. On the
 first reconcile after a start, MIG instances no adopted workload owns (left by a crash
 between creating them and saving the state) are destroyed, so their slices free up.
+
+Activity (for gpuaas's idle stop): a workload is active when its process group used CPU
+since the previous sample (utime + stime of /proc/<pid>/stat). On NVML nodes GPU
+utilisation could replace this later; the report's shape stays the same.
 """
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -53,6 +58,8 @@ class Workload:
     process: subprocess.Popen[bytes] | None = None
     tenant_id: str | None = None  # when gpuaas's desired state names it
     slices: tuple[Slice, ...] = ()  # the MIG instances made for it
+    cpu_ticks: int | None = None  # the last CPU sample of its process group
+    last_active_at: dt.datetime | None = None  # when a sample last showed CPU used
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -73,6 +80,25 @@ class Workload:
                 with contextlib.suppress(OSError):
                     os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def group_cpu_ticks(pgid: int, proc: Path = Path("/proc")) -> int:
+    """CPU clock ticks (user + system) used by the live processes of a process group. The
+    workload runs in its own session (its pid is the group id), so the shell and whatever
+    it started all count."""
+    total = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        # Fields after the command name (which may hold spaces and parentheses).
+        fields = raw[raw.rfind(")") + 2 :].split()
+        if len(fields) > 12 and fields[2] == str(pgid):
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
 
 
 class Reconciler:
@@ -134,6 +160,22 @@ class Reconciler:
     def observed(self) -> dict[str, str]:
         out = {a: ("running" if w.alive() else "failed") for a, w in self.workloads.items()}
         out.update({a: "failed" for a in self.failed})
+        return out
+
+    def activity(self, now: dt.datetime | None = None) -> dict[str, str]:
+        """Allocation id -> when its workload was last seen using CPU (ISO 8601, UTC); only
+        workloads seen active since the agent started (gpuaas starts the clock at running)."""
+        now = now or dt.datetime.now(dt.UTC)
+        out: dict[str, str] = {}
+        for allocation_id, w in self.workloads.items():
+            if not w.alive():
+                continue
+            ticks = group_cpu_ticks(w.pid)
+            if w.cpu_ticks is not None and ticks > w.cpu_ticks:
+                w.last_active_at = now
+            w.cpu_ticks = ticks
+            if w.last_active_at is not None:
+                out[allocation_id] = w.last_active_at.isoformat()
         return out
 
     def reconcile(self, desired: list[dict[str, Any]]) -> bool:

@@ -51,7 +51,8 @@ class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
         | None
     ) = None
     # Why, for rejections, failures and releases (e.g. `no_capacity`, `balance_exhausted`,
-    # `insufficient_runway`).
+    # `insufficient_runway`, `idle_stop` for a running allocation without workload activity for
+    # its `idle_stop_after_s`).
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     # MIG profile name (e.g. `1g.10gb`); absent for whole GPUs.
     mig_profile: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None

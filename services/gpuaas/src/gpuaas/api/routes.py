@@ -2,6 +2,7 @@
 principal against the tenant and project in the path; node and quota administration is
 operator only; the node agent's sync call carries its node credential."""
 
+import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -66,11 +67,12 @@ async def _held_sync(
     node_id: uuid.UUID,
     observed: dict[str, str],
     settings: GpuaasSettings,
+    activity: dict[str, dt.datetime] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Sync (a heartbeat); when the agent has nothing to do, wait for a change of the node's
     desired state (or the hold to pass) and sync again (the second heartbeat)."""
     async with wakeups.watching(node_id) as changed:
-        desired = await sync_node(db, node_id, observed, settings)
+        desired = await sync_node(db, node_id, observed, settings, activity)
         if differs({str(a.id) for a, _ in desired}, observed):
             return desired
         changed.clear()  # our own transitions notified too; the first check re-reads
@@ -113,6 +115,8 @@ def _out(view: AllocationView) -> AllocationOut:
         node_id=a.node_id,
         reason=a.reason,
         running_since=a.running_since,
+        idle_stop_after_s=a.idle_stop_after_s,
+        last_active_at=a.last_active_at,
     )
 
 
@@ -162,6 +166,7 @@ class AllocationController(Controller):
                 data.mig_profile,
                 data.count,
                 check_key(idempotency_key),
+                data.idle_stop_after_s,
             ),
             _settings(state),
             lambda view: msgspec.json.encode(_out(view)),
@@ -359,9 +364,11 @@ class NodeController(Controller):
         settings = _settings(state)
         wakeups = getattr(state, "node_wakeups", None)
         if not data.hold or wakeups is None:
-            desired = await sync_node(db, node_id, data.allocations, settings)
+            desired = await sync_node(db, node_id, data.allocations, settings, data.activity)
         else:
-            desired = await _held_sync(db, wakeups, node_id, data.allocations, settings)
+            desired = await _held_sync(
+                db, wakeups, node_id, data.allocations, settings, data.activity
+            )
         return DesiredState(
             node_id=node_id,
             allocations=[

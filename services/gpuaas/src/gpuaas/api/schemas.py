@@ -11,6 +11,16 @@ class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
     sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     count: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     mig_profile: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    # Release the allocation (reason idle_stop) after this long without workload activity.
+    idle_stop_after_s: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=60, le=2_592_000, description="Idle stop after this many seconds (60+)"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class InstanceOut(msgspec.Struct):
@@ -37,6 +47,8 @@ class AllocationOut(msgspec.Struct):
     node_id: uuid.UUID | None = None
     reason: str | None = None
     running_since: dt.datetime | None = None
+    idle_stop_after_s: int | None = None
+    last_active_at: dt.datetime | None = None
 
 
 class AllocationPage(msgspec.Struct):
@@ -102,6 +114,9 @@ class NodeSync(msgspec.Struct, forbid_unknown_fields=True):
     # Long poll: when nothing differs, hold the answer until the node's desired state
     # changes or GPUCLOUD_NODE_SYNC_HOLD_S passes (both ends are heartbeats).
     hold: bool = False
+    # Optional (older agents omit it): allocation id -> when its workload was last seen
+    # active (simulated nodes: it used CPU). Feeds the idle stop.
+    activity: dict[str, dt.datetime] = {}
 
 
 class DesiredAllocation(msgspec.Struct):

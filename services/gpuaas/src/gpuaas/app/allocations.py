@@ -19,6 +19,7 @@ from gpuaas.domain.allocations import (
     Allocation,
     AllocationState,
     IllegalTransition,
+    idle_stop_error,
     new_allocation,
 )
 from gpuaas.domain.catalog import SKUS, MigProfile
@@ -50,6 +51,7 @@ class CreateAllocation:
     mig_profile: str | None
     count: int
     idempotency_key: str | None = None
+    idle_stop_after_s: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,8 @@ def validate(command: CreateAllocation) -> MigProfile | None:
         raise ValidationFailed.for_field(
             "count", f"must be 1 to {most} on one node for this request"
         )
+    if problem := idle_stop_error(command.idle_stop_after_s):
+        raise ValidationFailed.for_field("idle_stop_after_s", problem)
     return profile
 
 
@@ -114,11 +118,12 @@ async def create_allocation(
     """Returns (status, body, is_problem). A rejection (no capacity, quota, balance) is
     recorded as a rejected allocation with its events, and answered as a problem."""
     profile = validate(command)
-    body_hash = idempotency.request_hash(
-        msgspec.json.encode(
-            [str(command.project_id), command.sku, command.mig_profile, command.count]
-        )
-    )
+    hashed: list[object] = [str(command.project_id), command.sku, command.mig_profile]
+    hashed.append(command.count)
+    if command.idle_stop_after_s is not None:
+        # Only when set: keys stored before the idle policy existed keep their hash.
+        hashed.append(command.idle_stop_after_s)
+    body_hash = idempotency.request_hash(msgspec.json.encode(hashed))
     scope = f"gpuaas.allocations:{command.project_id}"
     period = dt.timedelta(seconds=settings.metering_period_s)
     live = live_index(db, command.sku)
@@ -163,6 +168,7 @@ async def _create_in(
         command.mig_profile,
         command.count,
         now,
+        command.idle_stop_after_s,
     )
     repo = AllocationRepository(uow)
     await repo.add(a, requested)

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from gpuaas.app.lifecycle import SOURCE, move, now_utc, release
-from gpuaas.domain.allocations import Allocation, AllocationState
+from gpuaas.domain.allocations import Allocation, AllocationState, later_activity
 from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.nodes import NODE_TOPIC, IllegalNodeTransition, NodeState, node_transition
 from gpuaas.settings import GpuaasSettings
@@ -164,11 +164,16 @@ async def _release_node_allocations(
 
 
 async def sync_node(
-    db: Database, node_id: uuid.UUID, observed: dict[str, str], settings: GpuaasSettings
+    db: Database,
+    node_id: uuid.UUID,
+    observed: dict[str, str],
+    settings: GpuaasSettings,
+    activity: dict[str, dt.datetime] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Apply the node's observed allocation states (also a heartbeat); return what the node
     should run. Observed states: provisioning, running, failed; an allocation the node no
-    longer reports is torn down there."""
+    longer reports is torn down there. `activity` (optional; older agents omit it) is the
+    last time each running workload was seen active: it feeds the idle stop."""
     now = now_utc()
     period = dt.timedelta(seconds=settings.metering_period_s)
     async with db.unit_of_work() as uow:
@@ -203,6 +208,11 @@ async def sync_node(
                 a = await move(uow, a, S.RELEASING, now=now, period=period, reason="retry")
             if a.state == S.RELEASING and seen is None:
                 a = await move(uow, a, S.RELEASED, now=now, period=period)
+            reported = (activity or {}).get(str(a.id))
+            if a.state == S.RUNNING and reported is not None:
+                kept = later_activity(a.last_active_at, reported, now)
+                if kept != a.last_active_at:
+                    await repo.save(dataclasses.replace(a, last_active_at=kept))
         desired = await repo.lock_where(
             "node_id = :n AND state = ANY(:d)",
             {"n": node_id, "d": [s.value for s in DESIRED]},

@@ -1,17 +1,24 @@
 """Periodic work of gpuaas, safe with several replicas (rows are claimed with SKIP LOCKED):
 silent nodes go offline, due release retries run (with backoff, then release_failed), and
-running allocations close their usage intervals every metering period."""
+running allocations close their usage intervals every metering period, and running
+allocations idle for longer than their idle policy are released (reason idle_stop)."""
 
 import asyncio
 import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 
-from gpuaas.app.lifecycle import close_usage, move, now_utc
+from gpuaas.app.lifecycle import close_usage, move, now_utc, release
 from gpuaas.app.nodes import mark_silent_nodes_offline
 from gpuaas.app.providers import Provider
-from gpuaas.domain.allocations import MAX_RELEASE_ATTEMPTS, AllocationState
+from gpuaas.domain.allocations import (
+    IDLE_STOP_REASON,
+    MAX_RELEASE_ATTEMPTS,
+    AllocationState,
+    is_idle,
+)
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository
 from platformkit.db import Database
@@ -61,6 +68,30 @@ async def close_usage_intervals(db: Database, settings: GpuaasSettings) -> int:
     return repo_count
 
 
+async def stop_idle_allocations(
+    db: Database, settings: GpuaasSettings, clock: Callable[[], dt.datetime] = now_utc
+) -> int:
+    """Release running allocations whose idle policy has run out (the query narrows, the
+    domain's is_idle decides)."""
+    now = clock()
+    period = dt.timedelta(seconds=settings.metering_period_s)
+    stopped = 0
+    async with db.unit_of_work() as uow:
+        candidates = await AllocationRepository(uow).lock_where(
+            "state = 'running' AND idle_stop_after_s IS NOT NULL"
+            " AND last_active_at <= CAST(:now AS timestamptz)"
+            " - make_interval(secs => idle_stop_after_s)",
+            {"now": now},
+            limit=200,
+        )
+        for a in candidates:
+            if is_idle(a, now):
+                await release(uow, a, now=now, period=period, reason=IDLE_STOP_REASON)
+                stopped += 1
+        await uow.commit()
+    return stopped
+
+
 @dataclasses.dataclass
 class Listening:
     """Since when this process has been able to hear the node agents: its start, or the last
@@ -82,7 +113,12 @@ class Listening:
 async def sweep_forever(
     db: Database, settings: GpuaasSettings, provider: Provider | None = None
 ) -> None:
-    steps = [mark_silent_nodes_offline, retry_releases, close_usage_intervals]
+    steps = [
+        mark_silent_nodes_offline,
+        retry_releases,
+        close_usage_intervals,
+        stop_idle_allocations,
+    ]
     if provider is not None:
         steps.append(provider.reconcile)
     listening = Listening(time.monotonic())

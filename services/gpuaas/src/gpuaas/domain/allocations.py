@@ -4,6 +4,9 @@
     requested -> rejected                          (no capacity, quota, balance gate)
     scheduled | provisioning -> failed -> releasing   (node lost, provision error)
     running -> releasing             (user release, balance exhausted, idle stop, node drain)
+
+Idle stop (`is_idle`): a running allocation created with `idle_stop_after_s` whose last
+reported activity is at least that old is released with reason `idle_stop`.
     releasing -> releasing (retry, backoff) -> released | release_failed (operator)
 
 Two edges are added and written in docs/gpuaas.md: `scheduled | provisioning -> releasing`
@@ -91,6 +94,10 @@ class Allocation:
     usage_sequence: int = 0
     release_attempts: int = 0
     next_release_at: dt.datetime | None = None
+    # Idle stop: release a running allocation after this many seconds without activity
+    # (None: never). last_active_at starts at running and moves with the node's reports.
+    idle_stop_after_s: int | None = None
+    last_active_at: dt.datetime | None = None
 
     @property
     def holds_capacity(self) -> bool:
@@ -116,11 +123,56 @@ def new_allocation(
     mig_profile: str | None,
     count: int,
     now: dt.datetime,
+    idle_stop_after_s: int | None = None,
 ) -> tuple[Allocation, Transition]:
     allocation = Allocation(
-        allocation_id, tenant_id, project_id, sku, mig_profile, count, S.REQUESTED, now, now
+        allocation_id,
+        tenant_id,
+        project_id,
+        sku,
+        mig_profile,
+        count,
+        S.REQUESTED,
+        now,
+        now,
+        idle_stop_after_s=idle_stop_after_s,
     )
     return allocation, Transition(AllocationEvent.REQUESTED, allocation, None, None)
+
+
+MIN_IDLE_STOP_S = 60
+MAX_IDLE_STOP_S = 30 * 24 * 3600
+IDLE_STOP_REASON = "idle_stop"
+
+
+def idle_stop_error(idle_stop_after_s: int | None) -> str | None:
+    """Why an idle policy is not acceptable, or None. Below a minute a slow agent report
+    would look like idleness; above 30 days the policy means nothing."""
+    if idle_stop_after_s is None:
+        return None
+    if not MIN_IDLE_STOP_S <= idle_stop_after_s <= MAX_IDLE_STOP_S:
+        return f"must be {MIN_IDLE_STOP_S} to {MAX_IDLE_STOP_S} seconds, or absent"
+    return None
+
+
+def is_idle(allocation: Allocation, now: dt.datetime) -> bool:
+    """A running allocation with an idle policy whose last activity is at least the policy
+    old: the sweeper releases it (reason idle_stop)."""
+    if allocation.state != S.RUNNING or allocation.idle_stop_after_s is None:
+        return False
+    since = allocation.last_active_at or allocation.running_since
+    if since is None:
+        return False
+    return now - since >= dt.timedelta(seconds=allocation.idle_stop_after_s)
+
+
+def later_activity(
+    current: dt.datetime | None, reported: dt.datetime, now: dt.datetime
+) -> dt.datetime:
+    """The activity time to keep: never backwards, never past our own clock (a node whose
+    clock runs ahead must not keep its allocations alive forever)."""
+    reported = min(reported, now)
+    return reported if current is None or reported > current else current
 
 
 def release_backoff(attempt: int) -> dt.timedelta:
@@ -149,6 +201,7 @@ def transition(
     if target == S.RUNNING:
         changes["running_since"] = now
         changes["usage_cursor"] = now
+        changes["last_active_at"] = now
     attempt = None
     if target == S.RELEASING:
         attempt = allocation.release_attempts + 1 if allocation.state == S.RELEASING else 1

@@ -21,7 +21,7 @@ _LIVE = tuple(s.value for s in HOLDS_CAPACITY)
 _ALLOCATION_COLUMNS = (
     "id, tenant_id, project_id, sku, mig_profile, count, state, created_at, updated_at,"
     " node_id, reason, running_since, usage_cursor, usage_sequence, release_attempts,"
-    " next_release_at"
+    " next_release_at, idle_stop_after_s, last_active_at"
 )
 
 
@@ -47,6 +47,8 @@ def _allocation(row: Any) -> Allocation:
         usage_sequence=row["usage_sequence"],
         release_attempts=row["release_attempts"],
         next_release_at=row["next_release_at"],
+        idle_stop_after_s=row["idle_stop_after_s"],
+        last_active_at=row["last_active_at"],
     )
 
 
@@ -59,7 +61,7 @@ class AllocationRepository:
             f"INSERT INTO allocations ({_ALLOCATION_COLUMNS}, units) VALUES (:id, :tenant_id,"  # noqa: S608
             " :project_id, :sku, :mig_profile, :count, :state, :created_at, :updated_at,"
             " :node_id, :reason, :running_since, :usage_cursor, :usage_sequence,"
-            " :release_attempts, :next_release_at, :units)",
+            " :release_attempts, :next_release_at, :idle_stop_after_s, :last_active_at, :units)",
             {**_params(allocation), "units": units},
         )
 
@@ -68,7 +70,7 @@ class AllocationRepository:
             "UPDATE allocations SET state = :state, updated_at = :updated_at, node_id = :node_id,"
             " reason = :reason, running_since = :running_since, usage_cursor = :usage_cursor,"
             " usage_sequence = :usage_sequence, release_attempts = :release_attempts,"
-            " next_release_at = :next_release_at WHERE id = :id",
+            " next_release_at = :next_release_at, last_active_at = :last_active_at WHERE id = :id",
             _params(allocation),
         )
 
@@ -212,6 +214,8 @@ def _params(a: Allocation) -> dict[str, Any]:
         "usage_sequence": a.usage_sequence,
         "release_attempts": a.release_attempts,
         "next_release_at": a.next_release_at,
+        "idle_stop_after_s": a.idle_stop_after_s,
+        "last_active_at": a.last_active_at,
     }
 
 
