@@ -177,6 +177,10 @@ def _write_config(fleet: Fleet) -> None:
         "password_encryption = 'scram-sha-256'\n"
         "log_min_messages = warning\n"
         "log_connections = off\n"
+        # A client that stalls mid-handshake (an asyncio connect whose event loop is paused,
+        # as between two tests) holds its backend in authentication, where it cannot take
+        # the barrier DROP DATABASE waits for: the default 60 s stalled every such DROP.
+        "authentication_timeout = 5s\n"
     )
     _chown(conf)
     hba = data_dir() / "pg_hba.conf"
