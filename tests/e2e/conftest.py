@@ -3,9 +3,13 @@ gateway the way the portal reaches it. `devstack up` is idempotent: an already r
 fleet is reused, a missing one is started."""
 
 import dataclasses
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 
@@ -43,3 +47,63 @@ def fleet() -> Iterator[Fleet]:
 def gateway(fleet: Fleet) -> Iterator[httpx.Client]:
     with fleet.client() as client:
         yield client
+
+
+def idempotency_key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Person:
+    """A user of the fleet: email, password, and a TOTP secret once enrolled."""
+
+    def __init__(self, prefix: str, password: str) -> None:
+        self.email = f"{prefix}-{uuid.uuid4().hex[:12]}@example.test"
+        self.password = password
+        self.totp: pyotp.TOTP | None = None
+        self.last_step = 0
+
+    def sign_in(self, gateway: httpx.Client, tenant: str) -> str:
+        form = {"grant_type": "password", "username": self.email, "password": self.password}
+        form["tenant"] = tenant
+        if self.totp is not None:
+            # a step later than any used (iam refuses replays); ±1 step is accepted
+            step = max(self.last_step + 1, int(time.time()) // 30)
+            assert step <= int(time.time()) // 30 + 1, "no unused TOTP step left"
+            self.last_step = step
+            form["otp"] = self.totp.generate_otp(step)
+        response = gateway.post("/v1/iam/token", data=form)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def enroll(self, gateway: httpx.Client, tenant: str) -> str:
+        """Enroll TOTP with a password-only token; a token signed in with it."""
+        password_only = bearer(self.sign_in(gateway, tenant))
+        enrolled = gateway.post("/v1/iam/me/mfa/totp", headers=password_only)
+        assert enrolled.status_code in (200, 201), enrolled.text
+        self.totp = pyotp.TOTP(enrolled.json()["secret"])
+        self.last_step = int(time.time()) // 30
+        verified = gateway.post(
+            "/v1/iam/me/mfa/totp/verify",
+            json={"code": self.totp.generate_otp(self.last_step)},
+            headers=password_only,
+        )
+        assert verified.status_code in (200, 201), verified.text
+        return self.sign_in(gateway, tenant)
+
+
+def sign_up(gateway: httpx.Client, prefix: str, password: str) -> tuple[dict[str, Any], Person]:
+    """A new tenant through iam's sign-up: its body, and its owner."""
+    owner = Person(prefix, password)
+    body = {
+        "tenant_name": prefix.title(),
+        "slug": f"{prefix}-{uuid.uuid4().hex[:10]}",
+        "email": owner.email,
+        "password": password,
+    }
+    response = gateway.post("/v1/iam/signup", json=body, headers=idempotency_key())
+    assert response.status_code == 201, response.text
+    return response.json(), owner

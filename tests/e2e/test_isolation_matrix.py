@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyotp
 import pytest
+
+from .conftest import Person, sign_up
+from .conftest import bearer as _bearer
+from .conftest import idempotency_key as _key
 
 pytestmark = pytest.mark.e2e
 
@@ -129,66 +132,12 @@ def _operations() -> Iterator[tuple[str, str, str, str, list[dict[str, Any]], An
                     )
 
 
-def _key() -> dict[str, str]:
-    return {"Idempotency-Key": str(uuid.uuid4())}
+def _sign_up(gateway: httpx.Client) -> tuple[dict[str, Any], Person]:
+    return sign_up(gateway, "matrix", PASSWORD)
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-class _Person:
-    """A user of the fleet: email, password, and a TOTP secret once enrolled."""
-
-    def __init__(self) -> None:
-        self.email = f"matrix-{uuid.uuid4().hex[:12]}@example.test"
-        self.totp: pyotp.TOTP | None = None
-        self.last_step = 0
-
-    def sign_in(self, gateway: httpx.Client, tenant: str) -> str:
-        form = {"grant_type": "password", "username": self.email, "password": PASSWORD}
-        form["tenant"] = tenant
-        if self.totp is not None:
-            # a step later than any used (iam refuses replays); ±1 step is accepted
-            step = max(self.last_step + 1, int(time.time()) // 30)
-            assert step <= int(time.time()) // 30 + 1, "no unused TOTP step left"
-            self.last_step = step
-            form["otp"] = self.totp.generate_otp(step)
-        response = gateway.post("/v1/iam/token", data=form)
-        assert response.status_code == 200, response.text
-        return response.json()["access_token"]
-
-    def enroll(self, gateway: httpx.Client, tenant: str) -> str:
-        """Enroll TOTP with a password-only token; a token signed in with it."""
-        password_only = _bearer(self.sign_in(gateway, tenant))
-        enrolled = gateway.post("/v1/iam/me/mfa/totp", headers=password_only)
-        assert enrolled.status_code in (200, 201), enrolled.text
-        self.totp = pyotp.TOTP(enrolled.json()["secret"])
-        self.last_step = int(time.time()) // 30
-        verified = gateway.post(
-            "/v1/iam/me/mfa/totp/verify",
-            json={"code": self.totp.generate_otp(self.last_step)},
-            headers=password_only,
-        )
-        assert verified.status_code in (200, 201), verified.text
-        return self.sign_in(gateway, tenant)
-
-
-def _sign_up(gateway: httpx.Client) -> tuple[dict[str, Any], _Person]:
-    owner = _Person()
-    body = {
-        "tenant_name": "Matrix",
-        "slug": f"matrix-{uuid.uuid4().hex[:10]}",
-        "email": owner.email,
-        "password": PASSWORD,
-    }
-    response = gateway.post("/v1/iam/signup", json=body, headers=_key())
-    assert response.status_code == 201, response.text
-    return response.json(), owner
-
-
-def _member(gateway: httpx.Client, owner_token: str, tenant_id: str, role: str) -> _Person:
-    person = _Person()
+def _member(gateway: httpx.Client, owner_token: str, tenant_id: str, role: str) -> Person:
+    person = Person("matrix", PASSWORD)
     created = gateway.post(
         "/v1/iam/users", json={"email": person.email, "password": PASSWORD}, headers=_key()
     )

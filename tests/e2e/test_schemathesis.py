@@ -22,13 +22,11 @@ tests/e2e/test_schemathesis.py`).
 """
 
 import os
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pyotp
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
@@ -38,6 +36,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from .conftest import Person, bearer, sign_up
+from .conftest import idempotency_key as _key
 
 pytestmark = pytest.mark.e2e
 
@@ -75,42 +76,9 @@ OPERATOR_IN_TENANT = {"createGrant", "createTopUp", "suspendTenant", "setQuota"}
 SELF = "/v1/iam/me"
 
 
-class _Person:
-    def __init__(self) -> None:
-        self.email = f"fuzz-{uuid.uuid4().hex[:12]}@example.test"
-        self.totp: pyotp.TOTP | None = None
-        self.step = 0
-
-    def token(self, gateway: httpx.Client, tenant: str) -> str:
-        form = {"grant_type": "password", "username": self.email, "password": PASSWORD}
-        form["tenant"] = tenant
-        if self.totp is not None:
-            # a step later than any used: iam refuses a replayed code
-            self.step = max(self.step + 1, int(time.time()) // 30)
-            form["otp"] = self.totp.generate_otp(self.step)
-        response = gateway.post("/v1/iam/token", data=form)
-        assert response.status_code == 200, response.text
-        return response.json()["access_token"]
-
-
-def _key() -> dict[str, str]:
-    return {"Idempotency-Key": str(uuid.uuid4())}
-
-
 def _created(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code in (200, 201), response.text
     return response.json()
-
-
-def _sign_up(gateway: httpx.Client) -> tuple[dict[str, Any], _Person]:
-    owner = _Person()
-    body = {
-        "tenant_name": "Fuzz",
-        "slug": f"fuzz-{uuid.uuid4().hex[:10]}",
-        "email": owner.email,
-        "password": PASSWORD,
-    }
-    return _created(gateway.post("/v1/iam/signup", json=body, headers=_key())), owner
 
 
 @pytest.fixture(scope="module")
@@ -120,19 +88,9 @@ def world(fleet) -> dict[str, Any]:
 
     operator = {"Authorization": f"Bearer {fleet.operator_token}"}
     with fleet.client() as gateway:
-        signed_up, owner = _sign_up(gateway)
+        signed_up, owner = sign_up(gateway, "fuzz", PASSWORD)
         tenant_id, project_id = signed_up["tenant"]["id"], signed_up["project"]["id"]
-        password_only = {"Authorization": f"Bearer {owner.token(gateway, tenant_id)}"}
-        secret = _created(gateway.post("/v1/iam/me/mfa/totp", headers=password_only))["secret"]
-        owner.totp, owner.step = pyotp.TOTP(secret), int(time.time()) // 30
-        _created(
-            gateway.post(
-                "/v1/iam/me/mfa/totp/verify",
-                json={"code": owner.totp.generate_otp(owner.step)},
-                headers=password_only,
-            )
-        )
-        admin = {"Authorization": f"Bearer {owner.token(gateway, tenant_id)}"}
+        admin = bearer(owner.enroll(gateway, tenant_id))
 
         tenant = f"/v1/iam/tenants/{tenant_id}"
         other_project = _created(
@@ -142,7 +100,7 @@ def world(fleet) -> dict[str, Any]:
                 headers=admin | _key(),
             )
         )["id"]
-        viewer = _Person()
+        viewer = Person("fuzz", PASSWORD)
         _created(
             gateway.post(
                 "/v1/iam/users", json={"email": viewer.email, "password": PASSWORD}, headers=_key()
@@ -176,7 +134,7 @@ def world(fleet) -> dict[str, Any]:
             headers=operator,
         )
         assert quota.status_code == 200, quota.text
-        sink, _ = _sign_up(gateway)
+        sink, _ = sign_up(gateway, "fuzz", PASSWORD)
 
     fleet_file = load()
     return {

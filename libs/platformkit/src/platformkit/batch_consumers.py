@@ -259,15 +259,8 @@ class BatchConsumer:
 
     async def lag(self) -> int | None:
         """Records of the assigned partitions not yet committed; None before an assignment."""
-        consumer = self._consumer
-        if consumer is None or not consumer.assignment():
-            return None
-        partitions = list(consumer.assignment())
-        ends = await consumer.end_offsets(partitions)
-        lag = 0
-        for tp in partitions:
-            lag += ends[tp] - (await consumer.committed(tp) or 0)
-        return lag
+        by_partition = await self.lag_by_partition()
+        return sum(by_partition.values()) if by_partition else None
 
     async def lag_by_partition(self) -> dict[tuple[str, str, int], int]:
         """Per-partition lag for /metrics (`ServiceMetrics.lag_readers`)."""

@@ -21,7 +21,6 @@ templates, topics and groups, never a tenant, a user or a secret.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -124,8 +123,6 @@ async def _bounded(probe: Awaitable[T], fallback: T) -> T:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             return await probe
     except Exception:
-        with contextlib.suppress(Exception):
-            probe.close()  # type: ignore[attr-defined]
         return fallback
 
 

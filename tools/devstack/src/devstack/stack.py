@@ -6,7 +6,9 @@ import asyncio
 import importlib.util
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -82,54 +84,56 @@ async def _start_processes(f: Fleet, infra: infra_mod.Infra) -> list[Row]:
     return rows
 
 
-async def _wait_fleet_status(f: Fleet, within: float = 60.0) -> None:
-    """Poll the gateway's /v1/status until every service of the fleet is listed and ready."""
-    expected = {s.name for s in f.services}
-    status_url = f"{processes.url(f.gateway)}/v1/status"
+async def _wait_until_ready(
+    url: str,
+    expected: set[str],
+    ready_names: Callable[[Any], set[str]],
+    what: str,
+    *,
+    headers: dict[str, str] | None = None,
+    every: float = 0.5,
+    within: float = 60.0,
+) -> None:
+    """Poll GET `url` until `ready_names(its JSON)` covers `expected`."""
     deadline = time.monotonic() + within
     last = "no answer"
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=headers) as client:
         while time.monotonic() < deadline:
             try:
-                resp = await client.get(status_url, timeout=3.0)
-                services = resp.json().get("services", []) if resp.status_code == 200 else []
-                ready = {s.get("name") for s in services if s.get("ready") is True}
-                if expected <= ready:
-                    return
-                waiting = sorted(expected - ready)
-                last = f"HTTP {resp.status_code}; not ready: {waiting}"
-            except (httpx.HTTPError, ValueError, AttributeError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            await asyncio.sleep(0.5)
-    raise StackError(
-        f"GET {status_url} did not report every service ready in {within:.0f}s: {last}"
-    )
-
-
-async def _wait_nodes_ready(f: Fleet, within: float = 60.0) -> None:
-    """Poll gpuaas (through the gateway, as an operator) until every node agent of the
-    fleet has registered and is `ready`: `up` returns with capacity to place on."""
-    from devstack import credentials
-
-    expected = {agent.name for agent in f.node_agents}
-    nodes_url = f"{processes.url(f.gateway)}/v1/gpu/nodes"
-    token = credentials.password(credentials.OPERATOR_TOKEN)
-    deadline = time.monotonic() + within
-    last = "no answer"
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
-        while time.monotonic() < deadline:
-            try:
-                resp = await client.get(nodes_url, timeout=3.0)
-                nodes = resp.json() if resp.status_code == 200 else []
-                ready = {n.get("name") for n in nodes if n.get("state") == "ready"}
+                resp = await client.get(url, timeout=3.0)
+                ready = ready_names(resp.json()) if resp.status_code == 200 else set()
                 if expected <= ready:
                     return
                 last = f"HTTP {resp.status_code}; not ready: {sorted(expected - ready)}"
             except (httpx.HTTPError, ValueError, AttributeError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            await asyncio.sleep(0.2)
-    raise StackError(
-        f"GET {nodes_url} did not list every node agent ready in {within:.0f}s: {last}"
+            await asyncio.sleep(every)
+    raise StackError(f"GET {url} did not {what} in {within:.0f}s: {last}")
+
+
+async def _wait_fleet_status(f: Fleet) -> None:
+    """Poll the gateway's /v1/status until every service of the fleet is listed and ready."""
+    await _wait_until_ready(
+        f"{processes.url(f.gateway)}/v1/status",
+        {s.name for s in f.services},
+        lambda body: {s.get("name") for s in body.get("services", []) if s.get("ready") is True},
+        "report every service ready",
+    )
+
+
+async def _wait_nodes_ready(f: Fleet) -> None:
+    """Poll gpuaas (through the gateway, as an operator) until every node agent of the
+    fleet has registered and is `ready`: `up` returns with capacity to place on."""
+    from devstack import credentials
+
+    token = credentials.password(credentials.OPERATOR_TOKEN)
+    await _wait_until_ready(
+        f"{processes.url(f.gateway)}/v1/gpu/nodes",
+        {agent.name for agent in f.node_agents},
+        lambda nodes: {n.get("name") for n in nodes if n.get("state") == "ready"},
+        "list every node agent ready",
+        headers={"Authorization": f"Bearer {token}"},
+        every=0.2,
     )
 
 
