@@ -18,7 +18,10 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+
+from platformkit import kafka
+from platformkit.settings import ServiceSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +32,12 @@ class TestInfra:
     def database_url(self, database: str) -> str:
         base, _, _ = self.pg_admin_url.rpartition("/")
         return f"{base}/{database}"
+
+    def settings(self, service_name: str = "tests", **overrides) -> ServiceSettings:
+        """Service settings on this Kafka: what every kit Kafka client is built from."""
+        return ServiceSettings(
+            service_name=service_name, kafka_bootstrap=self.kafka_bootstrap, **overrides
+        )
 
 
 def _docker_answers() -> bool:
@@ -83,7 +92,7 @@ def unique_topic() -> str:
 @pytest.fixture
 async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
     """A new topic (4 partitions) and its `.dlq` twin, deleted afterwards."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = kafka.admin_client(infra.settings())
     await admin.start()
     try:
         await admin.create_topics(
@@ -98,9 +107,7 @@ async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def producer(infra: TestInfra) -> AsyncIterator[AIOKafkaProducer]:
     """The platform's idempotent producer (acks=all), as services and relays use it."""
-    from platformkit.kafka import idempotent_producer
-
-    p = idempotent_producer(infra.kafka_bootstrap, "tests")
+    p = kafka.producer(infra.settings())
     await p.start()
     yield p
     await p.stop()

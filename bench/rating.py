@@ -5,16 +5,16 @@ One run, on a scratch topic (12 partitions) and scratch billing databases (migra
 1. N `metering.usage.recorded` events (keyed by allocation, spread over tenants and
    allocations) are produced to the topic;
 2. ceiling A, **bare consumer**: aiokafka `getmany` over the whole topic, each envelope
-   parsed (the batch consumer's `parse_record`), nothing else;
+   parsed (the consumer engine's `parse_record`), nothing else;
 3. ceiling B, **PostgreSQL insert-only**: the same transfer rows (one per interval, wallet
    -> revenue) inserted by billing's ledger statement (`LedgerRepository.post`: ON CONFLICT
    DO NOTHING + one balance update per account per batch), no Kafka, no decoding, pricing
    or standings;
 4. breakdown, **rating without Kafka**: billing's whole `UsageRater` use case (decode,
    price, split, insert, balances, standings) on the same events, batch by batch;
-5. **end to end**: platformkit's `BatchConsumer` + billing's `UsageRater`, as billing's
-   bootstrap wires them, from the first batch to the last committed offset (the consumer
-   group join is reported apart).
+5. **end to end**: billing's `rating` batch subscription (`UsageRater`) in the kit's
+   `ServiceRuntime`, as billing's definition declares it, from the first batch to the last
+   committed offset (the consumer group join is reported apart).
 
 The headline is (5); its ratio to the lower of (2) and (3) says how much of the raw
 capacity the pipeline uses. (4) and (5) also report the bench process's CPU time per event
@@ -27,6 +27,7 @@ default) before the first stage.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -36,7 +37,7 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from bench.common import environment, now, print_table, save_results, scratch_database
 from billing.app.funds import add_price
@@ -54,11 +55,11 @@ from billing.settings import BillingSettings
 from billing.store.ledger import LedgerRepository, TransferColumns
 from devstack.infra import ensure_infra
 from gpucloud_contracts.events.metering import UsageRecorded
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription, parse_record
-from platformkit.consumers import dlq_topic
+from platformkit import kafka
+from platformkit.consumers import dlq_topic, parse_record
 from platformkit.db import Database
 from platformkit.envelope import CloudEvent, new_event
-from platformkit.kafka import idempotent_producer
+from platformkit.runtime import ServiceRuntime
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
 
@@ -124,7 +125,7 @@ def make_events(n: int, tenants: int, allocations: int) -> list[CloudEvent]:
 async def _usage_topic(bootstrap: str) -> AsyncIterator[str]:
     """A scratch usage topic and its dead-letter topic (the batch consumer's DLQ)."""
     topic = f"bench.{uuid.uuid4().hex[:10]}.v1"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka.admin_client(ServiceSettings("bench-rating", kafka_bootstrap=bootstrap))
     await admin.start()
     try:
         await admin.create_topics(
@@ -147,7 +148,7 @@ async def _priced(url: str) -> Database:
 
 
 async def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> float:
-    producer = idempotent_producer(bootstrap, "bench-rating")
+    producer = kafka.producer(ServiceSettings("bench-rating", kafka_bootstrap=bootstrap))
     await producer.start()
     try:
         started = now()
@@ -162,9 +163,9 @@ async def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> float
 
 async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
     """Ceiling A: read and parse every record, from the first fetched batch to the last."""
-    consumer = AIOKafkaConsumer(
+    consumer = AIOKafkaConsumer(  # the engine's fetch sizes, no group
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.connection(ServiceSettings("bench-rating", kafka_bootstrap=bootstrap)),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -252,21 +253,31 @@ async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -
 
 
 async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -> dict[str, Any]:
-    """The headline: BatchConsumer + UsageRater as billing wires them, until every event is
-    rated and the group's lag is 0 (offsets committed)."""
-    db = await _priced(url)
-    producer = idempotent_producer(bootstrap, "bench-rating")
-    await producer.start()
+    """The headline: billing's rating batch subscription (UsageRater) run by the kit's
+    ServiceRuntime as billing's definition declares it, until every event is rated and the
+    group's lag is 0 (offsets committed)."""
+    await (await _priced(url)).dispose()
     rater = UsageRater(BillingSettings())
-    consumer = BatchConsumer(
-        BatchSubscription("bench-rating", (topic,), rater, max_records=batch),
-        service=f"bench-{uuid.uuid4().hex[:6]}",
-        db=db,
-        producer=producer,
-        bootstrap=bootstrap,
+    (rating,) = DEFINITION.batch_subscriptions
+    definition = dataclasses.replace(
+        DEFINITION,
+        subscriptions=(),
+        batch_subscriptions=[
+            dataclasses.replace(rating, topics=(topic,), handle=rater, max_records=batch)
+        ],
+        jobs=(),
+        relay=False,
     )
+    settings = ServiceSettings(
+        f"bench-{uuid.uuid4().hex[:6]}",
+        kafka_bootstrap=bootstrap,
+        database_url=url,
+        heartbeat_interval_s=0,
+    )
+    runtime = ServiceRuntime(definition, settings)
+    (consumer,) = runtime.consumers
     joining = now()
-    await consumer.start()
+    await runtime.start()
     first: tuple[float, int, float] | None = None
     try:
         while rater.stats.rated + rater.stats.duplicates < n or await consumer.lag() != 0:
@@ -276,9 +287,7 @@ async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -
             await asyncio.sleep(0.01)
         done, cpu_done = now(), time.process_time()
     finally:
-        await consumer.stop()
-        await producer.stop()
-        await db.dispose()
+        await runtime.stop()
     if first is None:
         raise RuntimeError("the consumer finished before a batch was seen")
     return {
@@ -361,7 +370,7 @@ def _report(r: dict[str, Any]) -> None:
         f"rating, {r['args']['events']:,} events, batch {r['args']['batch']} (events/s)",
         ["stage", "events/s"],
         [
-            ["end to end (BatchConsumer + UsageRater)", e2e["events_per_s"]],
+            ["end to end (rating subscription + UsageRater)", e2e["events_per_s"]],
             ["ceiling: bare consumer (read + parse)", r["ceiling_bare_consumer_per_s"]],
             [
                 "ceiling: PostgreSQL insert-only (same rows)",

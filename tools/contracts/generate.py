@@ -384,6 +384,10 @@ def catalog_source(topics: dict[str, Topic], events: dict[str, Event]) -> str:
         f"replicas={t.replicas}),\n"
         for t in sorted(topics.values(), key=lambda t: t.name)
     )
+    topic_members = "".join(
+        f'    {re.sub(r"[^A-Z0-9]+", "_", t.name.upper())} = "{t.name}"\n'
+        for t in sorted(topics.values(), key=lambda t: t.name)
+    )
     event_lines = "".join(
         f'    "{e.type}": EventSpec(type="{e.type}", topic="{e.topic}", '
         f'payload={e.family}.{e.struct}, family="{e.family}",),\n'
@@ -393,12 +397,15 @@ def catalog_source(topics: dict[str, Topic], events: dict[str, Event]) -> str:
     return f'''{header}"""Every event type and Kafka topic declared in contracts/asyncapi.
 
 `EVENT_TYPES` maps a CloudEvents type (the message name) to its topic, payload Struct and
-family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding.
-Every topic `t` also has a dead-letter topic `t.dlq` with the same partitions.
+family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding;
+`Topic` names every topic for the code that subscribes to one (a publisher never names a
+topic: the event type says where it goes). Every topic `t` also has a dead-letter topic
+`t.dlq` with the same partitions.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import msgspec
@@ -429,6 +436,11 @@ class EventSpec:
     payload: type[msgspec.Struct]
     family: str
 
+
+class Topic(enum.StrEnum):
+    """Every topic of the contracts, by name."""
+
+{topic_members}
 
 TOPICS: dict[str, TopicSpec] = {{
 {topic_lines}}}
@@ -507,6 +519,8 @@ from litestar.serialization import encode_json
 schema = bootstrap.build_app().openapi_schema.to_schema()
 with open(out, "wb") as f:
     f.write(encode_json(schema))  # litestar's encoder, as its /schema/openapi.json route
+with open(out + ".consumes", "w") as f:
+    f.write(" ".join(sorted(bootstrap.DEFINITION.consumed_topics)))
 """
 NO_BOOTSTRAP = 3
 
@@ -521,8 +535,15 @@ def fleet_apps() -> dict[str, str]:
     return apps
 
 
-def export_openapi(name: str, package: str) -> str | None:
-    """The OpenAPI JSON of one deployable, or None when it has no bootstrap module yet."""
+@dataclass(frozen=True)
+class Exported:
+    openapi: str
+    consumes: frozenset[str]  # the topics its subscriptions read
+
+
+def export_openapi(name: str, package: str) -> Exported | None:
+    """The OpenAPI JSON of one deployable and the topics it consumes, or None when it has
+    no bootstrap module yet."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "openapi.json"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -541,11 +562,14 @@ def export_openapi(name: str, package: str) -> str | None:
                 f"{name}: exporting OpenAPI from {package}.bootstrap failed:\n{result.stderr}"
             )
         schema = json.loads(out.read_text(encoding="utf-8"))
-    return json.dumps(schema, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        consumes = frozenset(Path(f"{out}.consumes").read_text().split())
+    document = json.dumps(schema, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return Exported(document, consumes)
 
 
-def generate_openapi(strict: bool) -> tuple[dict[Path, str], set[Path]]:
-    """The OpenAPI file of every deployable, and the files of those without a bootstrap."""
+def generate_openapi(strict: bool, docs: Documents) -> tuple[dict[Path, str], set[Path]]:
+    """The OpenAPI file of every deployable, and the files of those without a bootstrap.
+    Each deployable's subscriptions are checked against its AsyncAPI document."""
     apps = fleet_apps()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         exported = dict(zip(apps, pool.map(export_openapi, apps, apps.values()), strict=True))
@@ -554,13 +578,57 @@ def generate_openapi(strict: bool) -> tuple[dict[Path, str], set[Path]]:
     for name, document in exported.items():
         path = OPENAPI_DIR / f"{name}.json"
         if document is not None:
-            files[path] = document
+            check_receives(docs, name, document.consumes)
+            files[path] = document.openapi
             continue
         if strict:
             raise ContractError(f"{name}: {apps[name]}.bootstrap does not exist (--strict)")
         print(f"contracts: warning: {name}: no {apps[name]}.bootstrap yet, OpenAPI skipped")
         skipped.add(path)
     return files, skipped
+
+
+# --------------------------------------------------------------------------- receives
+
+
+def received_topics(docs: Documents, stem: str) -> set[str]:
+    """The topics the `receive` operations of contracts/asyncapi/<stem>.yaml name."""
+    path = ASYNCAPI_DIR / f"{stem}.yaml"
+    if not path.exists():
+        return set()
+    topics = set()
+    for op_id, operation in (docs.load(path).get("operations") or {}).items():
+        if not isinstance(operation, dict) or operation.get("action") != "receive":
+            continue
+        _, channel = docs.resolve(path, operation.get("channel"))
+        if not isinstance(channel, dict) or "address" not in channel:
+            raise ContractError(f"{path.name}#/operations/{op_id}: channel does not resolve")
+        topics.add(channel["address"])
+    return topics
+
+
+def check_receives(docs: Documents, service: str, consumes: frozenset[str]) -> None:
+    """A service may subscribe only to channels its own document receives."""
+    missing = sorted(consumes - received_topics(docs, service))
+    if missing:
+        raise ContractError(
+            f"{service} subscribes to {', '.join(missing)} but contracts/asyncapi/"
+            f"{service}.yaml declares no `receive` operation on it: declare it first"
+        )
+
+
+def check_kit_receives(docs: Documents) -> None:
+    """The kit's own readers (the token projections every verifying service runs) are
+    declared as receive operations of platform.yaml."""
+    from platformkit.runtime import kit_consumed_topics
+
+    kit = kit_consumed_topics()
+    missing = sorted(kit - received_topics(docs, "platform"))
+    if missing:
+        raise ContractError(
+            f"platformkit reads {', '.join(missing)} for every token-verifying service but"
+            " contracts/asyncapi/platform.yaml declares no `receive` operation on it"
+        )
 
 
 # --------------------------------------------------------------------------- validation
@@ -639,8 +707,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         validate_asyncapi()
-        expected = generate_python(Documents())
-        openapi, skipped = generate_openapi(args.strict)
+        docs = Documents()
+        expected = generate_python(docs)
+        check_kit_receives(docs)
+        openapi, skipped = generate_openapi(args.strict, docs)
         expected.update(openapi)
     except ContractError as exc:
         print(f"contracts: error: {exc}", file=sys.stderr)

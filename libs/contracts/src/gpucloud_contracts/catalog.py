@@ -3,12 +3,15 @@
 """Every event type and Kafka topic declared in contracts/asyncapi.
 
 `EVENT_TYPES` maps a CloudEvents type (the message name) to its topic, payload Struct and
-family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding.
-Every topic `t` also has a dead-letter topic `t.dlq` with the same partitions.
+family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding;
+`Topic` names every topic for the code that subscribes to one (a publisher never names a
+topic: the event type says where it goes). Every topic `t` also has a dead-letter topic
+`t.dlq` with the same partitions.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import msgspec
@@ -38,6 +41,24 @@ class EventSpec:
     topic: str
     payload: type[msgspec.Struct]
     family: str
+
+
+class Topic(enum.StrEnum):
+    """Every topic of the contracts, by name."""
+
+    AUDIT_CHECKPOINT_V1 = "audit.checkpoint.v1"
+    BILLING_BALANCE_V1 = "billing.balance.v1"
+    BILLING_PAYMENT_V1 = "billing.payment.v1"
+    BILLING_PRICE_V1 = "billing.price.v1"
+    GPUAAS_ALLOCATION_V1 = "gpuaas.allocation.v1"
+    GPUAAS_NODE_V1 = "gpuaas.node.v1"
+    IAM_MEMBERSHIP_V1 = "iam.membership.v1"
+    IAM_PROJECT_V1 = "iam.project.v1"
+    IAM_SERVICE_ACCOUNT_V1 = "iam.service-account.v1"
+    IAM_TENANT_V1 = "iam.tenant.v1"
+    IAM_USER_V1 = "iam.user.v1"
+    METERING_USAGE_V1 = "metering.usage.v1"
+    PLATFORM_HEARTBEAT_V1 = "platform.heartbeat.v1"
 
 
 TOPICS: dict[str, TopicSpec] = {

@@ -1,4 +1,4 @@
-"""Dead-letter replay: `python -m platformkit.dlq replay <topic> --bootstrap HOST:PORT`.
+"""Dead-letter replay: `python -m platformkit.dlq replay <topic> [--bootstrap HOST:PORT]`.
 
 Reads `<topic>.dlq` from the last replayed position (consumer group `dlq-replay.<topic>`)
 and republishes each record to its original topic with its original CloudEvents headers.
@@ -8,25 +8,23 @@ to repeat. Stops at the end the dead-letter topic had when the replay began.
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from platformkit import kafka
 from platformkit.consumers import dlq_topic
-from platformkit.kafka import idempotent_producer
+from platformkit.settings import ServiceSettings
 
 
-async def replay(topic: str, bootstrap: str) -> int:
+async def replay(topic: str, settings: ServiceSettings) -> int:
     """Republish what the dead-letter topic holds now. Records dead-lettered again while
     we replay (a still-broken event) wait for the next replay instead of looping."""
     dead = dlq_topic(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=f"dlq-replay.{topic}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = idempotent_producer(bootstrap, client_id=f"dlq-replay.{topic}")
+    name = f"dlq-replay.{topic}"
+    consumer = kafka.offsets_reader(settings, client_id=name, group_id=name)
+    producer = kafka.producer(settings, client_id=name)
     await consumer.start()
     await producer.start()
     replayed = 0
@@ -58,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rp = sub.add_parser("replay", help="republish a dead-letter topic to its original topic")
     rp.add_argument("topic", help="the original topic, e.g. iam.tenant.v1")
-    rp.add_argument("--bootstrap", default="127.0.0.1:19092")
+    rp.add_argument("--bootstrap", help="Kafka brokers (default: GPUCLOUD_KAFKA_BOOTSTRAP)")
     args = parser.parse_args(argv)
-    count = asyncio.run(replay(args.topic, args.bootstrap))
+    settings = ServiceSettings.from_env("dlq-replay")
+    if args.bootstrap:
+        settings = dataclasses.replace(settings, kafka_bootstrap=args.bootstrap)
+    count = asyncio.run(replay(args.topic, settings))
     print(f"replayed {count} record(s) from {dlq_topic(args.topic)} to {args.topic}")
     return 0
 

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
+from platformkit import kafka
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 
@@ -29,13 +29,7 @@ def kit_database(fresh_database: str) -> str:
 
 async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
     """Every record of a topic from the beginning, until nothing arrives for idle_ms."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = kafka.feed_consumer(infra_settings(bootstrap), topic, "tests-read-all")
     await consumer.start()
     records = []
     try:
@@ -49,6 +43,12 @@ async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_recor
     finally:
         await consumer.stop()
     return records
+
+
+def infra_settings(bootstrap: str):
+    from platformkit.settings import ServiceSettings
+
+    return ServiceSettings(service_name="tests", kafka_bootstrap=bootstrap)
 
 
 def run_worker(*args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess:

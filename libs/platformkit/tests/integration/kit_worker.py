@@ -14,21 +14,29 @@ import json
 import sys
 
 import psycopg
-from faststream.kafka import KafkaBroker
 
-from platformkit.consumers import EventConsumer, Subscription
-from platformkit.db import Database, UnitOfWork
+from platformkit import kafka
+from platformkit.consumers import Subscription
+from platformkit.db import UnitOfWork
+from platformkit.definition import ServiceDefinition
 from platformkit.envelope import CloudEvent
-from platformkit.kafka import idempotent_producer
 from platformkit.relay import OutboxRelay
+from platformkit.runtime import ServiceRuntime
+from platformkit.settings import ServiceSettings
 
 
 async def record_effect(event: CloudEvent, uow: UnitOfWork) -> None:
     await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
 
+def _settings(bootstrap: str, db_url: str) -> ServiceSettings:
+    return ServiceSettings(
+        "kit", kafka_bootstrap=bootstrap, database_url=db_url, heartbeat_interval_s=0
+    )
+
+
 async def relay(db_url: str, bootstrap: str) -> None:
-    producer = idempotent_producer(bootstrap, "kit-worker")
+    producer = kafka.producer(_settings(bootstrap, db_url), "kit-worker")
     await producer.start()
     try:
         worker = OutboxRelay(db_url, producer)
@@ -40,14 +48,19 @@ async def relay(db_url: str, bootstrap: str) -> None:
 
 
 async def consume(db_url: str, bootstrap: str, topic: str, group: str, expected: int) -> None:
-    db = Database(db_url)
-    producer = idempotent_producer(bootstrap, "kit-worker")
-    broker = KafkaBroker(bootstrap, logger=None)
-    consumer = EventConsumer(Subscription(group, (topic,), record_effect), "kit", db, producer)
-    consumer.register(broker)
-    await producer.start()
-    await broker.start()
+    definition = ServiceDefinition(
+        name="kit",
+        version="0",
+        description="kit worker",
+        route_handlers=[],
+        subscriptions=[Subscription(group, (topic,), record_effect)],
+        relay=False,
+    )
+    runtime = ServiceRuntime(definition, _settings(bootstrap, db_url))
+    db, consumer = runtime.database, None
+    await runtime.start()
     try:
+        consumer = runtime.consumers[0]
         for _ in range(600):
             async with db.unit_of_work() as uow:
                 row = await uow.fetch_one("SELECT count(*) AS n FROM inbox")
@@ -57,9 +70,7 @@ async def consume(db_url: str, bootstrap: str, topic: str, group: str, expected:
         # let the last acknowledgement reach Kafka before we go
         await asyncio.sleep(0.3)
     finally:
-        await broker.stop()
-        await producer.stop()
-        await db.dispose()
+        await runtime.stop()
     print(json.dumps({"processed": consumer.processed, "duplicates": consumer.duplicates}))
 
 

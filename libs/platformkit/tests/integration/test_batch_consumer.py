@@ -6,9 +6,10 @@ import asyncio
 import psycopg
 import pytest
 
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription
-from platformkit.db import Database
+from platformkit.consumers import BatchSubscription
+from platformkit.definition import ServiceDefinition
 from platformkit.envelope import new_event
+from platformkit.runtime import ServiceRuntime
 
 from .conftest import read_all
 
@@ -43,16 +44,22 @@ class TestBatchConsumer:
                 topic, value=event.data, key=event.key, headers=event.headers()
             )
 
-        db = Database(kit_database, pool_size=2)
-        consumer = BatchConsumer(
-            BatchSubscription("batchy", (topic,), handle, max_records=100, max_wait_ms=200),
-            service="kit",
-            db=db,
-            producer=producer,
-            bootstrap=infra.kafka_bootstrap,
-            max_attempts=2,
+        definition = ServiceDefinition(
+            name="kit",
+            version="0",
+            description="batch test",
+            route_handlers=[],
+            batch_subscriptions=[
+                BatchSubscription("batchy", (topic,), handle, max_records=100, max_wait_ms=200)
+            ],
+            relay=False,
         )
-        await consumer.start()
+        settings = infra.settings(
+            "kit", database_url=kit_database, heartbeat_interval_s=0, consumer_max_attempts=2
+        )
+        runtime = ServiceRuntime(definition, settings)
+        consumer = runtime.consumers[0]
+        await runtime.start()
         try:
             for _ in range(400):
                 if consumer.dead_lettered >= 2 and await consumer.lag() == 0:
@@ -61,8 +68,7 @@ class TestBatchConsumer:
             assert consumer.dead_lettered == 2
             assert await consumer.lag() == 0  # offsets committed past the whole batch
         finally:
-            await consumer.stop()
-            await db.dispose()
+            await runtime.stop()
         assert sorted(_effects(kit_database)) == sorted(e.id for e in good)
         dead = await read_all(infra.kafka_bootstrap, topic + ".dlq", min_records=2)
         errors = sorted(dict(r.headers)["dlq_error"] for r in dead)

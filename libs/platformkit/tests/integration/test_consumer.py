@@ -4,12 +4,12 @@ import asyncio
 
 import psycopg
 import pytest
-from faststream.kafka import KafkaBroker
 
-from platformkit.consumers import EventConsumer, Subscription
-from platformkit.db import Database
+from platformkit.consumers import Subscription
+from platformkit.definition import ServiceDefinition
 from platformkit.dlq import replay
 from platformkit.envelope import new_event
+from platformkit.runtime import ServiceRuntime
 
 from .conftest import read_all, run_worker, worker_stats
 
@@ -60,12 +60,19 @@ class TestPoisonMessages:
                 raise RuntimeError("handler refuses this one")
             await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
-        db = Database(kit_database)
-        broker = KafkaBroker(infra.kafka_bootstrap, logger=None)
-        consumer = EventConsumer(
-            Subscription("poison", (topic,), handle), "kit", db, producer, max_attempts=3
+        definition = ServiceDefinition(
+            name="kit",
+            version="0",
+            description="poison test",
+            route_handlers=[],
+            subscriptions=[Subscription("poison", (topic,), handle)],
+            relay=False,
         )
-        consumer.register(broker)
+        settings = infra.settings(
+            "kit", database_url=kit_database, heartbeat_interval_s=0, consumer_max_attempts=3
+        )
+        runtime = ServiceRuntime(definition, settings)
+        consumer = runtime.consumers[0]
         bad = new_event(
             type="test.thing.happened", source="tests", subject="k", payload={"fail": True}
         )
@@ -74,7 +81,7 @@ class TestPoisonMessages:
         await _send(producer, topic, bad)
         await _send(producer, topic, good)
 
-        await broker.start()
+        await runtime.start()
         try:
             for _ in range(300):
                 if consumer.processed >= 1 and consumer.dead_lettered >= 2:
@@ -91,7 +98,7 @@ class TestPoisonMessages:
             assert b"handler refuses" in headers[1]["dlq_error"]
 
             failing["on"] = False
-            assert await replay(topic, infra.kafka_bootstrap) == 2
+            assert await replay(topic, infra.settings("dlq-replay")) == 2
             for _ in range(300):
                 if _effects(kit_database) >= 2 and consumer.dead_lettered >= 3:
                     break
@@ -100,5 +107,4 @@ class TestPoisonMessages:
             assert _effects(kit_database) == 2
             assert consumer.dead_lettered == 3
         finally:
-            await broker.stop()
-            await db.dispose()
+            await runtime.stop()

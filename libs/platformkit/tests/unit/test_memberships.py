@@ -14,12 +14,19 @@ from hypothesis import strategies as st
 from jwt.algorithms import OKPAlgorithm
 
 from platformkit.auth import OPERATOR, Principal
+from platformkit.definition import ServiceDefinition
 from platformkit.memberships import MEMBERSHIP_GRANTED, MEMBERSHIP_REVOKED, MembershipProjection
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, JwksCache
 
 TENANT, USER, PROJECT, OTHER_PROJECT = (uuid.uuid4() for _ in range(4))
+
+UNUSED = ServiceSettings(service_name="tests", kafka_bootstrap="unused:9092")
+
+
+def _definition(kafka: bool = True) -> ServiceDefinition:
+    return ServiceDefinition("t", "0", "a token-verifying service", [], kafka=kafka)
 
 
 def _event(
@@ -37,7 +44,7 @@ def _event(
 
 
 def _projection() -> MembershipProjection:
-    projection = MembershipProjection("unused:9092")
+    projection = MembershipProjection(UNUSED)
     projection.ready = True
     return projection
 
@@ -129,7 +136,7 @@ def test_restrict_leaves_unknown_holders_operators_and_service_accounts_alone():
 
 
 def test_before_catching_up_the_token_is_used_as_it_is():
-    projection = MembershipProjection("unused:9092")
+    projection = MembershipProjection(UNUSED)
     projection.apply(MEMBERSHIP_REVOKED, _event(uuid.uuid4(), "admin"))
     token = _user({"admin"})
     assert projection.restrict(token) is token
@@ -187,10 +194,12 @@ async def test_the_verifier_intersects_user_tokens_with_the_projection():
 
 
 async def test_the_runtime_runs_the_projection_only_for_token_verifying_services():
-    plain = ServiceRuntime(ServiceSettings(service_name="a"))
-    verifying = ServiceRuntime(ServiceSettings(service_name="b", jwks_url="http://iam/jwks"))
+    plain = ServiceRuntime(_definition(), ServiceSettings(service_name="a"))
+    verifying = ServiceRuntime(
+        _definition(), ServiceSettings(service_name="b", jwks_url="http://iam/jwks")
+    )
     offline = ServiceRuntime(
-        ServiceSettings(service_name="c", jwks_url="http://iam/jwks"), kafka=False
+        _definition(kafka=False), ServiceSettings(service_name="c", jwks_url="http://iam/jwks")
     )
     assert plain.memberships is None and offline.memberships is None
     assert isinstance(verifying.memberships, MembershipProjection)

@@ -1,3 +1,4 @@
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -165,14 +166,21 @@ def as_tenant(tenant, role, project=None) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def client(billing_url) -> AsyncIterator[AsyncTestClient]:
+@contextlib.asynccontextmanager
+async def billing_client(billing_url: str, jobs=()) -> AsyncIterator[AsyncTestClient]:
+    """billing's app on its database, without Kafka, with the given jobs (none by default)."""
     settings = ServiceSettings(
         service_name="billing", database_url=billing_url, operator_token=OPERATOR_TOKEN
     )
-    app = build_service_app(dataclasses.replace(DEFINITION, kafka=False), settings)
+    app = build_service_app(dataclasses.replace(DEFINITION, kafka=False, jobs=jobs), settings)
     app.state.token_verifier = _Tokens()
     async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def client(billing_url) -> AsyncIterator[AsyncTestClient]:
+    async with billing_client(billing_url) as test_client:
         yield test_client
 
 

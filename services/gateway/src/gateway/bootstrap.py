@@ -8,7 +8,8 @@ from litestar import Litestar
 from gateway import __version__
 from gateway.routes import forward, status
 from gateway.upstreams import upstreams_from_env
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 
 
 async def open_client(app: Litestar) -> None:

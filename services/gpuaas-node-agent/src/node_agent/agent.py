@@ -2,7 +2,8 @@
 long poll: report observed state (the heartbeat) and receive desired state, which gpuaas
 holds back (up to its GPUCLOUD_NODE_SYNC_HOLD_S) until it differs from the report;
 reconcile, and report again at once. GPUCLOUD_NODE_SYNC_INTERVAL_S is only a floor between
-unchanged answers (a gpuaas that does not hold) and the first back-off after an error."""
+unchanged answers (a gpuaas that does not hold). The loop is the `node-sync` job of the
+agent's service runtime, which restarts it (with backoff) after an error."""
 
 import asyncio
 import dataclasses
@@ -20,6 +21,8 @@ from node_agent.reconcile import DEFAULT_WORKLOAD, Reconciler
 log = logging.getLogger(__name__)
 
 SYNC_READ_TIMEOUT_S = 60.0
+# After a failed sync session the next starts this soon, backing off to 10 s.
+SESSION_RESTART_S, SESSION_MAX_BACKOFF_S = 1.0, 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,25 +110,30 @@ class NodeAgent:
         desired: list[dict[str, Any]] = r.json()["allocations"]
         return await asyncio.to_thread(self.reconciler.reconcile, desired)
 
-    async def run(self) -> None:
-        delay = self.settings.sync_interval_s
+    async def run(self, _runtime: object = None) -> None:
+        """One sync session: sync (long poll) until an error. A session that synced at least
+        once ends quietly (the runtime starts the next one after SESSION_RESTART_S); one
+        that could not sync at all raises, and the runtime backs off (to 10 s) before the
+        next."""
         loop = asyncio.get_running_loop()
         # The read timeout outlasts any hold gpuaas may apply (under half its offline timeout).
         timeout = httpx.Timeout(10.0, read=SYNC_READ_TIMEOUT_S)
+        synced = False
         async with httpx.AsyncClient(base_url=self.settings.gpuaas_url, timeout=timeout) as client:
             while True:
+                started = loop.time()
                 try:
-                    started = loop.time()
                     changed = await self.sync_once(client, hold=True)
-                    delay = self.settings.sync_interval_s
-                    if changed:
-                        continue
-                    # An unchanged answer came back: normally after a hold; a gpuaas that
-                    # does not hold must not make this loop spin.
-                    delay = max(0.0, delay - (loop.time() - started))
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:
+                    if not synced:
+                        raise
                     log.warning("sync failed", extra={"fields": {"error": repr(exc)}})
-                    delay = min(max(delay, 0.5) * 2, 10.0)
-                await asyncio.sleep(delay)
+                    return
+                synced = True
+                if changed:
+                    continue
+                # An unchanged answer came back: normally after a hold; a gpuaas that does
+                # not hold must not make this loop spin.
+                await asyncio.sleep(
+                    max(0.0, self.settings.sync_interval_s - (loop.time() - started))
+                )

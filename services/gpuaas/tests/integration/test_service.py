@@ -8,14 +8,13 @@ import uuid
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
 from litestar.testing import AsyncTestClient
 
 from gpuaas.bootstrap import DEFINITION
 from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
+from platformkit import kafka
 from platformkit.envelope import new_event
 from platformkit.http import build_service_app
-from platformkit.kafka import idempotent_producer
 from platformkit.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -75,12 +74,8 @@ async def _eventually(check, within=30.0):
 
 
 async def _keys_on(bootstrap: str, topic: str, key: str, want: int) -> list[str]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
+    consumer = kafka.feed_consumer(
+        ServiceSettings("gpuaas-tests", kafka_bootstrap=bootstrap), topic, "gpuaas-tests"
     )
     await consumer.start()
     found: list[str] = []
@@ -181,7 +176,7 @@ async def test_exhausted_balance_releases_and_gates(client, infra):
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = idempotent_producer(infra.kafka_bootstrap, "gpuaas-tests")
+    producer = kafka.producer(infra.settings("gpuaas-tests"))
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -242,7 +237,7 @@ async def _publish(bootstrap: str, topic: str, type_: str, subject: str, payload
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = idempotent_producer(bootstrap, "gpuaas-tests")
+    producer = kafka.producer(ServiceSettings("gpuaas-tests", kafka_bootstrap=bootstrap))
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -18,7 +18,7 @@ from devstack import kafka, postgres, processes, supervise
 from devstack.fleet import Fleet, Service
 from devstack.paths import pids_dir, repo_root, venv_python
 
-PROVISION_MODULE = "gpucloud_contracts.provision"
+PROVISION_MODULE = "platformkit.provision"
 DEMO_TENANT = {"name": "Demo Tenant", "slug": "demo"}
 
 

@@ -10,7 +10,6 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 
-import msgspec
 from sqlalchemy.exc import IntegrityError
 
 from billing.app.balances import announce_standings
@@ -24,10 +23,15 @@ from billing.domain.ledger import (
     wallet_id,
 )
 from billing.domain.pricing import PriceVersion
-from billing.store.ledger import DuplicateTransfer, LedgerRepository, TransferColumns
-from platformkit import idempotency
+from billing.store.ledger import (
+    DuplicateTransfer,
+    LedgerRepository,
+    PriceExists,
+    TransferColumns,
+)
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ValidationFailed
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
 
 _MAX_MICROS = 10**15
@@ -38,6 +42,15 @@ class TopUp:
     tenant_id: uuid.UUID
     amount_micros: int
     reference: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def idempotency(self) -> IdempotentRequest | None:
+        return IdempotentRequest.of(
+            f"billing.top-ups.{self.tenant_id}",
+            self.idempotency_key,
+            {"amount_micros": self.amount_micros, "reference": self.reference},
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +59,59 @@ class GrantCredit:
     amount_micros: int
     expires_at: dt.datetime
     priority: int = 0
+    idempotency_key: str | None = None
+
+    @property
+    def idempotency(self) -> IdempotentRequest | None:
+        return IdempotentRequest.of(
+            f"billing.grants.{self.tenant_id}",
+            self.idempotency_key,
+            {
+                "amount_micros": self.amount_micros,
+                "expires_at": self.expires_at,
+                "priority": self.priority,
+            },
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverseTransaction:
+    transaction_id: uuid.UUID
+    idempotency_key: str | None = None
+
+    @property
+    def idempotency(self) -> IdempotentRequest | None:
+        return IdempotentRequest.of(
+            "billing.reversals", self.idempotency_key, {"transaction_id": str(self.transaction_id)}
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AddPrice:
+    version: PriceVersion
+    idempotency_key: str | None = None
+
+    @property
+    def idempotency(self) -> IdempotentRequest | None:
+        v = self.version
+        return IdempotentRequest.of(
+            "billing.prices",
+            self.idempotency_key,
+            {
+                "price_key": v.price_key,
+                "micros_per_gpu_hour": v.micros_per_gpu_hour,
+                "effective_from": v.effective_from,
+                "currency": v.currency,
+                "tenant_id": v.tenant_id,
+                "min_increment_s": v.min_increment_s,
+            },
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    grant_id: uuid.UUID
+    transfer: Transfer
 
 
 def _check_amount(amount: int) -> None:
@@ -69,26 +135,39 @@ async def post_and_announce(
     await announce_standings(uow, list(ledgers.values()), dt.datetime.now(dt.UTC))
 
 
-async def idempotent(
-    db: Database,
-    scope: str,
-    key: str | None,
-    request: object,
-    work: Callable[[UnitOfWork], object],
-) -> tuple[int, bytes]:
-    """Run `work` once per Idempotency-Key: same key and body replays the stored response."""
-    body_hash = idempotency.request_hash(msgspec.json.encode(request))
-    async with db.unit_of_work() as uow:
-        if key:
-            stored = await idempotency.find(uow, scope, key, body_hash)
-            if stored is not None:
-                return stored.status, stored.body
-        result = await work(uow)  # type: ignore[misc]
-        body = msgspec.json.encode(result)
-        if key:
-            await idempotency.remember(uow, scope, key, body_hash, 201, body)
-        await uow.commit()
-    return 201, body
+async def record_top_up(
+    db: Database, command: TopUp, encode: Callable[[Transfer], StoredResponse]
+) -> StoredResponse:
+    """An operator's top-up, once per Idempotency-Key."""
+    return await run_once(db, command.idempotency, lambda uow: top_up(uow, command), encode)
+
+
+async def record_grant(
+    db: Database, command: GrantCredit, encode: Callable[[Grant], StoredResponse]
+) -> StoredResponse:
+    """A promotional grant, once per Idempotency-Key."""
+    return await run_once(db, command.idempotency, lambda uow: grant_credit(uow, command), encode)
+
+
+async def record_reversal(
+    db: Database, command: ReverseTransaction, encode: Callable[[list[Transfer]], StoredResponse]
+) -> StoredResponse:
+    """The reversal of a transaction, once per Idempotency-Key."""
+    return await run_once(
+        db,
+        command.idempotency,
+        lambda uow: reverse_transaction(uow, command.transaction_id),
+        encode,
+    )
+
+
+async def record_price(
+    db: Database, command: AddPrice, encode: Callable[[uuid.UUID], StoredResponse]
+) -> StoredResponse:
+    """A price version, once per Idempotency-Key."""
+    return await run_once(
+        db, command.idempotency, lambda uow: add_price(uow, command.version), encode
+    )
 
 
 async def top_up(uow: UnitOfWork, command: TopUp) -> Transfer:
@@ -116,7 +195,7 @@ async def top_up(uow: UnitOfWork, command: TopUp) -> Transfer:
     return transfer
 
 
-async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> tuple[uuid.UUID, Transfer]:
+async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> Grant:
     """Open a promotional account for the grant and fund it from promo_funding."""
     _check_amount(command.amount_micros)
     now = dt.datetime.now(dt.UTC)
@@ -126,16 +205,8 @@ async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> tuple[uuid.UUID
     locked = await _locked_tenant(repo, command.tenant_id)
     currency = locked[command.tenant_id]["currency"]
     grant_id = uuid7()
-    await uow.execute(
-        "INSERT INTO accounts (id, tenant_id, kind, currency, priority, expires_at)"
-        " VALUES (:id, :tenant, 'promo', :currency, :priority, :expires_at)",
-        {
-            "id": grant_id,
-            "tenant": command.tenant_id,
-            "currency": currency,
-            "priority": command.priority,
-            "expires_at": command.expires_at,
-        },
+    await repo.open_grant(
+        grant_id, command.tenant_id, currency, command.priority, command.expires_at
     )
     transfer = Transfer(
         id=grant_id,
@@ -151,7 +222,7 @@ async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> tuple[uuid.UUID
     columns = TransferColumns()
     columns.add(transfer)
     await post_and_announce(uow, command.tenant_id, columns)
-    return grant_id, transfer
+    return Grant(grant_id, transfer)
 
 
 async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
@@ -160,24 +231,14 @@ async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
     sweep finds nothing left to expire."""
     now = now or dt.datetime.now(dt.UTC)
     async with db.unit_of_work() as uow:
-        rows = await uow.fetch_all(
-            "SELECT DISTINCT tenant_id FROM accounts WHERE kind = 'promo'"
-            " AND expires_at <= :now AND credits_posted > debits_posted",
-            {"now": now},
-        )
+        tenants = await LedgerRepository(uow).tenants_with_expired_grants(now)
     expired = 0
-    for row in rows:
+    for tenant_id in tenants:
         async with db.unit_of_work() as uow:
             repo = LedgerRepository(uow)
-            await repo.lock_tenants([row["tenant_id"]])
-            grants = await uow.fetch_all(
-                "SELECT id, currency, credits_posted - debits_posted AS left_micros"
-                " FROM accounts WHERE tenant_id = :t AND kind = 'promo'"
-                " AND expires_at <= :now AND credits_posted > debits_posted",
-                {"t": row["tenant_id"], "now": now},
-            )
+            await repo.lock_tenants([tenant_id])
             columns = TransferColumns()
-            for grant in grants:
+            for grant in await repo.expired_grants(tenant_id, now):
                 tid = uuid7()
                 columns.add(
                     Transfer(
@@ -190,12 +251,12 @@ async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
                         amount_micros=grant["left_micros"],
                         currency=grant["currency"],
                         kind=TransferKind.EXPIRY,
-                        tenant_id=row["tenant_id"],
+                        tenant_id=tenant_id,
                         occurred_at=now,
                     )
                 )
             if columns.id:
-                await post_and_announce(uow, row["tenant_id"], columns)
+                await post_and_announce(uow, tenant_id, columns)
                 await uow.commit()
                 expired += len(columns.id)
     return expired
@@ -203,44 +264,22 @@ async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
 
 async def reverse_transaction(uow: UnitOfWork, transaction_id: uuid.UUID) -> list[Transfer]:
     """Correct a transaction by reversing every transfer of it (never by editing it)."""
-    legs = await uow.fetch_all(
-        "SELECT id, transaction_id, debit_account_id, credit_account_id, amount_micros,"
-        " currency, kind, tenant_id, leg, occurred_at FROM transfers"
-        " WHERE transaction_id = :tx ORDER BY leg",
-        {"tx": transaction_id},
-    )
+    repo = LedgerRepository(uow)
+    legs = await repo.transaction_legs(transaction_id)
     if not legs:
         raise NotFound(f"transaction {transaction_id} not found")
-    if any(leg["kind"] == TransferKind.REVERSAL for leg in legs):
+    if any(leg.kind == TransferKind.REVERSAL for leg in legs):
         raise Conflict("a reversal cannot be reversed; post a new movement instead")
-    tenant_id = legs[0]["tenant_id"]
-    await _locked_tenant(LedgerRepository(uow), tenant_id)
+    tenant_id = legs[0].tenant_id
+    await _locked_tenant(repo, tenant_id)
     reversal_tx = uuid.uuid5(transaction_id, "reversal")
     now = dt.datetime.now(dt.UTC)
-    reversals = [
-        reversing(
-            Transfer(
-                id=leg["id"],
-                transaction_id=leg["transaction_id"],
-                debit_account_id=leg["debit_account_id"],
-                credit_account_id=leg["credit_account_id"],
-                amount_micros=leg["amount_micros"],
-                currency=leg["currency"],
-                kind=TransferKind(leg["kind"]),
-                tenant_id=leg["tenant_id"],
-                occurred_at=leg["occurred_at"],
-                leg=leg["leg"],
-            ),
-            reversal_tx,
-            now,
-        )
-        for leg in legs
-    ]
+    reversals = [reversing(leg, reversal_tx, now) for leg in legs]
     columns = TransferColumns()
     for transfer in reversals:
         columns.add(transfer)
     try:
-        async with uow.session.begin_nested():
+        async with uow.savepoint():
             await post_and_announce(uow, tenant_id, columns)
     except DuplicateTransfer:
         raise Conflict(f"transaction {transaction_id} is already reversed") from None
@@ -258,22 +297,8 @@ async def add_price(uow: UnitOfWork, version: PriceVersion) -> uuid.UUID:
         raise ValidationFailed.for_field("min_increment_s", "must be >= 1")
     price_id = uuid7()
     try:
-        async with uow.session.begin_nested():
-            await uow.execute(
-                "INSERT INTO prices (id, price_key, currency, tenant_id, micros_per_gpu_hour,"
-                " min_increment_s, effective_from) VALUES (:id, :key, :currency, :tenant,"
-                " :micros, :inc, :from)",
-                {
-                    "id": price_id,
-                    "key": version.price_key,
-                    "currency": version.currency,
-                    "tenant": version.tenant_id,
-                    "micros": version.micros_per_gpu_hour,
-                    "inc": version.min_increment_s,
-                    "from": version.effective_from,
-                },
-            )
-    except IntegrityError:
+        await LedgerRepository(uow).add_price(price_id, version)
+    except PriceExists:
         raise Conflict("a version of this price already takes effect at that time") from None
     await announce_prices(uow)
     return price_id

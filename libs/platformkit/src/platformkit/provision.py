@@ -1,6 +1,6 @@
 """Create the Kafka topics the contracts declare, idempotently.
 
-    python -m gpucloud_contracts.provision --bootstrap 127.0.0.1:19092 [--replicas-override N]
+    python -m platformkit.provision [--bootstrap 127.0.0.1:19092] [--replicas-override N]
 
 Every topic of `catalog.TOPICS` is created with the partitions and replicas of its AsyncAPI
 channel binding, and so is its dead-letter topic `<topic>.dlq` (same partitions). A topic
@@ -9,21 +9,26 @@ fewer (Kafka cannot shrink a topic, so more partitions than declared are only re
 `--replicas-override` sets the replication factor of every topic (a one-broker dev cluster,
 or a production cluster that wants more than the contract's default).
 
-Hand-written; `provision()` is also called by the local devstack and the tests.
+`provision()` is also called by the local devstack and the tests. Its admin client comes
+from `platformkit.kafka` like every other Kafka client (the connection settings of
+GPUCLOUD_KAFKA_*; `--bootstrap` overrides the brokers).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin import NewPartitions, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from gpucloud_contracts.catalog import TOPICS
+from platformkit import kafka
+from platformkit.settings import ServiceSettings
 
 NO_ERROR = 0
 
@@ -50,14 +55,20 @@ def _raise_errors(response: Any, ignore: tuple[type[KafkaError], ...] = ()) -> N
             raise exc_type(f"{topic}: {message}")
 
 
+def settings_for(bootstrap: str | None = None) -> ServiceSettings:
+    """The provisioning client's settings: GPUCLOUD_KAFKA_*, brokers overridden if given."""
+    settings = ServiceSettings.from_env("gpucloud-provision")
+    return dataclasses.replace(settings, kafka_bootstrap=bootstrap) if bootstrap else settings
+
+
 async def provision(
-    bootstrap: str,
+    settings: ServiceSettings,
     replicas_override: int | None = None,
     report: Callable[[str], None] = print,
 ) -> None:
-    """Create or grow every declared topic on the cluster at `bootstrap`."""
+    """Create or grow every declared topic on the cluster `settings` connect to."""
     wanted = declared_topics(replicas_override)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpucloud-provision")
+    admin = kafka.admin_client(settings, client_id="gpucloud-provision")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -90,10 +101,12 @@ async def provision(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gpucloud_contracts.provision",
+        prog="python -m platformkit.provision",
         description="Create the Kafka topics declared in contracts/asyncapi (and their DLQs).",
     )
-    parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka brokers")
+    parser.add_argument(
+        "--bootstrap", metavar="HOST:PORT", help="Kafka brokers (default GPUCLOUD_KAFKA_BOOTSTRAP)"
+    )
     parser.add_argument(
         "--replicas-override",
         type=int,
@@ -104,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replicas_override is not None and args.replicas_override < 1:
         parser.error("--replicas-override must be at least 1")
     try:
-        asyncio.run(provision(args.bootstrap, args.replicas_override))
+        asyncio.run(provision(settings_for(args.bootstrap), args.replicas_override))
     except KafkaError as exc:
         print(f"provision: {exc}", file=sys.stderr)
         return 1
