@@ -7,13 +7,21 @@ agent's service runtime, which restarts it (with backoff) after an error."""
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import httpx
+import msgspec
 
+from gpucloud_contracts.node_sync import (
+    DesiredState,
+    GpuIn,
+    NodeRegister,
+    NodeRegistered,
+    NodeSync,
+)
 from node_agent.discovery import Discovery, Gpu, choose_discovery
 from node_agent.mig import mig_driver_for
 from node_agent.reconcile import DEFAULT_WORKLOAD, Reconciler
@@ -72,42 +80,51 @@ class NodeAgent:
 
     async def register(self, client: httpx.AsyncClient) -> None:
         self.gpus = self.discovery.discover()
+        request = NodeRegister(
+            name=self.settings.node_name,
+            provider=self.settings.provider,  # type: ignore[arg-type]
+            agent_url=self.settings.agent_url,
+            gpus=[GpuIn(index=g.index, sku=g.sku, device_uuid=g.device_uuid) for g in self.gpus],
+        )
         r = await client.post(
             "/v1/gpu/nodes/register",
-            json={
-                "name": self.settings.node_name,
-                "provider": self.settings.provider,
-                "agent_url": self.settings.agent_url,
-                "gpus": [dataclasses.asdict(g) for g in self.gpus],
+            content=msgspec.json.encode(request),
+            headers={
+                "Authorization": f"Bearer {self.settings.bootstrap_token}",
+                "Content-Type": "application/json",
             },
-            headers={"Authorization": f"Bearer {self.settings.bootstrap_token}"},
         )
         r.raise_for_status()
-        body = r.json()
-        self.node_id, self._credential = body["node_id"], body["credential"]
+        registered = msgspec.json.decode(r.content, type=NodeRegistered)
+        self.node_id, self._credential = str(registered.node_id), registered.credential
         log.info("registered", extra={"fields": {"node_id": self.node_id, "gpus": len(self.gpus)}})
 
     async def sync_once(self, client: httpx.AsyncClient, *, hold: bool = False) -> bool:
         """One sync; with `hold`, gpuaas may hold the answer until there is work."""
         if self.node_id is None:
             await self.register(client)
-        body: dict[str, Any] = {"allocations": self.reconciler.observed()}
-        if activity := await asyncio.to_thread(self.reconciler.activity):
-            # Optional field; gpuaas refuses unknown fields, so gpuaas is upgraded first.
-            body["activity"] = activity
-        if hold:
-            body["hold"] = True
+        activity = await asyncio.to_thread(self.reconciler.activity)
+        # Defaults are left out on the wire (an empty activity, no hold): gpuaas refuses
+        # unknown fields, so an older gpuaas still takes what this agent sends.
+        report = NodeSync(
+            allocations=self.reconciler.observed(),  # type: ignore[arg-type]
+            hold=hold,
+            activity={k: dt.datetime.fromisoformat(v) for k, v in activity.items()},
+        )
         r = await client.post(
             f"/v1/gpu/nodes/{self.node_id}/sync",
-            json=body,
-            headers={"Authorization": f"Bearer {self._credential}"},
+            content=msgspec.json.encode(report),
+            headers={
+                "Authorization": f"Bearer {self._credential}",
+                "Content-Type": "application/json",
+            },
         )
         if r.status_code in (401, 404):
             self.node_id = None  # gpuaas forgot us or rotated the credential: register again
             return True
         r.raise_for_status()
         self.syncs += 1
-        desired: list[dict[str, Any]] = r.json()["allocations"]
+        desired = msgspec.json.decode(r.content, type=DesiredState).allocations
         return await asyncio.to_thread(self.reconciler.reconcile, desired)
 
     async def run(self, _runtime: object = None) -> None:

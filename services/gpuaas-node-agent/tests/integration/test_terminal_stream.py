@@ -21,6 +21,7 @@ from litestar import Litestar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from node_agent.bootstrap import DEFINITION
 from node_agent.mig import simulated_mig_uuid
 from node_agent.reconcile import Reconciler
@@ -62,9 +63,22 @@ def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
     r.reconcile([])
 
 
-def _desired(allocation_id: str) -> dict[str, Any]:
-    instance = {"device_uuid": "GPU-pty", "start": 0, "profile_id": 19, "gpu_index": 0}
-    return {"id": allocation_id, "instances": [instance]}
+def _desired(allocation_id: str) -> DesiredAllocation:
+    instance = InstanceOut(
+        gpu_index=0,
+        device_uuid="GPU-pty",
+        start=0,
+        memory_slices=1,
+        compute_slices=1,
+        profile_id=19,
+    )
+    return DesiredAllocation(
+        id=allocation_id,  # type: ignore[arg-type]
+        sku="h100-80gb",
+        mig_profile=None,
+        state="running",
+        instances=[instance],
+    )
 
 
 @pytest.fixture
@@ -82,7 +96,7 @@ async def agent(
     async def install(app: Litestar) -> None:
         app.state.terminal = service  # the sync loop against gpuaas is not needed here
 
-    definition = dataclasses.replace(DEFINITION, on_startup=[install])
+    definition = dataclasses.replace(DEFINITION, on_startup=[install], on_shutdown=(), jobs=())
     app = build_service_app(definition, ServiceSettings(service_name=f"agent-{NODE}"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -5,29 +5,30 @@ import datetime as dt
 import sys
 import time
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from node_agent.reconcile import Reconciler, group_cpu_ticks
 
 BUSY = f"{sys.executable} -c 'while True: pass'"
 SLEEPY = f"{sys.executable} -c 'import time; time.sleep(600)'"
 
 
-def _desired(aid: str) -> dict:
-    return {
-        "id": aid,
-        "sku": "h100-80gb",
-        "mig_profile": None,
-        "state": "scheduled",
-        "instances": [
-            {
-                "gpu_index": 0,
-                "device_uuid": "GPU-x",
-                "start": 0,
-                "memory_slices": 8,
-                "compute_slices": 7,
-                "profile_id": None,
-            }
+def _desired(aid: str) -> DesiredAllocation:
+    return DesiredAllocation(
+        id=aid,  # type: ignore[arg-type]
+        sku="h100-80gb",
+        mig_profile=None,
+        state="scheduled",
+        instances=[
+            InstanceOut(
+                gpu_index=0,
+                device_uuid="GPU-x",
+                start=0,
+                memory_slices=8,
+                compute_slices=7,
+                profile_id=None,
+            )
         ],
-    }
+    )
 
 
 def _wait_for_cpu(pgid: int, above: int) -> int:

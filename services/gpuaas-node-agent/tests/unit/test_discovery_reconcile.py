@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from node_agent.discovery import (
     InventoryError,
     SimulatedDiscovery,
@@ -45,13 +46,22 @@ class TestDiscovery:
         assert sku_of("Tesla T4", 16 * gib) is None
 
 
-def _desired(aid: str, profile_id: int | None = 19):
-    return {
-        "id": aid,
-        "instances": [
-            {"device_uuid": "GPU-abc", "start": 6, "profile_id": profile_id, "gpu_index": 0}
-        ],
-    }
+def _desired(aid: str, profile_id: int | None = 19) -> DesiredAllocation:
+    instance = InstanceOut(
+        gpu_index=0,
+        device_uuid="GPU-abc",
+        start=6,
+        memory_slices=2,
+        compute_slices=1,
+        profile_id=profile_id,
+    )
+    return DesiredAllocation(
+        id=aid,  # type: ignore[arg-type]
+        sku="h100-80gb",
+        mig_profile=None,
+        state="scheduled",
+        instances=[instance],
+    )
 
 
 class TestReconciler:

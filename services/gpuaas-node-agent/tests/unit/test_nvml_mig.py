@@ -11,6 +11,7 @@ from typing import Any
 import pynvml
 import pytest
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from node_agent.mig import PROFILES, MigError, NvmlMig, Slice
 from node_agent.reconcile import Reconciler
 
@@ -228,14 +229,24 @@ class TestNvmlMig:
         assert len(nvml.called("nvmlGpuInstanceDestroy")) == 1
 
 
-def _desired(aid: str, *instances: tuple[str, int, int | None]) -> dict[str, Any]:
-    return {
-        "id": aid,
-        "instances": [
-            {"device_uuid": gpu, "start": start, "profile_id": pid, "gpu_index": 0}
+def _desired(aid: str, *instances: tuple[str, int, int | None]) -> DesiredAllocation:
+    return DesiredAllocation(
+        id=aid,  # type: ignore[arg-type]
+        sku="h100-80gb",
+        mig_profile=None,
+        state="scheduled",
+        instances=[
+            InstanceOut(
+                gpu_index=0,
+                device_uuid=gpu,
+                start=start,
+                memory_slices=1,
+                compute_slices=1,
+                profile_id=pid,
+            )
             for gpu, start, pid in instances
         ],
-    }
+    )
 
 
 SLEEP = f"{sys.executable} -c 'import time; time.sleep(600)'"
