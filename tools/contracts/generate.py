@@ -16,6 +16,9 @@ Steps:
 4. contracts/openapi/<service>.json for every [[service]] and the [gateway] of
    deploy/fleet.toml: `<package>.bootstrap.build_app().openapi_schema`, exported in a
    child process per service (each service has its own SQL metadata and settings).
+5. Checks: every topic a service subscribes to (its DEFINITION) has a `receive` operation
+   in its own AsyncAPI document (the kit's feeds: in platform.yaml); the migrations' seed
+   rows agree with the GPU catalog (gpucloud_contracts.gpus).
 
 Python files go through `ruff format`, so the output is byte-for-byte stable.
 """
@@ -631,6 +634,37 @@ def check_kit_receives(docs: Documents) -> None:
         )
 
 
+# --------------------------------------------------------------------------- seed rows
+
+SKU_SEED = ROOT / "services/gpuaas/src/gpuaas/store/migrations/0001_gpuaas.sql"
+PRICE_SEED = ROOT / "services/billing/src/billing/store/migrations/0004_price_events.sql"
+_SKU_ROW = re.compile(r"\('([^']+)', '([^']+)', (\d+), (true|false)\)")
+_PRICE_ROW = re.compile(r"\('[0-9a-f-]{36}', '([^']+)', (\d+)\)")
+
+
+def check_seed_rows() -> None:
+    """The migrations' seed rows (gpuaas's `skus`, billing's list price book) are the GPU
+    catalog's (libs/contracts gpucloud_contracts.gpus). A catalog change must come with a
+    new migration that brings existing databases along, and the seeds here updated."""
+    from gpucloud_contracts.gpus import SKUS, list_price_book
+
+    skus = {(k, n, int(m), b == "true") for k, n, m, b in _SKU_ROW.findall(SKU_SEED.read_text())}
+    catalog = {(s.key, s.name, s.memory_gb, s.mig_capable) for s in SKUS.values()}
+    if skus != catalog:
+        raise ContractError(
+            f"{rel(SKU_SEED)} seeds SKUs {sorted(skus ^ catalog)} differently from the GPU"
+            " catalog (gpucloud_contracts/gpus.py)"
+        )
+    prices = {k: int(v) for k, v in _PRICE_ROW.findall(PRICE_SEED.read_text())}
+    book = list_price_book()
+    if prices != book:
+        wrong = sorted(k for k in prices.keys() | book.keys() if prices.get(k) != book.get(k))
+        raise ContractError(
+            f"{rel(PRICE_SEED)} seeds list prices for {wrong} that differ from the GPU catalog"
+            " (gpucloud_contracts/gpus.py list_price_book)"
+        )
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -710,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         docs = Documents()
         expected = generate_python(docs)
         check_kit_receives(docs)
+        check_seed_rows()
         openapi, skipped = generate_openapi(args.strict, docs)
         expected.update(openapi)
     except ContractError as exc:

@@ -6,6 +6,8 @@ CREATE TABLE skus (
     memory_gb    integer NOT NULL,
     mig_capable  boolean NOT NULL
 );
+-- The GPU catalog's SKUs (libs/contracts, gpucloud_contracts/gpus.py); checked against it by
+-- `tools/contracts/generate.py --check`.
 INSERT INTO skus (key, name, memory_gb, mig_capable) VALUES
     ('a100-40gb', 'NVIDIA A100 40GB', 40, true),
     ('a100-80gb', 'NVIDIA A100 80GB', 80, true),
