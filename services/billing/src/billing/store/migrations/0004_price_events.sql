@@ -8,6 +8,7 @@
 ALTER TABLE prices ADD COLUMN version bigint GENERATED ALWAYS AS IDENTITY;
 CREATE UNIQUE INDEX prices_by_version ON prices (version);
 
+-- Which price versions were announced on billing.price.v1 (once each, across replicas).
 CREATE TABLE price_announcements (
     price_id     uuid PRIMARY KEY REFERENCES prices (id),
     announced_at timestamptz NOT NULL DEFAULT now()
