@@ -720,6 +720,7 @@ def ownership_source(docs: Documents) -> str:
             title = one_line(operation.get("title", path.stem))
             target = sends if operation.get("action") == "send" else receives
             target.setdefault(address, []).append(title)
+
     def listed(titles: list[str]) -> str:
         return "; ".join(titles) or "-"
 
