@@ -409,35 +409,13 @@ topic: the event type says where it goes). Every topic `t` also has a dead-lette
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 import msgspec
 
 from gpucloud_contracts.events import {", ".join(families)}
+from gpucloud_contracts.specs import EventSpec, TopicSpec, spec_of
 
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A Kafka topic as its AsyncAPI channel binding declares it."""
-
-    name: str
-    partitions: int
-    replicas: int
-
-    @property
-    def dlq(self) -> str:
-        """The dead-letter topic of this topic."""
-        return f"{{self.name}}.dlq"
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """One CloudEvents type: the topic it is published on and its payload Struct."""
-
-    type: str
-    topic: str
-    payload: type[msgspec.Struct]
-    family: str
+__all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_type", "topic_for"]
 
 
 class Topic(enum.StrEnum):
@@ -452,21 +430,14 @@ EVENT_TYPES: dict[str, EventSpec] = {{
 {event_lines}}}
 
 
-def _spec(ce_type: str) -> EventSpec:
-    try:
-        return EVENT_TYPES[ce_type]
-    except KeyError:
-        raise KeyError(f"unknown event type {{ce_type!r}}: not in contracts/asyncapi") from None
-
-
 def payload_type(ce_type: str) -> type[msgspec.Struct]:
     """The payload Struct of an event type (KeyError for an unknown type)."""
-    return _spec(ce_type).payload
+    return spec_of(EVENT_TYPES, ce_type).payload
 
 
 def topic_for(ce_type: str) -> str:
     """The topic an event type is published on (KeyError for an unknown type)."""
-    return _spec(ce_type).topic
+    return spec_of(EVENT_TYPES, ce_type).topic
 '''
 
 

@@ -105,42 +105,18 @@ def _family(g1: str, g1x2: str, g3: str, g7: str) -> dict[int, str]:
     }
 
 
+# key, name, memory (GB), the profile names' memory sizes (1g, 1g with two memory slices,
+# 3g/4g, 7g) and the whole GPU's list price (USD micro-units per hour). Every one is MIG
+# capable.
+_MODELS = (
+    ("a100-40gb", "NVIDIA A100 40GB", 40, ("5", "10", "20", "40"), 1_800_000),
+    ("a100-80gb", "NVIDIA A100 80GB", 80, ("10", "20", "40", "80"), 2_200_000),
+    ("h100-80gb", "NVIDIA H100 80GB", 80, ("10", "20", "40", "80"), 3_600_000),
+    ("h200-141gb", "NVIDIA H200 141GB", 141, ("18", "35", "71", "141"), 4_500_000),
+)
 SKUS: dict[str, Sku] = {
-    s.key: s
-    for s in (
-        Sku(
-            "a100-40gb",
-            "NVIDIA A100 40GB",
-            40,
-            True,
-            _profiles(_family("5", "10", "20", "40")),
-            list_micros_per_gpu_hour=1_800_000,
-        ),
-        Sku(
-            "a100-80gb",
-            "NVIDIA A100 80GB",
-            80,
-            True,
-            _profiles(_family("10", "20", "40", "80")),
-            list_micros_per_gpu_hour=2_200_000,
-        ),
-        Sku(
-            "h100-80gb",
-            "NVIDIA H100 80GB",
-            80,
-            True,
-            _profiles(_family("10", "20", "40", "80")),
-            list_micros_per_gpu_hour=3_600_000,
-        ),
-        Sku(
-            "h200-141gb",
-            "NVIDIA H200 141GB",
-            141,
-            True,
-            _profiles(_family("18", "35", "71", "141")),
-            list_micros_per_gpu_hour=4_500_000,
-        ),
-    )
+    key: Sku(key, name, memory, True, _profiles(_family(*sizes)), price)
+    for key, name, memory, sizes, price in _MODELS
 }
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import DateTime, LargeBinary, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from gpucloud_contracts.catalog import EVENT_TYPES
+from gpucloud_contracts.specs import spec_of
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent, new_event
 from platformkit.telemetry import current_traceparent
@@ -60,9 +61,7 @@ class EventPublisher:
         traceparent: str | None = None,
     ) -> CloudEvent:
         """A CloudEvent of a contract type, for `add_events` (hot paths build many)."""
-        spec = EVENT_TYPES.get(type)
-        if spec is None:
-            raise KeyError(f"unknown event type {type!r}: not in contracts/asyncapi")
+        spec = spec_of(EVENT_TYPES, type)
         if not isinstance(payload, spec.payload):
             raise TypeError(f"{type} carries {spec.payload.__name__}, not {type_name(payload)}")
         return new_event(

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from platformkit import kafka
+from platformkit.definition import ServiceDefinition
 from platformkit.migrate import apply_migrations
+from platformkit.runtime import ServiceRuntime
 from platformkit.service import KIT_MIGRATIONS
+from platformkit.settings import ServiceSettings
 
 WORKER = Path(__file__).with_name("kit_worker.py")
 
@@ -45,10 +48,28 @@ async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_recor
     return records
 
 
-def infra_settings(bootstrap: str):
-    from platformkit.settings import ServiceSettings
-
+def infra_settings(bootstrap: str) -> ServiceSettings:
     return ServiceSettings(service_name="tests", kafka_bootstrap=bootstrap)
+
+
+def kit_runtime(
+    infra, db_url: str, *, subscriptions=(), batch_subscriptions=(), max_attempts: int = 5
+) -> ServiceRuntime:
+    """A service `kit` on the test's Kafka and database that only consumes (no relay, no
+    heartbeat), run by the real ServiceRuntime."""
+    definition = ServiceDefinition(
+        name="kit",
+        version="0",
+        description="a consuming test service",
+        route_handlers=[],
+        subscriptions=subscriptions,
+        batch_subscriptions=batch_subscriptions,
+        relay=False,
+    )
+    settings = infra.settings(
+        "kit", database_url=db_url, heartbeat_interval_s=0, consumer_max_attempts=max_attempts
+    )
+    return ServiceRuntime(definition, settings)
 
 
 def run_worker(*args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess:

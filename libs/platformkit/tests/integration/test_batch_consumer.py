@@ -7,11 +7,9 @@ import psycopg
 import pytest
 
 from platformkit.consumers import BatchSubscription
-from platformkit.definition import ServiceDefinition
 from platformkit.envelope import new_event
-from platformkit.runtime import ServiceRuntime
 
-from .conftest import read_all
+from .conftest import kit_runtime, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -44,20 +42,14 @@ class TestBatchConsumer:
                 topic, value=event.data, key=event.key, headers=event.headers()
             )
 
-        definition = ServiceDefinition(
-            name="kit",
-            version="0",
-            description="batch test",
-            route_handlers=[],
+        runtime = kit_runtime(
+            infra,
+            kit_database,
             batch_subscriptions=[
                 BatchSubscription("batchy", (topic,), handle, max_records=100, max_wait_ms=200)
             ],
-            relay=False,
+            max_attempts=2,
         )
-        settings = infra.settings(
-            "kit", database_url=kit_database, heartbeat_interval_s=0, consumer_max_attempts=2
-        )
-        runtime = ServiceRuntime(definition, settings)
         consumer = runtime.consumers[0]
         await runtime.start()
         try:

@@ -6,12 +6,10 @@ import psycopg
 import pytest
 
 from platformkit.consumers import Subscription
-from platformkit.definition import ServiceDefinition
 from platformkit.dlq import replay
 from platformkit.envelope import new_event
-from platformkit.runtime import ServiceRuntime
 
-from .conftest import read_all, run_worker, worker_stats
+from .conftest import kit_runtime, read_all, run_worker, worker_stats
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +58,12 @@ class TestPoisonMessages:
                 raise RuntimeError("handler refuses this one")
             await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
-        definition = ServiceDefinition(
-            name="kit",
-            version="0",
-            description="poison test",
-            route_handlers=[],
+        runtime = kit_runtime(
+            infra,
+            kit_database,
             subscriptions=[Subscription("poison", (topic,), handle)],
-            relay=False,
+            max_attempts=3,
         )
-        settings = infra.settings(
-            "kit", database_url=kit_database, heartbeat_interval_s=0, consumer_max_attempts=3
-        )
-        runtime = ServiceRuntime(definition, settings)
         consumer = runtime.consumers[0]
         bad = new_event(
             type="test.thing.happened", source="tests", subject="k", payload={"fail": True}

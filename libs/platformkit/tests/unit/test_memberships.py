@@ -14,19 +14,13 @@ from hypothesis import strategies as st
 from jwt.algorithms import OKPAlgorithm
 
 from platformkit.auth import OPERATOR, Principal
-from platformkit.definition import ServiceDefinition
 from platformkit.memberships import MEMBERSHIP_GRANTED, MEMBERSHIP_REVOKED, MembershipProjection
-from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, JwksCache
 
 TENANT, USER, PROJECT, OTHER_PROJECT = (uuid.uuid4() for _ in range(4))
 
 UNUSED = ServiceSettings(service_name="tests", kafka_bootstrap="unused:9092")
-
-
-def _definition(kafka: bool = True) -> ServiceDefinition:
-    return ServiceDefinition("t", "0", "a token-verifying service", [], kafka=kafka)
 
 
 def _event(
@@ -191,15 +185,3 @@ async def test_the_verifier_intersects_user_tokens_with_the_projection():
     assert (await verifier.verify(token)).roles == {"admin"}
     projection.apply(MEMBERSHIP_REVOKED, _event(admin, "admin"))
     assert (await verifier.verify(token)).roles == frozenset()
-
-
-async def test_the_runtime_runs_the_projection_only_for_token_verifying_services():
-    plain = ServiceRuntime(_definition(), ServiceSettings(service_name="a"))
-    verifying = ServiceRuntime(
-        _definition(), ServiceSettings(service_name="b", jwks_url="http://iam/jwks")
-    )
-    offline = ServiceRuntime(
-        _definition(kafka=False), ServiceSettings(service_name="c", jwks_url="http://iam/jwks")
-    )
-    assert plain.memberships is None and offline.memberships is None
-    assert isinstance(verifying.memberships, MembershipProjection)

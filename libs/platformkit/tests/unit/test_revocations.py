@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
 from platformkit.definition import ServiceDefinition
+from platformkit.memberships import MembershipProjection
 from platformkit.revocations import API_KEY_REVOKED, RevocationProjection
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
@@ -89,7 +90,8 @@ async def test_the_verifier_refuses_tokens_of_revoked_keys():
     assert (await verifier.verify(other)).kind == "service_account"
 
 
-async def test_the_runtime_runs_the_projection_only_for_token_verifying_services():
+async def test_the_runtime_runs_the_projections_only_for_token_verifying_services():
+    """Both token projections: revoked API keys and memberships (test_memberships.py)."""
     plain = ServiceRuntime(_definition(), ServiceSettings(service_name="a"))
     verifying = ServiceRuntime(
         _definition(), ServiceSettings(service_name="b", jwks_url="http://iam/jwks")
@@ -99,3 +101,5 @@ async def test_the_runtime_runs_the_projection_only_for_token_verifying_services
     )
     assert plain.revocations is None and offline.revocations is None
     assert isinstance(verifying.revocations, RevocationProjection)
+    assert plain.memberships is None and offline.memberships is None
+    assert isinstance(verifying.memberships, MembershipProjection)

@@ -36,10 +36,7 @@ from billing.app.funds import (
     GrantCredit,
     ReverseTransaction,
     TopUp,
-    record_grant,
-    record_price,
-    record_reversal,
-    record_top_up,
+    record,
 )
 from billing.app.queries import get_balance, list_entries, list_prices, usage_report
 from billing.app.rerating import list_parked, rerate_parked
@@ -162,7 +159,7 @@ class BillingController(Controller):
     ) -> Response[bytes]:
         principal.require_operator()
         command = TopUp(tenant_id, data.amount_micros, data.reference, check_key(idempotency_key))
-        reply = await record_top_up(db, command, lambda t: json_reply(_transfer_out(t)))
+        reply = await record(db, command, lambda t: json_reply(_transfer_out(t)))
         return respond(reply)
 
     @post(
@@ -193,7 +190,7 @@ class BillingController(Controller):
         def encode(grant: Grant) -> StoredResponse:
             return json_reply(GrantCreated(grant.grant_id, _transfer_out(grant.transfer)))
 
-        return respond(await record_grant(db, command, encode))
+        return respond(await record(db, command, encode))
 
     @post(
         "/transactions/{transaction_id:uuid}/reversal",
@@ -220,7 +217,7 @@ class BillingController(Controller):
             )
 
         command = ReverseTransaction(transaction_id, check_key(idempotency_key))
-        return respond(await record_reversal(db, command, encode))
+        return respond(await record(db, command, encode))
 
     @post(
         "/prices",
@@ -261,7 +258,7 @@ class BillingController(Controller):
             )
 
         command = AddPrice(version, check_key(idempotency_key))
-        return respond(await record_price(db, command, encode))
+        return respond(await record(db, command, encode))
 
     @get("/prices", operation_id="listPrices")
     async def prices(

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +36,30 @@ from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
 
 _MAX_MICROS = 10**15
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Movement(Protocol[T_co]):
+    """An operator's movement, run once per Idempotency-Key by `record`."""
+
+    idempotency_key: str | None
+
+    @property
+    def scope(self) -> str: ...
+
+    def fingerprint(self) -> object: ...
+
+    async def apply(self, uow: UnitOfWork) -> T_co: ...
+
+
+async def record(
+    db: Database, command: Movement[T], encode: Callable[[T], StoredResponse]
+) -> StoredResponse:
+    """Run the movement in one transaction, once per Idempotency-Key: the API's encoding of
+    its result is stored (and committed) with it and replayed for the same key and body."""
+    request = IdempotentRequest.of(command.scope, command.idempotency_key, command.fingerprint())
+    return await run_once(db, request, command.apply, encode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +70,14 @@ class TopUp:
     idempotency_key: str | None = None
 
     @property
-    def idempotency(self) -> IdempotentRequest | None:
-        return IdempotentRequest.of(
-            f"billing.top-ups.{self.tenant_id}",
-            self.idempotency_key,
-            {"amount_micros": self.amount_micros, "reference": self.reference},
-        )
+    def scope(self) -> str:
+        return f"billing.top-ups.{self.tenant_id}"
+
+    def fingerprint(self) -> object:
+        return {"amount_micros": self.amount_micros, "reference": self.reference}
+
+    async def apply(self, uow: UnitOfWork) -> "Transfer":
+        return await top_up(uow, self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,50 +89,43 @@ class GrantCredit:
     idempotency_key: str | None = None
 
     @property
-    def idempotency(self) -> IdempotentRequest | None:
-        return IdempotentRequest.of(
-            f"billing.grants.{self.tenant_id}",
-            self.idempotency_key,
-            {
-                "amount_micros": self.amount_micros,
-                "expires_at": self.expires_at,
-                "priority": self.priority,
-            },
-        )
+    def scope(self) -> str:
+        return f"billing.grants.{self.tenant_id}"
+
+    def fingerprint(self) -> object:
+        # The request body's fields in its order: keys stored before keep matching.
+        fields = ("amount_micros", "expires_at", "priority")
+        return {f: getattr(self, f) for f in fields}
+
+    async def apply(self, uow: UnitOfWork) -> "Grant":
+        return await grant_credit(uow, self)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReverseTransaction:
     transaction_id: uuid.UUID
     idempotency_key: str | None = None
+    scope = "billing.reversals"
 
-    @property
-    def idempotency(self) -> IdempotentRequest | None:
-        return IdempotentRequest.of(
-            "billing.reversals", self.idempotency_key, {"transaction_id": str(self.transaction_id)}
-        )
+    def fingerprint(self) -> object:
+        return {"transaction_id": str(self.transaction_id)}
+
+    async def apply(self, uow: UnitOfWork) -> list[Transfer]:
+        return await reverse_transaction(uow, self.transaction_id)
 
 
 @dataclasses.dataclass(frozen=True)
 class AddPrice:
     version: PriceVersion
     idempotency_key: str | None = None
+    scope = "billing.prices"
 
-    @property
-    def idempotency(self) -> IdempotentRequest | None:
-        v = self.version
-        return IdempotentRequest.of(
-            "billing.prices",
-            self.idempotency_key,
-            {
-                "price_key": v.price_key,
-                "micros_per_gpu_hour": v.micros_per_gpu_hour,
-                "effective_from": v.effective_from,
-                "currency": v.currency,
-                "tenant_id": v.tenant_id,
-                "min_increment_s": v.min_increment_s,
-            },
-        )
+    def fingerprint(self) -> object:
+        fields = ("price_key", "micros_per_gpu_hour", "effective_from", "currency")
+        return {f: getattr(self.version, f) for f in (*fields, "tenant_id", "min_increment_s")}
+
+    async def apply(self, uow: UnitOfWork) -> uuid.UUID:
+        return await add_price(uow, self.version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,41 +153,6 @@ async def post_and_announce(
     await repo.post(columns)
     ledgers = await repo.tenant_ledgers(await repo.lock_tenants([tenant_id]))
     await announce_standings(uow, list(ledgers.values()), dt.datetime.now(dt.UTC))
-
-
-async def record_top_up(
-    db: Database, command: TopUp, encode: Callable[[Transfer], StoredResponse]
-) -> StoredResponse:
-    """An operator's top-up, once per Idempotency-Key."""
-    return await run_once(db, command.idempotency, lambda uow: top_up(uow, command), encode)
-
-
-async def record_grant(
-    db: Database, command: GrantCredit, encode: Callable[[Grant], StoredResponse]
-) -> StoredResponse:
-    """A promotional grant, once per Idempotency-Key."""
-    return await run_once(db, command.idempotency, lambda uow: grant_credit(uow, command), encode)
-
-
-async def record_reversal(
-    db: Database, command: ReverseTransaction, encode: Callable[[list[Transfer]], StoredResponse]
-) -> StoredResponse:
-    """The reversal of a transaction, once per Idempotency-Key."""
-    return await run_once(
-        db,
-        command.idempotency,
-        lambda uow: reverse_transaction(uow, command.transaction_id),
-        encode,
-    )
-
-
-async def record_price(
-    db: Database, command: AddPrice, encode: Callable[[uuid.UUID], StoredResponse]
-) -> StoredResponse:
-    """A price version, once per Idempotency-Key."""
-    return await run_once(
-        db, command.idempotency, lambda uow: add_price(uow, command.version), encode
-    )
 
 
 async def top_up(uow: UnitOfWork, command: TopUp) -> Transfer:
