@@ -8,6 +8,7 @@
 A missing service fails the run; nothing is skipped for want of infrastructure.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -32,6 +33,18 @@ class TestInfra:
     def database_url(self, database: str) -> str:
         base, _, _ = self.pg_admin_url.rpartition("/")
         return f"{base}/{database}"
+
+    @contextlib.contextmanager
+    def scratch_database(self, prefix: str = "test") -> Iterator[str]:
+        """A new, empty database, dropped (connections forced out) afterwards."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.database_url(name)
+        finally:
+            with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def settings(self, service_name: str = "tests", **overrides) -> ServiceSettings:
         """Service settings on this Kafka: what every kit Kafka client is built from."""
@@ -74,14 +87,8 @@ def infra() -> Iterator[TestInfra]:
 @pytest.fixture
 def fresh_database(infra: TestInfra) -> Iterator[str]:
     """A new, empty database for one test, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield infra.database_url(name)
-    finally:
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with infra.scratch_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -131,16 +131,9 @@ def worker_stats(result: subprocess.CompletedProcess) -> dict:
 @pytest.fixture
 def second_billing_url(infra):
     """Another migrated billing database, for a reference run beside the one under test."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = infra.database_url(name)
-    migrate(DEFINITION, ServiceSettings("billing", database_url=url))
-    try:
+    with infra.scratch_database() as url:
+        migrate(DEFINITION, ServiceSettings("billing", database_url=url))
         yield url
-    finally:
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex

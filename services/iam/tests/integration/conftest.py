@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import psycopg
 import pyotp
 import pytest
 from litestar.testing import AsyncTestClient
@@ -23,14 +22,8 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def iam_database(infra):
-    name = f"test_iam_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield infra.database_url(name)
-    finally:
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with infra.scratch_database("test_iam") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
