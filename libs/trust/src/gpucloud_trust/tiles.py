@@ -19,8 +19,8 @@ append writes the full tiles it completed and one new version of every partial t
 changed; an older, narrower version of a tile is a prefix of every newer one (entries never
 change once written), so readers take the widest version and the store never needs an
 UPDATE; narrower versions can be deleted by a maintenance job at any time. A batch of ``B``
-leaves writes about ``B / 256 + (number of levels)`` rows: 19 rows for 4,000 leaves into a
-10-million-leaf tree.
+leaves writes about ``B / 256`` full tiles plus one partial tile per level it changed: 17.6
+rows on average for batches of 4,000 leaves into a tree growing to 10 million.
 
 Appending (`append`)
 --------------------
@@ -39,17 +39,18 @@ A proof is a list of range hashes (`merkle.inclusion_ranges` / `consistency_rang
 ``L = 8 t + r`` is the root of ``2**r`` consecutive entries of one level-``t`` tile. A
 `ProofPlan` lists those subtrees; `ProofPlan.tiles()` names the tiles to read (with the
 width each must have at least) and `ProofPlan.assemble(tiles)` hashes them into the proof.
-An inclusion proof in a tree of 10 million leaves reads 3 to 5 tiles (one per level on the
-path, plus the partial tiles of the right edge when the leaf is near it) and hashes at most
-about 255 entries per tile level. Any tile version at least as wide as the plan asks for
-will do, so proofs for an older tree size can be answered from the newest tiles.
+An inclusion proof in a tree of 10 million leaves reads at most 5 tiles (one per level on
+the leaf's path, plus the partial tiles of the right edge) and hashes a few hundred entries
+per tile level: about 0.7 ms of CPU in CPython (`just bench audit-tree`). Any tile version
+at least as wide as the plan asks for will do, so proofs for an older tree size can be
+answered from the newest tiles.
 
 Pruning
 -------
 A tile whose covered leaves all lie below a minimum index ``m`` (tile end index
 ``(k + 1) * 256**(t + 1) <= m``) is never read by a proof of a leaf ``>= m`` in a tree of
 size ``>= m``, nor by a consistency proof between two sizes ``>= m`` (tlog-tiles
-"Pruning"): `prunable(min_index)` names them. Pruning is by index prefix, whole tiles only.
+"Pruning"): `prunable(min_index, keys)` names them. Pruning is by index prefix, whole tiles only.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
