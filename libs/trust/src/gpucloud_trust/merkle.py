@@ -55,11 +55,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def perfect_root(hashes: bytes) -> bytes:
     """Root of a perfect subtree given its 2**k child hashes concatenated (k >= 0): pairs are
     hashed level by level, one bytes buffer per level, no per-node Python objects kept."""
-    if (
-        not hashes
-        or len(hashes) % HASH_SIZE
-        or (len(hashes) // HASH_SIZE) & (len(hashes) // HASH_SIZE - 1)
-    ):
+    count, odd_bytes = divmod(len(hashes), HASH_SIZE)
+    if odd_bytes or not count or count & (count - 1):
         raise ValueError("perfect_root needs a power-of-two number of 32-byte hashes")
     sha, prefix = _sha256, _NODE_PREFIX
     while len(hashes) > HASH_SIZE:

@@ -95,6 +95,24 @@ def _b64decode(text: str) -> bytes:
         raise ValueError("not standard base64") from e
 
 
+def _split_key(text: str, what: str) -> tuple[str, int, bytes]:
+    """``<name>+<8 hex digits>+<base64>``: the name, the key ID and the decoded key."""
+    name, _, rest = text.partition("+")
+    hex_id, _, encoded = rest.partition("+")
+    try:
+        key = _b64decode(encoded)
+    except ValueError:
+        raise MalformedKey(f"{what} is not <name>+<hash>+<base64 key>") from None
+    if not _HEX8.fullmatch(hex_id) or not valid_key_name(name) or not key:
+        raise MalformedKey(f"{what} is not <name>+<hash>+<base64 key>")
+    return name, int(hex_id, 16), key
+
+
+def _require_ed25519(key: bytes, what: str) -> None:
+    if key[0] != ALG_ED25519 or len(key) != 33:
+        raise MalformedKey(f"{what} is not an Ed25519 key")
+
+
 @dataclass(frozen=True, slots=True)
 class Verifier:
     """One Ed25519 public key with its name and key ID."""
@@ -120,19 +138,11 @@ class Verifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> "Verifier":
         """Parse ``<name>+<hex key ID>+<base64(0x01 || key)>``."""
-        name, _, rest = vkey.partition("+")
-        hex_id, _, encoded = rest.partition("+")
-        try:
-            key = _b64decode(encoded)
-        except ValueError:
-            raise MalformedKey("verifier key is not <name>+<hash>+<base64 key>") from None
-        if not _HEX8.fullmatch(hex_id) or not valid_key_name(name) or not key:
-            raise MalformedKey("verifier key is not <name>+<hash>+<base64 key>")
-        if int(hex_id, 16) != key_id(name, key):
+        name, ident, key = _split_key(vkey, "verifier key")
+        if ident != key_id(name, key):
             raise MalformedKey(f"verifier key hash does not match the key {name}")
-        if key[0] != ALG_ED25519 or len(key) != 33:
-            raise MalformedKey("verifier key is not an Ed25519 key")
-        return cls(name, int(hex_id, 16), key[1:])
+        _require_ed25519(key, "verifier key")
+        return cls(name, ident, key[1:])
 
     @property
     def vkey(self) -> str:
@@ -163,18 +173,10 @@ class Signer:
         """Parse ``PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || seed)>``."""
         if not skey.startswith(_PRIVATE_PREFIX):
             raise MalformedKey("signer key does not start with PRIVATE+KEY+")
-        name, _, rest = skey[len(_PRIVATE_PREFIX) :].partition("+")
-        hex_id, _, encoded = rest.partition("+")
-        try:
-            key = _b64decode(encoded)
-        except ValueError:
-            raise MalformedKey("signer key is not PRIVATE+KEY+<name>+<hash>+<key>") from None
-        if not _HEX8.fullmatch(hex_id) or not valid_key_name(name) or not key:
-            raise MalformedKey("signer key is not PRIVATE+KEY+<name>+<hash>+<key>")
-        if key[0] != ALG_ED25519 or len(key) != 33:
-            raise MalformedKey("signer key is not an Ed25519 key")
+        name, ident, key = _split_key(skey[len(_PRIVATE_PREFIX) :], "signer key")
+        _require_ed25519(key, "signer key")
         signer = cls(name, Ed25519PrivateKey.from_private_bytes(key[1:]))
-        if signer.key_id != int(hex_id, 16):
+        if signer.key_id != ident:  # the ID hashes the public key: check it once derived
             raise MalformedKey(f"signer key hash does not match the key {name}")
         return signer
 

@@ -21,6 +21,7 @@ from gpucloud_trust.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
+    perfect_root,
     perfect_subtrees,
     root,
     root_from_inclusion_proof,
@@ -168,6 +169,12 @@ class TestHashing:
         assert perfect_subtrees(8, 13) == [(2, 2), (0, 12)]
         with pytest.raises(ValueError):
             perfect_subtrees(3, 6)  # not a subtree: starts mid-way through a pair
+
+    def test_perfect_root_needs_a_power_of_two_of_whole_hashes(self):
+        assert perfect_root(b"".join(LEAF_HASHES[:4])) == ROOTS[3]
+        for bad in (b"", b"".join(LEAF_HASHES[:3]), LEAF_HASHES[0] + b"x"):
+            with pytest.raises(ValueError):
+                perfect_root(bad)
 
 
 class TestInclusion:
