@@ -248,6 +248,8 @@ def sign_note(text: str, *signers: Signer, keep: Sequence[Signature] = ()) -> by
     _check_text(text)
     if not signers and not keep:
         raise MalformedNote("a signed note needs at least one signature")
+    if not all(valid_key_name(s.name) and len(s.signature) for s in keep):
+        raise MalformedNote("a kept signature has a bad key name or no signature")
     message = text.encode()
     replaced = {(s.name, s.key_id) for s in signers}
     lines = [s.line for s in keep if (s.name, s.key_id) not in replaced]

@@ -130,6 +130,8 @@ def check_extends(
                 FindingKind.FORK, None, f"two different roots for tree size {pinned.size}"
             )
         return None
+    if proof is None and pinned.size == 0:
+        proof = []  # every tree extends the empty one
     if proof is None:
         return Finding(
             FindingKind.MISSING_PROOF,

@@ -145,6 +145,8 @@ class TestSign:
                 sign_note(bad, signer)
         with pytest.raises(MalformedNote):
             sign_note(TEXT)
+        with pytest.raises(MalformedNote):
+            sign_note(TEXT, signer, keep=[Signature("a+b", 1, b"sig")])
 
 
 class TestOpen:

@@ -250,6 +250,10 @@ class TestWitness:
         shrunk = check_extends(latest, stored, [])
         assert shrunk is not None and (shrunk.kind, shrunk.index) == (FindingKind.TREE_SHRANK, 25)
 
+    def test_every_tree_extends_the_empty_one(self):
+        empty = Checkpoint(ORIGIN, 0, LOG.tree.root(0))
+        assert check_extends(empty, Checkpoint(ORIGIN, 40, LOG.tree.root()), None) is None
+
     @pytest.mark.parametrize("size", [25, 40])
     def test_the_same_checkpoint_twice_is_consistent(self, size):
         cp = Checkpoint(ORIGIN, size, LOG.tree.root(size))
