@@ -72,6 +72,24 @@ def best_start(instances: tuple[Instance, ...], profile_id: int) -> tuple[int, i
     return best
 
 
+SlotKey = tuple[int, int, int]
+
+
+@lru_cache(maxsize=65536)
+def slot_score(instances: tuple[Instance, ...], profile_id: int) -> tuple[SlotKey, int] | None:
+    """(preference key, start) of a profile on a layout, or None where it does not fit.
+
+    The key is the policy's rules 1-3 (lower is better): an empty GPU after a used one,
+    then the most compute already used, then the most headroom left. The scan and the
+    index rank GPUs by this one function, so they cannot drift apart."""
+    found = best_start(instances, profile_id)
+    if found is None:
+        return None
+    start, after = found
+    used = sum(i.compute for i in instances)
+    return (int(not instances), -used, -after), start
+
+
 def place_whole(nodes: Sequence[NodeCapacity], count: int) -> Decision | None:
     best: tuple[int, NodeCapacity, list[GpuState]] | None = None
     for node in nodes:
@@ -85,18 +103,18 @@ def place_whole(nodes: Sequence[NodeCapacity], count: int) -> Decision | None:
     return Decision(node.node_id, tuple(Booking(g.gpu_id, g.index, WHOLE_GPU) for g in chosen))
 
 
-def _place_mig_on_node(node: NodeCapacity, shape: ProfileShape, count: int) -> list[Booking] | None:
+def mig_on_node(node: NodeCapacity, shape: ProfileShape, count: int) -> list[Booking] | None:
+    """`count` slices of a profile on one node, each where rules 1-4 put it, or None."""
     layouts = {g.gpu_id: g.layout for g in node.gpus}
     bookings: list[Booking] = []
     for _ in range(count):
         choice: tuple[tuple[int, int, int, int, int], GpuState, int] | None = None
         for gpu in node.gpus:
-            layout = layouts[gpu.gpu_id]
-            found = best_start(layout.instances, shape.profile_id)
-            if found is None:
+            scored = slot_score(layouts[gpu.gpu_id].instances, shape.profile_id)
+            if scored is None:
                 continue
-            start, after = found
-            key = (int(layout.is_empty), -layout.compute_used, -after, gpu.index, start)
+            (empty, used, after), start = scored
+            key = (empty, used, after, gpu.index, start)
             if choice is None or key < choice[0]:
                 choice = (key, gpu, start)
         if choice is None:
@@ -111,20 +129,18 @@ def _place_mig_on_node(node: NodeCapacity, shape: ProfileShape, count: int) -> l
 def place_mig(nodes: Sequence[NodeCapacity], shape: ProfileShape, count: int) -> Decision | None:
     """Across nodes the same preference applies to the first slice; the node whose best
     slot scores best wins (partially used nodes first)."""
-    ranked: list[tuple[tuple[int, int, int], NodeCapacity]] = []
+    ranked: list[tuple[SlotKey, NodeCapacity]] = []
     for node in nodes:
-        best_key: tuple[int, int, int] | None = None
+        best_key: SlotKey | None = None
         for gpu in node.gpus:
-            found = best_start(gpu.layout.instances, shape.profile_id)
-            if found is not None:
-                key = (int(gpu.layout.is_empty), -gpu.layout.compute_used, -found[1])
-                if best_key is None or key < best_key:
-                    best_key = key
+            scored = slot_score(gpu.layout.instances, shape.profile_id)
+            if scored is not None and (best_key is None or scored[0] < best_key):
+                best_key = scored[0]
         if best_key is not None:
             ranked.append((best_key, node))
     ranked.sort(key=lambda kn: kn[0])
     for _, node in ranked:
-        bookings = _place_mig_on_node(node, shape, count)
+        bookings = mig_on_node(node, shape, count)
         if bookings is not None:
             return Decision(node.node_id, tuple(bookings))
     return None
