@@ -4,16 +4,18 @@
 Structures, each kept ordered so that no decision scans a whole bucket:
 
 - GPUs are bucketed by layout; a fleet has few distinct layouts (hundreds) even with
-  thousands of GPUs. Each bucket is a sorted list of GPU ranks, `node_id.int << 32 | index`
-  (the scan's tie-break order as one int), so its first GPU is `bucket[0]` and a GPU joins
-  or leaves it by bisection.
-- Per MIG profile, the distinct layouts where it fits, grouped by `slot_score`'s key
-  (`_Ranking`): the sorted distinct keys and, per key, the layouts and their best start. A
-  single-slice request reads the lowest key and takes the lowest-ranked first GPU among that
-  key's layouts (usually one). A layout enters these rankings when its bucket fills and
-  leaves when it empties, so a booking costs two bisections per profile at most.
-- Whole GPUs: nodes grouped by their number of empty GPUs (sorted node ints), so best fit
-  is the first node of the smallest group with enough empty GPUs.
+  thousands of GPUs. Each distinct layout gets a small int id on first sight, with its
+  `slot_score` for every profile computed once. Each bucket is a sorted list of GPU ranks,
+  `node_id.int << 32 | index` (the scan's tie-break order as one int), so its first GPU is
+  `bucket[0]` and a GPU joins or leaves it by bisection.
+- Per MIG profile (`_Ranking`), the layouts present where it fits, grouped by key, and the
+  sorted distinct keys. A single-slice request reads the lowest key and takes the
+  lowest-ranked first GPU among that key's layouts (usually one). A layout enters the
+  rankings when its bucket fills and leaves when it empties, so a booking costs a few
+  bisections.
+- Nodes grouped by their number of empty GPUs (sorted node ints): whole-GPU best fit is
+  the first node of the smallest group with enough empty GPUs, and a MIG slice that only
+  empty GPUs can take goes to the first node of the smallest non-zero group.
 - Multi-slice MIG requests (rare) rank nodes by their best first-slice key exactly as the
   scan does, by walking the rankings in key order, and run the scan's per-node placement on
   those nodes only, in that order, until one takes every slice.
@@ -44,8 +46,8 @@ from gpuaas.domain.placement import (
     slot_score,
 )
 
-_Key = tuple[Instance, ...]  # a layout's instances: the bucket key
 _INDEX_BITS = 32
+_EMPTY = 0  # the empty layout's id
 
 
 def _rank(node_id: uuid.UUID, index: int) -> int:
@@ -55,34 +57,47 @@ def _rank(node_id: uuid.UUID, index: int) -> int:
     return node_id.int << _INDEX_BITS | index
 
 
+class _Node:
+    __slots__ = ("empty", "gpus", "key", "node_id")
+
+    def __init__(self, node_id: uuid.UUID) -> None:
+        self.node_id = node_id
+        self.key = node_id.int
+        self.gpus: list[_Gpu] = []  # by index
+        self.empty = 0
+
+
+class _Gpu:
+    __slots__ = ("gpu_id", "index", "layout", "lid", "node", "rank")
+
+    def __init__(self, gpu_id: uuid.UUID, node: _Node, index: int, layout: Layout, lid: int):
+        self.gpu_id = gpu_id
+        self.node = node
+        self.index = index
+        self.rank = _rank(node.node_id, index)
+        self.layout = layout
+        self.lid = lid
+
+
 class _Ranking:
-    """For one profile: the distinct layouts it fits on, grouped by preference key."""
+    """For one profile: the layouts present where it fits, grouped by preference key."""
 
-    __slots__ = ("keys", "layouts", "profile_id")
+    __slots__ = ("keys", "layouts")
 
-    def __init__(self, profile_id: int) -> None:
-        self.profile_id = profile_id
+    def __init__(self) -> None:
         self.keys: list[SlotKey] = []  # sorted, distinct
-        self.layouts: dict[SlotKey, dict[_Key, int]] = {}  # key -> {layout: best start}
+        self.layouts: dict[SlotKey, dict[int, int]] = {}  # key -> {layout id: best start}
 
-    def enter(self, layout: _Key) -> None:
-        scored = slot_score(layout, self.profile_id)
-        if scored is None:
-            return
-        key, start = scored
+    def enter(self, lid: int, key: SlotKey, start: int) -> None:
         group = self.layouts.get(key)
         if group is None:
             group = self.layouts[key] = {}
             insort(self.keys, key)
-        group[layout] = start
+        group[lid] = start
 
-    def leave(self, layout: _Key) -> None:
-        scored = slot_score(layout, self.profile_id)
-        if scored is None:
-            return
-        key = scored[0]
+    def leave(self, lid: int, key: SlotKey) -> None:
         group = self.layouts[key]
-        del group[layout]
+        del group[lid]
         if not group:
             del self.layouts[key]
             del self.keys[bisect_left(self.keys, key)]
@@ -90,52 +105,61 @@ class _Ranking:
 
 class PlacementIndex:
     def __init__(self) -> None:
-        self._gpus: dict[uuid.UUID, tuple[uuid.UUID, int]] = {}  # gpu -> (node, index)
-        self._rank: dict[uuid.UUID, int] = {}  # gpu -> rank
-        self._gpu_at: dict[int, uuid.UUID] = {}  # rank -> gpu
-        self._layout: dict[uuid.UUID, Layout] = {}
-        self._buckets: dict[_Key, list[int]] = {}  # layout -> sorted ranks
-        self._rankings = {pid: _Ranking(pid) for pid in SHAPES}
-        self._node_gpus: dict[uuid.UUID, list[tuple[int, uuid.UUID]]] = {}  # sorted by index
-        self._empty: dict[uuid.UUID, int] = {}  # node -> empty GPUs
+        self._gpus: dict[uuid.UUID, _Gpu] = {}
+        self._at: dict[int, _Gpu] = {}  # rank -> gpu
+        self._nodes: dict[uuid.UUID, _Node] = {}
+        self._node_at: dict[int, _Node] = {}  # node int -> node
         self._by_empty: dict[int, list[int]] = defaultdict(list)  # empty GPUs -> node ints
-        self._node_at: dict[int, uuid.UUID] = {}  # node int -> node id
+        self._rankings = {pid: _Ranking() for pid in SHAPES}
+        # Layouts, interned: id -> instances, and where each profile ranks on it.
+        self._lids: dict[tuple[Instance, ...], int] = {}
+        self._scores: list[list[tuple[_Ranking, SlotKey, int]]] = []
+        self._buckets: dict[int, list[int]] = {}  # layout id -> sorted ranks
+        self._lid(())
+
+    def _lid(self, instances: tuple[Instance, ...]) -> int:
+        lid = self._lids.get(instances)
+        if lid is None:
+            lid = self._lids[instances] = len(self._scores)
+            scores = []
+            for pid, ranking in self._rankings.items():
+                scored = slot_score(instances, pid)
+                if scored is not None:
+                    scores.append((ranking, scored[0], scored[1]))
+            self._scores.append(scores)
+        return lid
 
     @classmethod
     def build(cls, gpus: Iterable[tuple[uuid.UUID, uuid.UUID, int, Layout]]) -> "PlacementIndex":
         """The index of (node id, gpu id, gpu index, layout) rows, in one pass."""
         index = cls()
-        gpu_of, rank_of, gpu_at, layout_of = index._gpus, index._rank, index._gpu_at, index._layout
-        buckets: dict[_Key, list[int]] = defaultdict(list)
-        node_gpus: dict[uuid.UUID, list[tuple[int, uuid.UUID]]] = defaultdict(list)
-        empty: dict[uuid.UUID, int] = defaultdict(int)
+        buckets: dict[int, list[int]] = defaultdict(list)
+        nodes = index._nodes
         for node_id, gpu_id, gpu_index, layout in gpus:
-            rank = _rank(node_id, gpu_index)
-            gpu_of[gpu_id] = (node_id, gpu_index)
-            rank_of[gpu_id] = rank
-            gpu_at[rank] = gpu_id
-            layout_of[gpu_id] = layout
-            buckets[layout.instances].append(rank)
-            node_gpus[node_id].append((gpu_index, gpu_id))
-            empty[node_id] += not layout.instances
-        for key, ranks in buckets.items():
+            node = nodes.get(node_id)
+            if node is None:
+                node = nodes[node_id] = _Node(node_id)
+            gpu = _Gpu(gpu_id, node, gpu_index, layout, index._lid(layout.instances))
+            node.gpus.append(gpu)
+            node.empty += gpu.lid == _EMPTY
+            index._gpus[gpu_id] = index._at[gpu.rank] = gpu
+            buckets[gpu.lid].append(gpu.rank)
+        for lid, ranks in buckets.items():
             ranks.sort()
-            index._buckets[key] = ranks
-            for ranking in index._rankings.values():
-                ranking.enter(key)
-        for node_id, listing in node_gpus.items():
-            listing.sort()
-            index._node_gpus[node_id] = listing
-            index._node_at[node_id.int] = node_id
-            index._empty[node_id] = empty[node_id]
-            index._by_empty[empty[node_id]].append(node_id.int)
-        for nodes in index._by_empty.values():
-            nodes.sort()
+            index._buckets[lid] = ranks
+            for ranking, key, start in index._scores[lid]:
+                ranking.enter(lid, key, start)
+        for node in nodes.values():
+            node.gpus.sort(key=lambda g: g.index)
+            index._node_at[node.key] = node
+            index._by_empty[node.empty].append(node.key)
+        for keys in index._by_empty.values():
+            keys.sort()
         return index
 
     @property
     def node_ids(self) -> set[uuid.UUID]:
-        return set(self._node_gpus)
+        return set(self._nodes)
 
     def add_node(self, node: NodeCapacity) -> None:
         self.set_node(node)
@@ -143,83 +167,79 @@ class PlacementIndex:
     def set_node(self, node: NodeCapacity) -> None:
         """Insert the node, or replace everything known about it."""
         self.remove_node(node.node_id)
-        node_id = node.node_id
-        self._node_gpus[node_id] = sorted((g.index, g.gpu_id) for g in node.gpus)
-        self._node_at[node_id.int] = node_id
-        for gpu in node.gpus:
-            rank = _rank(node_id, gpu.index)
-            self._gpus[gpu.gpu_id] = (node_id, gpu.index)
-            self._rank[gpu.gpu_id] = rank
-            self._gpu_at[rank] = gpu.gpu_id
-            self._layout[gpu.gpu_id] = gpu.layout
-            self._enter(gpu.layout.instances, rank)
-        self._empty[node_id] = empty = sum(g.layout.is_empty for g in node.gpus)
-        insort(self._by_empty[empty], node_id.int)
+        entry = self._nodes[node.node_id] = self._node_at[node.node_id.int] = _Node(node.node_id)
+        for state in sorted(node.gpus, key=lambda g: g.index):
+            gpu = _Gpu(
+                state.gpu_id, entry, state.index, state.layout, self._lid(state.layout.instances)
+            )
+            entry.gpus.append(gpu)
+            entry.empty += gpu.lid == _EMPTY
+            self._gpus[gpu.gpu_id] = self._at[gpu.rank] = gpu
+            self._enter(gpu.lid, gpu.rank)
+        insort(self._by_empty[entry.empty], entry.key)
 
     def remove_node(self, node_id: uuid.UUID) -> None:
-        listing = self._node_gpus.pop(node_id, None)
-        if listing is None:
+        node = self._nodes.pop(node_id, None)
+        if node is None:
             return
-        for _, gpu_id in listing:
-            rank = self._rank.pop(gpu_id)
-            self._leave(self._layout.pop(gpu_id).instances, rank)
-            del self._gpus[gpu_id], self._gpu_at[rank]
-        self._drop_from(self._by_empty, self._empty.pop(node_id), node_id.int)
-        del self._node_at[node_id.int]
+        for gpu in node.gpus:
+            self._leave(gpu.lid, gpu.rank)
+            del self._gpus[gpu.gpu_id], self._at[gpu.rank]
+        self._drop_node(node)
+        del self._node_at[node.key]
 
-    @staticmethod
-    def _drop_from(groups: dict[int, list[int]], group: int, item: int) -> None:
-        members = groups[group]
-        del members[bisect_left(members, item)]
-        if not members:
-            del groups[group]
+    def _drop_node(self, node: _Node) -> None:
+        keys = self._by_empty[node.empty]
+        del keys[bisect_left(keys, node.key)]
+        if not keys:
+            del self._by_empty[node.empty]
 
     def _set(self, gpu_id: uuid.UUID, layout: Layout) -> None:
-        old = self._layout[gpu_id]
-        rank = self._rank[gpu_id]
-        self._leave(old.instances, rank)
-        self._enter(layout.instances, rank)
-        self._layout[gpu_id] = layout
-        change = int(not layout.instances) - int(not old.instances)
+        gpu = self._gpus[gpu_id]
+        old, lid = gpu.lid, self._lid(layout.instances)
+        self._leave(old, gpu.rank)
+        self._enter(lid, gpu.rank)
+        gpu.layout, gpu.lid = layout, lid
+        change = (lid == _EMPTY) - (old == _EMPTY)
         if change:
-            node_id = self._gpus[gpu_id][0]
-            empty = self._empty[node_id]
-            self._drop_from(self._by_empty, empty, node_id.int)
-            self._empty[node_id] = empty + change
-            insort(self._by_empty[empty + change], node_id.int)
+            node = gpu.node
+            self._drop_node(node)
+            node.empty += change
+            insort(self._by_empty[node.empty], node.key)
 
-    def _leave(self, key: _Key, rank: int) -> None:
-        bucket = self._buckets[key]
+    def _leave(self, lid: int, rank: int) -> None:
+        bucket = self._buckets[lid]
         del bucket[bisect_left(bucket, rank)]
         if not bucket:
-            del self._buckets[key]
-            for ranking in self._rankings.values():
-                ranking.leave(key)
+            del self._buckets[lid]
+            for ranking, key, _ in self._scores[lid]:
+                ranking.leave(lid, key)
 
-    def _enter(self, key: _Key, rank: int) -> None:
-        bucket = self._buckets.get(key)
+    def _enter(self, lid: int, rank: int) -> None:
+        bucket = self._buckets.get(lid)
         if bucket is None:
-            self._buckets[key] = [rank]
-            for ranking in self._rankings.values():
-                ranking.enter(key)
+            self._buckets[lid] = [rank]
+            for ranking, key, start in self._scores[lid]:
+                ranking.enter(lid, key, start)
         else:
             insort(bucket, rank)
 
     def book(self, decision: Decision) -> None:
         for b in decision.bookings:
-            self._set(b.gpu_id, self._layout[b.gpu_id].add(b.instance))
+            self._set(b.gpu_id, self._gpus[b.gpu_id].layout.add(b.instance))
 
     def free(self, bookings: list[Booking]) -> None:
         for b in bookings:
-            self._set(b.gpu_id, self._layout[b.gpu_id].remove(b.instance))
+            self._set(b.gpu_id, self._gpus[b.gpu_id].layout.remove(b.instance))
 
     def snapshot(self) -> list[NodeCapacity]:
         """Every node, in node-id order (the order the scan's tie-breaks assume)."""
-        return [self._capacity(n) for n in sorted(self._node_gpus)]
+        return [self._capacity(self._nodes[n]) for n in sorted(self._nodes)]
 
-    def _capacity(self, node_id: uuid.UUID) -> NodeCapacity:
+    @staticmethod
+    def _capacity(node: _Node) -> NodeCapacity:
         return NodeCapacity(
-            node_id, tuple(GpuState(g, i, self._layout[g]) for i, g in self._node_gpus[node_id])
+            node.node_id, tuple(GpuState(g.gpu_id, g.index, g.layout) for g in node.gpus)
         )
 
     def place(self, profile: ProfileShape | None, count: int) -> Decision | None:
@@ -231,41 +251,52 @@ class PlacementIndex:
         if not ranking.keys:
             return None
         group = ranking.layouts[ranking.keys[0]]
-        if len(group) == 1:
-            [(layout, start)] = group.items()
-            rank = self._buckets[layout][0]
+        if _EMPTY in group:  # only empty GPUs take it: best fit over nodes, as the scan does
+            node = self._node_at[self._by_empty[min(c for c in self._by_empty if c)][0]]
+            gpu = next(g for g in node.gpus if g.lid == _EMPTY)
+            start = group[_EMPTY]
+        elif len(group) == 1:
+            [(lid, start)] = group.items()
+            gpu = self._at[self._buckets[lid][0]]
         else:
-            rank, start = min((self._buckets[lay][0], st) for lay, st in group.items())
-        gpu_id = self._gpu_at[rank]
-        node_id, index = self._gpus[gpu_id]
-        return Decision(node_id, (Booking(gpu_id, index, instance_of(profile, start)),))
+            rank, start = min((self._buckets[lid][0], st) for lid, st in group.items())
+            gpu = self._at[rank]
+        booking = Booking(gpu.gpu_id, gpu.index, instance_of(profile, start))
+        return Decision(gpu.node.node_id, (booking,))
 
-    def _nodes_by_first_slice(self, profile_id: int) -> Iterator[uuid.UUID]:
-        """Nodes in the scan's order for a multi-slice request: by their best GPU's key,
-        then node id; each once."""
+    def _nodes_by_first_slice(self, profile_id: int) -> Iterator[_Node]:
+        """Nodes in the scan's order for a multi-slice request: by their best GPU's key
+        (for an empty GPU, then the node's empty GPUs), then node id; each once."""
         ranking = self._rankings[profile_id]
-        seen: set[uuid.UUID] = set()
+        seen: set[int] = set()
         for key in list(ranking.keys):
-            groups = [self._buckets[layout] for layout in ranking.layouts[key]]
-            for rank in heapq.merge(*groups):
-                node_id = self._gpus[self._gpu_at[rank]][0]
-                if node_id not in seen:
-                    seen.add(node_id)
-                    yield node_id
+            group = ranking.layouts[key]
+            ordered: Iterator[_Node]
+            if _EMPTY in group:  # the empty layout's key: no other layout shares it
+                ordered = (
+                    self._node_at[n] for c in sorted(self._by_empty) if c for n in self._by_empty[c]
+                )
+            else:
+                ranks = heapq.merge(*(self._buckets[lid] for lid in group))
+                ordered = (self._at[rank].node for rank in ranks)
+            for node in ordered:
+                if node.key not in seen:
+                    seen.add(node.key)
+                    yield node
 
     def _place_mig_many(self, profile: ProfileShape, count: int) -> Decision | None:
-        for node_id in self._nodes_by_first_slice(profile.profile_id):
-            bookings = mig_on_node(self._capacity(node_id), profile, count)
+        for node in self._nodes_by_first_slice(profile.profile_id):
+            bookings = mig_on_node(self._capacity(node), profile, count)
             if bookings is not None:
-                return Decision(node_id, tuple(bookings))
+                return Decision(node.node_id, tuple(bookings))
         return None
 
     def _place_whole(self, count: int) -> Decision | None:
         for empty in sorted(self._by_empty):
             if empty >= count:
-                node_id = self._node_at[self._by_empty[empty][0]]
+                node = self._node_at[self._by_empty[empty][0]]
                 break
         else:
             return None
-        free = [(i, g) for i, g in self._node_gpus[node_id] if self._layout[g].is_empty][:count]
-        return Decision(node_id, tuple(Booking(g, i, WHOLE_GPU) for i, g in free))
+        free = [g for g in node.gpus if g.lid == _EMPTY][:count]
+        return Decision(node.node_id, tuple(Booking(g.gpu_id, g.index, WHOLE_GPU) for g in free))
