@@ -23,9 +23,9 @@ Structures, each kept ordered so that no decision scans a whole bucket:
 A property test checks decision-for-decision equality with `place`, also after `build`,
 `set_node` and `remove_node`.
 
-`build` constructs the index in one pass over (node, gpu, index, layout) rows, so a
-scheduler replica can load 8,000 GPUs in a few milliseconds; `set_node` / `remove_node`
-then replace single nodes as they change.
+`build` constructs the index in one pass over (node, gpu, index, layout) rows, sorting each
+bucket once (8,000 GPUs: about 70 ms on the shared 2-core dev machine, as before);
+`set_node` / `remove_node` then replace single nodes as they change.
 """
 
 import heapq
