@@ -107,7 +107,8 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
     )
     assert r.status_code == 201, r.text
     allocation = r.json()
-    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 6
+    # A 1g on an empty GPU goes to slice 4: a 4g still fits at 0 and a 1g.20gb at 6.
+    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 4
     r2 = await client.post(
         base,
         json={"sku": "h100-80gb", "mig_profile": "1g.10gb"},
