@@ -200,13 +200,12 @@ def login(
         )
         try:
             token = client.password_grant(email, password, tenant, otp)
-        except MfaRequired:
+        except MfaRequired as exc:
             if password_stdin:
                 code = sys.stdin.readline().strip()
                 if not code:
-                    raise InvalidInput(
-                        "otp", "this account has a second factor: pass --otp CODE"
-                    ) from None
+                    exc.hint = "pass --otp CODE (or the code on stdin's second line)"
+                    raise
             else:
                 code = click.prompt("TOTP code (or a recovery code)", err=True).strip()
             token = client.password_grant(email, password, tenant, code)
