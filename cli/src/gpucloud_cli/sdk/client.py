@@ -14,10 +14,8 @@ token presented twice revokes its session). A 401 makes the client renew its tok
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -32,7 +30,7 @@ from gpucloud_cli.sdk.errors import (
     StepUpRequired,
     from_answer,
 )
-from gpucloud_cli.sdk.transport import httpx
+from gpucloud_cli.sdk.transport import StdlibTransport, httpx
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 RETRY_DELAYS_S = (0.2, 0.6)
@@ -44,12 +42,16 @@ def _seg(value: str) -> str:
 
 
 def new_idempotency_key() -> str:
+    import uuid
+
     return str(uuid.uuid4())
 
 
 def token_claims(token: str) -> dict[str, Any]:
     """The claims of a JWT, read without verifying it: for display and for choosing a
     context only. Authorization is the services' job; they verify every token."""
+    import base64
+
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -77,7 +79,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.gateway,
             timeout=timeout,
-            transport=transport,
+            transport=transport or StdlibTransport(),
             headers={"User-Agent": f"gpucloud-cli/{__version__}"},
         )
 

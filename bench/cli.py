@@ -1,0 +1,155 @@
+"""CLI benchmark: `gpucloud --help` cold start and `gpucloud ps --json` end to end, against
+`curl` of the same API call in the same run.
+
+Needs a running stack and a signed-in context: the current context of $GPUCLOUD_CONFIG_DIR
+(default ~/.config/gpucloud; `gpucloud login` first), or `--sign-up` (devstack only): a
+scratch tenant signs up through the gateway and `gpucloud login` signs its owner in, into a
+temporary config directory.
+
+Every sample is a new process (what a user or a script pays per command), run one after
+the other and interleaved (help, ps, curl, help, ...) so that all three see the same
+machine. `python -c pass` (the same interpreter) is the floor under both gpucloud rows;
+curl, the same GET with the same bearer token, is the floor of the ps row (network, gateway
+and gpuaas included). Targets from issue 17: help p50 300 ms, ps --json p50 150 ms.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import environment, print_table, save_results, summarize_ms
+
+SUMMARY = "gpucloud --help cold start, ps --json end to end vs curl (needs a stack + login)"
+TARGET_HELP_MS = 300.0
+TARGET_PS_MS = 150.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=30, help="samples of each (30)")
+    parser.add_argument(
+        "--sign-up", action="store_true", help="sign up a scratch tenant (devstack) first"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 samples")
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    return time.perf_counter() - started, done
+
+
+def _sign_up_and_login(gpucloud: str, env: dict[str, str]) -> None:
+    from devstack.fleet import load
+    from devstack.processes import url
+
+    gateway = url(load().gateway)
+    slug = f"bench-cli-{uuid.uuid4().hex[:8]}"
+    email, password = f"owner@{slug}.example", uuid.uuid4().hex + "Aa1!"
+    body = {"tenant_name": "Bench", "slug": slug, "email": email, "password": password}
+    httpx.post(f"{gateway}/v1/iam/signup", json=body, timeout=30).raise_for_status()
+    done = subprocess.run(
+        [gpucloud, "--gateway", gateway, "login", "--email", email, "--password-stdin"],
+        input=password + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"gpucloud login: {done.stderr}")
+
+
+def _curl_command(env: dict[str, str]) -> list[str]:
+    """The same GET as `gpucloud ps --json` (first page), with the context's current token,
+    read again before every sample: the `gpucloud ps` sample just before renews it when it
+    is about to expire."""
+    from gpucloud_cli.config import Store
+
+    state = Store(Path(env["GPUCLOUD_CONFIG_DIR"])).load()
+    context = state.context()
+    if context is None or context.project_id is None:
+        raise RuntimeError("no current context with a project: `gpucloud login` first")
+    token = state.sessions[context.session].access_token
+    path = f"/v1/gpu/tenants/{context.tenant_id}/projects/{context.project_id}/allocations"
+    return [
+        "curl", "-sS", "-f", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}",
+        f"{context.gateway}{path}?limit=500",
+    ]  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    runs = 5 if args.quick else args.runs
+    gpucloud = shutil.which("gpucloud") or str(Path(sys.executable).with_name("gpucloud"))
+    if shutil.which("curl") is None:
+        print("curl is needed for the baseline", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    scratch = None
+    if args.sign_up:
+        scratch = tempfile.TemporaryDirectory(prefix="gpucloud-bench-")
+        env["GPUCLOUD_CONFIG_DIR"] = scratch.name
+        _sign_up_and_login(gpucloud, env)
+    else:
+        from gpucloud_cli.config import config_dir
+
+        env.setdefault("GPUCLOUD_CONFIG_DIR", str(config_dir()))
+    try:
+        _, whoami = _timed([gpucloud, "whoami", "--json"], env)
+        if whoami.returncode != 0:
+            print(f"not signed in: {whoami.stdout or whoami.stderr}", file=sys.stderr)
+            return 2
+        samples: dict[str, list[float]] = {"python": [], "help": [], "ps": [], "curl": []}
+        argv = {
+            "python": [sys.executable, "-c", "pass"],
+            "help": [gpucloud, "--help"],
+            "ps": [gpucloud, "ps", "--json"],
+            "curl": [],
+        }
+        for _ in range(runs + 1):  # the first round warms the page cache, not counted
+            for name, command in argv.items():
+                seconds, done = _timed(command or _curl_command(env), env)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{name}: exit {done.returncode}: {done.stderr[:500]}")
+                if name == "ps":
+                    json.loads(done.stdout)  # one JSON document
+                samples[name].append(seconds)
+        samples = {name: values[1:] for name, values in samples.items()}
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    summary = {name: summarize_ms(values) for name, values in samples.items()}
+    results: dict[str, Any] = {
+        "benchmark": "cli",
+        "environment": environment(),
+        "runs": runs,
+        "ms": summary,
+        "targets_ms": {"help_p50": TARGET_HELP_MS, "ps_json_p50": TARGET_PS_MS},
+        "ps_minus_curl_p50_ms": round(summary["ps"]["p50_ms"] - summary["curl"]["p50_ms"], 2),
+    }
+    rows = [
+        ["gpucloud --help", summary["help"], TARGET_HELP_MS],
+        ["gpucloud ps --json", summary["ps"], TARGET_PS_MS],
+        ["curl, same GET", summary["curl"], None],
+        ["python -c pass", summary["python"], None],
+    ]
+    print_table(
+        f"new process per sample, {runs} samples each, interleaved",
+        ["command", "p50 ms", "p90 ms", "p99 ms", "max ms", "target p50 ms"],
+        [
+            [r[0], r[1]["p50_ms"], r[1]["p90_ms"], r[1]["p99_ms"], r[1]["max_ms"], r[2]]
+            for r in rows
+        ],
+    )
+    print(f"\nps --json minus curl, p50: {results['ps_minus_curl_p50_ms']} ms")
+    print(f"results: {save_results('cli', results)}")
+    return 0
