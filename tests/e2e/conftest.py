@@ -5,7 +5,7 @@ fleet is reused, a missing one is started."""
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -47,6 +47,18 @@ def fleet() -> Iterator[Fleet]:
 def gateway(fleet: Fleet) -> Iterator[httpx.Client]:
     with fleet.client() as client:
         yield client
+
+
+def until(what: str, probe: Callable[[], Any], within: float = 30.0, every: float = 0.2) -> Any:
+    """Call `probe` until it returns something truthy; that value."""
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:g} s")
+        time.sleep(every)
 
 
 def idempotency_key() -> dict[str, str]:

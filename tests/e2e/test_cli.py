@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from gpucloud_cli.main import cli
 from gpucloud_cli.schemas import document_schema
 
 from .conftest import Person, bearer, sign_up
+from .conftest import until as _until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,17 +36,6 @@ PASSWORD = "cli-" + uuid.uuid4().hex
 TOP_UP = "2.50"
 TOP_UP_MICROS = 2_500_000
 MIG = ("h100-80gb", "1g.10gb")
-
-
-def _until(what: str, probe: Callable[[], Any], within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:g} s")
-        time.sleep(0.2)
 
 
 def _document_name(args: tuple[str, ...]) -> str:

@@ -54,10 +54,10 @@ class Session:
     subject: str
     tenant_id: str
     tenant_slug: str
-    access_token: str
+    access_token: str = dataclasses.field(repr=False)
     access_expires_at: float  # unix time, from the token answer's expires_in
-    refresh_token: str | None = None
-    api_key: str | None = None
+    refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    api_key: str | None = dataclasses.field(default=None, repr=False)
     email: str | None = None
     amr: list[str] = dataclasses.field(default_factory=list)
 

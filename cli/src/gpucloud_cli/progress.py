@@ -19,6 +19,13 @@ POLL_S = 0.25
 # waiting for running: every state after which an allocation can no longer run
 NOT_RUNNING_ANY_MORE = frozenset({"rejected", "failed", "releasing", "released", "release_failed"})
 NOT_RELEASED_ANY_MORE = frozenset({"release_failed"})
+# the state a command waits for -> the states that end the wait without it
+GIVES_UP = {"running": NOT_RUNNING_ANY_MORE, "released": NOT_RELEASED_ANY_MORE}
+
+
+def first_entry(allocation: Allocation) -> dict[str, Any]:
+    """The history of an allocation not followed: the state it was answered in."""
+    return {"state": allocation.state, "reason": allocation.reason, "seconds": 0.0}
 
 
 class Follow:
@@ -43,13 +50,8 @@ class Follow:
     def _record(self, allocation: Allocation) -> bool:
         if self.history and self.history[-1]["state"] == allocation.state:
             return False
-        self.history.append(
-            {
-                "state": allocation.state,
-                "reason": allocation.reason,
-                "seconds": round(self.clock() - self._started, 3),
-            }
-        )
+        seconds = round(self.clock() - self._started, 3)
+        self.history.append({**first_entry(allocation), "seconds": seconds})
         return True
 
     def done(self, allocation: Allocation) -> bool:

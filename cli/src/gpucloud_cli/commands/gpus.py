@@ -118,23 +118,35 @@ def show_allocation(a: Allocation) -> None:
 def _follow(
     scope: Scope,
     allocation: Allocation,
+    target: str,
     *,
-    until: frozenset[str],
-    gives_up: frozenset[str],
+    wait: bool,
     timeout_s: int,
     as_json: bool,
 ) -> tuple[Allocation, bool, list[dict[str, Any]]]:
-    from gpucloud_cli.progress import Follow
+    """With `wait`: follow the allocation until it is in `target` (running, released) or
+    can no longer get there. The last allocation seen, whether it got there, its history."""
+    from gpucloud_cli.progress import GIVES_UP, Follow, first_entry
 
+    if not wait:
+        return allocation, True, [first_entry(allocation)]
     follow = Follow(
         lambda: scope.client.get_allocation(scope.tenant_id, scope.project_id, allocation.id),
-        until=until,
-        gives_up=gives_up,
+        until=frozenset({target}),
+        gives_up=GIVES_UP[target],
         timeout_s=timeout_s,
         display=not as_json,
         label=short_id(allocation.id),
     )
-    last, reached = follow.run(allocation)
+    try:
+        last, reached = follow.run(allocation)
+    except KeyboardInterrupt:
+        if not as_json:
+            note(
+                f"Stopped following; {allocation.id} goes on: "
+                f"`gpucloud get {short_id(allocation.id)}`."
+            )
+        raise
     return last, reached, follow.history
 
 
@@ -339,21 +351,9 @@ def launch(
         idle_stop_after_s=idle_s,
         idempotency_key=key,
     )
-    history: list[dict[str, Any]] = [
-        {"state": allocation.state, "reason": allocation.reason, "seconds": 0.0}
-    ]
-    reached = True
-    if wait:
-        from gpucloud_cli.progress import NOT_RUNNING_ANY_MORE
-
-        allocation, reached, history = _follow(
-            scope,
-            allocation,
-            until=frozenset({"running"}),
-            gives_up=NOT_RUNNING_ANY_MORE,
-            timeout_s=timeout_s,
-            as_json=as_json,
-        )
+    allocation, reached, history = _follow(
+        scope, allocation, "running", wait=wait, timeout_s=timeout_s, as_json=as_json
+    )
     document = {
         "plan": plan,
         "idempotency_key": key,
@@ -464,21 +464,9 @@ def release(app: App, allocation_id: str, wait: bool, timeout: str, as_json: boo
     scope = app.scope()
     target = resolve_allocation(scope, allocation_id)
     allocation = scope.client.release_allocation(scope.tenant_id, scope.project_id, target)
-    history: list[dict[str, Any]] = [
-        {"state": allocation.state, "reason": allocation.reason, "seconds": 0.0}
-    ]
-    reached = True
-    if wait:
-        from gpucloud_cli.progress import NOT_RELEASED_ANY_MORE
-
-        allocation, reached, history = _follow(
-            scope,
-            allocation,
-            until=frozenset({"released"}),
-            gives_up=NOT_RELEASED_ANY_MORE,
-            timeout_s=timeout_s,
-            as_json=as_json,
-        )
+    allocation, reached, history = _follow(
+        scope, allocation, "released", wait=wait, timeout_s=timeout_s, as_json=as_json
+    )
     document = {
         **scope_json(scope),
         "waited": wait,
@@ -511,7 +499,6 @@ def down(app: App, wait: bool, timeout: str, yes: bool, as_json: bool) -> None:
     Lists what it will release and asks first (-y does not ask). Allocations record no
     owner, so "mine" is every allocation of the current project.
     """
-    from gpucloud_cli.progress import NOT_RELEASED_ANY_MORE
     from gpucloud_cli.sdk.models import RELEASABLE_STATES
 
     timeout_s = _seconds("timeout", timeout)
@@ -539,26 +526,20 @@ def down(app: App, wait: bool, timeout: str, yes: bool, as_json: bool) -> None:
             )
         except GpucloudError as exc:
             failed.append({"id": a.id, "error": exc.to_json()})
-    if wait:
-        released = [
-            _follow(
-                scope,
-                a,
-                until=frozenset({"released"}),
-                gives_up=NOT_RELEASED_ANY_MORE,
-                timeout_s=timeout_s,
-                as_json=as_json,
-            )[0]
-            for a in released
-        ]
+    released = [
+        _follow(scope, a, "released", wait=wait, timeout_s=timeout_s, as_json=as_json)[0]
+        for a in released
+    ]
     document = {
         **scope_json(scope),
         "released": [a.to_json() for a in released],
         "failed": failed,
     }
-    if failed or (wait and any(a.state != "released" for a in released)):
+    lingering = [a.id for a in released if wait and a.state != "released"]
+    if failed or lingering:
         raise Unfinished(
-            f"{len(failed)} of {len(targets)} could not be released", document=document
+            f"of {len(targets)}: {len(failed)} refused, {len(lingering)} not released in time",
+            document=document,
         )
     if as_json:
         emit_json(document)

@@ -333,7 +333,7 @@ def whoami(app: App, as_json: bool) -> None:
         [
             ("context", scope.context.name),
             ("gateway", scope.context.gateway),
-            ("signed in as", session.email or f"{me.kind} {me.subject}"),
+            ("signed in as", session.email or "a service account (API key)"),
             ("subject", f"{me.kind} {me.subject}"),
             ("tenant", f"{scope.context.tenant_slug} ({scope.context.tenant_id})"),
             (
