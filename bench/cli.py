@@ -10,7 +10,9 @@ Every sample is a new process (what a user or a script pays per command), run on
 the other and interleaved (help, ps, curl, help, ...) so that all three see the same
 machine. `python -c pass` (the same interpreter) is the floor under both gpucloud rows;
 curl, the same GET with the same bearer token, is the floor of the ps row (network, gateway
-and gpuaas included). Targets from issue 17: help p50 300 ms, ps --json p50 150 ms.
+and gpuaas included); `import click` and `import gpucloud_cli.sdk.client` (httpx and the
+models) show where a command's start-up goes. Targets from issue 17: help p50 300 ms,
+ps --json p50 150 ms.
 """
 
 import argparse
@@ -32,6 +34,15 @@ from bench.common import environment, print_table, save_results, summarize_ms
 SUMMARY = "gpucloud --help cold start, ps --json end to end vs curl (needs a stack + login)"
 TARGET_HELP_MS = 300.0
 TARGET_PS_MS = 150.0
+# sample -> (label, target p50 ms); the python rows split a command's start-up
+ROWS: dict[str, tuple[str, float | None]] = {
+    "help": ("gpucloud --help", TARGET_HELP_MS),
+    "ps": ("gpucloud ps --json", TARGET_PS_MS),
+    "curl": ("curl, same GET", None),
+    "python": ("python -c pass", None),
+    "click": ("python -c 'import click'", None),
+    "sdk": ("python -c 'import gpucloud_cli.sdk.client' (httpx)", None),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,9 +119,11 @@ def main(args: argparse.Namespace) -> int:
         if whoami.returncode != 0:
             print(f"not signed in: {whoami.stdout or whoami.stderr}", file=sys.stderr)
             return 2
-        samples: dict[str, list[float]] = {"python": [], "help": [], "ps": [], "curl": []}
+        samples: dict[str, list[float]] = {name: [] for name in ROWS}
         argv = {
             "python": [sys.executable, "-c", "pass"],
+            "click": [sys.executable, "-c", "import click"],
+            "sdk": [sys.executable, "-c", "import gpucloud_cli.sdk.client"],
             "help": [gpucloud, "--help"],
             "ps": [gpucloud, "ps", "--json"],
             "curl": [],
@@ -136,12 +149,7 @@ def main(args: argparse.Namespace) -> int:
         "targets_ms": {"help_p50": TARGET_HELP_MS, "ps_json_p50": TARGET_PS_MS},
         "ps_minus_curl_p50_ms": round(summary["ps"]["p50_ms"] - summary["curl"]["p50_ms"], 2),
     }
-    rows = [
-        ["gpucloud --help", summary["help"], TARGET_HELP_MS],
-        ["gpucloud ps --json", summary["ps"], TARGET_PS_MS],
-        ["curl, same GET", summary["curl"], None],
-        ["python -c pass", summary["python"], None],
-    ]
+    rows = [[label, summary[name], target] for name, (label, target) in ROWS.items()]
     print_table(
         f"new process per sample, {runs} samples each, interleaved",
         ["command", "p50 ms", "p90 ms", "p99 ms", "max ms", "target p50 ms"],

@@ -12,7 +12,6 @@ a major version of the CLI.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import types
@@ -86,9 +85,9 @@ def _type_schema(hint: Any) -> dict[str, Any]:
 
 def model_schema(cls: type[m.Model]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    properties = {f.name: _type_schema(hints[f.name]) for f in dataclasses.fields(cls)}
+    properties = {name: _type_schema(hints[name]) for name in cls.FIELDS}
     schema = obj(properties)
-    if cls.__doc__ and not cls.__doc__.startswith(f"{cls.__name__}("):
+    if cls.__doc__ and cls.__doc__ is not m.Model.__doc__:
         schema["description"] = " ".join(cls.__doc__.split())
     return schema
 

@@ -1,4 +1,4 @@
-"""What the SDK returns: one frozen dataclass per API object the CLI uses, each field
+"""What the SDK returns: one read-only record per API object the CLI uses, each field
 named as the API names it (times stay RFC 3339 strings, money integer micro-units, ids
 strings). A field the API adds later is ignored until it is added here; a field the API
 drops fails loudly (`ProtocolError`). `cli/tests/unit/test_contract.py` checks every
@@ -9,40 +9,81 @@ it (docs/cli.md)."""
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from gpucloud_cli.sdk.errors import ProtocolError
 
 M = TypeVar("M", bound="Model")
+_UNSET: Any = object()
 
 
-@dataclasses.dataclass(frozen=True)
 class Model:
+    """A read-only record whose fields are its annotations; a class attribute of the same
+    name is the field's default. Not a dataclass on purpose: generating 17 dataclasses
+    cost more start-up than all of click (a command is a new process; `just bench cli`)."""
+
     # field name -> Model class of its value (or of each item of its list)
     NESTED: ClassVar[dict[str, type[Model]]] = {}
     # the OpenAPI component this model mirrors: (document, schema name)
     API_SCHEMA: ClassVar[tuple[str, str] | None] = None
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+    REQUIRED: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = tuple(inspect.get_annotations(cls))  # this class's own, as written
+        cls.FIELDS = cls.FIELDS + tuple(n for n in own if n not in cls.FIELDS)
+        cls.REQUIRED = frozenset(n for n in cls.FIELDS if getattr(cls, n, _UNSET) is _UNSET)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self.FIELDS):
+            raise TypeError(f"{type(self).__name__} takes {len(self.FIELDS)} fields")
+        values = dict(zip(self.FIELDS, args, strict=False))
+        if unknown := set(kwargs) - set(self.FIELDS) or set(kwargs) & set(values):
+            raise TypeError(f"{type(self).__name__}: unexpected or repeated {sorted(unknown)}")
+        values |= kwargs
+        if missing := self.REQUIRED - set(values):
+            raise TypeError(f"{type(self).__name__} needs {sorted(missing)}")
+        for name in self.FIELDS:
+            object.__setattr__(self, name, values.get(name, getattr(type(self), name, None)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS)
+        return f"{type(self).__name__}({shown})"
 
     @classmethod
     def from_api(cls: type[M], data: Any) -> M:
         if not isinstance(data, Mapping):
             raise ProtocolError(f"expected a {cls.__name__} object, got {type(data).__name__}")
+        if missing := cls.REQUIRED - data.keys():
+            raise ProtocolError(f"{cls.__name__} without {', '.join(sorted(missing))}")
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ProtocolError(f"{cls.__name__} without {f.name!r}")
+        for name in cls.FIELDS:
+            if name not in data:
                 continue
-            value = data[f.name]
-            nested = cls.NESTED.get(f.name)
+            value = data[name]
+            nested = cls.NESTED.get(name)
             if nested is not None and value is not None:
                 if isinstance(value, list):
                     value = [nested.from_api(item) for item in value]
                 else:
                     value = nested.from_api(value)
-            values[f.name] = value
+            values[name] = value
         return cls(**values)
 
     @classmethod
@@ -52,13 +93,22 @@ class Model:
         return [cls.from_api(item) for item in data]
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {n: _plain(getattr(self, n)) for n in self.FIELDS}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Model):
+        return value.to_json()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 # iam
 
 
-@dataclasses.dataclass(frozen=True)
 class Token(Model):
     API_SCHEMA = ("iam", "TokenOut")
     access_token: str
@@ -70,7 +120,6 @@ class Token(Model):
         return f"Token(expires_in={self.expires_in})"
 
 
-@dataclasses.dataclass(frozen=True)
 class Me(Model):
     API_SCHEMA = ("iam", "MeOut")
     subject: str
@@ -81,7 +130,6 @@ class Me(Model):
     amr: list[str]
 
 
-@dataclasses.dataclass(frozen=True)
 class Tenant(Model):
     API_SCHEMA = ("iam", "TenantOut")
     id: str
@@ -91,7 +139,6 @@ class Tenant(Model):
     created_at: str
 
 
-@dataclasses.dataclass(frozen=True)
 class Project(Model):
     API_SCHEMA = ("iam", "ProjectOut")
     id: str
@@ -101,7 +148,6 @@ class Project(Model):
     created_at: str
 
 
-@dataclasses.dataclass(frozen=True)
 class ServiceAccount(Model):
     API_SCHEMA = ("iam", "ServiceAccountOut")
     id: str
@@ -111,7 +157,6 @@ class ServiceAccount(Model):
     created_at: str
 
 
-@dataclasses.dataclass(frozen=True)
 class ApiKey(Model):
     API_SCHEMA = ("iam", "ApiKeyOut")
     id: str
@@ -122,7 +167,6 @@ class ApiKey(Model):
     revoked_at: str | None
 
 
-@dataclasses.dataclass(frozen=True)
 class IssuedApiKey(Model):
     """A new key and its secret, which iam shows this once."""
 
@@ -138,7 +182,6 @@ class IssuedApiKey(Model):
 # gpuaas
 
 
-@dataclasses.dataclass(frozen=True)
 class Profile(Model):
     API_SCHEMA = ("gpuaas", "ProfileAvailability")
     name: str
@@ -151,7 +194,6 @@ class Profile(Model):
     available: int
 
 
-@dataclasses.dataclass(frozen=True)
 class Sku(Model):
     API_SCHEMA = ("gpuaas", "SkuOut")
     NESTED = {"profiles": Profile}
@@ -168,7 +210,6 @@ class Sku(Model):
         return next((p for p in self.profiles if p.name == name), None)
 
 
-@dataclasses.dataclass(frozen=True)
 class Instance(Model):
     API_SCHEMA = ("gpuaas", "InstanceOut")
     gpu_index: int
@@ -179,7 +220,6 @@ class Instance(Model):
     profile_id: int | None = None
 
 
-@dataclasses.dataclass(frozen=True)
 class Allocation(Model):
     API_SCHEMA = ("gpuaas", "AllocationOut")
     NESTED = {"instances": Instance}
@@ -212,7 +252,6 @@ LIVE_STATES = frozenset(
 # billing
 
 
-@dataclasses.dataclass(frozen=True)
 class Price(Model):
     API_SCHEMA = ("billing", "PriceOut")
     id: str
@@ -224,7 +263,6 @@ class Price(Model):
     tenant_id: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
 class Grant(Model):
     API_SCHEMA = ("billing", "GrantOut")
     id: str
@@ -234,7 +272,6 @@ class Grant(Model):
     expires_at: str | None
 
 
-@dataclasses.dataclass(frozen=True)
 class Balance(Model):
     API_SCHEMA = ("billing", "BalanceOut")
     NESTED = {"grants": Grant}
@@ -248,7 +285,6 @@ class Balance(Model):
     grants: list[Grant]
 
 
-@dataclasses.dataclass(frozen=True)
 class ProjectUsage(Model):
     API_SCHEMA = ("billing", "ProjectUsage")
     project_id: str | None
@@ -260,7 +296,6 @@ class ProjectUsage(Model):
     net_micros: int
 
 
-@dataclasses.dataclass(frozen=True)
 class UsageReport(Model):
     API_SCHEMA = ("billing", "UsageReport")
     NESTED = {"items": ProjectUsage}
@@ -270,7 +305,6 @@ class UsageReport(Model):
     items: list[ProjectUsage]
 
 
-@dataclasses.dataclass(frozen=True)
 class Payment(Model):
     API_SCHEMA = ("billing", "PaymentOut")
     id: str
@@ -286,7 +320,6 @@ class Payment(Model):
 PAYMENT_FINAL_STATES = frozenset({"settled", "failed", "refunded", "partially_refunded"})
 
 
-@dataclasses.dataclass(frozen=True)
 class StatementLine(Model):
     # billing documents no schema for the statement (its route answers `Any`): these two
     # mirror billing/app/statements.py
@@ -300,7 +333,6 @@ class StatementLine(Model):
     amount_micros: int
 
 
-@dataclasses.dataclass(frozen=True)
 class Statement(Model):
     NESTED = {"lines": StatementLine}
     tenant_id: str
