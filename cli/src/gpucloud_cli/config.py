@@ -211,7 +211,8 @@ def write_private(path: Path, text: str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(temporary, flags, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)  # whatever the umask
+        if hasattr(os, "fchmod"):  # POSIX: whatever the umask
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             fd = -1
             f.write(text)
