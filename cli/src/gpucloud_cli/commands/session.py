@@ -14,7 +14,6 @@ from gpucloud_cli.app import App, json_option, pass_app
 from gpucloud_cli.config import Context, Session, State
 from gpucloud_cli.output import emit_json, fields, note, table
 from gpucloud_cli.sdk.errors import (
-    ApiError,
     AuthError,
     GpucloudError,
     InvalidInput,
@@ -435,6 +434,3 @@ def _used(context: Context, as_json: bool) -> None:
         emit_json({"context": context_json(context, context.name)})
     else:
         note(f"Context [bold]{context.name}[/bold] ({context.gateway}) is now current.")
-
-
-__all__ = ["ApiError", "login", "logout", "use", "whoami"]
