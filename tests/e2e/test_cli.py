@@ -174,16 +174,19 @@ class TestCli:
         released = gpucloud.json("release", allocation["id"], "--wait")
         assert released["allocation"]["state"] == "released"
         assert released["allocation"]["reason"] == "user_release"
-        # the closing usage interval is rated: the balance goes down by what it cost
-        balance = _until(
-            "usage rated",
-            lambda: (
-                (b := gpucloud.json("balance")["balance"])["available_micros"] < TOP_UP_MICROS and b
-            ),
-        )
-        usage = gpucloud.json("usage", "--since", "1h")["usage"]["items"]
-        charged = sum(u["net_micros"] for u in usage if u["price_key"] == allocation["price_key"])
-        assert charged == TOP_UP_MICROS - balance["available_micros"] > 0
+
+        # the closing usage interval is rated: the balance goes down by what usage says it
+        # cost (read together until both show it: rating may land between two reads)
+        def spent_as_charged() -> int | None:
+            available = gpucloud.json("balance")["balance"]["available_micros"]
+            usage = gpucloud.json("usage", "--since", "1h")["usage"]["items"]
+            charged = sum(
+                u["net_micros"] for u in usage if u["price_key"] == allocation["price_key"]
+            )
+            spent = TOP_UP_MICROS - available
+            return spent if spent > 0 and spent == charged else None
+
+        assert _until("usage rated, balance and usage agreeing", spent_as_charged) > 0
         month = time.strftime("%Y-%m", time.gmtime())
         lines = gpucloud.json("statement", month)["statement"]["lines"]
         assert {line["kind"] for line in lines} >= {"top_up", "usage"}
