@@ -35,6 +35,7 @@ class Fleet:
     services: tuple[Service, ...]
     gateway: Service
     node_agents: tuple[Service, ...]
+    portal: Service | None = None
 
     @property
     def database_packages(self) -> tuple[str, ...]:
@@ -44,7 +45,8 @@ class Fleet:
     @property
     def processes(self) -> tuple[Service, ...]:
         """Every process `devstack up` runs, in start order."""
-        return (*self.services, self.gateway, *self.node_agents)
+        portal = (self.portal,) if self.portal else ()
+        return (*self.services, *portal, self.gateway, *self.node_agents)
 
     def find(self, name: str) -> Service:
         for proc in self.processes:
@@ -101,7 +103,12 @@ def load() -> Fleet:
         )
         for i in range(1, int(na.get("replicas", 1)) + 1)
     )
+    web = data.get("portal")
+    portal = (
+        Service(name="portal", package=web["package"], port=int(web["port"]) + off) if web else None
+    )
     return Fleet(
+        portal=portal,
         kafka_bootstrap=_shift(data["kafka"]["bootstrap"], off),
         kafka_controller=_shift(data["kafka"]["controller"], off),
         postgres_port=int(data["postgres"]["port"]) + off,
