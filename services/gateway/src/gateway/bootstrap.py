@@ -6,7 +6,7 @@ import httpx
 from litestar import Litestar
 
 from gateway import __version__
-from gateway.portal import portal, portal_from_env
+from gateway.portal import cookie_free_jar, portal, portal_from_env
 from gateway.routes import forward, status
 from gateway.upstreams import upstreams_from_env
 from platformkit.http import ServiceDefinition, build_service_app
@@ -19,6 +19,7 @@ async def open_client(app: Litestar) -> None:
     app.state.http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=3.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        cookies=cookie_free_jar(),
     )
 
 

@@ -4,6 +4,7 @@ forwarding in routes.py: the portal is a client of the API like any other, reach
 this same edge so the browser sees one origin."""
 
 import os
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 from litestar import Request, Response, route
@@ -14,6 +15,13 @@ from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN
 from platformkit.errors import NotFound
 
 PORTAL_ENV = "GPUCLOUD_PORTAL_URL"
+
+
+def cookie_free_jar() -> CookieJar:
+    """A jar that keeps nothing. The gateway's one HTTP client serves every caller: a
+    cookie it kept from one browser's answer (the portal's session) would go out with the
+    next caller's request."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def portal_from_env() -> str | None:

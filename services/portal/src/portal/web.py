@@ -5,9 +5,11 @@ never a stack trace)."""
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +28,7 @@ from portal.nav import current, nav_for
 from portal.sessions import COOKIE, SECURE_COOKIE, Session, new_session, seal, unseal
 from portal.settings import PortalSettings
 
+log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "_csrf"
@@ -288,7 +291,13 @@ def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any
     return error_page(request, exc.status_code, exc.detail or "Request refused", None)
 
 
+def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error rendering %s", request.url.path, exc_info=exc)
+    return error_page(request, 500, "Something went wrong", "The error is in the portal's log.")
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    Exception: on_unexpected,
     SessionEnded: on_session_ended,
     ApiError: on_api_error,
     NetworkError: on_network_error,
@@ -309,6 +318,9 @@ def http_client(settings: PortalSettings) -> httpx.AsyncClient:
         timeout=httpx.Timeout(15.0, connect=3.0),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         headers={"User-Agent": "gpucloud-portal"},
+        # One client for every user: it must never keep a cookie from one answer for the
+        # next request (nothing upstream sets one today).
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )
 
 

@@ -52,7 +52,11 @@ def billing_base(session: Session) -> str:
 
 
 async def projects_of(api: Api, session: Session) -> list[dict[str, Any]]:
-    body = await api.get(f"{tenant_base(session)}/projects")
+    return items(await api.get(f"{tenant_base(session)}/projects"))
+
+
+def items(body: Any) -> list[Any]:
+    """A list answer: some routes answer a bare array, paged ones {"items": [...]}."""
     return body["items"] if isinstance(body, dict) else body
 
 

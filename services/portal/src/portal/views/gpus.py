@@ -138,6 +138,8 @@ async def _launch_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
         api.get("/v1/gpu/skus"), projects_of(api, session), price_book(api, session)
     )
     skus = skus["items"] if isinstance(skus, dict) else skus
+    # SKUs the fleet has no GPU of are noise in the picker (all of them when none has one).
+    skus = [s for s in skus if s["gpus_total"] > 0] or skus
     return {
         "options": _options(skus, book),
         "projects": projects,

@@ -14,6 +14,7 @@ from portal.api import ApiError, seg
 from portal.views.common import (
     form_of,
     gpu_base,
+    items,
     ok,
     projects_of,
     run_guarded,
@@ -34,9 +35,9 @@ async def projects(request: Request[Any, Any, Any]) -> Response[Any]:
 
 async def _projects_page(request, errors: FormErrors, values: dict[str, str], status: int):
     session = user_session(request)
-    items = await projects_of(api_of(request), session)
+    found = await projects_of(api_of(request), session)
     return render(
-        request, "projects.html", status_code=status, items=items, errors=errors, values=values
+        request, "projects.html", status_code=status, items=found, errors=errors, values=values
     )
 
 
@@ -75,10 +76,10 @@ async def _project_page(
         "project.html",
         status_code=status,
         project=project,
-        members=members["items"] if ok(members) else None,
+        members=items(members) if ok(members) else None,
         members_error=None if ok(members) else members,
         quota=quota if ok(quota) else None,
-        accounts=accounts["items"] if ok(accounts) else None,
+        accounts=items(accounts) if ok(accounts) else None,
         accounts_error=None if ok(accounts) else accounts,
         roles=PROJECT_ROLES,
         errors=errors or FormErrors(),
@@ -184,14 +185,14 @@ async def _keys_page(
         api.get(f"{base}/service-accounts"),
         api.get(f"{base}/service-accounts/{seg(account_id)}/keys"),
     )
-    account = next((a for a in accounts["items"] if a["id"] == account_id), None)
+    account = next((a for a in items(accounts) if a["id"] == account_id), None)
     return render(
         request,
         "service_account.html",
         status_code=status,
         project=project,
         account=account or {"id": account_id, "name": account_id},
-        keys=keys["items"],
+        keys=items(keys),
         issued=issued,
         errors=errors or FormErrors(),
     )
@@ -271,7 +272,7 @@ async def _members_page(request, *, errors=None, values=None, status=200) -> Res
         request,
         "members.html",
         status_code=status,
-        members=members["items"],
+        members=items(members),
         policy=policy,
         roles=TENANT_ROLES,
         errors=errors or FormErrors(),
