@@ -159,6 +159,9 @@ GPUCLOUD_{{ $callee | upper | replace "-" "_" }}_URL: {{ printf "http://%s:%s" (
 {{- fail (printf "services.%s.calls: %q is not a key of services" $name .) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq $svc.role "portal") (not (dig "sessionKeys" "secretName" "" $svc)) (or $svc.autoscaling.enabled (gt (int $svc.replicas) 1)) -}}
+{{- fail (printf "services.%s.sessionKeys.secretName: more than one portal pod needs one shared session key Secret (each pod would seal cookies with its own random key)" $name) -}}
+{{- end -}}
 {{- if and $svc.autoscaling.enabled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) -}}
 {{- fail (printf "services.%s.autoscaling: minReplicas (%v) is above maxReplicas (%v)" $name $svc.autoscaling.minReplicas $svc.autoscaling.maxReplicas) -}}
 {{- end -}}

@@ -58,8 +58,14 @@ def parse_money(text: str) -> int:
 
 
 def when(text: str | None) -> str:
+    """An API timestamp as "YYYY-MM-DD HH:MM:SS UTC". The services write UTC ISO 8601
+    (`...+00:00` or `Z`): sliced without parsing (a list of 1,000 rows formats 2,000)."""
+    if not text:
+        return "-"
+    if len(text) >= 19 and text[10] == "T" and (text.endswith(("+00:00", "Z"))):
+        return f"{text[:10]} {text[11:19]} UTC"
     moment = parse_time(text)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
 def duration(seconds: float | None) -> str:

@@ -1,6 +1,6 @@
 """The portal's settings, read once from the environment.
 
-GPUCLOUD_PORTAL_GATEWAY_URL    where the portal calls the public API (devstack: the gateway)
+GPUCLOUD_GATEWAY_URL           where the portal calls the public API (devstack: the gateway)
 GPUCLOUD_PORTAL_SESSION_KEYS   comma-separated secrets; the first seals new session cookies,
                                every one opens them (rotation: prepend a new key, drop the old
                                one after the session lifetime). Unset: a random key per
@@ -57,7 +57,7 @@ class PortalSettings:
             raise ValueError(f"GPUCLOUD_PORTAL_COOKIE_SECURE={secure!r}: one of auto, true, false")
         return cls(
             service=service,
-            gateway_url=os.environ.get("GPUCLOUD_PORTAL_GATEWAY_URL", cls.gateway_url).rstrip("/"),
+            gateway_url=os.environ.get("GPUCLOUD_GATEWAY_URL", cls.gateway_url).rstrip("/"),
             session_keys=tuple(_key(k) for k in configured),
             cookie_secure=secure,
             session_max_age_s=int(os.environ.get("GPUCLOUD_PORTAL_SESSION_MAX_AGE_S", "43200")),

@@ -22,7 +22,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from portal import figures
+from portal import figures, tables
 from portal.api import Api, ApiError, NetworkError, Refresher, SessionEnded
 from portal.nav import current, nav_for
 from portal.sessions import COOKIE, SECURE_COOKIE, Session, new_session, seal, unseal
@@ -66,6 +66,7 @@ def _environment() -> jinja2.Environment:
     )
     env.globals["figures"] = figures
     env.globals["is_current"] = current
+    env.globals["tables"] = tables
     return env
 
 

@@ -105,3 +105,25 @@ class TestPictures:
         windows = figures.day_windows(NOW, 2)
         assert [w[0] for w in windows] == ["2026-03-09", "2026-03-10"]
         assert windows[1][2] - windows[1][1] == dt.timedelta(days=1)
+
+
+class TestTables:
+    def test_allocation_rows_escape_every_value(self):
+        from portal.tables import allocation_rows
+
+        row = {"id": "a1<b>", "project_id": 'p"1', "count": 2, "sku": "h100-80gb",
+               "mig_profile": None, "state": "rejected", "reason": "<script>x</script>",
+               "created_at": "2026-03-10T11:00:00.5+00:00", "running_since": None}  # fmt: skip
+        html = str(allocation_rows([row]))
+        assert "<script>" not in html and "&lt;script&gt;" in html
+        assert 'href="/projects/p&quot;1/allocations/a1&lt;b&gt;"' in html
+        assert "2 &times; h100-80gb</td>" in html and "2026-03-10 11:00:00 UTC" in html
+
+    @pytest.mark.parametrize(
+        ("text", "shown"),
+        [("2026-03-10T11:00:00.123456+00:00", "2026-03-10 11:00:00 UTC"),
+         ("2026-03-10T11:00:00Z", "2026-03-10 11:00:00 UTC"),
+         ("2026-03-10T13:00:00+02:00", "2026-03-10 11:00:00 UTC"), (None, "-")],
+    )  # fmt: skip
+    def test_timestamps_are_shown_in_utc(self, text, shown):
+        assert figures.when(text) == shown

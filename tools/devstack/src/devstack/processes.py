@@ -75,7 +75,7 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         if fleet.portal is not None:
             env["GPUCLOUD_PORTAL_URL"] = url(fleet.portal)
     if proc == fleet.portal:
-        env["GPUCLOUD_PORTAL_GATEWAY_URL"] = url(fleet.gateway)
+        env["GPUCLOUD_GATEWAY_URL"] = url(fleet.gateway)
         # Sessions survive a restart of the portal (the cookie is sealed with this key).
         env["GPUCLOUD_PORTAL_SESSION_KEYS"] = credentials.password("portal_session_key")
     if proc in fleet.node_agents:
