@@ -241,9 +241,15 @@ async def launch(request: Request[Any, Any, Any]) -> Response[Any]:
 async def allocations(request: Request[Any, Any, Any], project: str | None = None) -> Response[Any]:
     session = user_session(request)
     api = api_of(request)
-    projects = await projects_of(api, session)
-    project_id = _project(session, projects, project)
-    items = await all_allocations(api, session, project_id) if project_id else []
+    if project:  # the list and the project picker at once (another tenant's project: 404)
+        projects, items = await asyncio.gather(
+            projects_of(api, session), all_allocations(api, session, project)
+        )
+        project_id = project
+    else:
+        projects = await projects_of(api, session)
+        project_id = _project(session, projects, None)
+        items = await all_allocations(api, session, project_id) if project_id else []
     items.reverse()  # newest first
     return render(
         request,
