@@ -331,3 +331,28 @@ class TestOperator:
             assert v.page.locator("main table", has_text=MIG[2]).count() == 1
         finally:
             v.context.close()
+
+
+class TestSignOut:
+    def test_sign_out_spends_the_refresh_token_the_cookie_held(self, fleet, me: Visit):
+        from devstack import credentials
+        from portal.sessions import COOKIE, unseal
+        from portal.settings import _key
+
+        (cookie,) = [c for c in me.context.cookies() if c["name"] == COOKIE]
+        key = _key(credentials.password("portal_session_key"))
+        held = unseal(cookie["value"], (key,), 43_200, time.time())
+        assert held is not None and held.refresh_token
+        me.go("/", "before-sign-out")
+        me.submit("header form button")
+        assert me.page.url.endswith("/sign-in")
+        me.snap("signed-out")
+        me.page.goto("/billing")
+        assert "/sign-in?next=/billing" in me.page.url
+        # A copy of the old cookie cannot renew its session: iam sees the spent token again.
+        with fleet.client() as gateway:
+            reused = gateway.post(
+                "/v1/iam/token",
+                data={"grant_type": "refresh_token", "refresh_token": held.refresh_token},
+            )
+        assert reused.status_code == 400 and "invalid_grant" in reused.text

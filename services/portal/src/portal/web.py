@@ -77,6 +77,11 @@ class CsrfRefused(Exception):
     pass
 
 
+class WrongSessionKind(Exception):
+    """A user page with an operator session, or the other way round: refused, not signed
+    out (the session stays as it is)."""
+
+
 def is_secure(scope: Scope, headers: Mapping[str, str], setting: str) -> bool:
     if setting != "auto":
         return setting == "true"
@@ -286,6 +291,10 @@ def on_csrf(request: Request[Any, Any, Any], exc: CsrfRefused) -> Response[Any]:
     )
 
 
+def on_wrong_kind(request: Request[Any, Any, Any], exc: WrongSessionKind) -> Response[Any]:
+    return error_page(request, 403, "Not for this sign-in", str(exc))
+
+
 def on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, NotFoundException):
         return error_page(request, 404, "Page not found", f"Nothing is at {request.url.path}.")
@@ -303,6 +312,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: on_api_error,
     NetworkError: on_network_error,
     CsrfRefused: on_csrf,
+    WrongSessionKind: on_wrong_kind,
     HTTPException: on_http,
 }
 

@@ -11,7 +11,15 @@ from urllib.parse import urlsplit
 import segno
 from litestar import Request, Response, get, post
 
-from portal.api import ApiError, AuthError, GpucloudError, Tokens, apply_tokens, token_grant
+from portal.api import (
+    ApiError,
+    AuthError,
+    GpucloudError,
+    SessionEnded,
+    Tokens,
+    apply_tokens,
+    token_grant,
+)
 from portal.sessions import PENDING_SIGN_IN_S, PendingSignIn, Session, new_session
 from portal.views.common import (
     STEP_UP_ACTIONS,
@@ -21,7 +29,15 @@ from portal.views.common import (
     step_up_prompt,
     tenant_base,
 )
-from portal.web import FormErrors, api_of, redirect, render, replace_session, session_of
+from portal.web import (
+    FormErrors,
+    WrongSessionKind,
+    api_of,
+    redirect,
+    render,
+    replace_session,
+    session_of,
+)
 
 
 def _safe_next(target: str | None) -> str:
@@ -208,9 +224,9 @@ async def operator_sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
 
 def _user(request: Request[Any, Any, Any]) -> Session:
     session = session_of(request)
-    if not session.signed_in or session.operator:
-        from portal.api import SessionEnded
-
+    if session.operator:
+        raise WrongSessionKind("This is an operator session: the account page is a user's.")
+    if not session.signed_in:
         raise SessionEnded("sign in to continue")
     return session
 

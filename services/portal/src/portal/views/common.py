@@ -16,7 +16,7 @@ from litestar import Request, Response
 
 from portal.api import Api, SessionEnded, StepUpRequired, seg
 from portal.sessions import Session
-from portal.web import FormErrors, api_of, render, session_of
+from portal.web import FormErrors, WrongSessionKind, api_of, render, session_of
 
 Handler = Callable[[Request[Any, Any, Any], dict[str, str]], Awaitable[Response[Any]]]
 # Actions an API may answer with a step-up challenge, by name: the step-up page replays
@@ -34,7 +34,9 @@ async def form_of(request: Request[Any, Any, Any]) -> dict[str, str]:
 def user_session(request: Request[Any, Any, Any]) -> Session:
     """The signed-in user's session (an operator or an anonymous visitor is sent away)."""
     session = session_of(request)
-    if not session.signed_in or session.operator or not session.tenant_id:
+    if session.operator:
+        raise WrongSessionKind("This is an operator session: tenant pages need a user's sign-in.")
+    if not session.signed_in or not session.tenant_id:
         raise SessionEnded("sign in to continue")
     return session
 

@@ -19,7 +19,7 @@ from portal.views.common import (
     projects_of,
     user_session,
 )
-from portal.web import FormErrors, api_of, redirect, render
+from portal.web import FormErrors, api_of, redirect, render, session_of
 
 IDLE_STOP_CHOICES = (
     ("", "never"),
@@ -56,6 +56,8 @@ def _project(session: Session, projects: list[dict[str, Any]], wanted: str | Non
 
 @get("/", name="dashboard")
 async def dashboard(request: Request[Any, Any, Any]) -> Response[Any]:
+    if session_of(request).operator:
+        return redirect("/operator/fleet")
     session = user_session(request)
     api = api_of(request)
     projects, balance = await api.many(

@@ -16,13 +16,15 @@ from portal import figures
 from portal.api import ApiError, SessionEnded, seg
 from portal.sessions import Session
 from portal.views.common import form_of
-from portal.web import FormErrors, api_of, redirect, render, session_of
+from portal.web import FormErrors, WrongSessionKind, api_of, redirect, render, session_of
 
 NODE_ACTIONS = ("cordon", "uncordon", "drain")
 
 
 def operator_session(request: Request[Any, Any, Any]) -> Session:
     session = session_of(request)
+    if session.signed_in and not session.operator:
+        raise WrongSessionKind("Operator pages need the operator sign-in (/operator/sign-in).")
     if not session.operator:
         raise SessionEnded("sign in as an operator")
     return session
