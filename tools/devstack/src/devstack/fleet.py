@@ -5,7 +5,8 @@ GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, P
 service, the gateway, the node agents), so a second, isolated stack (with its own
 GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
 GPUCLOUD_DEVSTACK_SERVICES=iam,billing,... runs only those services (plus the gateway and the
-node agents): a lighter stack for runs that need part of the fleet (the chaos run).
+node agents; the portal only when the list names it): a lighter stack for runs that need part
+of the fleet (the chaos run).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def load() -> Fleet:
     )
     only = {n.strip() for n in os.environ.get(SERVICES_ENV, "").split(",") if n.strip()}
     if only:
-        unknown = only - {s.name for s in services}
+        unknown = only - {s.name for s in services} - {"portal"}
         if unknown:
             raise ValueError(f"{SERVICES_ENV}: unknown services {sorted(unknown)}")
         services = tuple(s for s in services if s.name in only)
@@ -105,7 +106,9 @@ def load() -> Fleet:
     )
     web = data.get("portal")
     portal = (
-        Service(name="portal", package=web["package"], port=int(web["port"]) + off) if web else None
+        Service(name="portal", package=web["package"], port=int(web["port"]) + off)
+        if web and (not only or "portal" in only)
+        else None
     )
     return Fleet(
         portal=portal,
