@@ -115,6 +115,10 @@ def me(browser, fleet, report, owner) -> Iterator[Visit]:
     v.context.close()
 
 
+def me_email(v: Visit) -> str:
+    return v.page.locator("header .who span").text_content().split(" · ")[0]
+
+
 def sign_in(v: Visit, person: Person, tenant_slug: str | None = None) -> None:
     v.go("/", "sign-in")  # signed out: the dashboard sends to the sign-in page
     assert v.page.url.endswith("/sign-in?next=/")
@@ -149,6 +153,7 @@ class TestJourney:
         me.submit()
         codes = page.locator("#recovery-codes li").all_text_contents()
         assert len(codes) == 10
+        person.recovery_codes = [c.strip() for c in codes]
         me.snap("recovery-codes")
         me.go("/account", "account-active")
         assert page.locator("#totp-state").text_content() == "active"
@@ -163,8 +168,13 @@ class TestJourney:
         until("payment accepted", pay, within=20, every=0.5)
         page.locator("#payment-status[data-status=settled]").wait_for(timeout=15_000)
         me.snap("payment-settled")
+        # Refund part of it: the sandbox refunds what it settled.
+        page.fill("#f-amount", "1.00")
+        me.submit("main form button")
+        assert "succeeded" in page.locator(".notice").text_content()
+        me.snap("refunded")
         me.go("/billing", "billing-paid")
-        assert page.locator("#available").text_content() == "$20.00"
+        assert page.locator("#available").text_content() == "$19.00"
 
         # Launch a MIG slice: the price shows before confirming.
         def launch() -> bool:
@@ -203,6 +213,7 @@ class TestJourney:
         until("the charge on the billing page", charged, within=30, every=0.5)
         me.snap("billing-charged")
         assert page.locator("#movements", has_text="top_up").is_visible()
+        assert page.locator("#movements", has_text="refund").is_visible()
 
         # The statement of this month has the usage line; the CSV carries it too.
         month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
@@ -264,6 +275,8 @@ class TestFormErrors:
         assert page.locator("#f-count").get_attribute("aria-invalid") == "true"
         assert page.locator("#e-count").is_visible()
         me.snap("launch-count-error")
+        me.go("/members", "members")
+        assert page.locator("main table", has_text=me_email(me)).count() == 1
 
 
 class TestIsolationAndCsrf:
@@ -356,3 +369,18 @@ class TestSignOut:
                 data={"grant_type": "refresh_token", "refresh_token": held.refresh_token},
             )
         assert reused.status_code == 400 and "invalid_grant" in reused.text
+
+    def test_signing_in_again_asks_for_the_second_factor(self, me: Visit, owner):
+        _, person = owner
+        sign_in(me, person)
+        assert me.page.locator("h1").text_content() == "Enter your authenticator code"
+        me.snap("second-factor")
+        me.page.fill("#f-otp", "000000")
+        me.submit()
+        assert me.page.locator("#f-otp").get_attribute("aria-invalid") == "true"
+        me.snap("second-factor-refused")
+        me.page.fill("#f-otp", person.recovery_codes.pop())  # a recovery code, spent once
+        me.submit()
+        assert me.page.locator("h1").text_content() == "Dashboard"
+        me.go("/account", "account-with-otp")
+        assert me.page.locator("main dl", has_text="password and code").count() == 1
