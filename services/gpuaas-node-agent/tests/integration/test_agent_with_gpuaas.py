@@ -29,7 +29,7 @@ def gpuaas_settings(infra, fresh_database):
     return ServiceSettings(
         service_name=f"gpuaas-agent-test-{uuid.uuid4().hex[:8]}",
         database_url=fresh_database,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
     )
 

@@ -28,7 +28,7 @@ async def gpuaas_server(infra, gpuaas_url):
     settings = ServiceSettings(
         service_name=f"gpuaas-provider-test-{uuid.uuid4().hex[:8]}",
         database_url=gpuaas_url,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
     )
     server = uvicorn.Server(
