@@ -12,6 +12,7 @@ Every Kafka client of a test is built from `infra.kafka` through platformkit.kaf
 factories. A missing service fails the run; nothing is skipped for want of infrastructure.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -102,6 +103,18 @@ class DatabaseRoles:
 
 @pytest.fixture
 def database_roles(infra: TestInfra) -> Iterator[DatabaseRoles]:
+    with fresh_database_roles(infra) as roles:
+        yield roles
+
+
+@pytest.fixture(scope="session")
+def make_database_roles(infra: TestInfra):
+    """`with make_database_roles() as roles:`, for a fixture of a wider scope."""
+    return lambda: fresh_database_roles(infra)
+
+
+@contextlib.contextmanager
+def fresh_database_roles(infra: TestInfra) -> Iterator[DatabaseRoles]:
     """The runtime role is named like the database, so that devstack's pg_hba (`sameuser`)
     admits it there and nowhere else; it is dropped with the database."""
     name = f"test_{uuid.uuid4().hex[:12]}"
