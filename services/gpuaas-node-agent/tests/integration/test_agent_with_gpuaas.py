@@ -31,6 +31,8 @@ def gpuaas_settings(infra, fresh_database):
         database_url=fresh_database,
         kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
     )
 
 

@@ -30,6 +30,8 @@ async def gpuaas_server(infra, gpuaas_url):
         database_url=gpuaas_url,
         kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
     )
     server = uvicorn.Server(
         uvicorn.Config(

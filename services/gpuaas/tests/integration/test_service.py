@@ -30,6 +30,8 @@ def _settings(infra, gpuaas_url) -> ServiceSettings:
         database_url=gpuaas_url,
         kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
         outbox_poll_interval_s=0.2,
     )
 
