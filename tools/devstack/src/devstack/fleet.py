@@ -35,6 +35,9 @@ class Fleet:
     services: tuple[Service, ...]
     gateway: Service
     node_agents: tuple[Service, ...]
+    # Every [[service]] of the file (GPUCLOUD_DEVSTACK_SERVICES aside): one Kafka principal
+    # each, so a lighter stack's broker knows the same principals as the full one.
+    kafka_principals: tuple[str, ...] = ()
 
     @property
     def database_packages(self) -> tuple[str, ...]:
@@ -86,6 +89,7 @@ def load() -> Fleet:
         )
         for s in data.get("service", [])
     )
+    principals = tuple(s.name for s in services)
     only = {n.strip() for n in os.environ.get(SERVICES_ENV, "").split(",") if n.strip()}
     if only:
         unknown = only - {s.name for s in services}
@@ -108,4 +112,5 @@ def load() -> Fleet:
         services=services,
         gateway=gateway,
         node_agents=node_agents,
+        kafka_principals=principals,
     )
