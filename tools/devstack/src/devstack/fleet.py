@@ -36,6 +36,9 @@ class Fleet:
     services: tuple[Service, ...]
     gateway: Service
     node_agents: tuple[Service, ...]
+    # Every [[service]] of the file (GPUCLOUD_DEVSTACK_SERVICES aside): one Kafka principal
+    # each, so a lighter stack's broker knows the same principals as the full one.
+    kafka_principals: tuple[str, ...] = ()
     portal: Service | None = None
 
     @property
@@ -89,6 +92,7 @@ def load() -> Fleet:
         )
         for s in data.get("service", [])
     )
+    principals = tuple(s.name for s in services)
     only = {n.strip() for n in os.environ.get(SERVICES_ENV, "").split(",") if n.strip()}
     if only:
         unknown = only - {s.name for s in services} - {"portal"}
@@ -118,4 +122,5 @@ def load() -> Fleet:
         services=services,
         gateway=gateway,
         node_agents=node_agents,
+        kafka_principals=principals,
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +14,7 @@ from devstack import fleet as fleet_mod
 from devstack import infra as infra_mod
 from devstack import kafka, postgres, processes, supervise
 from devstack.fleet import Fleet, Service
-from devstack.paths import pids_dir, repo_root, venv_python
-
-PROVISION_MODULE = "gpucloud_contracts.provision"
+from devstack.paths import pids_dir
 
 
 class StackError(RuntimeError):
@@ -33,24 +29,11 @@ class Row:
     state: str
 
 
-def provision_topics(bootstrap: str) -> str:
-    """Create the Kafka topics the contracts declare, if the contracts package offers it."""
-    try:
-        found = importlib.util.find_spec(PROVISION_MODULE) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        return f"skipped: {PROVISION_MODULE} is not importable yet"
-    result = subprocess.run(
-        [str(venv_python()), "-m", PROVISION_MODULE, "--bootstrap", bootstrap],
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise StackError(f"topic provisioning failed:\n{result.stdout}{result.stderr}")
-    return "provisioned"
+def provision_kafka(f: Fleet) -> str:
+    """The contract topics and the ACL table, as the admin principal (idempotent)."""
+    report = infra_mod.provision_kafka(f)
+    summary = [line for line in report.splitlines() if line.startswith(("topics:", "acls:"))]
+    return "; ".join(summary) or "provisioned"
 
 
 def _failure(proc: Service, why: str) -> str:
@@ -216,8 +199,8 @@ def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]
     )
     if infra_only:
         return infra, []
-    log(f"kafka topics: {provision_topics(infra.kafka_bootstrap)}")
     f = fleet_mod.load()
+    log(f"kafka: {provision_kafka(f)}")
     with infra_mod.state_lock("up"):
         rows = asyncio.run(_start_processes(f, infra))
     log(f"processes ready ({time.monotonic() - started:.1f}s)")
