@@ -39,6 +39,12 @@ class Visit:
     def __init__(self, context: Any, name: str, axe: Any) -> None:
         self.context, self.axe = context, axe
         self.page = context.new_page()
+        # The pages run under a CSP without inline script or eval: a violation is a bug.
+        self.console_errors: list[str] = []
+        self.page.on(
+            "console",
+            lambda m: self.console_errors.append(m.text) if m.type == "error" else None,
+        )
         self.folder = ARTIFACTS / name
         self.folder.mkdir(parents=True, exist_ok=True)
         self.count = 0
@@ -56,6 +62,8 @@ class Visit:
             if v["impact"] in SERIOUS
         ]
         assert not bad, f"axe on {self.page.url}: {bad}"
+        refused = [e for e in self.console_errors if "Content Security Policy" in e]
+        assert not refused, f"CSP violations on {self.page.url}: {refused}"
         self.checked.append(self.page.url)
 
     def go(self, path: str, label: str, status: int = 200) -> None:
