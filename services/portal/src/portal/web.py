@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import jinja2
@@ -265,10 +265,12 @@ def error_page(request: Request[Any, Any, Any], status: int, title: str, detail:
 def on_session_ended(request: Request[Any, Any, Any], exc: SessionEnded) -> Response[Any]:
     session = new_session()
     replace_session(request, session)
-    target = "/sign-in?next=" + quote(request.url.path, safe="/")
-    if is_htmx(request):
+    back = request.url.path
+    if is_htmx(request):  # a polled fragment: come back to the page that polled it
+        back = urlsplit(request.headers.get("hx-current-url", "/")).path or "/"
+        target = "/sign-in?next=" + quote(back, safe="/")
         return Response("", status_code=200, headers={"HX-Redirect": target})
-    return redirect(target)
+    return redirect("/sign-in?next=" + quote(back, safe="/"))
 
 
 def on_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:

@@ -119,3 +119,14 @@ class TestFormErrors:
         error = from_answer(409, {}, b'{"title":"No capacity","status":409,"detail":"none free"}')
         errors = FormErrors.of(error)
         assert errors.title == "No capacity" and errors.fields == {}
+
+
+class TestPolledFragments:
+    def test_a_fragment_whose_session_ended_sends_the_page_to_sign_in(self, client):
+        client.cookies.clear()
+        response = client.get(
+            "/projects/p/allocations/a/live",
+            headers={"HX-Request": "true", "HX-Current-URL": "http://x/projects/p/allocations/a"},
+        )
+        assert response.status_code == 200
+        assert response.headers["hx-redirect"] == "/sign-in?next=/projects/p/allocations/a"

@@ -129,7 +129,14 @@ async def _payment(request: Request[Any, Any, Any], payment_id: str) -> dict[str
 @get("/billing/payments/{payment_id:str}", name="payment")
 async def payment_page(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
     payment = await _payment(request, payment_id)
-    return render(request, "payment.html", p=payment, errors=FormErrors(), refund=None)
+    return render(
+        request,
+        "payment.html",
+        p=payment,
+        errors=FormErrors(),
+        refund=None,
+        idempotency_key=str(uuid.uuid4()),
+    )
 
 
 @get("/billing/payments/{payment_id:str}/live", name="payment_live")
@@ -163,7 +170,13 @@ async def refund(request: Request[Any, Any, Any], payment_id: str) -> Response[A
             errors, status = FormErrors.of(exc, {"amount_micros": "amount"}), exc.status
     payment = await _payment(request, payment_id)
     return render(
-        request, "payment.html", status_code=status, p=payment, errors=errors, refund=made
+        request,
+        "payment.html",
+        status_code=status,
+        p=payment,
+        errors=errors,
+        refund=made,
+        idempotency_key=str(uuid.uuid4()),
     )
 
 
