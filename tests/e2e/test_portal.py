@@ -309,6 +309,37 @@ class TestIsolationAndCsrf:
         finally:
             other.context.close()
 
+    def test_a_lower_role_gets_403_pages_and_refusals(self, browser, fleet, report, owner):
+        body, _ = owner
+        tenant, project = body["tenant"]["id"], body["project"]["id"]
+        viewer = Person("viewer", "Viewer-" + uuid.uuid4().hex)
+        with fleet.client() as gateway:
+            made = gateway.post(
+                "/v1/iam/users", json={"email": viewer.email, "password": viewer.password}
+            )
+            assert made.status_code == 201, made.text
+            granted = gateway.post(
+                f"/v1/iam/tenants/{tenant}/members",
+                json={"email": viewer.email, "role": "viewer"},
+                headers=fleet.operator | {"Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert granted.status_code == 201, granted.text
+        v = visit(browser, fleet, report, "viewer")
+        try:
+            sign_in(v, viewer)
+            v.go("/billing", "billing-refused", status=403)
+            v.go("/members", "members-refused", status=403)
+            v.go(f"/projects/{project}", "project-as-viewer")
+            assert "cannot read this project's members" in v.page.locator("main").text_content()
+            v.go("/launch", "launch-as-viewer")
+            v.page.get_by_label(re.compile(r"H100 80GB, MIG 1g\.10gb \(")).check()
+            v.submit()
+            assert v.page.locator(".problem").is_visible()  # the API's 403, at the form
+            assert "/allocations/" not in v.page.url
+            v.snap("launch-refused")
+        finally:
+            v.context.close()
+
     def test_forms_without_the_session_token_are_refused(self, fleet, me: Visit, owner):
         body, _ = owner
         project = body["project"]["id"]
