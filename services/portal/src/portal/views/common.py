@@ -36,8 +36,13 @@ def user_session(request: Request[Any, Any, Any]) -> Session:
     session = session_of(request)
     if session.operator:
         raise WrongSessionKind("This is an operator session: tenant pages need a user's sign-in.")
-    if not session.signed_in or not session.tenant_id:
+    if not session.signed_in:
         raise SessionEnded("sign in to continue")
+    if session.restricted or not session.tenant_id:
+        raise WrongSessionKind(
+            "Your tenant requires a second factor: enroll one on the account page (/account), "
+            "then sign in again with its code."
+        )
     return session
 
 
