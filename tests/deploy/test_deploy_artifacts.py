@@ -78,7 +78,7 @@ class TestCompose:
     def test_every_fleet_deployable_runs(self):
         services = compose()["services"]
         expected = {s.name for s in fleet_services()} | {"gateway", "kafka", "provision-topics"}
-        expected |= set(node_agent_names())
+        expected |= {"portal"} | set(node_agent_names())
         expected |= {f"postgres-{s.name}" for s in fleet_services() if s.database}
         assert set(services) == expected
 
@@ -86,6 +86,7 @@ class TestCompose:
         services = compose()["services"]
         packages = {s.name: s.package for s in fleet_services()}
         packages["gateway"] = fleet()["gateway"]["package"]
+        packages["portal"] = fleet()["portal"]["package"]
         for agent in node_agent_names():
             packages[agent] = fleet()["node_agent"]["package"]
         for name, package in packages.items():
@@ -115,6 +116,12 @@ class TestCompose:
             s.route: f"http://{s.name}:{HTTP_PORT}" for s in fleet_services() if s.route
         }
 
+    def test_the_gateway_serves_the_portal_at_the_root(self):
+        services = compose()["services"]
+        assert services["gateway"]["environment"]["GPUCLOUD_PORTAL_URL"] == "http://portal:8000"
+        assert services["portal"]["environment"]["GPUCLOUD_GATEWAY_URL"] == "http://gateway:8000"
+        assert "GPUCLOUD_DATABASE_URL" not in services["portal"]["environment"]
+
     def test_startup_order_waits_on_health_and_topics(self):
         services = compose()["services"]
         assert re.fullmatch(r"apache/kafka:\d+\.\d+\.\d+", services["kafka"]["image"])
@@ -123,11 +130,13 @@ class TestCompose:
                 assert "healthcheck" in service or name == "provision-topics", name
                 continue
             assert "healthcheck" in service, name
-            for dependency, condition in service["depends_on"].items():
+            for dependency, condition in service.get("depends_on", {}).items():
                 assert dependency in services, f"{name} depends on unknown {dependency}"
                 assert condition["condition"] in {
                     "service_healthy",
                     "service_completed_successfully",
+                    # the gateway and the portal call each other: one of them starts first
+                    *(["service_started"] if (name, dependency) == ("gateway", "portal") else []),
                 }, name
         for service in fleet_services():
             assert services[service.name]["depends_on"]["provision-topics"] == {
@@ -151,7 +160,7 @@ class TestDockerfile:
 
 class TestChartValues:
     def test_services_map_is_the_fleet(self):
-        expected = {s.name for s in fleet_services()} | {"gateway", NODE_AGENT_KEY}
+        expected = {s.name for s in fleet_services()} | {"gateway", "portal", NODE_AGENT_KEY}
         assert set(chart_values()["services"]) == expected
 
     def test_entries_match_the_fleet(self):
@@ -164,6 +173,10 @@ class TestChartValues:
             assert ("database" in entry) == service.database, service.name
         assert values["gateway"]["role"] == "gateway"
         assert values["gateway"]["package"] == fleet()["gateway"]["package"]
+        assert values["portal"]["role"] == "portal"
+        assert values["portal"]["package"] == fleet()["portal"]["package"]
+        assert "database" not in values["portal"] and values["portal"]["kafka"] is False
+        assert "portal" in values["gateway"]["calls"] and "gateway" in values["portal"]["calls"]
         assert values[NODE_AGENT_KEY]["role"] == "node-agent"
         assert values[NODE_AGENT_KEY]["package"] == fleet()["node_agent"]["package"]
 
@@ -210,7 +223,7 @@ def pod_specs(manifests: tuple[dict, ...]) -> Iterator[tuple[str, dict]]:
 class TestRenderedChart:
     def test_every_deployable_has_its_workload(self, manifests):
         kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
-        for name in [s.name for s in fleet_services()] + ["gateway"]:
+        for name in [s.name for s in fleet_services()] + ["gateway", "portal"]:
             for kind in ("Deployment", "Service", "ServiceAccount", "ConfigMap", "NetworkPolicy"):
                 assert (kind, f"gpucloud-{name}") in kinds, (kind, name)
             assert ("PodDisruptionBudget", f"gpucloud-{name}") in kinds, name
@@ -268,6 +281,17 @@ class TestRenderedChart:
         assert upstreams == {
             s.route: f"http://gpucloud-{s.name}:{HTTP_PORT}" for s in fleet_services() if s.route
         }
+
+    def test_the_gateway_reaches_the_portal_and_the_portal_the_gateway(self, manifests):
+        config = {d["metadata"]["name"]: d["data"] for d in manifests if d["kind"] == "ConfigMap"}
+        assert (
+            config["gpucloud-gateway"]["GPUCLOUD_PORTAL_URL"]
+            == f"http://gpucloud-portal:{HTTP_PORT}"
+        )
+        assert (
+            config["gpucloud-portal"]["GPUCLOUD_GATEWAY_URL"]
+            == f"http://gpucloud-gateway:{HTTP_PORT}"
+        )
 
     def test_production_autoscales_every_deployment(self):
         manifests = render("values-production.yaml")

@@ -202,6 +202,9 @@ GPUCLOUD_KAFKA_SSL_CAFILE: {{ printf "%s/%s" (include "gpucloud.kafkaCaDir" .) $
 {{- if and $svc.kafka (hasPrefix "SASL_" $.Values.kafka.securityProtocol) (not (dig "kafkaCredentials" "secretName" "" $svc)) -}}
 {{- fail (printf "services.%s: kafka.securityProtocol %s needs kafkaCredentials.secretName (the Secret of its principal's password)" $name $.Values.kafka.securityProtocol) -}}
 {{- end -}}
+{{- if and (eq $svc.role "portal") (not (dig "sessionKeys" "secretName" "" $svc)) (or $svc.autoscaling.enabled (gt (int $svc.replicas) 1)) -}}
+{{- fail (printf "services.%s.sessionKeys.secretName: more than one portal pod needs one shared session key Secret (each pod would seal cookies with its own random key)" $name) -}}
+{{- end -}}
 {{- if and $svc.autoscaling.enabled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) -}}
 {{- fail (printf "services.%s.autoscaling: minReplicas (%v) is above maxReplicas (%v)" $name $svc.autoscaling.minReplicas $svc.autoscaling.maxReplicas) -}}
 {{- end -}}

@@ -198,6 +198,13 @@ the downward API.
       name: {{ . }}
       key: {{ $root.Values.metrics.secretKey }}
 {{- end }}
+{{- with dig "sessionKeys" "secretName" "" $svc }}
+- name: GPUCLOUD_PORTAL_SESSION_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ dig "sessionKeys" "secretKey" "keys" $svc }}
+{{- end }}
 {{- if eq $svc.role "node-agent" }}
 - name: GPUCLOUD_NODE_NAME
   valueFrom:

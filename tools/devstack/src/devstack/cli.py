@@ -1,7 +1,8 @@
 """devstack: the embedded local stack.
 
 devstack infra            start Kafka (KRaft) and PostgreSQL (idempotent)
-devstack up [--infra-only] infra, Kafka topics, every service, gateway, node agents, demo tenant
+devstack up [--infra-only] infra, Kafka topics, every service, portal, gateway, node agents,
+                           the demo tenant and its user (printed)
 devstack down             stop everything (state under .state/ is kept)
 devstack status           each process: pid, alive, /readyz
 devstack logs NAME        follow a process's log (--no-follow: print the last 200 lines)
@@ -56,9 +57,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         _table(rows)
         print()
         gateway = stack.processes.url(fleet.load().gateway)
+        print(f"  Portal:           {gateway}/")
         print(f"  Gateway:          {gateway}")
         print(f"  Fleet status:     {gateway}/v1/status")
-        print("  Demo tenant:      slug 'demo'")
+        print(
+            f"  Demo sign-in:     {stack.DEMO_EMAIL} / {credentials.password('demo_user_password')}"
+        )
         print(f"  Operator token:   key '{credentials.OPERATOR_TOKEN}' in {credentials.path()}")
     _print_infra(i)
     print(f"up in {time.monotonic() - started:.1f}s; logs under {supervise.logs_dir()}")

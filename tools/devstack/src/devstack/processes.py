@@ -78,6 +78,12 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_UPSTREAMS"] = ",".join(
             f"{s.route}={url(s)}" for s in fleet.services if s.route
         )
+        if fleet.portal is not None:
+            env["GPUCLOUD_PORTAL_URL"] = url(fleet.portal)
+    if proc == fleet.portal:
+        env["GPUCLOUD_GATEWAY_URL"] = url(fleet.gateway)
+        # Sessions survive a restart of the portal (the cookie is sealed with this key).
+        env["GPUCLOUD_PORTAL_SESSION_KEYS"] = credentials.password("portal_session_key")
     if proc in fleet.node_agents:
         gpuaas = next((s for s in fleet.services if s.name == "gpuaas"), None)
         env["GPUCLOUD_NODE_NAME"] = proc.name
