@@ -164,8 +164,8 @@ def test_ledger_usage_without_an_interval_is_reported(databases) -> None:
         )
         billing.execute(
             "INSERT INTO transfers (id, transaction_id, debit_account_id, credit_account_id,"
-            " amount_micros, currency, kind, tenant_id, occurred_at) VALUES"
-            " (%s, %s, %s, %s, 7, 'USD', 'usage', %s, %s)",
+            " amount_micros, currency, kind, tenant_id, occurred_at, tenant_seq) VALUES"
+            " (%s, %s, %s, %s, 7, 'USD', 'usage', %s, %s, 1)",
             (uuid.uuid4(), uuid.uuid4(), wallet, revenue, tenant, NOW),
         )
     report = audit.audit(_connect(databases), tuple(SCHEMAS), {"ok": True})
