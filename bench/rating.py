@@ -242,7 +242,7 @@ async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -
         started, cpu = now(), time.process_time()
         for i in range(0, len(events), batch):
             async with db.unit_of_work() as uow:
-                await rater(events[i : i + batch], uow)
+                await rater(rater.prepare(events[i : i + batch]), uow)
                 await uow.commit()
         elapsed, cpu = now() - started, time.process_time() - cpu
     finally:

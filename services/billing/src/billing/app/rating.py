@@ -1,6 +1,7 @@
 """Rating use case: one batch of metering.usage.v1 events in one transaction.
 
-1. decode the intervals and drop repeats inside the batch;
+1. decode the intervals and drop repeats inside the batch (`prepare`: pure, run by the
+   kit's batch engine in its read-ahead, while the previous batch is in the database);
 2. open unknown tenants (usage may overtake iam's TenantCreated: the topics are not ordered
    with each other), lock the touched tenants in id order;
 3. drop intervals already in the ledger (their leg-0 transfer id is the interval id);
@@ -30,6 +31,7 @@ from platformkit.envelope import CloudEvent
 
 USAGE_RECORDED = "metering.usage.recorded"
 _decode_usage = msgspec.json.Decoder(UsageRecorded).decode
+_decode_usages = msgspec.json.Decoder(list[UsageRecorded]).decode
 
 
 @dataclasses.dataclass
@@ -41,29 +43,47 @@ class RatingStats:
     transfers: int = 0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A batch's usage intervals, decoded (interval id -> (usage, raw payload)), and how
+    many repeats inside the batch were dropped. Read-only once built: it serves every
+    retry of its batch."""
+
+    usages: dict[uuid.UUID, tuple[Usage, bytes]]
+    duplicates: int
+
+
 @dataclasses.dataclass
 class UsageRater:
     settings: BillingSettings
     stats: RatingStats = dataclasses.field(default_factory=RatingStats)
 
-    async def __call__(self, events: Sequence[CloudEvent], uow: UnitOfWork) -> None:
+    def prepare(self, events: Sequence[CloudEvent]) -> DecodedBatch:
+        """Step 1, pure: the kit's batch engine runs it ahead (platformkit.consumers)."""
+        datas = [event.data for event in events if event.type == USAGE_RECORDED]
+        usages: dict[uuid.UUID, tuple[Usage, bytes]] = {}
+        if not datas:
+            return DecodedBatch(usages, 0)
+        try:  # one decoder call for the whole batch
+            payloads = _decode_usages(b"[" + b",".join(datas) + b"]")
+        except msgspec.DecodeError:  # a bad or empty payload: name it by decoding one by one
+            payloads = [_decode_usage(data) for data in datas]
+        for payload, data in zip(payloads, datas, strict=True):
+            usages.setdefault(payload.interval_id, (_usage(payload), data))
+        return DecodedBatch(usages, len(datas) - len(usages))
+
+    async def __call__(self, batch: DecodedBatch, uow: UnitOfWork) -> None:
         # Counted before the commit: informational (a failed batch is counted again).
-        self._add(await self.rate(events, uow))
+        self._add(await self.rate_decoded(batch, uow))
 
     async def rate(self, events: Sequence[CloudEvent], uow: UnitOfWork) -> RatingStats:
-        stats = RatingStats()
-        usages: dict[uuid.UUID, tuple[Usage, bytes]] = {}
-        for event in events:
-            if event.type != USAGE_RECORDED:
-                continue
-            payload = _decode_usage(event.data)
-            if payload.interval_id in usages:
-                stats.duplicates += 1
-                continue
-            usages[payload.interval_id] = (_usage(payload), event.data)
-        if not usages:
+        return await self.rate_decoded(self.prepare(events), uow)
+
+    async def rate_decoded(self, batch: DecodedBatch, uow: UnitOfWork) -> RatingStats:
+        stats = RatingStats(duplicates=batch.duplicates)
+        if not batch.usages:
             return stats
-        stats, _ = await self.rate_usages(usages, uow, stats)
+        stats, _ = await self.rate_usages(batch.usages, uow, stats)
         return stats
 
     async def rate_usages(
@@ -77,20 +97,20 @@ class UsageRater:
         stats = stats or RatingStats()
         repo = LedgerRepository(uow)
         tenant_ids = {u.tenant_id for u, _ in usages.values()}
-        locked = await repo.lock_tenants(tenant_ids)
-        missing = tenant_ids - locked.keys()
+        ledgers = await repo.lock_ledgers(tenant_ids)  # locked, with their accounts
+        missing = tenant_ids - ledgers.keys()
         if missing:
             await repo.open_tenants(
                 sorted(missing), self.settings.currency, self.settings.low_threshold_micros
             )
-            locked = await repo.lock_tenants(tenant_ids)
+            ledgers = await repo.lock_ledgers(tenant_ids)
         existing = await repo.existing_transfer_ids(list(usages))
         stats.duplicates += len(existing)
         fresh = [u for iid, (u, _) in usages.items() if iid not in existing]
         if not fresh:
             return stats, []
         touched = {u.tenant_id for u in fresh}
-        tenants = await repo.tenant_ledgers({t: locked[t] for t in touched})
+        tenants = {t: ledgers[t] for t in touched}
         prices = PriceBook(await repo.price_versions({u.price_key for u in fresh}, touched))
         batch = rate_batch(fresh, tenants, prices)
         stats.transfers = await repo.post(TransferColumns.for_charges(batch.charges))
