@@ -97,20 +97,24 @@ class UsageRater:
         stats = stats or RatingStats()
         repo = LedgerRepository(uow)
         tenant_ids = {u.tenant_id for u, _ in usages.values()}
-        ledgers = await repo.lock_ledgers(tenant_ids)  # locked, with their accounts
-        missing = tenant_ids - ledgers.keys()
+        locked = await repo.lock_tenants(tenant_ids)
+        missing = tenant_ids - locked.keys()
         if missing:
             await repo.open_tenants(
                 sorted(missing), self.settings.currency, self.settings.low_threshold_micros
             )
-            ledgers = await repo.lock_ledgers(tenant_ids)
+            locked = await repo.lock_tenants(tenant_ids)
         existing = await repo.existing_transfer_ids(list(usages))
         stats.duplicates += len(existing)
         fresh = [u for iid, (u, _) in usages.items() if iid not in existing]
         if not fresh:
             return stats, []
         touched = {u.tenant_id for u in fresh}
-        tenants = {t: ledgers[t] for t in touched}
+        # Read after the lock, in a statement of its own: READ COMMITTED gives it a snapshot
+        # taken once the lock is held, so balances another batch committed while this one
+        # waited are seen (one statement that locks and joins the accounts would read them
+        # as they were before the wait).
+        tenants = await repo.tenant_ledgers({t: locked[t] for t in touched})
         prices = PriceBook(await repo.price_versions({u.price_key for u in fresh}, touched))
         batch = rate_batch(fresh, tenants, prices)
         stats.transfers = await repo.post(TransferColumns.for_charges(batch.charges))

@@ -55,17 +55,6 @@ _PRICES = text(
     " effective_from FROM prices WHERE price_key = ANY(CAST(:keys AS text[]))"
     " AND (tenant_id IS NULL OR tenant_id = ANY(CAST(:tenants AS uuid[])))"
 )
-# lock_tenants and tenant_ledgers in one round trip (the rating path): the tenants locked
-# in id order (MATERIALIZED: the lock is taken once, before the join), each with the
-# accounts tenant_ledgers reads (a tenant without one still comes back, a.id NULL).
-_LOCK_LEDGERS = text(
-    "WITH locked AS MATERIALIZED (SELECT id, currency, low_threshold_micros, standing,"
-    " ledger_sequence FROM tenants WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE)"
-    " SELECT l.id AS tenant_id, l.currency AS tenant_currency, l.low_threshold_micros,"
-    " l.standing, l.ledger_sequence, a.id, a.kind, a.currency, a.priority, a.expires_at,"
-    " a.debits_posted, a.credits_posted FROM locked l LEFT JOIN accounts a"
-    " ON a.tenant_id = l.id AND (a.kind = 'wallet' OR a.credits_posted > a.debits_posted)"
-)
 _EXISTING = text("SELECT id FROM transfers WHERE id = ANY(CAST(:ids AS uuid[]))")
 _COLUMNS = (
     ("id", "uuid"),
@@ -215,22 +204,25 @@ class LedgerRepository:
         self, tenant_rows: dict[uuid.UUID, Any]
     ) -> dict[uuid.UUID, TenantLedger]:
         """The locked tenants' wallets and promotional grants that still hold credit."""
-        ledgers = {tid: _ledger(tid, row["currency"], row) for tid, row in tenant_rows.items()}
+        ledgers = {
+            tid: TenantLedger(
+                tenant_id=tid,
+                currency=row["currency"],
+                low_threshold_micros=row["low_threshold_micros"],
+                standing=Standing(row["standing"]),
+                ledger_sequence=row["ledger_sequence"],
+                wallet=Account(wallet_id(tid, row["currency"]), AccountKind.WALLET, "XXX"),
+                grants=[],
+            )
+            for tid, row in tenant_rows.items()
+        }
         for r in await self._all(_TENANT_ACCOUNTS, {"ids": list(tenant_rows)}):
-            _add_account(ledgers[r["tenant_id"]], r)
-        return ledgers
-
-    async def lock_ledgers(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, TenantLedger]:
-        """`tenant_ledgers(lock_tenants(ids))` in one statement: the tenants that exist,
-        locked in id order, with their wallets and the grants that still hold credit."""
-        ledgers: dict[uuid.UUID, TenantLedger] = {}
-        for r in await self._all(_LOCK_LEDGERS, {"ids": sorted(set(tenant_ids))}):
-            tid = r["tenant_id"]
-            ledger = ledgers.get(tid)
-            if ledger is None:
-                ledger = ledgers[tid] = _ledger(tid, r["tenant_currency"], r)
-            if r["id"] is not None:
-                _add_account(ledger, r)
+            account = _account(r)
+            ledger = ledgers[r["tenant_id"]]
+            if account.kind == AccountKind.WALLET and account.currency == ledger.currency:
+                ledger.wallet = account
+            elif account.kind == AccountKind.PROMO:
+                ledger.grants.append(account)
         return ledgers
 
     async def price_versions(
@@ -519,26 +511,6 @@ class TransferColumns:
 
     def params(self) -> dict[str, list[Any]]:
         return {name: getattr(self, name) for name, _ in _COLUMNS}
-
-
-def _ledger(tenant_id: uuid.UUID, currency: str, r: Any) -> TenantLedger:
-    return TenantLedger(
-        tenant_id=tenant_id,
-        currency=currency,
-        low_threshold_micros=r["low_threshold_micros"],
-        standing=Standing(r["standing"]),
-        ledger_sequence=r["ledger_sequence"],
-        wallet=Account(wallet_id(tenant_id, currency), AccountKind.WALLET, "XXX"),
-        grants=[],
-    )
-
-
-def _add_account(ledger: TenantLedger, r: Any) -> None:
-    account = _account(r)
-    if account.kind == AccountKind.WALLET and account.currency == ledger.currency:
-        ledger.wallet = account
-    elif account.kind == AccountKind.PROMO:
-        ledger.grants.append(account)
 
 
 def _account(r: Any) -> Account:
