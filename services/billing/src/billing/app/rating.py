@@ -51,6 +51,7 @@ class DecodedBatch:
 
     usages: dict[uuid.UUID, tuple[Usage, bytes]]
     duplicates: int
+    tenant_ids: frozenset[uuid.UUID] = frozenset()
 
 
 @dataclasses.dataclass
@@ -70,7 +71,8 @@ class UsageRater:
             payloads = [_decode_usage(data) for data in datas]
         for payload, data in zip(payloads, datas, strict=True):
             usages.setdefault(payload.interval_id, (_usage(payload), data))
-        return DecodedBatch(usages, len(datas) - len(usages))
+        tenant_ids = frozenset([u.tenant_id for u, _ in usages.values()])
+        return DecodedBatch(usages, len(datas) - len(usages), tenant_ids)
 
     async def __call__(self, batch: DecodedBatch, uow: UnitOfWork) -> None:
         # Counted before the commit: informational (a failed batch is counted again).
@@ -83,7 +85,7 @@ class UsageRater:
         stats = RatingStats(duplicates=batch.duplicates)
         if not batch.usages:
             return stats
-        stats, _ = await self.rate_usages(batch.usages, uow, stats)
+        stats, _ = await self.rate_usages(batch.usages, uow, stats, batch.tenant_ids)
         return stats
 
     async def rate_usages(
@@ -91,12 +93,15 @@ class UsageRater:
         usages: dict[uuid.UUID, tuple[Usage, bytes]],
         uow: UnitOfWork,
         stats: RatingStats | None = None,
+        tenant_ids: frozenset[uuid.UUID] = frozenset(),
     ) -> tuple[RatingStats, list[uuid.UUID]]:
         """Rate decoded intervals (interval id -> (usage, raw payload)); returns the stats and
-        the ids of the intervals parked for lack of a price. Also the re-rating path."""
+        the ids of the intervals parked for lack of a price. Also the re-rating path.
+        `tenant_ids`, when given, are the usages' tenants (prepare computed them ahead: a
+        set of UUIDs costs a Python-level hash per interval)."""
         stats = stats or RatingStats()
         repo = LedgerRepository(uow)
-        tenant_ids = {u.tenant_id for u, _ in usages.values()}
+        tenant_ids = tenant_ids or frozenset([u.tenant_id for u, _ in usages.values()])
         locked = await repo.lock_tenants(tenant_ids)
         missing = tenant_ids - locked.keys()
         if missing:
@@ -106,10 +111,13 @@ class UsageRater:
             locked = await repo.lock_tenants(tenant_ids)
         existing = await repo.existing_transfer_ids(list(usages))
         stats.duplicates += len(existing)
-        fresh = [u for iid, (u, _) in usages.items() if iid not in existing]
+        if existing:
+            fresh = [u for iid, (u, _) in usages.items() if iid not in existing]
+            touched = {u.tenant_id for u in fresh}
+        else:  # the usual case: no redelivery
+            fresh, touched = [u for u, _ in usages.values()], set(tenant_ids)
         if not fresh:
             return stats, []
-        touched = {u.tenant_id for u in fresh}
         # Read after the lock, in a statement of its own: READ COMMITTED gives it a snapshot
         # taken once the lock is held, so balances another batch committed while this one
         # waited are seen (one statement that locks and joins the accounts would read them
@@ -124,7 +132,11 @@ class UsageRater:
                 for u in batch.unrated
             ]
         )
-        charged = {c.usage.tenant_id for c in batch.charges}
+        charged = (
+            touched  # every fresh interval was charged
+            if len(batch.charges) == len(fresh)
+            else {c.usage.tenant_id for c in batch.charges}
+        )
         await announce_standings(
             uow,
             [tenants[t] for t in sorted(charged)],
