@@ -8,8 +8,9 @@ from litestar.datastructures import State
 
 from node_agent import __version__
 from node_agent.agent import AgentSettings, NodeAgent
+from node_agent.isolation import accounts_from_env, harden_agent
 from node_agent.session_tokens import SessionTokenVerifier
-from node_agent.terminal import TerminalService, TerminalSettings, terminal
+from node_agent.terminal import TerminalService, TerminalSettings, forward, terminal
 from platformkit.auth import Principal
 from platformkit.http import ServiceDefinition, build_service_app
 
@@ -42,7 +43,11 @@ def terminal_service(agent: NodeAgent, settings: TerminalSettings) -> TerminalSe
 
 
 async def start_agent(app: Litestar) -> None:
-    agent = NodeAgent(AgentSettings.from_env())
+    settings = AgentSettings.from_env()
+    harden_agent(settings.state_dir)  # its files private before it writes any
+    agent = NodeAgent(settings)
+    # Each allocation's workload and shells run as its own unprivileged user.
+    agent.reconciler.accounts = accounts_from_env(settings.node_name, settings.state_dir)
     app.state.agent = agent
     app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
     task = asyncio.create_task(agent.run(), name="node-agent")
@@ -51,6 +56,7 @@ async def start_agent(app: Litestar) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await app.state.terminal.close_all()
         agent.reconciler.stop_all()
 
     app.on_shutdown.insert(0, stop)
@@ -60,7 +66,7 @@ DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
     description="GPU node agent: discovery, reconciliation of desired allocations.",
-    route_handlers=[node_state, terminal],
+    route_handlers=[node_state, terminal, forward],
     kafka=False,
     relay=False,
     on_startup=[start_agent],

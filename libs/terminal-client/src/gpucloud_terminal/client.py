@@ -1,0 +1,148 @@
+"""A terminal session client over WebSockets (the CLI's `gpucloud terminal`, the tests and
+the benchmark use it): connect with a session token, send keystrokes and resizes, read
+output with flow control, reattach after a drop.
+
+Minting the token is not done here (that is an HTTP call to terminal-gateway with an
+access token); `Session.run` takes a coroutine that returns a fresh connect URL and token
+for each (re)attach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from gpucloud_terminal import protocol
+from gpucloud_terminal.protocol import Control, FlowControl
+
+Frame = bytes | Control
+
+
+class Connection:
+    """One open socket of a session."""
+
+    def __init__(self, ws: ClientConnection, flow: FlowControl | None = None) -> None:
+        self.ws = ws
+        self.flow = flow
+        self.attached: Control | None = None
+        self.last_closing: Control | None = None
+        self.exit_code: int | None = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        url: str,
+        token: str,
+        *,
+        header: bool = True,
+        flow: FlowControl | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Connection]:
+        """Connect; the token goes in the Authorization header (`header=True`, the CLI) or
+        as a `bearer.<token>` subprotocol (how a browser has to send it)."""
+        options: dict[str, Any] = {
+            "compression": None,
+            "max_size": 4 * 1024 * 1024,
+            "max_queue": 4,
+            "ping_interval": protocol.KEEPALIVE_S,
+            "open_timeout": 10,
+        }
+        options.update(kwargs)
+        subprotocols = [protocol.SUBPROTOCOL]
+        headers = {}
+        if header:
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            subprotocols.append(protocol.bearer_subprotocol(token))
+        async with connect(
+            url,
+            additional_headers=headers,
+            subprotocols=subprotocols,  # type: ignore[arg-type]
+            **options,
+        ) as ws:
+            yield cls(ws, flow)
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def control(self, type_: str, **fields: Any) -> None:
+        await self.ws.send(protocol.encode(type_, **fields))
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self.ws.send(protocol.resize(cols, rows))
+
+    async def consumed(self, n: int) -> None:
+        """Tell flow control the terminal has drawn `n` more bytes."""
+        if self.flow is not None and (message := self.flow.consumed(n)) is not None:
+            await self.ws.send(message)
+
+    async def frames(self) -> AsyncIterator[Frame]:
+        """Output bytes and control messages until the socket closes. `attached`,
+        `closing` and `exit` are also remembered on the connection."""
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    if self.flow is not None and (note := self.flow.received(len(message))):
+                        await self.ws.send(note)
+                    yield message
+                    continue
+                try:
+                    control = protocol.decode(message)
+                except protocol.ProtocolError:
+                    continue
+                if control.type == "attached":
+                    self.attached = control
+                elif control.type == "closing":
+                    self.last_closing = control
+                elif control.type == "exit":
+                    code = control.get("code")
+                    self.exit_code = code if isinstance(code, int) else None
+                yield control
+        except ConnectionClosed:
+            return
+
+    @property
+    def close_code(self) -> int | None:
+        received = self.ws.close_rcvd
+        return received.code if received is not None else None
+
+    @property
+    def close_reason(self) -> str:
+        received = self.ws.close_rcvd
+        return received.reason if received is not None else ""
+
+
+Attach = Callable[[], Awaitable[tuple[str, str]]]
+
+
+async def run_with_reattach(
+    attach: Attach,
+    on_frame: Callable[[Frame], Awaitable[None]],
+    *,
+    policy: protocol.Reattach | None = None,
+    on_open: Callable[[Connection], Awaitable[None]] | None = None,
+) -> Connection:
+    """Attach (`attach()` gives a connect URL and a fresh token each time), hand every
+    frame to `on_frame`, and reattach after a drop as `policy` says. Returns the last
+    connection (its close code, last `closing` and exit code say how it ended)."""
+    policy = policy or protocol.Reattach()
+    delays = iter(policy.delays())
+    while True:
+        url, token = await attach()
+        async with Connection.open(url, token) as connection:
+            if on_open is not None:
+                await on_open(connection)
+            async for frame in connection.frames():
+                await on_frame(frame)
+        if not policy.worth_it(connection.close_code, connection.last_closing):
+            return connection
+        delay = next(delays, None)
+        if delay is None:
+            return connection
+        await asyncio.sleep(delay)
