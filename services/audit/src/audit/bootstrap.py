@@ -9,7 +9,14 @@ from platformkit.consumers import Subscription
 from platformkit.http import ServiceDefinition, build_service_app
 from platformkit.runtime import HEARTBEAT_TOPIC
 
-PRIVILEGED_TOPICS = ("iam.tenant.v1", "iam.membership.v1", "iam.service-account.v1")
+PRIVILEGED_TOPICS = (
+    "iam.tenant.v1",
+    "iam.membership.v1",
+    "iam.service-account.v1",
+    "iam.ssh-key.v1",
+    "terminal.session.v1",
+    "terminal.policy.v1",
+)
 
 DEFINITION = ServiceDefinition(
     name="audit",
