@@ -194,3 +194,24 @@ async def test_the_runtime_runs_the_projection_only_for_token_verifying_services
     )
     assert plain.memberships is None and offline.memberships is None
     assert isinstance(verifying.memberships, MembershipProjection)
+
+
+def test_listeners_learn_which_holders_a_poll_changed():
+    import uuid as _uuid
+
+    from platformkit.memberships import MEMBERSHIP_GRANTED, MEMBERSHIP_REVOKED, MembershipProjection
+
+    projection = MembershipProjection("unused:9092")
+    seen: list[set] = []
+    projection.listeners.append(seen.append)
+    tenant, user, membership = _uuid.uuid4(), _uuid.uuid4(), _uuid.uuid4()
+    body = (
+        f'{{"membership_id": "{membership}", "tenant_id": "{tenant}", '
+        f'"principal_id": "{user}", "role": "member"}}'
+    ).encode()
+    projection.apply(MEMBERSHIP_GRANTED, body)
+    projection.apply(MEMBERSHIP_REVOKED, body)
+    projection.after_poll()
+    projection.after_poll()
+    assert seen == [{(tenant, user)}, set()]
+    assert projection.roles(tenant, user) == frozenset()

@@ -11,16 +11,12 @@ that much latency, never a stuck request.
 
 import asyncio
 import contextlib
-import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-import psycopg
-
 from gpuaas.store.repository import NODE_CHANNEL
-
-log = logging.getLogger(__name__)
+from platformkit.listen import Listener
 
 FALLBACK_POLL_S = 2.0
 
@@ -33,42 +29,25 @@ def differs(desired_ids: set[str], observed: dict[str, str]) -> bool:
 
 class NodeWakeups:
     def __init__(self, url: str) -> None:
-        self.url = url
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()
+        self._listener = Listener(url, NODE_CHANNEL, self._wake, self._wake_all)
+        self.listening = self._listener.listening
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="gpuaas-node-wakeups")
+        self._listener.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._listener.stop()
 
-    async def _listen_forever(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NODE_CHANNEL}")
-                    self.listening.set()
-                    delay = 0.5
-                    async for note in conn.notifies():
-                        for event in self._waiters.get(note.payload, ()):
-                            event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("node wakeups: listener lost", extra={"fields": {"error": repr(exc)}})
-            self.listening.clear()
-            # Anything may have changed while we were deaf: let every waiter re-read.
-            for events in self._waiters.values():
-                for event in events:
-                    event.set()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def _wake(self, node_id: str) -> None:
+        for event in self._waiters.get(node_id, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        # After a (re)connect anything may have changed: let every waiter re-read.
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     @contextlib.asynccontextmanager
     async def watching(self, node_id: uuid.UUID):
