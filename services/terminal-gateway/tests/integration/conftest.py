@@ -51,7 +51,8 @@ from node_agent.bootstrap import DEFINITION as AGENT_DEFINITION
 from node_agent.isolation import WorkloadAccounts, harden_agent
 from node_agent.reconcile import Reconciler
 from node_agent.session_tokens import SessionTokenVerifier
-from node_agent.terminal import TerminalService, TerminalSettings as AgentTerminalSettings
+from node_agent.terminal import TerminalService
+from node_agent.terminal import TerminalSettings as AgentTerminalSettings
 from platformkit.envelope import new_event
 from platformkit.http import build_service_app
 from platformkit.service import migrate
@@ -165,7 +166,8 @@ class Stack:
             "gpuaas.allocation.v1", f"gpuaas.allocation.{state}", allocation,
             AllocationChanged(
                 allocation_id=allocation, tenant_id=tenant, project_id=project, state=state,
-                sku="h100-80gb", quantity=1, node_id=self.node_id, occurred_at=dt.datetime.now(dt.UTC),
+                sku="h100-80gb", quantity=1, node_id=self.node_id,
+                occurred_at=dt.datetime.now(dt.UTC),
             ),
             tenant,
         )  # fmt: skip
@@ -198,7 +200,8 @@ class Stack:
 
     def sql(self, query: str, *params: Any) -> list[tuple]:
         with psycopg.connect(self.database, autocommit=True) as conn:
-            return conn.execute(query, params).fetchall()
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
 
     async def until(self, condition, within: float = 15.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + within
@@ -214,7 +217,8 @@ class Stack:
         tenant, project, allocation = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         self.reconciler.reconcile(
             [*self._desired(), {"id": str(allocation), "tenant_id": str(tenant), "instances": [
-                {"device_uuid": "GPU-tg", "start": len(self._desired()), "profile_id": 19, "gpu_index": 0}
+                {"device_uuid": "GPU-tg", "start": len(self._desired()), "profile_id": 19,
+                 "gpu_index": 0}
             ]}]
         )  # fmt: skip
         await self.publish(
