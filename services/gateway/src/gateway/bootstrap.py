@@ -6,7 +6,7 @@ import httpx
 from litestar import Litestar
 
 from gateway import __version__
-from gateway.routes import forward, status
+from gateway.routes import forward, forward_websocket, status
 from gateway.upstreams import upstreams_from_env
 from platformkit.http import ServiceDefinition, build_service_app
 
@@ -24,7 +24,7 @@ DEFINITION = ServiceDefinition(
     name="gateway",
     version=__version__,
     description="The edge: forwards /v1/<route>/... to the owning service; /v1/status.",
-    route_handlers=[status, forward],
+    route_handlers=[status, forward, forward_websocket],
     kafka=False,
     relay=False,
     on_startup=[open_client],
