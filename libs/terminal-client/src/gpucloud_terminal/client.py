@@ -109,13 +109,12 @@ class Connection:
 
     @property
     def close_code(self) -> int | None:
-        received = self.ws.close_rcvd
-        return received.code if received is not None else None
+        """The code the server closed with; 1006 (or None) when the socket just dropped."""
+        return self.ws.close_code
 
     @property
     def close_reason(self) -> str:
-        received = self.ws.close_rcvd
-        return received.reason if received is not None else ""
+        return self.ws.close_reason or ""
 
 
 Attach = Callable[[], Awaitable[tuple[str, str]]]

@@ -136,9 +136,9 @@ async def _relay(socket: WebSocket[Any, Any, Any], upstream: ClientConnection) -
                     await socket.send_bytes(message)
                 else:
                     await socket.send_text(message)
-        closed = upstream.close_rcvd
+        code = upstream.close_code  # None: the upstream went away without a close frame
         with contextlib.suppress(Exception):
-            await socket.close(closed.code if closed else 1011, closed.reason if closed else "")
+            await socket.close(code if code and code != 1006 else 1011, upstream.close_reason or "")
 
     tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
     try:
