@@ -91,8 +91,12 @@ class TerminalSettings:
         scrollback = int(env("GPUCLOUD_TERMINAL_SCROLLBACK_BYTES") or 256 * 1024)
         if not 1024 <= scrollback <= protocol.MAX_BUFFERED:
             raise ValueError("GPUCLOUD_TERMINAL_SCROLLBACK_BYTES must be 1 KiB to 1 MiB")
+        gateway = env("GPUCLOUD_TERMINAL_GATEWAY_URL")  # what the Helm chart gives a caller
+        jwks = env("GPUCLOUD_TERMINAL_JWKS_URL") or (
+            f"{gateway.rstrip('/')}/v1/terminal/.well-known/jwks.json" if gateway else None
+        )
         return cls(
-            jwks_url=env("GPUCLOUD_TERMINAL_JWKS_URL") or None,
+            jwks_url=jwks,
             issuer=env("GPUCLOUD_TERMINAL_TOKEN_ISSUER") or DEFAULT_ISSUER,
             shell_path=env("GPUCLOUD_TERMINAL_SHELL") or shutil.which("bash") or "/bin/sh",
             cwd=Path(cwd) if cwd else None,

@@ -64,6 +64,7 @@ def free_port_offset(start: int = DEFAULT_PORT_OFFSET, step: int = 100, tries: i
         int(data["postgres"]["port"]),
         int(data["gateway"]["port"]),
         *(int(s["port"]) for s in data.get("service", [])),
+        *(int(s["ssh_port"]) for s in data.get("service", []) if s.get("ssh_port")),
         *range(
             int(data["node_agent"]["first_port"]),
             int(data["node_agent"]["first_port"]) + int(data["node_agent"].get("replicas", 1)),
@@ -99,6 +100,7 @@ def _ports_free() -> None:
     f = fleet.load()
     ports = [int(f.kafka_bootstrap.rsplit(":", 1)[1]), int(f.kafka_controller.rsplit(":", 1)[1])]
     ports += [f.postgres_port, *(p.port for p in f.processes)]
+    ports += [p.ssh_port for p in f.services if p.ssh_port]
     busy = [port for port in ports if _answers(port)]
     if busy:
         raise ChaosStackError(
