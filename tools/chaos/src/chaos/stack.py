@@ -20,7 +20,7 @@ from chaos.schedule import CRASH_POINT, KAFKA_RESTART, KILL, POSTGRES_FAST, POST
 
 DEFAULT_PORT_OFFSET = 1000
 # The part of the fleet the launch journey touches (the others only cost CPU on a small box).
-SERVICES = "iam,billing,gpuaas,audit"
+SERVICES = "iam,billing,gpuaas,audit,terminal-gateway"
 METERING_PERIOD_S = "2"
 MIN_RUNWAY_S = "3"
 
