@@ -205,7 +205,7 @@ async def _throughput(ws: Any, mib: int, fleet: Fleet, node_pid: int) -> dict[st
     me_before = time.process_time()
     size = mib * 1024 * 1024
     await ws.send(f"head -c {size} /dev/zero | tr '\\0' x; echo; echo DO''NE\n".encode())
-    received = 0
+    received = frames = 0
     tail = b""
     started = time.perf_counter()
     async with asyncio.timeout(120):
@@ -214,6 +214,7 @@ async def _throughput(ws: Any, mib: int, fleet: Fleet, node_pid: int) -> dict[st
             if not isinstance(frame, bytes):
                 continue
             received += len(frame)
+            frames += 1
             if (note := flow.received(len(frame))) is not None:
                 await ws.send(note)
             if (note := flow.consumed(len(frame))) is not None:  # drawn at once
@@ -229,6 +230,7 @@ async def _throughput(ws: Any, mib: int, fleet: Fleet, node_pid: int) -> dict[st
         "bytes": received,
         "seconds": round(elapsed, 3),
         "mb_per_s": round(megabytes / elapsed, 1),
+        "mean_frame_bytes": received // max(frames, 1),
         "cpu_ms_per_mb": {
             name: round(seconds * 1000 / megabytes, 2) for name, seconds in cpu.items()
         },
@@ -306,11 +308,12 @@ def main(args: argparse.Namespace) -> int:
     print(f"chain adds {added_p99:.2f} ms at p99, {added_p50:.2f} ms at p50")
     print_table(
         f"Output throughput ({args.mb} MiB per path) and CPU ms per MB",
-        ["path", "MB/s", "gateway", "terminal-gw", "agent", "client"],
+        ["path", "MB/s", "frame B", "gateway", "terminal-gw", "agent", "client"],
         [
             [
                 r["path"],
                 r["output"]["mb_per_s"],
+                r["output"]["mean_frame_bytes"],
                 *(
                     r["output"]["cpu_ms_per_mb"][k]
                     for k in ("gateway", "terminal-gateway", "node agent", "client")

@@ -84,15 +84,30 @@ async def _ready(fd: int, writer: bool = False) -> None:
 
 async def read_fd(fd: int) -> bytes:
     """The next chunk from a non-blocking fd; b"" at its end (EIO on a PTY: nobody holds
-    the other side any more)."""
+    the other side any more). A PTY hands out at most a few KiB per read: what is already
+    waiting is read on at once, up to 64 KiB, so fast output travels in few large frames
+    (and a lone keystroke echo in one small one, without waiting)."""
     while True:
         try:
-            return os.read(fd, _READ_CHUNK)
+            data = os.read(fd, _READ_CHUNK)
         except BlockingIOError:
-            pass
+            await _ready(fd)
+            continue
         except OSError:
             return b""
-        await _ready(fd)
+        if not data or len(data) >= _READ_CHUNK:
+            return data
+        parts, total = [data], len(data)
+        while total < _READ_CHUNK:
+            try:
+                more = os.read(fd, _READ_CHUNK - total)
+            except OSError:  # BlockingIOError included: nothing more waiting
+                break
+            if not more:
+                break
+            parts.append(more)
+            total += len(more)
+        return b"".join(parts) if len(parts) > 1 else data
 
 
 async def write_fd(fd: int, data: bytes) -> None:

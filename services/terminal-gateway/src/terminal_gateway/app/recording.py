@@ -18,6 +18,8 @@ import datetime as dt
 import logging
 import uuid
 
+import msgspec
+
 from platformkit.db import Database
 from terminal_gateway.domain import asciicast
 from terminal_gateway.store.repository import RecordingRepository
@@ -37,7 +39,7 @@ class Recorder:
         self.db = db
         self.session_id = session_id
         self.origin = origin  # the session's first attach: time 0 of the recording
-        self.encoder = asciicast.Encoder()
+        self.encoder = asciicast.Encoder(msgspec.json.encode)  # ~10x the stdlib's speed
         self.pending = bytearray()
         self.failed = asyncio.Event()
         self.error: BaseException | None = None
