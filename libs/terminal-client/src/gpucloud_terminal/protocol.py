@@ -165,7 +165,9 @@ FINAL_REASONS = frozenset(
         "killed",
         "recording_failed",
         "expired",
-        "shell_gone",
+        "grace_passed",
+        "node_refused",
+        "agent_stopped",
     }
 )
 # Close codes of a connection that went away rather than ended: reattach.

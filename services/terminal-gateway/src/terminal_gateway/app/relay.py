@@ -205,7 +205,7 @@ class Relay:
                 return await self._revoked(agent, poked.result())
             if up in done:
                 return await self._client_gone(agent, down)
-            return await self._agent_closed()
+            return await self._agent_closed(agent)
         finally:
             for task in tasks:
                 task.cancel()
@@ -286,18 +286,26 @@ class Relay:
             await asyncio.wait_for(asyncio.shield(down), 2)
         recorded = await self._finish_recording()
         if self.seen.exit_code is not None or self.seen.closing is not None:
-            return await self._agent_closed()  # it ended (or moved on) as the client left
+            return await self._agent_closed(agent)  # it ended (or moved on) as the client left
         if not recorded:
             await self.service.end(self.session_id, Reason.RECORDING_FAILED.value, self.instance)
             return Reason.RECORDING_FAILED.value
         await self.service.detach(self.session_id, self.instance, Reason.CONNECTION_LOST)
         return Reason.CONNECTION_LOST.value
 
-    async def _agent_closed(self) -> str:
+    async def _agent_closed(self, agent: ClientConnection) -> str:
         closing = self.seen.closing
         reason = str(closing.get("reason")) if closing else None
         if reason is None and self.seen.exit_code is not None:
             reason = Reason.EXITED.value
+        if reason is None and agent.close_code == protocol.POLICY_VIOLATION:
+            # The node refused the session (it does not run the allocation any more ...).
+            why = agent.close_reason or "the node refused the session"
+            await self._finish_recording()
+            await self.service.end(self.session_id, Reason.NODE_REFUSED.value, self.instance)
+            await self._tell(Reason.NODE_REFUSED, why)
+            await self.client.close(protocol.NORMAL_CLOSURE, Reason.NODE_REFUSED.value)
+            return Reason.NODE_REFUSED.value
         if reason == "taken_over":
             await self._finish_recording()
             await self.client.close(protocol.NORMAL_CLOSURE, "taken over by another connection")
