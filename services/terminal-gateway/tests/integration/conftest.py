@@ -45,6 +45,7 @@ from gpucloud_contracts.events.iam import (
     MembershipRevoked,
     SshKeyAdded,
     TenantCreated,
+    TenantSuspended,
 )
 from gpucloud_terminal import protocol
 from node_agent.bootstrap import DEFINITION as AGENT_DEFINITION
@@ -188,6 +189,13 @@ class Stack:
         kind = "revoked" if revoked else "granted"
         await self.publish("iam.membership.v1", f"iam.membership.{kind}", tenant, payload, tenant)
         return membership
+
+    async def suspend(self, tenant: uuid.UUID) -> None:
+        await self.publish(
+            "iam.tenant.v1", "iam.tenant.suspended", tenant,
+            TenantSuspended(tenant_id=tenant, reason="test", suspended_at=dt.datetime.now(dt.UTC)),
+            tenant,
+        )  # fmt: skip
 
     async def ssh_key(self, user: uuid.UUID, public_key: str, fingerprint: str) -> None:
         await self.publish(

@@ -263,6 +263,34 @@ async def test_revoking_the_membership_revokes_the_session_within_2_s(stack):
     assert refused.status_code == 403
 
 
+async def test_suspending_the_tenant_revokes_its_sessions_within_2_s(stack):
+    t = await stack.tenant()
+    user = uuid.uuid4()
+    open_body = (await stack.open(stack.iam.token(user, t.id), t)).json()
+    minted_only = (await stack.open(stack.iam.token(user, t.id), t)).json()
+    async with await _connect(open_body) as ws:
+        screen = await _attach(ws)
+        started = time.monotonic()
+        await stack.suspend(t.id)
+        await _revoked_within(stack, ws, screen, "tenant_suspended")
+        elapsed = time.monotonic() - started
+    print(f"tenant suspended -> session closed: {elapsed:.3f} s")
+    assert elapsed < 2.0
+    for body in (open_body, minted_only):  # the open one once its recording is flushed
+        await stack.until(
+            lambda id=body["session"]["id"]: (
+                stack.sql("SELECT state, reason FROM sessions WHERE id = %s", id)[0]
+                == ("revoked", "tenant_suspended")
+            ),
+            what="revoked",
+        )
+    # The unused token of the minted session opens nothing now, and nothing new is minted.
+    async with await _connect(minted_only) as ws:
+        code, _ = await _closed(ws)
+    assert code == 4409
+    assert (await stack.open(stack.iam.token(user, t.id), t)).status_code == 403
+
+
 async def test_a_tenant_admin_kills_a_session_and_a_detached_one_ends_at_the_node(stack):
     t = await stack.tenant()
     user = uuid.uuid4()
