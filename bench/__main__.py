@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bench import auth, launch, outbox, rating, scheduler, terminal
+from bench import audit_tree, auth, cli, launch, outbox, portal, rating, scheduler, terminal
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -11,6 +11,9 @@ BENCHMARKS = {
     "scheduler": scheduler,
     "launch": launch,
     "rating": rating,
+    "audit-tree": audit_tree,
+    "cli": cli,
+    "portal": portal,
     "terminal": terminal,
 }
 
