@@ -63,6 +63,8 @@ from terminal_gateway.bootstrap import definition
 from terminal_gateway.settings import TerminalSettings
 
 NODE = "node-tg-test"
+# The services whose events the tests play (consumers check the source against the topic).
+SOURCES = {"gpuaas": "gpuaas", "iam": "iam"}
 OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex
 
 
@@ -139,7 +141,8 @@ class Tenant:
 class Stack:
     base: str  # terminal-gateway's HTTP base
     ws: str
-    database: str
+    database: str  # the owner's URL (the test's own SQL)
+    runtime_database: str  # the runtime role's, which terminal-gateway serves with
     ssh_port: int
     node_id: uuid.UUID
     agent_url: str
@@ -153,7 +156,7 @@ class Stack:
         self, topic: str, type_: str, subject: uuid.UUID, payload: Any, tenant=None
     ) -> None:
         event = new_event(
-            type=type_, source="test", subject=str(subject), payload=msgspec.json.encode(payload),
+            type=type_, source=SOURCES[topic.split(".", 1)[0]], subject=str(subject), payload=msgspec.json.encode(payload),
             tenant=str(tenant) if tenant else None,
         )  # fmt: skip
         await self.producer.send_and_wait(
@@ -309,18 +312,19 @@ class Screen:
 
 
 @pytest.fixture(scope="module")
-async def stack(infra, tmp_path_factory) -> AsyncIterator[Stack]:
-    from gpucloud_contracts.provision import provision
+async def stack(infra, make_database_roles, tmp_path_factory) -> AsyncIterator[Stack]:
+    """terminal-gateway migrated by its owner role and serving as its runtime role, as in
+    the fleet; the test's own SQL (`Stack.sql`) runs as the owner."""
     from platformkit.kafka import idempotent_producer
+    from platformkit.provision import provision
 
-    await provision(infra.kafka_bootstrap, report=lambda _: None)
-    name = f"test_tg_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database = infra.database_url(name)
+    await provision(infra.kafka, acls=False, report=lambda _: None)
+    roles_context = make_database_roles()
+    roles = roles_context.__enter__()
+    database = roles.owner_url
     iam = Iam()
     jwks_server, jwks_url = serve_json(iam.jwks)
-    producer = idempotent_producer(infra.kafka_bootstrap, "tg-tests")
+    producer = idempotent_producer(infra.kafka, "tg-tests")
     await producer.start()
     tmp = tmp_path_factory.mktemp("tg")
     umask = os.umask(0o022)
@@ -337,8 +341,9 @@ async def stack(infra, tmp_path_factory) -> AsyncIterator[Stack]:
         service = SessionService(settings)
         tg_definition = definition(service)
         kit = ServiceSettings(
-            service_name=f"terminal-gateway-test-{uuid.uuid4().hex[:8]}", database_url=database,
-            kafka_bootstrap=infra.kafka_bootstrap, jwks_url=jwks_url, operator_token=OPERATOR_TOKEN,
+            service_name=f"terminal-gateway-test-{uuid.uuid4().hex[:8]}",
+            database_url=roles.runtime_url, database_owner_url=roles.owner_url,
+            kafka=infra.kafka, jwks_url=jwks_url, operator_token=OPERATOR_TOKEN,
             heartbeat_interval_s=0, outbox_poll_interval_s=0.5,
         )  # fmt: skip
         migrate(tg_definition, kit)
@@ -377,7 +382,8 @@ async def stack(infra, tmp_path_factory) -> AsyncIterator[Stack]:
         agent_url = f"http://127.0.0.1:{agent[2].getsockname()[1]}"
         node_id = uuid.uuid4()
         result = Stack(
-            base=base, ws=service.settings.public_url, database=database, ssh_port=ssh_port,
+            base=base, ws=service.settings.public_url, database=database,
+            runtime_database=roles.runtime_url, ssh_port=ssh_port,
             node_id=node_id, agent_url=agent_url, iam=iam, producer=producer, service=service,
             reconciler=reconciler, agent_terminal=agent_terminal,
         )  # fmt: skip
@@ -402,8 +408,7 @@ async def stack(infra, tmp_path_factory) -> AsyncIterator[Stack]:
         os.umask(umask)
         await producer.stop()
         jwks_server.shutdown()
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        roles_context.__exit__(None, None, None)
 
 
 def events_of(stack: Stack, session_id: str) -> list[tuple[str, dict]]:

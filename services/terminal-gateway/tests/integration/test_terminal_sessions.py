@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 
+import psycopg
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -455,3 +456,21 @@ async def test_a_recording_that_cannot_be_written_ends_the_session(stack):
         lambda: not any(s.id == session_id for s in stack.agent_terminal.sessions.values()),
         what="the shell ended at the node",
     )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE recording_chunks SET data = ''",
+        "DELETE FROM recording_chunks",
+        "TRUNCATE recording_chunks CASCADE",
+        "DELETE FROM sessions",
+        "DELETE FROM signing_keys",
+        "ALTER TABLE recording_chunks ADD COLUMN x int",
+    ],
+)
+async def test_the_runtime_role_cannot_rewrite_recordings_or_drop_sessions(stack, statement):
+    """terminal-gateway serves as its runtime role (the stack migrates as the owner)."""
+    with psycopg.connect(stack.runtime_database) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
