@@ -54,6 +54,7 @@ PUBLIC = {
     "sandboxWebhook",
     "stripeWebhook",
     "terminalJwks",  # terminal-gateway's session-token keys, which node agents fetch
+    "terminalSshEndpoint",  # where the SSH endpoint is and its public host key
 }
 # Any valid token may call these: they act on the caller itself, never on a tenant.
 SELF_SERVICE = {

@@ -18,6 +18,7 @@ from terminal_gateway.api.routes import (
     TerminalContext,
     connect,
     jwks,
+    ssh_endpoint,
 )
 from terminal_gateway.app.keys import KeyStore
 from terminal_gateway.app.projections import subscriptions
@@ -88,7 +89,7 @@ def definition(service: SessionService = SERVICE) -> ServiceDefinition:
         version=__version__,
         description="Workload access: terminal sessions (browser and SSH) relayed to node-agent"
         " PTYs, recorded and audited.",
-        route_handlers=[SessionController, TenantSessionController, jwks, connect],
+        route_handlers=[SessionController, TenantSessionController, jwks, ssh_endpoint, connect],
         migrations="terminal_gateway.store.migrations",
         subscriptions=subscriptions(service),
         on_startup=[install, start_terminal],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from urllib.parse import urlsplit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +20,10 @@ class TerminalSettings:
     sweep_interval_s: float = 1.0
     ssh_host: str = "127.0.0.1"
     ssh_port: int = 0  # 0: no SSH endpoint
+    # Where users reach the SSH endpoint (`GET /v1/terminal/ssh`, `gpucloud ssh`): by default
+    # the host of `public_url` and `ssh_port`; set them when a load balancer maps it elsewhere.
+    ssh_public_host: str = ""
+    ssh_public_port: int = 0
     key_passphrase: str | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
@@ -37,10 +42,19 @@ class TerminalSettings:
             ),
             ssh_host=env("GPUCLOUD_TERMINAL_SSH_HOST") or env("GPUCLOUD_HTTP_HOST") or cls.ssh_host,
             ssh_port=int(env("GPUCLOUD_TERMINAL_SSH_PORT") or 0),
+            ssh_public_host=env("GPUCLOUD_TERMINAL_SSH_PUBLIC_HOST") or "",
+            ssh_public_port=int(env("GPUCLOUD_TERMINAL_SSH_PUBLIC_PORT") or 0),
             key_passphrase=env("GPUCLOUD_TERMINAL_KEY_PASSPHRASE") or None,
         )
         settings.check()
         return settings
+
+    def ssh_endpoint(self) -> tuple[str, int] | None:
+        """(host, port) users connect `ssh` to; None without an SSH endpoint."""
+        if not self.ssh_port:
+            return None
+        host = self.ssh_public_host or (urlsplit(self.public_url).hostname or self.ssh_host)
+        return host, self.ssh_public_port or self.ssh_port
 
     def check(self) -> None:
         if not 1 <= self.token_ttl_s <= 60:

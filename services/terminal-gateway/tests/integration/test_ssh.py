@@ -37,17 +37,41 @@ async def _user_with_key(stack, t):
     return user, key
 
 
-def _client(stack, t, key):
+@pytest.fixture(scope="module")
+async def endpoint(stack) -> dict:
+    """`GET /v1/terminal/ssh` (public): where the endpoint is and its host key, which every
+    connection below pins (never trust on first use)."""
+    answer = await stack.call("GET", "/v1/terminal/ssh")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _client(stack, t, key, endpoint, known_hosts=None):
+    pinned = asyncssh.import_known_hosts("\n".join(known_hosts or endpoint["known_hosts"]))
     return asyncssh.connect(
-        "127.0.0.1", stack.ssh_port, username=str(t.allocation_id), client_keys=[key],
-        known_hosts=None, agent_path=None,
+        endpoint["host"], endpoint["port"], username=str(t.allocation_id), client_keys=[key],
+        known_hosts=pinned, agent_path=None,
     )  # fmt: skip
 
 
-async def test_a_registered_key_runs_commands_shells_and_forwards(stack):
+async def test_the_endpoint_document_names_the_port_and_the_key_it_presents(stack, endpoint):
+    assert (endpoint["host"], endpoint["port"]) == ("127.0.0.1", stack.ssh_port)
+    [host_key] = endpoint["host_keys"]
+    assert host_key.startswith("ssh-ed25519 ")
+    assert endpoint["known_hosts"] == [f"[127.0.0.1]:{stack.ssh_port} {host_key}"]
+    t = await stack.tenant()
+    _, key = await _user_with_key(stack, t)
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
+    forged = [f"[127.0.0.1]:{stack.ssh_port} {other[0]} {other[1]}"]
+    with pytest.raises(asyncssh.HostKeyNotVerifiable):
+        async with _client(stack, t, key, endpoint, known_hosts=forged):
+            pass
+
+
+async def test_a_registered_key_runs_commands_shells_and_forwards(stack, endpoint):
     t = await stack.tenant()
     user, key = await _user_with_key(stack, t)
-    async with _client(stack, t, key) as conn:
+    async with _client(stack, t, key, endpoint) as conn:
         result = await conn.run("echo out; echo err >&2; id -u; exit 3", check=False)
         assert result.exit_status == 3
         assert result.stdout.splitlines()[0] == "out" and result.stderr == "err\n"
@@ -102,11 +126,11 @@ async def test_a_registered_key_runs_commands_shells_and_forwards(stack):
     assert events_of(stack, str(exec_id))[-1][1]["recording_digest"].startswith("sha256:")
 
 
-async def test_an_unregistered_key_and_a_viewer_are_refused(stack):
+async def test_an_unregistered_key_and_a_viewer_are_refused(stack, endpoint):
     t = await stack.tenant()
     stranger = asyncssh.generate_private_key("ssh-ed25519")
     with pytest.raises(asyncssh.PermissionDenied):
-        async with _client(stack, t, stranger):
+        async with _client(stack, t, stranger, endpoint):
             pass
     # A registered key whose user is only a viewer of the tenant.
     user = uuid.uuid4()
@@ -119,7 +143,7 @@ async def test_an_unregistered_key_and_a_viewer_are_refused(stack):
         lambda: stack.sql("SELECT 1 FROM ssh_keys WHERE user_id = %s", user), what="projected"
     )
     with pytest.raises(asyncssh.PermissionDenied):
-        async with _client(stack, t, key):
+        async with _client(stack, t, key, endpoint):
             pass
     assert stack.sql("SELECT count(*) FROM sessions WHERE allocation_id = %s", t.allocation_id) == [
         (0,)

@@ -31,6 +31,7 @@ from terminal_gateway.api.schemas import (
     SessionCreate,
     SessionOut,
     SessionToken,
+    SshEndpoint,
     session_out,
 )
 from terminal_gateway.app.relay import Relay, RelayRegistry
@@ -209,6 +210,20 @@ class TenantSessionController(Controller):
 async def jwks(state: State) -> dict[str, Any]:
     """terminal-gateway's session token keys; node agents verify session tokens with them."""
     return _context(state).service.keys.jwks()
+
+
+@get("/v1/terminal/ssh", operation_id="terminalSshEndpoint", tags=["keys"])
+async def ssh_endpoint(state: State) -> SshEndpoint:
+    """Where the SSH endpoint is and the host key it presents (public, like the key itself:
+    every client that connects sees it). `gpucloud ssh` pins it in a known_hosts file."""
+    service = _context(state).service
+    where = service.settings.ssh_endpoint()
+    if where is None:
+        raise NotFound("this installation runs no SSH endpoint")
+    host, port = where
+    name = host if port == 22 else f"[{host}]:{port}"
+    key = service.keys.host_public_key
+    return SshEndpoint(host=host, port=port, host_keys=[key], known_hosts=[f"{name} {key}"])
 
 
 class WebSocketEnd:

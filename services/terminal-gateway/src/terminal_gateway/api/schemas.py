@@ -79,3 +79,20 @@ def session_out(row: Any) -> SessionOut:
         recording_bytes=row.get("recording_bytes") if final else None,
         recording_digest=row.get("recording_digest"),
     )  # fmt: skip
+
+
+class SshEndpoint(msgspec.Struct):
+    """Where `ssh <allocation id>@<host> -p <port>` reaches terminal-gateway, and the host
+    key it presents (pin it instead of trusting it on first use)."""
+
+    host: str
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    host_keys: Annotated[
+        list[str], msgspec.Meta(description="OpenSSH public keys: `ssh-ed25519 AAAA...`")
+    ]
+    known_hosts: Annotated[
+        list[str], msgspec.Meta(description="The same keys as lines of a known_hosts file")
+    ]
+    user: Annotated[
+        str, msgspec.Meta(description="The login name to use: the allocation's id")
+    ] = "<allocation id>"

@@ -55,6 +55,7 @@ class KeyStore:
         self.signing: dict[str, Ed25519PrivateKey] = {}
         self.active_kid: str | None = None
         self.host_key_pem: bytes = b""
+        self.host_public_key = ""  # OpenSSH form: `ssh-ed25519 AAAA...`
         self._verifiers: dict[tuple[str, str], AccessTokenVerifier] = {}
         self._keys = JwksCache(CallableJwks(self._jwks), min_refresh_interval_s=1.0, max_age_s=60.0)
 
@@ -82,6 +83,10 @@ class KeyStore:
             self.active_kid = row["id"]  # the newest
         host = rows[SSH_HOST][-1]
         self.host_key_pem = bytes(host["private_key"])
+        public = _load(self.host_key_pem, self.passphrase, host["encrypted"]).public_key()
+        self.host_public_key = public.public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).decode()
 
     def jwks(self) -> dict[str, Any]:
         keys = []
