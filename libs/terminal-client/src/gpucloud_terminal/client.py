@@ -3,19 +3,20 @@ the benchmark use it): connect with a session token, send keystrokes and resizes
 output with flow control, reattach after a drop.
 
 Minting the token is not done here (that is an HTTP call to terminal-gateway with an
-access token); `Session.run` takes a coroutine that returns a fresh connect URL and token
-for each (re)attach.
+access token); `run_with_reattach` takes a coroutine that returns a fresh connect URL and
+token for each (re)attach.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gpucloud_terminal import protocol
 from gpucloud_terminal.protocol import Control, FlowControl
@@ -118,6 +119,29 @@ class Connection:
 
 
 Attach = Callable[[], Awaitable[tuple[str, str]]]
+# Failures of one try that a later try may not see: the network, a restarting gateway (its
+# handshake answered 502/503), a timeout. `attach` raises these too for a failed HTTP call.
+TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, InvalidHandshake)
+
+
+@dataclasses.dataclass
+class Ended:
+    """How a session run ended: the last connection (None if none ever opened), how many
+    times it attached, and whether it gave up on reattaching (then `error` is the last
+    failure, if a try failed rather than dropped)."""
+
+    connection: Connection | None
+    attachments: int = 0
+    gave_up: bool = False
+    error: BaseException | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.connection.exit_code if self.connection else None
+
+    @property
+    def closing(self) -> Control | None:
+        return self.connection.last_closing if self.connection else None
 
 
 async def run_with_reattach(
@@ -125,23 +149,49 @@ async def run_with_reattach(
     on_frame: Callable[[Frame], Awaitable[None]],
     *,
     policy: protocol.Reattach | None = None,
-    on_open: Callable[[Connection], Awaitable[None]] | None = None,
-) -> Connection:
+    pump: Callable[[Connection], Awaitable[None]] | None = None,
+    on_drop: Callable[[float], Awaitable[None]] | None = None,
+    flow: Callable[[], FlowControl | None] = FlowControl,
+    transient: tuple[type[BaseException], ...] = TRANSIENT,
+) -> Ended:
     """Attach (`attach()` gives a connect URL and a fresh token each time), hand every
-    frame to `on_frame`, and reattach after a drop as `policy` says. Returns the last
-    connection (its close code, last `closing` and exit code say how it ended)."""
+    frame to `on_frame` (bytes count as drawn for flow control once it returns), run
+    `pump(connection)` beside it (keystrokes, resizes; cancelled when the connection ends),
+    and reattach after a drop as `policy` says: a dropped socket, a failed connect or a
+    failed `attach()` (an exception in `transient`) waits the policy's next pause and tries
+    again, until its grace window is spent. The pauses start over once a connection is
+    attached again. Anything else `attach()` raises (the session cannot be reattached)
+    propagates."""
     policy = policy or protocol.Reattach()
     delays = iter(policy.delays())
+    ended = Ended(None)
     while True:
-        url, token = await attach()
-        async with Connection.open(url, token) as connection:
-            if on_open is not None:
-                await on_open(connection)
-            async for frame in connection.frames():
-                await on_frame(frame)
-        if not policy.worth_it(connection.close_code, connection.last_closing):
-            return connection
+        try:
+            url, token = await attach()
+            async with Connection.open(url, token, flow=flow()) as connection:
+                ended.connection, ended.error = connection, None
+                pumping = asyncio.create_task(pump(connection)) if pump else None
+                try:
+                    async for frame in connection.frames():
+                        if isinstance(frame, Control) and frame.type == "attached":
+                            ended.attachments += 1
+                            delays = iter(policy.delays())  # back in: pauses start over
+                        await on_frame(frame)
+                        if isinstance(frame, bytes):  # on_frame returned: it is drawn
+                            await connection.consumed(len(frame))
+                finally:
+                    if pumping is not None:
+                        pumping.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                            await pumping
+            if not policy.worth_it(connection.close_code, connection.last_closing):
+                return ended
+        except transient as exc:
+            ended.error = exc  # this try failed: the same as a drop
         delay = next(delays, None)
         if delay is None:
-            return connection
+            ended.gave_up = True
+            return ended
+        if on_drop is not None:
+            await on_drop(delay)
         await asyncio.sleep(delay)
