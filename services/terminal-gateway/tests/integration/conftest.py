@@ -156,8 +156,8 @@ class Stack:
         self, topic: str, type_: str, subject: uuid.UUID, payload: Any, tenant=None
     ) -> None:
         event = new_event(
-            type=type_, source=SOURCES[topic.split(".", 1)[0]], subject=str(subject), payload=msgspec.json.encode(payload),
-            tenant=str(tenant) if tenant else None,
+            type=type_, source=SOURCES[topic.split(".", 1)[0]], subject=str(subject),
+            payload=msgspec.json.encode(payload), tenant=str(tenant) if tenant else None,
         )  # fmt: skip
         await self.producer.send_and_wait(
             topic, value=event.data, key=event.key, headers=event.headers()

@@ -93,6 +93,6 @@ class SshEndpoint(msgspec.Struct):
     known_hosts: Annotated[
         list[str], msgspec.Meta(description="The same keys as lines of a known_hosts file")
     ]
-    user: Annotated[
-        str, msgspec.Meta(description="The login name to use: the allocation's id")
-    ] = "<allocation id>"
+    user: Annotated[str, msgspec.Meta(description="The login name to use: the allocation's id")] = (
+        "<allocation id>"
+    )
