@@ -60,7 +60,7 @@ class Fleet:
             "Authorization": f"Bearer {credentials.password(credentials.OPERATOR_TOKEN)}"
         }
         self.passphrase = credentials.password("terminal_key_passphrase")
-        self.pg = ensure_infra().database_url("terminal_gateway")
+        self.pg = ensure_infra().runtime_url("terminal_gateway")
         self.pids = {
             name: int((pids_dir() / f"{name}.pid").read_text())
             for name in ["gateway", "terminal-gateway", *(a.name for a in f.node_agents)]
