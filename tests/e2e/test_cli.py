@@ -263,6 +263,11 @@ class TestCli:
         released = gpucloud.json("release", allocation["id"], "--wait")
         assert released["allocation"]["state"] == "released"
         assert released["allocation"]["reason"] == "user_release"
+        # no shell on a released allocation: terminal-gateway refuses to mint (409), and
+        # ssh is not even attempted
+        refused = gpucloud.error("terminal", allocation["id"], expect=6)
+        assert refused["status"] == 409 and refused["class"] == "conflict"
+        assert "released" in gpucloud.error("ssh", allocation["id"], expect=10)["detail"]
 
         # the closing usage interval is rated: the balance goes down by what usage says it
         # cost (read together until both show it: rating may land between two reads)
