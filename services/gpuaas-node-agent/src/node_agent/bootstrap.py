@@ -1,18 +1,22 @@
 """Wires the node agent. No database, no Kafka: it talks to gpuaas over HTTP only."""
 
-import asyncio
-import contextlib
-
 from litestar import Litestar, get
 from litestar.datastructures import State
 
 from node_agent import __version__
-from node_agent.agent import AgentSettings, NodeAgent
+from node_agent.agent import (
+    SESSION_MAX_BACKOFF_S,
+    SESSION_RESTART_S,
+    AgentSettings,
+    NodeAgent,
+)
 from node_agent.isolation import accounts_from_env, harden_agent
 from node_agent.session_tokens import SessionTokenVerifier
 from node_agent.terminal import TerminalService, TerminalSettings, forward, terminal
 from platformkit.auth import Principal
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
+from platformkit.jobs import Job
 
 
 @get("/v1/node/state", operation_id="nodeState", tags=["node"])
@@ -42,7 +46,7 @@ def terminal_service(agent: NodeAgent, settings: TerminalSettings) -> TerminalSe
     return TerminalService(settings, verifier, agent.reconciler, workspaces)
 
 
-async def start_agent(app: Litestar) -> None:
+def start_agent(app: Litestar) -> None:
     settings = AgentSettings.from_env()
     harden_agent(settings.state_dir)  # its files private before it writes any
     agent = NodeAgent(settings)
@@ -50,16 +54,13 @@ async def start_agent(app: Litestar) -> None:
     agent.reconciler.accounts = accounts_from_env(settings.node_name, settings.state_dir)
     app.state.agent = agent
     app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
-    task = asyncio.create_task(agent.run(), name="node-agent")
 
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await app.state.terminal.close_all()
-        agent.reconciler.stop_all()
 
-    app.on_shutdown.insert(0, stop)
+async def stop_agent(app: Litestar) -> None:
+    """After the sync job stopped: shells end (their sessions are told), the workloads keep
+    running (a restart adopts them)."""
+    await app.state.terminal.close_all()
+    app.state.agent.reconciler.stop_all()
 
 
 DEFINITION = ServiceDefinition(
@@ -69,7 +70,17 @@ DEFINITION = ServiceDefinition(
     route_handlers=[node_state, terminal, forward],
     kafka=False,
     relay=False,
+    jobs=[
+        Job(
+            "node-sync",
+            SESSION_RESTART_S,
+            lambda rt: rt.state.agent.run(),
+            immediate=True,
+            max_backoff_s=SESSION_MAX_BACKOFF_S,
+        )
+    ],
     on_startup=[start_agent],
+    on_shutdown=[stop_agent],
 )
 
 

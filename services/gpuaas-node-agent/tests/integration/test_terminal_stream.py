@@ -23,6 +23,7 @@ from litestar import Litestar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from gpucloud_terminal import protocol
 from node_agent.bootstrap import DEFINITION
 from node_agent.isolation import WorkloadAccounts, harden_agent
@@ -78,9 +79,15 @@ def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
     os.umask(umask)
 
 
-def _desired(allocation_id: str, start: int = 0) -> dict[str, Any]:
-    instance = {"device_uuid": "GPU-pty", "start": start, "profile_id": 19, "gpu_index": 0}
-    return {"id": allocation_id, "instances": [instance]}
+def _desired(allocation_id: str, start: int = 0) -> DesiredAllocation:
+    instance = InstanceOut(
+        gpu_index=0, device_uuid="GPU-pty", start=start, memory_slices=1, compute_slices=1,
+        profile_id=19,
+    )  # fmt: skip
+    return DesiredAllocation(
+        id=uuid.UUID(allocation_id), sku="h100-80gb", mig_profile="1g.10gb", state="running",
+        instances=[instance],
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -98,7 +105,7 @@ async def agent(
     async def install(app: Litestar) -> None:
         app.state.terminal = service  # the sync loop against gpuaas is not needed here
 
-    definition = dataclasses.replace(DEFINITION, on_startup=[install])
+    definition = dataclasses.replace(DEFINITION, on_startup=[install], on_shutdown=(), jobs=())
     app = build_service_app(definition, ServiceSettings(service_name=f"agent-{NODE}"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -344,7 +351,7 @@ async def test_terminate_ends_the_session_at_once(agent, reconciler, signer):
     assert await _pid_gone(session.pid) and await _eventually(lambda: service.sessions == {})
 
 
-async def test_the_session_ends_when_the_shell_exits(agent, reconciler, signer):
+async def test_the_session_ends_when_the_shell_exits(agent, reconciler, signer, desired):
     base, _ = agent
     aid = str(uuid.uuid4())
     _running(reconciler, aid)
@@ -356,7 +363,7 @@ async def test_the_session_ends_when_the_shell_exits(agent, reconciler, signer):
     assert code == 1000
 
 
-async def test_the_session_ends_when_the_allocation_is_released(agent, reconciler, signer):
+async def test_the_session_ends_when_the_allocation_is_released(agent, reconciler, signer, desired):
     base, service = agent
     aid = str(uuid.uuid4())
     _running(reconciler, aid)
@@ -470,7 +477,7 @@ async def test_refused_callers_get_no_shell(agent, reconciler, signer, case):
     assert service.sessions == {}
 
 
-async def test_a_replayed_token_is_refused(agent, reconciler, signer):
+async def test_a_replayed_token_is_refused(agent, reconciler, signer, desired):
     base, _ = agent
     aid = str(uuid.uuid4())
     _running(reconciler, aid)

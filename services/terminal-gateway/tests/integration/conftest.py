@@ -47,6 +47,7 @@ from gpucloud_contracts.events.iam import (
     TenantCreated,
     TenantSuspended,
 )
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from gpucloud_terminal import protocol
 from node_agent.bootstrap import DEFINITION as AGENT_DEFINITION
 from node_agent.isolation import WorkloadAccounts, harden_agent
@@ -226,12 +227,8 @@ class Stack:
     async def tenant(self) -> Tenant:
         """A tenant with a project and a running allocation on the node, projected."""
         tenant, project, allocation = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        self.reconciler.reconcile(
-            [*self._desired(), {"id": str(allocation), "tenant_id": str(tenant), "instances": [
-                {"device_uuid": "GPU-tg", "start": len(self._desired()), "profile_id": 19,
-                 "gpu_index": 0}
-            ]}]
-        )  # fmt: skip
+        current = self._desired()
+        self.reconciler.reconcile([*current, _desired(allocation, start=len(current))])
         await self.publish(
             "iam.tenant.v1", "iam.tenant.created", tenant,
             TenantCreated(tenant_id=tenant, name="T", slug=f"t-{tenant.hex[:10]}", status="active",
@@ -247,15 +244,11 @@ class Stack:
         )
         return Tenant(tenant, project, allocation)
 
-    def _desired(self) -> list[dict[str, Any]]:
-        return [
-            {"id": a, "tenant_id": w.tenant_id, "instances": [
-                {"device_uuid": "GPU-tg", "start": i, "profile_id": 19, "gpu_index": 0}]}
-            for i, (a, w) in enumerate(self.reconciler.workloads.items())
-        ]  # fmt: skip
+    def _desired(self) -> list[DesiredAllocation]:
+        return [_desired(uuid.UUID(a), start=i) for i, a in enumerate(self.reconciler.workloads)]
 
     def release_on_node(self, allocation: uuid.UUID) -> None:
-        self.reconciler.reconcile([d for d in self._desired() if d["id"] != str(allocation)])
+        self.reconciler.reconcile([d for d in self._desired() if d.id != allocation])
 
     async def open(
         self, token: str, tenant: Tenant, *, forwarded_for: str = "203.0.113.7"
@@ -273,6 +266,18 @@ class Stack:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with httpx.AsyncClient(base_url=self.base, timeout=10) as client:
             return await client.request(method, path, headers=headers, **kwargs)
+
+
+def _desired(allocation: uuid.UUID, start: int) -> DesiredAllocation:
+    """An allocation as gpuaas's sync answers it: a 1g.10gb slice of the node's one GPU."""
+    instance = InstanceOut(
+        gpu_index=0, device_uuid="GPU-tg", start=start, memory_slices=1, compute_slices=1,
+        profile_id=19,
+    )  # fmt: skip
+    return DesiredAllocation(
+        id=allocation, sku="h100-80gb", mig_profile="1g.10gb", state="running",
+        instances=[instance],
+    )  # fmt: skip
 
 
 class Screen:
@@ -315,7 +320,7 @@ class Screen:
 async def stack(infra, make_database_roles, tmp_path_factory) -> AsyncIterator[Stack]:
     """terminal-gateway migrated by its owner role and serving as its runtime role, as in
     the fleet; the test's own SQL (`Stack.sql`) runs as the owner."""
-    from platformkit.kafka import idempotent_producer
+    from platformkit.kafka import producer as kafka_producer
     from platformkit.provision import provision
 
     await provision(infra.kafka, acls=False, report=lambda _: None)
@@ -324,7 +329,7 @@ async def stack(infra, make_database_roles, tmp_path_factory) -> AsyncIterator[S
     database = roles.owner_url
     iam = Iam()
     jwks_server, jwks_url = serve_json(iam.jwks)
-    producer = idempotent_producer(infra.kafka, "tg-tests")
+    producer = kafka_producer(infra.kafka, "tg-tests")
     await producer.start()
     tmp = tmp_path_factory.mktemp("tg")
     umask = os.umask(0o022)
@@ -374,7 +379,7 @@ async def stack(infra, make_database_roles, tmp_path_factory) -> AsyncIterator[S
             app.state.terminal = agent_terminal
 
         agent_app = build_service_app(
-            dataclasses.replace(AGENT_DEFINITION, on_startup=[install]),
+            dataclasses.replace(AGENT_DEFINITION, on_startup=[install], on_shutdown=(), jobs=()),
             ServiceSettings(service_name=f"agent-{NODE}"),
         )
         agent = await serve(agent_app)

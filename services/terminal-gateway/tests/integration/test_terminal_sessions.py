@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 
+import httpx
 import psycopg
 import pytest
 from websockets.asyncio.client import connect
@@ -474,3 +475,28 @@ async def test_the_runtime_role_cannot_rewrite_recordings_or_drop_sessions(stack
     with psycopg.connect(stack.runtime_database) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+async def test_an_idempotency_key_gives_the_same_session_with_a_fresh_token_until_opened(stack):
+    """The key's stored answer is the session (never its token): a retry gets the same
+    session and a new token, which replaces the first; another body is a 422; once the
+    session was opened the key answers 409."""
+    t = await stack.tenant()
+    token = stack.iam.token(uuid.uuid4(), t.id)
+    key = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
+
+    async def mint(allocation_id) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
+            body = {"allocation_id": str(allocation_id)}
+            return await client.post("/v1/terminal/sessions", json=body, headers=key)
+
+    first, again = (await mint(t.allocation_id)).json(), (await mint(t.allocation_id)).json()
+    assert again["session"]["id"] == first["session"]["id"] and again["token"] != first["token"]
+    assert (await mint(uuid.uuid4())).status_code == 422
+    async with await _connect(first) as ws:  # replaced by the retry's token
+        assert (await _closed(ws))[0] == protocol.UNAUTHORIZED
+    async with await _connect(again) as ws:
+        await _attach(ws)
+        assert (await mint(t.allocation_id)).status_code == 409
+    stored = stack.sql("SELECT response_body FROM idempotency_keys")
+    assert all(first["token"].encode() not in bytes(body) for (body,) in stored)

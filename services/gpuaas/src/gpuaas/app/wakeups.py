@@ -5,18 +5,22 @@ Every allocation transition on a node (`lifecycle.move`) sends `NOTIFY gpuaas_no
 '<node id>'` inside its transaction, so the notification arrives only once the change is
 committed (and never for one rolled back). A held request waits for its node's
 notification, re-reading the desired allocation ids every `FALLBACK_POLL_S` as well: a
-lost listener connection (reconnected with backoff) or a missed notification costs at most
-that much latency, never a stuck request.
+lost listener connection (reconnected by the runtime's job supervisor, with backoff) or a
+missed notification costs at most that much latency, never a stuck request.
 """
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
+import psycopg
+
 from gpuaas.store.repository import NODE_CHANNEL
-from platformkit.listen import Listener
+
+log = logging.getLogger(__name__)
 
 FALLBACK_POLL_S = 2.0
 
@@ -28,23 +32,37 @@ def differs(desired_ids: set[str], observed: dict[str, str]) -> bool:
 
 
 class NodeWakeups:
+    """Run by the service runtime as the `node-wakeups` job: `listen()` is one session."""
+
     def __init__(self, url: str) -> None:
+        self.url = url
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._listener = Listener(url, NODE_CHANNEL, self._wake, self._wake_all)
-        self.listening = self._listener.listening
+        self.listening = asyncio.Event()
 
-    def start(self) -> None:
-        self._listener.start()
+    async def listen(self, _runtime: object = None) -> None:
+        """Dispatch notifications until the connection is lost (then return, so the next
+        session starts soon); raise when the database cannot be reached (the runtime backs
+        off)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except Exception:
+            self._deaf()
+            raise
+        try:
+            async with conn:
+                await conn.execute(f"LISTEN {NODE_CHANNEL}")
+                self.listening.set()
+                async for note in conn.notifies():
+                    for event in self._waiters.get(note.payload, ()):
+                        event.set()
+        except Exception as exc:
+            log.warning("node wakeups: listener lost", extra={"fields": {"error": repr(exc)}})
+        finally:
+            self._deaf()
 
-    async def stop(self) -> None:
-        await self._listener.stop()
-
-    def _wake(self, node_id: str) -> None:
-        for event in self._waiters.get(node_id, ()):
-            event.set()
-
-    def _wake_all(self) -> None:
-        # After a (re)connect anything may have changed: let every waiter re-read.
+    def _deaf(self) -> None:
+        self.listening.clear()
+        # Anything may have changed while we were deaf: let every waiter re-read.
         for events in self._waiters.values():
             for event in events:
                 event.set()

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from gpucloud_contracts.events.iam import SshKeyAdded, SshKeyRevoked
+from iam.app.events import EVENTS
 from iam.domain import ssh_keys
 from iam.domain.identity import now
 from iam.domain.mfa import STEP_UP_MAX_AGE_S
@@ -17,9 +18,7 @@ from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
 
-SSH_KEY_TOPIC = "iam.ssh-key.v1"
 ADDED, REVOKED = "iam.ssh-key.added", "iam.ssh-key.revoked"
 
 
@@ -72,8 +71,8 @@ async def add_key(db: Database, principal: Principal, text: str, name: str | Non
             "created_at": at,
         }  # fmt: skip
         await repo.add(row)
-        await add_event(
-            uow, topic=SSH_KEY_TOPIC, type=ADDED, source="iam", subject=str(user_id),
+        await EVENTS.add_event(
+            uow, ADDED, subject=str(user_id),
             payload=SshKeyAdded(
                 key_id=row["id"], user_id=user_id, algorithm=key.algorithm, bits=key.bits,
                 fingerprint=key.fingerprint, public_key=key.openssh, name=label, added_at=at,
@@ -101,8 +100,8 @@ async def revoke_key(db: Database, principal: Principal, key_id: uuid.UUID) -> N
         if row["revoked_at"] is not None:
             return
         await repo.revoke(key_id, at)
-        await add_event(
-            uow, topic=SSH_KEY_TOPIC, type=REVOKED, source="iam", subject=str(user_id),
+        await EVENTS.add_event(
+            uow, REVOKED, subject=str(user_id),
             payload=SshKeyRevoked(
                 key_id=key_id, user_id=user_id, fingerprint=row["fingerprint"], revoked_at=at
             ),

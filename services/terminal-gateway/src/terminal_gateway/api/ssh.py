@@ -262,6 +262,17 @@ async def handle_process(ctx: TerminalContext, process: asyncssh.SSHServerProces
     await end.close(1000, "")
 
 
+async def serve_ssh(ctx: TerminalContext, memberships: Any, host: str, port: int) -> None:
+    """The `ssh-endpoint` job: listen until cancelled (the runtime stops its jobs before it
+    closes the database); a failure to listen is the job's to retry with backoff."""
+    server = await start_ssh_server(ctx, memberships, host, port)
+    try:
+        await asyncio.Future()  # serves until the job is cancelled
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def start_ssh_server(ctx: TerminalContext, memberships: Any, host: str, port: int) -> Any:
     host_key = asyncssh.import_private_key(
         ctx.service.keys.host_key_pem, ctx.service.settings.key_passphrase

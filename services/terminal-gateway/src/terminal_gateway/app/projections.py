@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import msgspec
 
+from gpucloud_contracts.catalog import Topic
 from gpucloud_contracts.events.gpuaas import AllocationChanged, NodeChanged
 from gpucloud_contracts.events.iam import SshKeyAdded, SshKeyRevoked, TenantCreated, TenantSuspended
 from platformkit.consumers import Handler, Subscription
@@ -24,11 +25,6 @@ from platformkit.envelope import CloudEvent
 from terminal_gateway.app.sessions import SessionService
 from terminal_gateway.domain.sessions import Reason
 from terminal_gateway.store.repository import ProjectionRepository, SessionRepository
-
-ALLOCATION_TOPIC = "gpuaas.allocation.v1"
-NODE_TOPIC = "gpuaas.node.v1"
-TENANT_TOPIC = "iam.tenant.v1"
-SSH_KEY_TOPIC = "iam.ssh-key.v1"
 
 
 def allocation_handler(service: SessionService) -> Handler:
@@ -86,8 +82,8 @@ async def apply_ssh_key_event(event: CloudEvent, uow: UnitOfWork) -> None:
 
 def subscriptions(service: SessionService) -> list[Subscription]:
     return [
-        Subscription("allocations", (ALLOCATION_TOPIC,), allocation_handler(service)),
-        Subscription("nodes", (NODE_TOPIC,), apply_node_event),
-        Subscription("tenants", (TENANT_TOPIC,), tenant_handler(service)),
-        Subscription("ssh-keys", (SSH_KEY_TOPIC,), apply_ssh_key_event),
+        Subscription("allocations", (Topic.GPUAAS_ALLOCATION_V1,), allocation_handler(service)),
+        Subscription("nodes", (Topic.GPUAAS_NODE_V1,), apply_node_event),
+        Subscription("tenants", (Topic.IAM_TENANT_V1,), tenant_handler(service)),
+        Subscription("ssh-keys", (Topic.IAM_SSH_KEY_V1,), apply_ssh_key_event),
     ]

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
-
-import msgspec
 
 from gpucloud_contracts.events.terminal import PolicyChanged, SessionChanged
 from platformkit.auth import Principal
@@ -26,22 +23,20 @@ from platformkit.db import Database, UnitOfWork
 from platformkit.errors import (
     Conflict,
     Forbidden,
-    IdempotencyMismatch,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
 )
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
+from terminal_gateway.app.events import EVENTS
 from terminal_gateway.app.keys import KeyStore
 from terminal_gateway.domain import access
 from terminal_gateway.domain.access import TerminalPolicy
 from terminal_gateway.domain.sessions import (
     FINAL,
     POLICY_CHANGED,
-    POLICY_TOPIC,
-    SESSION_TOPIC,
     Kind,
     Reason,
     SessionState,
@@ -59,7 +54,6 @@ from terminal_gateway.store.repository import (
 )
 
 log = logging.getLogger(__name__)
-SOURCE = "terminal-gateway"
 
 
 def now_utc() -> dt.datetime:
@@ -94,6 +88,11 @@ def principal_of(session: Any) -> Principal:
     )
 
 
+def _session_reference(session_id: uuid.UUID) -> StoredResponse:
+    """What an Idempotency-Key stores for a minted session: its id (a reference)."""
+    return StoredResponse(201, str(session_id).encode())
+
+
 def still_allowed(session: Any, memberships: MembershipCheck | None) -> bool:
     """Whether the session's user still holds `workload.manage` in its project, as far as
     iam's membership events say (without a projection: as when it was opened)."""
@@ -110,9 +109,8 @@ async def _event(
     duration = None
     if session["state"] in FINAL and session.get("opened_at"):
         duration = max(0, int((at - session["opened_at"]).total_seconds() * 1000))
-    await add_event(
-        uow, topic=SESSION_TOPIC, type=event_type, source=SOURCE,
-        subject=str(session["id"]), tenant=str(session["tenant_id"]),
+    await EVENTS.add_event(
+        uow, event_type, subject=str(session["id"]), tenant=str(session["tenant_id"]),
         payload=SessionChanged(
             session_id=session["id"], tenant_id=session["tenant_id"],
             project_id=session["project_id"], allocation_id=session["allocation_id"],
@@ -220,49 +218,73 @@ class SessionService:
         client_address: str | None = None,
         idempotency_key: str | None = None,
     ) -> Minted:
-        at = now_utc()
-        request_hash = hashlib.sha256(
-            msgspec.json.encode([str(allocation_id), via, kind, command, forward_port])
-        ).hexdigest()
-        async with self.db.unit_of_work() as uow:
+        # The Idempotency-Key's stored answer is the session's id, never its token (a live
+        # credential in a table): a replay mints a fresh token for the same session while
+        # it is still unused, and refuses once it was opened.
+        request = IdempotentRequest.of(
+            f"terminal.sessions:{principal.subject}", idempotency_key,
+            [str(allocation_id), via, kind, command, forward_port],
+        )  # fmt: skip
+        minted: list[Minted] = []
+
+        async def create(uow: UnitOfWork) -> uuid.UUID:
             allocation, node, policy = await self.authorize(uow, principal, allocation_id)
-            sessions = SessionRepository(uow)
-            user_id = uuid.UUID(principal.subject)
-            if idempotency_key is not None:
-                existing = await sessions.by_idempotency_key(user_id, idempotency_key)
-                if existing is not None:
-                    if existing["request_hash"] != request_hash:
-                        raise IdempotencyMismatch(
-                            f"Idempotency-Key {idempotency_key!r} was used with a different body"
-                        )
-                    if existing["state"] != SessionState.MINTED or existing["token_used_at"]:
-                        raise Conflict("the session of this Idempotency-Key was already opened")
-                    minted = await self._new_token(uow, existing, node)
-                    await uow.commit()
-                    return minted
-            session_id = uuid7()
-            grant = self._grant(
-                session_id, user_id, allocation, node, policy, kind, command, forward_port, pty
-            )
-            token, jti, expires = self.keys.session_token(grant, self.settings.token_ttl_s)
-            row = {
-                "id": session_id, "tenant_id": allocation["tenant_id"],
-                "project_id": allocation["project_id"], "allocation_id": allocation_id,
-                "node_id": allocation["node_id"], "user_id": user_id, "via": via.value,
-                "kind": kind.value, "command": command, "forward_port": forward_port,
-                "state": SessionState.MINTED.value,
-                "tenant_roles": sorted(principal.roles),
-                "project_roles": sorted(principal.project_roles.get(allocation["project_id"], ())),
-                "client_address": client_address, "token_id": jti,
-                "token_expires_at": dt.datetime.fromtimestamp(expires, dt.UTC),
-                "idempotency_key": idempotency_key, "request_hash": request_hash,
-                "grace_s": grant.grace_s, "idle_timeout_s": grant.idle_s,
-                "minted_at": at, "updated_at": at,
-            }  # fmt: skip
-            await sessions.add(row)
-            await _event(uow, {**row, "attachments": 0}, None, at)
-            await uow.commit()
+            minted.append(
+                await self._create(
+                    uow, principal, uuid.UUID(principal.subject), allocation, node, policy,
+                    via=via, kind=kind, command=command, pty=pty, forward_port=forward_port,
+                    client_address=client_address,
+                )
+            )  # fmt: skip
+            return minted[0].session["id"]
+
+        reply = await run_once(self.db, request, create, _session_reference)
+        if not reply.replayed:
+            return minted[0]
+        return await self._replayed(principal, allocation_id, uuid.UUID(reply.body.decode()))
+
+    async def _create(
+        self, uow: UnitOfWork, principal: Principal, user_id: uuid.UUID, allocation: Any,
+        node: Any, policy: TerminalPolicy, *, via: Via, kind: Kind, command: str | None,
+        pty: bool, forward_port: int | None, client_address: str | None,
+    ) -> Minted:  # fmt: skip
+        at = now_utc()
+        session_id = uuid7()
+        grant = self._grant(
+            session_id, user_id, allocation, node, policy, kind, command, forward_port, pty
+        )
+        token, jti, expires = self.keys.session_token(grant, self.settings.token_ttl_s)
+        row = {
+            "id": session_id, "tenant_id": allocation["tenant_id"],
+            "project_id": allocation["project_id"], "allocation_id": allocation["id"],
+            "node_id": allocation["node_id"], "user_id": user_id, "via": via.value,
+            "kind": kind.value, "command": command, "forward_port": forward_port,
+            "state": SessionState.MINTED.value,
+            "tenant_roles": sorted(principal.roles),
+            "project_roles": sorted(principal.project_roles.get(allocation["project_id"], ())),
+            "client_address": client_address, "token_id": jti,
+            "token_expires_at": dt.datetime.fromtimestamp(expires, dt.UTC),
+            "grace_s": grant.grace_s, "idle_timeout_s": grant.idle_s,
+            "minted_at": at, "updated_at": at,
+        }  # fmt: skip
+        await SessionRepository(uow).add(row)
+        await _event(uow, {**row, "attachments": 0}, None, at)
         return Minted(row, token, self.connect_url(session_id), row["token_expires_at"])
+
+    async def _replayed(
+        self, principal: Principal, allocation_id: uuid.UUID, session_id: uuid.UUID
+    ) -> Minted:
+        """The session a repeated Idempotency-Key made, with a fresh token while unused."""
+        async with self.db.unit_of_work() as uow:
+            _, node, _ = await self.authorize(uow, principal, allocation_id)
+            existing = await SessionRepository(uow).get(session_id, lock=True)
+            if existing is None:
+                raise NotFound("no such session")
+            if existing["state"] != SessionState.MINTED or existing["token_used_at"]:
+                raise Conflict("the session of this Idempotency-Key was already opened")
+            minted = await self._new_token(uow, existing, node)
+            await uow.commit()
+        return minted
 
     def _grant(
         self, session_id: uuid.UUID, user_id: uuid.UUID, allocation: Any, node: Any,
@@ -463,9 +485,8 @@ class SessionService:
         by = uuid.UUID(principal.subject) if principal.kind == "user" else None
         async with self.db.unit_of_work() as uow:
             await PolicyRepository(uow).put(tenant_id, require_mfa, idle_timeout_s, at, by)
-            await add_event(
-                uow, topic=POLICY_TOPIC, type=POLICY_CHANGED, source=SOURCE,
-                subject=str(tenant_id), tenant=str(tenant_id),
+            await EVENTS.add_event(
+                uow, POLICY_CHANGED, subject=str(tenant_id), tenant=str(tenant_id),
                 payload=PolicyChanged(
                     tenant_id=tenant_id, require_mfa=require_mfa, idle_timeout_s=idle_timeout_s,
                     changed_at=at, changed_by=by,

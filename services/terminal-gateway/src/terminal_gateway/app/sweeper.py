@@ -1,5 +1,6 @@
-"""The periodic part (every GPUCLOUD_TERMINAL_SWEEP_INTERVAL_S, 1 s): time-based
-transitions and the relays' leases.
+"""The periodic part, the `sweeper` job (every GPUCLOUD_TERMINAL_SWEEP_INTERVAL_S, 1 s; the
+kit's job supervisor logs and retries a failed sweep): time-based transitions and the
+relays' leases.
 
 - a minted session whose connect token expired unused -> `expired` (`token_unused`);
 - a detached session past its grace window -> `expired` (`grace_passed`);
@@ -13,16 +14,13 @@ Each step locks its rows with SKIP LOCKED, so replicas share the work.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
 
 from terminal_gateway.app.relay import RelayRegistry
 from terminal_gateway.app.sessions import SessionService, move, now_utc
 from terminal_gateway.domain.sessions import Reason, SessionState
 from terminal_gateway.store.repository import SessionRepository
 
-log = logging.getLogger(__name__)
 TOKEN_LEEWAY_S = 5
 
 
@@ -64,14 +62,3 @@ async def sweep_once(service: SessionService, registry: RelayRegistry) -> int:
         moved += await service.revoke(uow, orphans, Reason.ALLOCATION_RELEASED)
         await uow.commit()
     return moved
-
-
-async def sweep_forever(service: SessionService, registry: RelayRegistry) -> None:
-    while True:
-        try:
-            await sweep_once(service, registry)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("terminal sweep failed", extra={"fields": {"error": repr(exc)}})
-        await asyncio.sleep(service.settings.sweep_interval_s)

@@ -1,15 +1,20 @@
-"""What ends sessions from outside their relay, within about a second, by events:
+"""What ends sessions from outside their relay, within about a second, by events; two jobs
+of the service's runtime:
 
-- PostgreSQL NOTIFY `terminal_session` (sent by every transition and revocation, delivered
-  on commit) wakes this replica's relay of that session, which re-reads it: revoked ->
-  it ends the shell and tells the user; taken over elsewhere -> it lets go.
-- iam's membership events, through the kit's in-memory membership projection (the one the
-  token verifier uses): after each poll that changed a user's memberships, that user's
-  live sessions are re-checked with the roles that allowed them, as restricted now; a
-  session whose user lost `workload.manage` in its project is revoked
-  (`membership_revoked`). When the projection has caught up after a start, every live
-  session is checked once (a revocation may have happened while this replica was down).
-  Every replica does this; the state machine makes the second revocation a no-op.
+- `session-wakeups` (`SessionWatch.listen`, one LISTEN session per run): PostgreSQL NOTIFY
+  `terminal_session` (sent by every transition and revocation, delivered on commit) wakes
+  this replica's relay of that session, which re-reads it: revoked -> it ends the shell and
+  tells the user; taken over elsewhere -> it lets go. While the connection is down, and once
+  it is back, every relay here re-reads its session (a notification may have been missed);
+  the runtime reconnects with backoff.
+- `membership-rechecks` (`SessionWatch.recheck_forever`): iam's membership events, through
+  the kit's in-memory membership projection (the one the token verifier uses): after each
+  poll that changed a user's memberships, that user's live sessions are re-checked with the
+  roles that allowed them, as restricted now; a session whose user lost `workload.manage`
+  in its project is revoked (`membership_revoked`). When the projection has caught up after
+  a start, every live session is checked once (a revocation may have happened while this
+  replica was down). Every replica does this; the state machine makes the second
+  revocation a no-op. A re-check that fails is queued again and the job backs off.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import logging
 import uuid
 from typing import Any
 
-from platformkit.listen import Listener
+import psycopg
+
 from terminal_gateway.app.relay import RelayRegistry
 from terminal_gateway.app.sessions import SessionService, still_allowed
 from terminal_gateway.domain.sessions import Reason
@@ -35,29 +41,33 @@ class SessionWatch:
         self.service = service
         self.registry = registry
         self.memberships = memberships
-        self.listener = Listener(service.db.url, NOTIFY_CHANNEL, self._notified, self._gap)
+        self.listening = asyncio.Event()
         self._changed: asyncio.Queue[set[Holder] | None] = asyncio.Queue()
         self._checked_all = False
-        self._task: asyncio.Task[None] | None = None
+        if memberships is not None:
+            memberships.listeners.append(self._memberships_changed)
 
-    def start(self) -> None:
-        self.listener.start()
-        if self.memberships is not None:
-            self.memberships.listeners.append(self._memberships_changed)
-            self._task = asyncio.get_running_loop().create_task(self._recheck_forever())
-
-    async def stop(self) -> None:
-        if self.memberships is not None and self._memberships_changed in self.memberships.listeners:
-            self.memberships.listeners.remove(self._memberships_changed)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.listener.stop()
-
-    def _notified(self, payload: str) -> None:
-        with contextlib.suppress(ValueError):
-            self.registry.poke(uuid.UUID(payload))
+    async def listen(self, _runtime: object = None) -> None:
+        """Wake relays until the connection is lost (then return: the next session starts
+        soon); raise when the database cannot be reached (the runtime backs off)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.service.db.url, autocommit=True)
+        except Exception:
+            self._gap()
+            raise
+        try:
+            async with conn:
+                await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                self.listening.set()
+                self._gap()  # what changed before the LISTEN was in place
+                async for note in conn.notifies():
+                    with contextlib.suppress(ValueError):
+                        self.registry.poke(uuid.UUID(note.payload))
+        except Exception as exc:
+            log.warning("session wakeups: listener lost", extra={"fields": {"error": repr(exc)}})
+        finally:
+            self.listening.clear()
+            self._gap()
 
     def _gap(self) -> None:
         for session_id in list(self.registry.relays):
@@ -72,15 +82,14 @@ class SessionWatch:
         elif changed:
             self._changed.put_nowait(changed)
 
-    async def _recheck_forever(self) -> None:
+    async def recheck_forever(self, _runtime: object = None) -> None:
         while True:
             changed = await self._changed.get()
             try:
                 await self.recheck(changed)
-            except Exception as exc:
-                log.warning("membership re-check failed", extra={"fields": {"error": repr(exc)}})
-                await asyncio.sleep(0.5)
-                self._changed.put_nowait(changed)
+            except Exception:
+                self._changed.put_nowait(changed)  # again, after the job's backoff
+                raise
 
     async def recheck(self, changed: set[Holder] | None) -> int:
         """Revoke the live sessions (of `changed` holders; all when None) whose user no

@@ -48,8 +48,6 @@ _ALLOWED: dict[SessionState, frozenset[SessionState]] = {
 EVENT_TYPES = {
     state: f"terminal.session.{'opened' if state == 'open' else state}" for state in SessionState
 }
-SESSION_TOPIC = "terminal.session.v1"
-POLICY_TOPIC = "terminal.policy.v1"
 POLICY_CHANGED = "terminal.policy.changed"
 
 

@@ -33,12 +33,6 @@ class SessionRepository:
         sql = _SESSION_FOR_UPDATE if lock else _SESSION
         return await self.uow.fetch_one(sql, {"id": session_id})
 
-    async def by_idempotency_key(self, user_id: uuid.UUID, key: str) -> Any:
-        return await self.uow.fetch_one(
-            "SELECT * FROM sessions WHERE user_id = :u AND idempotency_key = :k FOR UPDATE",
-            {"u": user_id, "k": key},
-        )
-
     async def update(self, session_id: uuid.UUID, **values: Any) -> None:
         assignments = ", ".join(f"{name} = :{name}" for name in values)
         await self.uow.execute(

@@ -1,7 +1,10 @@
 -- terminal-gateway's own database (docs/terminal.md, docs/data-ownership.md).
 
 -- Projections, fed by events (no other service's database is ever read).
-CREATE TABLE allocations (             -- gpuaas.allocation.v1
+
+-- Projection of gpuaas.allocation.v1: who may open a shell where (tenant, project, node,
+-- state); leaving running revokes the allocation's sessions.
+CREATE TABLE allocations (
     id          uuid PRIMARY KEY,
     tenant_id   uuid        NOT NULL,
     project_id  uuid        NOT NULL,
@@ -9,19 +12,23 @@ CREATE TABLE allocations (             -- gpuaas.allocation.v1
     state       text        NOT NULL,
     updated_at  timestamptz NOT NULL
 );
-CREATE TABLE nodes (                   -- gpuaas.node.v1
+-- Projection of gpuaas.node.v1: each node's name (the session token's audience) and the
+-- agent URL the relay connects to.
+CREATE TABLE nodes (
     id          uuid PRIMARY KEY,
     name        text        NOT NULL,
     agent_url   text,
     state       text        NOT NULL,
     updated_at  timestamptz NOT NULL
 );
-CREATE TABLE tenants (                 -- iam.tenant.v1
+-- Projection of iam.tenant.v1: each tenant's status; suspension revokes its sessions.
+CREATE TABLE tenants (
     id          uuid PRIMARY KEY,
     status      text        NOT NULL,
     updated_at  timestamptz NOT NULL
 );
-CREATE TABLE ssh_keys (                -- iam.ssh-key.v1
+-- Projection of iam.ssh-key.v1: which public key is whose, for `ssh` logins.
+CREATE TABLE ssh_keys (
     id          uuid PRIMARY KEY,
     user_id     uuid        NOT NULL,
     fingerprint text        NOT NULL,
@@ -32,6 +39,9 @@ CREATE TABLE ssh_keys (                -- iam.ssh-key.v1
 CREATE INDEX ssh_keys_live ON ssh_keys (fingerprint) WHERE revoked_at IS NULL;
 
 -- Owned here.
+
+-- Each tenant's terminal policy (PUT .../policy): a second factor required to open or
+-- reattach, and the idle timeout.
 CREATE TABLE tenant_policies (
     tenant_id      uuid PRIMARY KEY,
     require_mfa    boolean     NOT NULL,
@@ -40,6 +50,8 @@ CREATE TABLE tenant_policies (
     updated_by     uuid
 );
 
+-- Terminal sessions (the state machine of domain/sessions.py): who, which allocation and
+-- node, the current single-use connect token, the relay's lease, the recording's digest.
 CREATE TABLE sessions (
     id               uuid PRIMARY KEY,
     tenant_id        uuid        NOT NULL,
@@ -62,8 +74,6 @@ CREATE TABLE sessions (
     token_id         uuid        NOT NULL,
     token_expires_at timestamptz NOT NULL,
     token_used_at    timestamptz,
-    idempotency_key  text,
-    request_hash     text,
     grace_s          integer     NOT NULL,
     idle_timeout_s   integer,
     -- Which replica relays it (open sessions) and when it last said so.
@@ -78,8 +88,7 @@ CREATE TABLE sessions (
     ended_at         timestamptz,
     updated_at       timestamptz NOT NULL,
     recording_bytes  bigint      NOT NULL DEFAULT 0,
-    recording_digest text,
-    UNIQUE (user_id, idempotency_key)
+    recording_digest text
 );
 CREATE INDEX sessions_live_by_allocation ON sessions (allocation_id)
     WHERE state IN ('minted', 'open', 'detached');
