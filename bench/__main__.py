@@ -9,7 +9,7 @@ headlines(results) -> report.Summary, its figures in the common schema (bench/re
 import argparse
 import sys
 
-from bench import audit_tree, auth, cli, launch, outbox, portal, rating, scheduler, suite
+from bench import audit_tree, auth, cli, launch, outbox, portal, rating, scheduler, suite, terminal
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "audit-tree": audit_tree,
     "cli": cli,
     "portal": portal,
+    "terminal": terminal,
 }
 
 

@@ -53,9 +53,19 @@ PUBLIC = {
     "openidConfiguration",
     "sandboxWebhook",
     "stripeWebhook",
+    "terminalJwks",  # terminal-gateway's session-token keys, which node agents fetch
+    "terminalSshEndpoint",  # where the SSH endpoint is and its public host key
 }
 # Any valid token may call these: they act on the caller itself, never on a tenant.
-SELF_SERVICE = {"whoAmI", "getMfaStatus", "enrollTotp", "activateTotp"}
+SELF_SERVICE = {
+    "whoAmI",
+    "getMfaStatus",
+    "enrollTotp",
+    "activateTotp",
+    "listSshKeys",
+    "addSshKey",
+    "revokeSshKey",
+}
 # The catalog any valid token may read: GPU SKUs, and the price book (public prices, plus
 # the overrides of the caller's own tenant; the query names the victim tenant here).
 CATALOG = {"listSkus", "listPrices"}

@@ -74,6 +74,9 @@ SCHEMAS = {
 ANSWERS: dict[str, list[int]] = {}
 OPERATOR_IN_TENANT = {"createGrant", "createTopUp", "suspendTenant", "setQuota"}
 SELF = "/v1/iam/me"
+# A user's own routes outside a tenant path: terminal sessions are bound to a person, so the
+# operator token is refused there by design (403) and the tenant admin calls them.
+USER_PATHS = (SELF, "/v1/terminal/sessions")
 
 
 def _created(response: httpx.Response) -> dict[str, Any]:
@@ -170,7 +173,7 @@ def _is_uuid(value: Any) -> bool:
 def _caller(world: dict[str, Any], path: str, operation_id: str) -> dict[str, str]:
     if operation_id in OPERATOR_IN_TENANT:
         return world["operator"]
-    if "{tenant_id}" in path or path.startswith(SELF):
+    if "{tenant_id}" in path or path.startswith(USER_PATHS):
         return world["admin"]
     return world["operator"]
 

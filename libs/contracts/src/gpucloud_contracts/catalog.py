@@ -15,7 +15,7 @@ import enum
 
 import msgspec
 
-from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform
+from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform, terminal
 from gpucloud_contracts.specs import EventSpec, TopicSpec, spec_of
 
 __all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_type", "topic_for"]
@@ -33,10 +33,13 @@ class Topic(enum.StrEnum):
     IAM_MEMBERSHIP_V1 = "iam.membership.v1"
     IAM_PROJECT_V1 = "iam.project.v1"
     IAM_SERVICE_ACCOUNT_V1 = "iam.service-account.v1"
+    IAM_SSH_KEY_V1 = "iam.ssh-key.v1"
     IAM_TENANT_V1 = "iam.tenant.v1"
     IAM_USER_V1 = "iam.user.v1"
     METERING_USAGE_V1 = "metering.usage.v1"
     PLATFORM_HEARTBEAT_V1 = "platform.heartbeat.v1"
+    TERMINAL_POLICY_V1 = "terminal.policy.v1"
+    TERMINAL_SESSION_V1 = "terminal.session.v1"
 
 
 TOPICS: dict[str, TopicSpec] = {
@@ -49,10 +52,13 @@ TOPICS: dict[str, TopicSpec] = {
     "iam.membership.v1": TopicSpec(name="iam.membership.v1", partitions=6, replicas=1),
     "iam.project.v1": TopicSpec(name="iam.project.v1", partitions=6, replicas=1),
     "iam.service-account.v1": TopicSpec(name="iam.service-account.v1", partitions=6, replicas=1),
+    "iam.ssh-key.v1": TopicSpec(name="iam.ssh-key.v1", partitions=6, replicas=1),
     "iam.tenant.v1": TopicSpec(name="iam.tenant.v1", partitions=6, replicas=1),
     "iam.user.v1": TopicSpec(name="iam.user.v1", partitions=6, replicas=1),
     "metering.usage.v1": TopicSpec(name="metering.usage.v1", partitions=12, replicas=1),
     "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
+    "terminal.policy.v1": TopicSpec(name="terminal.policy.v1", partitions=3, replicas=1),
+    "terminal.session.v1": TopicSpec(name="terminal.session.v1", partitions=6, replicas=1),
 }
 
 EVENT_TYPES: dict[str, EventSpec] = {
@@ -242,6 +248,18 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=iam.ServiceAccountCreated,
         family="iam",
     ),
+    "iam.ssh-key.added": EventSpec(
+        type="iam.ssh-key.added",
+        topic="iam.ssh-key.v1",
+        payload=iam.SshKeyAdded,
+        family="iam",
+    ),
+    "iam.ssh-key.revoked": EventSpec(
+        type="iam.ssh-key.revoked",
+        topic="iam.ssh-key.v1",
+        payload=iam.SshKeyRevoked,
+        family="iam",
+    ),
     "iam.tenant.created": EventSpec(
         type="iam.tenant.created",
         topic="iam.tenant.v1",
@@ -283,6 +301,48 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topic="platform.heartbeat.v1",
         payload=platform.ServiceHeartbeat,
         family="platform",
+    ),
+    "terminal.policy.changed": EventSpec(
+        type="terminal.policy.changed",
+        topic="terminal.policy.v1",
+        payload=terminal.PolicyChanged,
+        family="terminal",
+    ),
+    "terminal.session.closed": EventSpec(
+        type="terminal.session.closed",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.detached": EventSpec(
+        type="terminal.session.detached",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.expired": EventSpec(
+        type="terminal.session.expired",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.minted": EventSpec(
+        type="terminal.session.minted",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.opened": EventSpec(
+        type="terminal.session.opened",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.revoked": EventSpec(
+        type="terminal.session.revoked",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
     ),
 }
 

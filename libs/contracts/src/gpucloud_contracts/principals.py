@@ -38,8 +38,11 @@ SERVICES: dict[str, ServiceAccess] = {
         reads=(
             "iam.membership.v1",
             "iam.service-account.v1",
+            "iam.ssh-key.v1",
             "iam.tenant.v1",
             "platform.heartbeat.v1",
+            "terminal.policy.v1",
+            "terminal.session.v1",
         ),
     ),
     "billing": ServiceAccess(
@@ -90,8 +93,12 @@ SERVICES: dict[str, ServiceAccess] = {
         families=("terminal",),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "gpuaas.allocation.v1",
+            "gpuaas.node.v1",
             "iam.membership.v1",
             "iam.service-account.v1",
+            "iam.ssh-key.v1",
+            "iam.tenant.v1",
         ),
     ),
 }

@@ -10,7 +10,14 @@ from platformkit.consumers import Subscription
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 
-PRIVILEGED_TOPICS = (Topic.IAM_TENANT_V1, Topic.IAM_MEMBERSHIP_V1, Topic.IAM_SERVICE_ACCOUNT_V1)
+PRIVILEGED_TOPICS = (
+    Topic.IAM_TENANT_V1,
+    Topic.IAM_MEMBERSHIP_V1,
+    Topic.IAM_SERVICE_ACCOUNT_V1,
+    Topic.IAM_SSH_KEY_V1,
+    Topic.TERMINAL_SESSION_V1,
+    Topic.TERMINAL_POLICY_V1,
+)
 
 DEFINITION = ServiceDefinition(
     name="audit",

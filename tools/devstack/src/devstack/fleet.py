@@ -26,6 +26,7 @@ class Service:
     port: int
     database: bool = False
     route: str | None = None
+    ssh_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def load() -> Fleet:
             port=int(s["port"]) + off,
             database=bool(s.get("database", False)),
             route=s.get("route"),
+            ssh_port=int(s["ssh_port"]) + off if s.get("ssh_port") else None,
         )
         for s in data.get("service", [])
     )

@@ -74,6 +74,13 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # migrations at start as the owner, then serving as the runtime role
         env["GPUCLOUD_DATABASE_OWNER_URL"] = infra.owner_url(proc.package)
         env["GPUCLOUD_DATABASE_URL"] = infra.runtime_url(proc.package)
+    terminal = next((s for s in fleet.services if s.name == "terminal-gateway"), None)
+    if proc == terminal:
+        # Browsers reach the terminal through the gateway; `ssh` reaches it directly.
+        env["GPUCLOUD_TERMINAL_PUBLIC_URL"] = f"ws://{HOST}:{fleet.gateway.port}"
+        env["GPUCLOUD_TERMINAL_KEY_PASSPHRASE"] = credentials.password("terminal_key_passphrase")
+        if proc.ssh_port:
+            env["GPUCLOUD_TERMINAL_SSH_PORT"] = str(proc.ssh_port)
     if proc == fleet.gateway:
         env["GPUCLOUD_UPSTREAMS"] = ",".join(
             f"{s.route}={url(s)}" for s in fleet.services if s.route
@@ -90,6 +97,9 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # The agent's local state belongs to this stack (an isolated stack has its own home).
         env.setdefault("GPUCLOUD_NODE_STATE_DIR", str(state_dir() / "node-agent"))
         env["GPUCLOUD_GPUAAS_URL"] = url(gpuaas) if gpuaas else f"http://{HOST}:8104"
+        if terminal is not None:
+            # The agent verifies session tokens against terminal-gateway's keys.
+            env["GPUCLOUD_TERMINAL_JWKS_URL"] = f"{url(terminal)}/v1/terminal/.well-known/jwks.json"
     return env
 
 
