@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bench import audit_tree, auth, launch, outbox, rating, scheduler
+from bench import audit_tree, auth, cli, launch, outbox, rating, scheduler
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "launch": launch,
     "rating": rating,
     "audit-tree": audit_tree,
+    "cli": cli,
 }
 
 
