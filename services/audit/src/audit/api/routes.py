@@ -33,7 +33,7 @@ from audit.api.schemas import (
 from audit.app import queries
 from audit.app.log import AuditLog, record_json
 from audit.app.retention import set_retention
-from platformkit.auth import Principal
+from platformkit.auth import Principal, require_operator
 from platformkit.db import Database
 from platformkit.errors import NotFound, ValidationFailed
 
@@ -122,12 +122,12 @@ class AuditController(Controller):
         "/records",
         operation_id="listAuditRecords",
         description="The fleet log (operators): every record, or one tenant's with `tenant`.",
+        guards=[require_operator],
     )
     async def fleet_records(
         self,
         db: Database,
         audit_log: AuditLog,
-        principal: Principal,
         tenant: str | None = None,
         actor: str | None = None,
         action: str | None = None,
@@ -139,7 +139,6 @@ class AuditController(Controller):
         proofs: bool = False,
         format: Format = "json",
     ) -> Response[Any]:
-        principal.require_operator()
         page = await queries.records(
             db,
             audit_log,
