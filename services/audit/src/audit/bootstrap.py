@@ -19,6 +19,7 @@ from platformkit.jobs import Job
 RECORDED_TOPICS = (
     Topic.IAM_TENANT_V1,
     Topic.IAM_USER_V1,
+    Topic.IAM_AUTH_V1,
     Topic.IAM_PROJECT_V1,
     Topic.IAM_MEMBERSHIP_V1,
     Topic.IAM_SERVICE_ACCOUNT_V1,
