@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bench import audit_tree, auth, cli, launch, outbox, rating, scheduler
+from bench import audit_tree, auth, cli, launch, outbox, portal, rating, scheduler
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "rating": rating,
     "audit-tree": audit_tree,
     "cli": cli,
+    "portal": portal,
 }
 
 

@@ -12,12 +12,14 @@ import httpx
 import pyotp
 import pytest
 
+from platformkit.kafka import KafkaSettings
+
 
 @dataclasses.dataclass(frozen=True)
 class Fleet:
     gateway: str
     operator_token: str
-    kafka_bootstrap: str
+    kafka: KafkaSettings  # the admin principal's
     pg_admin_url: str
 
     def client(self) -> httpx.Client:
@@ -38,7 +40,7 @@ def fleet() -> Iterator[Fleet]:
     yield Fleet(
         gateway=url(load().gateway),
         operator_token=credentials.password(credentials.OPERATOR_TOKEN),
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=KafkaSettings.from_env(infra.kafka_env()),
         pg_admin_url=infra.pg_admin_url,
     )
 

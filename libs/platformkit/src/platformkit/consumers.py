@@ -14,7 +14,9 @@ The engine, the same for both:
 
 1. a read-ahead task fetches the next batch (aiokafka `getmany`) and parses its envelopes
    while the current one is in the database (a queue of one), so Kafka's CPU work overlaps
-   the wait for PostgreSQL; a record that is not a CloudEvent goes to `<topic>.dlq` at once;
+   the wait for PostgreSQL; a record that is not a CloudEvent, or whose `source` may not
+   publish on its topic (`envelope.verify_source`, the publishers of deploy/fleet.toml),
+   goes to `<topic>.dlq` at once, never applied;
 2. the batch is applied in ONE unit of work and the database commits, THEN its offsets are
    committed, in the background while the next batch is applied (one commit in flight at a
    time, explicit offsets). A crash in between redelivers the batch, which changes nothing;
@@ -33,7 +35,8 @@ subscriptions ("after" = after the database commit, before the offset commit).
 
 `TopicFeed` is the group-less variant for small in-memory projections every replica must
 hold (revoked API keys, memberships): every partition from the beginning on each session,
-nothing committed, no database; it reads with the same fetch.
+nothing committed, no database; it reads with the same fetch, so a record from a source
+that may not publish on the topic is skipped and counted (`refused`), never applied.
 
 One transaction and one offset commit per poll (not per event) is what keeps
 commit-to-consumer latency low under load (bench/outbox.py measures it).
@@ -60,7 +63,7 @@ from sqlalchemy.types import Text
 from gpucloud_contracts.catalog import topic_for
 from platformkit import kafka
 from platformkit.db import Database, UnitOfWork
-from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka
+from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka, verify_source
 from platformkit.faults import crash_point
 from platformkit.jobs import retrying
 from platformkit.settings import ServiceSettings
@@ -198,8 +201,8 @@ def parse_record(headers: Any, value: bytes | None) -> CloudEvent:
 
 @dataclasses.dataclass(frozen=True)
 class Fetched:
-    """One poll: the records, each parsed (or the reason it is no CloudEvent), and the
-    offsets to commit once it is applied."""
+    """One poll: the records, each parsed and its source checked (or the reason it is no
+    CloudEvent, or not believed), and the offsets to commit once it is applied."""
 
     records: list[Any]
     parsed: list[tuple[CloudEvent | EnvelopeError, Any]]
@@ -212,7 +215,8 @@ async def fetch(consumer: AIOKafkaConsumer, *, max_records: int, max_wait_ms: in
     parsed: list[tuple[CloudEvent | EnvelopeError, Any]] = []
     for record in records:
         try:
-            parsed.append((parse_record(record.headers, record.value), record))
+            event = parse_record(record.headers, record.value)
+            parsed.append((verify_source(record.topic, event), record))
         except EnvelopeError as exc:
             parsed.append((exc, record))
     offsets = {
@@ -452,6 +456,7 @@ class TopicFeed:
         self.topic = self.feed_topic()
         self.client_id = f"{settings.service_name}-{self.name.replace(' ', '-')}"
         self.ready = False
+        self.refused = 0  # records not applied: no CloudEvent, or a source not believed
 
     @classmethod
     def feed_topic(cls) -> str:
@@ -472,8 +477,20 @@ class TopicFeed:
             while True:
                 fetched = await fetch(consumer, max_records=1000, max_wait_ms=1000)
                 for event, record in fetched.parsed:
-                    if not isinstance(event, EnvelopeError):
-                        self.apply(event.type, record.value)
+                    if isinstance(event, EnvelopeError):
+                        self.refused += 1
+                        log.warning(
+                            f"{self.name}: record not applied",
+                            extra={
+                                "fields": {
+                                    "topic": record.topic,
+                                    "offset": record.offset,
+                                    "error": repr(event),
+                                }
+                            },
+                        )
+                        continue
+                    self.apply(event.type, record.value)
                 self.after_poll()
                 if self.ready:
                     continue

@@ -1,5 +1,8 @@
 """Dead-letter replay: `python -m platformkit.dlq replay <topic> [--bootstrap HOST:PORT]`.
 
+It runs as the admin principal of the GPUCLOUD_KAFKA_* settings (a service principal may
+not write another family's topic, which a replay does).
+
 Reads `<topic>.dlq` from the last replayed position (consumer group `dlq-replay.<topic>`)
 and republishes each record to its original topic with its original CloudEvents headers.
 Consumers that already applied an event skip it through their inbox, so replaying is safe
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ServiceSettings.from_env("dlq-replay")
     if args.bootstrap:
-        settings = dataclasses.replace(settings, kafka_bootstrap=args.bootstrap)
+        settings = dataclasses.replace(
+            settings, kafka=dataclasses.replace(settings.kafka, bootstrap=args.bootstrap)
+        )
     count = asyncio.run(replay(args.topic, settings))
     print(f"replayed {count} record(s) from {dlq_topic(args.topic)} to {args.topic}")
     return 0

@@ -1,8 +1,12 @@
-"""Every Kafka client of the platform is made here, from the service's settings.
+"""Every Kafka client of the platform is made here, so the connection and its security
+(SASL/SCRAM, TLS) are configured in one place; a client built by any other means is a bug.
 
-Connection and security options (bootstrap servers today; SASL/TLS when the fleet gets
-per-service principals) live in `connection()` and nowhere else, so a client built by any
-other means is a bug. The clients:
+`KafkaSettings` holds where the brokers are and who the client is: the bootstrap list, the
+security protocol (PLAINTEXT, SASL_PLAINTEXT, SASL_SSL or SSL), the SASL mechanism
+(SCRAM-SHA-512 by default), the principal's username and password, and a CA file for TLS.
+It comes from the environment (GPUCLOUD_KAFKA_*) or is built directly (tests, tools). Each
+factory takes those settings, or any object carrying them as `.kafka` (ServiceSettings), and
+returns an unstarted client whose connection options come from `connection()`:
 
 - `producer`: acks=all + idempotence, for the outbox relay, heartbeats and dead letters;
 - `group_consumer`: a consumer group member with manual offset commits (every
@@ -11,44 +15,168 @@ other means is a bug. The clients:
   (the in-memory projections, `platformkit.consumers.TopicFeed`);
 - `offsets_reader`: group-less and subscribed to nothing, for reading offsets (DLQ depth)
   and for assigning partitions by hand (DLQ replay);
-- `admin_client`: topic administration (tests, provisioning tools).
+- `admin_client`: topics and ACLs (platformkit.provision, tests);
+- `consumer`: any other consumer (tests and tools that need options of their own).
+
+The password is never part of `repr()`.
 """
 
-from typing import Any
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.helpers import create_ssl_context
 
-from platformkit.settings import ServiceSettings
-
-
-def connection(settings: ServiceSettings) -> dict[str, Any]:
-    """The options every client of this service connects with."""
-    return {"bootstrap_servers": settings.kafka_bootstrap}
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
-def producer(settings: ServiceSettings, client_id: str | None = None) -> AIOKafkaProducer:
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # PEM bundle of the CA that signed the brokers' certificates (SSL, SASL_SSL); None: the
+    # system's trust store.
+    ssl_cafile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in PROTOCOLS:
+            raise ValueError(
+                f"GPUCLOUD_KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of "
+                f"{', '.join(PROTOCOLS)}"
+            )
+        if self.sasl and self.sasl_mechanism not in MECHANISMS:
+            raise ValueError(
+                f"GPUCLOUD_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r}: expected one of "
+                f"{', '.join(MECHANISMS)}"
+            )
+        if self.sasl and not (self.username and self.password):
+            raise ValueError(
+                f"Kafka {self.security_protocol} needs GPUCLOUD_KAFKA_SASL_USERNAME and "
+                "GPUCLOUD_KAFKA_SASL_PASSWORD"
+            )
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "KafkaSettings":
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get(f"GPUCLOUD_KAFKA_{name}") or None
+
+        return cls(
+            bootstrap=get("BOOTSTRAP") or DEFAULT_BOOTSTRAP,
+            security_protocol=(get("SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+            sasl_mechanism=(get("SASL_MECHANISM") or "SCRAM-SHA-512").upper(),
+            username=get("SASL_USERNAME"),
+            password=get("SASL_PASSWORD"),
+            ssl_cafile=get("SSL_CAFILE"),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The GPUCLOUD_KAFKA_* variables that `from_env` reads back (for child processes)."""
+        env = {
+            "GPUCLOUD_KAFKA_BOOTSTRAP": self.bootstrap,
+            "GPUCLOUD_KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+        }
+        if self.sasl:
+            env["GPUCLOUD_KAFKA_SASL_MECHANISM"] = self.sasl_mechanism
+            env["GPUCLOUD_KAFKA_SASL_USERNAME"] = self.username or ""
+            env["GPUCLOUD_KAFKA_SASL_PASSWORD"] = self.password or ""
+        if self.ssl_cafile:
+            env["GPUCLOUD_KAFKA_SSL_CAFILE"] = self.ssl_cafile
+        return env
+
+
+class _HasKafka(Protocol):
+    @property
+    def kafka(self) -> KafkaSettings: ...
+
+
+Settings = KafkaSettings | _HasKafka
+
+
+def kafka_settings(settings: Settings) -> KafkaSettings:
+    """The KafkaSettings themselves, or those a ServiceSettings carries."""
+    return settings if isinstance(settings, KafkaSettings) else settings.kafka
+
+
+def _client_id(settings: Settings, client_id: str | None, suffix: str = "") -> str:
+    if client_id:
+        return client_id
+    name = getattr(settings, "service_name", None)
+    if not name:
+        raise TypeError("a client of bare KafkaSettings needs a client_id")
+    return f"{name}{suffix}"
+
+
+def connection(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments every client connects with: brokers, protocol, SASL, TLS."""
+    kafka = kafka_settings(settings)
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.tls:
+        options["ssl_context"] = _ssl_context(kafka)
+    if kafka.sasl:
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.username
+        options["sasl_plain_password"] = kafka.password
+    return options
+
+
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    return create_ssl_context(cafile=kafka.ssl_cafile) if kafka.tls else None
+
+
+def producer(
+    settings: Settings, client_id: str | None = None, **overrides: Any
+) -> AIOKafkaProducer:
     """acks=all + idempotence: no loss on leader change, no duplicates from producer retries,
     and records of one partition stay in send order."""
+    options: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 15_000,
+        **overrides,
+    }
     return AIOKafkaProducer(
-        **connection(settings),
-        client_id=client_id or settings.service_name,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        request_timeout_ms=15_000,
+        **connection(settings), client_id=_client_id(settings, client_id), **options
     )
 
 
+def consumer(settings: Settings, *topics: str, client_id: str, **options: Any) -> AIOKafkaConsumer:
+    """An aiokafka consumer of `topics` (none: assign partitions yourself); the factories
+    below are the platform's usual ones."""
+    return AIOKafkaConsumer(*topics, **connection(settings), client_id=client_id, **options)
+
+
 def group_consumer(
-    settings: ServiceSettings, topics: Any, *, group_id: str, client_id: str | None = None
+    settings: Settings, topics: Any, *, group_id: str, client_id: str | None = None
 ) -> AIOKafkaConsumer:
     """A member of `group_id`; offsets are committed by the caller, after its database.
     Fetches are sized for batches of thousands of records (the rating consumer)."""
-    return AIOKafkaConsumer(
+    return consumer(
+        settings,
         *topics,
-        **connection(settings),
         group_id=group_id,
         client_id=client_id or group_id,
         enable_auto_commit=False,
@@ -58,11 +186,11 @@ def group_consumer(
     )
 
 
-def feed_consumer(settings: ServiceSettings, topic: str, client_id: str) -> AIOKafkaConsumer:
+def feed_consumer(settings: Settings, topic: str, client_id: str) -> AIOKafkaConsumer:
     """Every partition of `topic` from the beginning, no group, nothing committed."""
-    return AIOKafkaConsumer(
+    return consumer(
+        settings,
         topic,
-        **connection(settings),
         client_id=client_id,
         group_id=None,
         auto_offset_reset="earliest",
@@ -73,12 +201,12 @@ def feed_consumer(settings: ServiceSettings, topic: str, client_id: str) -> AIOK
 
 
 def offsets_reader(
-    settings: ServiceSettings, client_id: str, *, group_id: str | None = None
+    settings: Settings, client_id: str, *, group_id: str | None = None
 ) -> AIOKafkaConsumer:
     """Subscribed to nothing: partitions are assigned by hand or only their offsets read.
     With `group_id`, positions can be committed for that group (DLQ replay)."""
-    return AIOKafkaConsumer(
-        **connection(settings),
+    return consumer(
+        settings,
         client_id=client_id,
         group_id=group_id,
         enable_auto_commit=False,
@@ -86,7 +214,7 @@ def offsets_reader(
     )
 
 
-def admin_client(settings: ServiceSettings, client_id: str | None = None) -> AIOKafkaAdminClient:
+def admin_client(settings: Settings, client_id: str | None = None) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        **connection(settings), client_id=client_id or f"{settings.service_name}-admin"
+        **connection(settings), client_id=_client_id(settings, client_id, "-admin")
     )

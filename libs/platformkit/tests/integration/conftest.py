@@ -9,10 +9,10 @@ import pytest
 
 from platformkit import kafka
 from platformkit.definition import ServiceDefinition
+from platformkit.kafka import KafkaSettings
 from platformkit.migrate import apply_migrations
 from platformkit.runtime import ServiceRuntime
 from platformkit.service import KIT_MIGRATIONS
-from platformkit.settings import ServiceSettings
 
 WORKER = Path(__file__).with_name("kit_worker.py")
 
@@ -30,26 +30,24 @@ def kit_database(fresh_database: str) -> str:
     return fresh_database
 
 
-async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
+async def read_all(
+    settings: KafkaSettings, topic: str, *, idle_ms: int = 1500, min_records: int = 0
+):
     """Every record of a topic from the beginning, until nothing arrives for idle_ms."""
-    consumer = kafka.feed_consumer(infra_settings(bootstrap), topic, "tests-read-all")
-    await consumer.start()
+    reader = kafka.feed_consumer(settings, topic, "tests-read-all")
+    await reader.start()
     records = []
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=idle_ms)
+            batch = await reader.getmany(timeout_ms=idle_ms)
             if not batch and len(records) >= min_records:
                 break
             for part in batch.values():
                 records.extend(part)
     finally:
-        await consumer.stop()
+        await reader.stop()
     return records
-
-
-def infra_settings(bootstrap: str) -> ServiceSettings:
-    return ServiceSettings(service_name="tests", kafka_bootstrap=bootstrap)
 
 
 def kit_runtime(
@@ -72,8 +70,11 @@ def kit_runtime(
     return ServiceRuntime(definition, settings)
 
 
-def run_worker(*args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GPUCLOUD_FAULTS": faults}
+def run_worker(
+    settings: KafkaSettings, *args: str, faults: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """kit_worker.py in a child process, connecting to Kafka with `settings` (its env)."""
+    env = {**os.environ, **settings.as_env(), "GPUCLOUD_FAULTS": faults}
     return subprocess.run(
         [sys.executable, str(WORKER), *args],
         env=env,

@@ -1,7 +1,9 @@
 """A relay or a consumer in its own process, so tests can kill it at a fault point.
 
-    python kit_worker.py relay    DB_URL BOOTSTRAP
-    python kit_worker.py consume  DB_URL BOOTSTRAP TOPIC GROUP EXPECTED
+    python kit_worker.py relay    DB_URL
+    python kit_worker.py consume  DB_URL TOPIC GROUP EXPECTED
+
+Kafka: the GPUCLOUD_KAFKA_* settings of the environment.
 
 `relay` publishes the whole outbox then exits. `consume` applies events (each inserts one
 row into `effects`, with no unique constraint, so a double application would show) until
@@ -20,6 +22,7 @@ from platformkit.consumers import Subscription
 from platformkit.db import UnitOfWork
 from platformkit.definition import ServiceDefinition
 from platformkit.envelope import CloudEvent
+from platformkit.kafka import KafkaSettings
 from platformkit.relay import OutboxRelay
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
@@ -29,14 +32,15 @@ async def record_effect(event: CloudEvent, uow: UnitOfWork) -> None:
     await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
 
-def _settings(bootstrap: str, db_url: str) -> ServiceSettings:
+def _settings(db_url: str) -> ServiceSettings:
+    """The worker's settings: its Kafka connection from GPUCLOUD_KAFKA_* (the parent's)."""
     return ServiceSettings(
-        "kit", kafka_bootstrap=bootstrap, database_url=db_url, heartbeat_interval_s=0
+        "kit", kafka=KafkaSettings.from_env(), database_url=db_url, heartbeat_interval_s=0
     )
 
 
-async def relay(db_url: str, bootstrap: str) -> None:
-    producer = kafka.producer(_settings(bootstrap, db_url), "kit-worker")
+async def relay(db_url: str) -> None:
+    producer = kafka.producer(_settings(db_url), "kit-worker")
     await producer.start()
     try:
         worker = OutboxRelay(db_url, producer)
@@ -47,7 +51,7 @@ async def relay(db_url: str, bootstrap: str) -> None:
         await producer.stop()
 
 
-async def consume(db_url: str, bootstrap: str, topic: str, group: str, expected: int) -> None:
+async def consume(db_url: str, topic: str, group: str, expected: int) -> None:
     definition = ServiceDefinition(
         name="kit",
         version="0",
@@ -56,7 +60,7 @@ async def consume(db_url: str, bootstrap: str, topic: str, group: str, expected:
         subscriptions=[Subscription(group, (topic,), record_effect)],
         relay=False,
     )
-    runtime = ServiceRuntime(definition, _settings(bootstrap, db_url))
+    runtime = ServiceRuntime(definition, _settings(db_url))
     db, consumer = runtime.database, None
     await runtime.start()
     try:
@@ -79,4 +83,4 @@ if __name__ == "__main__":
     if command == "relay":
         asyncio.run(relay(*args))
     else:
-        asyncio.run(consume(*args[:4], int(args[4])))
+        asyncio.run(consume(*args[:3], int(args[3])))

@@ -62,6 +62,6 @@ class TestBatchConsumer:
         finally:
             await runtime.stop()
         assert sorted(_effects(kit_database)) == sorted(e.id for e in good)
-        dead = await read_all(infra.kafka_bootstrap, topic + ".dlq", min_records=2)
+        dead = await read_all(infra.kafka, topic + ".dlq", min_records=2)
         errors = sorted(dict(r.headers)["dlq_error"] for r in dead)
         assert b"EnvelopeError" in errors[0] and b"handler refuses" in errors[1]

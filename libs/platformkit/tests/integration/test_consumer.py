@@ -29,9 +29,9 @@ class TestCrashBetweenDatabaseAndOffsetCommit:
         await _send(producer, topic, event)
 
         crashed = run_worker(
+            infra.kafka,
             "consume",
             kit_database,
-            infra.kafka_bootstrap,
             topic,
             "crash",
             "1",
@@ -40,9 +40,7 @@ class TestCrashBetweenDatabaseAndOffsetCommit:
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         assert _effects(kit_database) == 1  # committed before the crash
 
-        again = worker_stats(
-            run_worker("consume", kit_database, infra.kafka_bootstrap, topic, "crash", "1")
-        )
+        again = worker_stats(run_worker(infra.kafka, "consume", kit_database, topic, "crash", "1"))
         assert again == {"processed": 0, "duplicates": 1}  # redelivered, recognised, skipped
         assert _effects(kit_database) == 1
 
@@ -82,7 +80,7 @@ class TestPoisonMessages:
             assert consumer.dead_lettered == 2
             assert _effects(kit_database) == 1  # the good one, after both poisons
 
-            dead = await read_all(infra.kafka_bootstrap, topic + ".dlq", min_records=2)
+            dead = await read_all(infra.kafka, topic + ".dlq", min_records=2)
             headers = [dict(r.headers) for r in dead]
             assert [h.get(b"ce_id".decode()) for h in headers][1] == str(bad.id).encode()
             assert b"EnvelopeError" in headers[0]["dlq_error"]

@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from jwt.algorithms import OKPAlgorithm
 
 from platformkit.auth import OPERATOR, Principal
+from platformkit.kafka import KafkaSettings
 from platformkit.memberships import MEMBERSHIP_GRANTED, MEMBERSHIP_REVOKED, MembershipProjection
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, JwksCache
 
 TENANT, USER, PROJECT, OTHER_PROJECT = (uuid.uuid4() for _ in range(4))
 
-UNUSED = ServiceSettings(service_name="tests", kafka_bootstrap="unused:9092")
+UNUSED = ServiceSettings("tests", kafka=KafkaSettings("unused:9092"))  # never connected
 
 
 def _event(

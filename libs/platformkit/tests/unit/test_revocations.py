@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
 from platformkit.definition import ServiceDefinition
+from platformkit.kafka import KafkaSettings
 from platformkit.memberships import MembershipProjection
 from platformkit.revocations import API_KEY_REVOKED, RevocationProjection
 from platformkit.runtime import ServiceRuntime
@@ -19,7 +20,7 @@ from platformkit.tokens import AccessTokenVerifier, InvalidToken, JwksCache
 
 NOW = 1_750_000_000.0
 
-UNUSED = ServiceSettings(service_name="tests", kafka_bootstrap="unused:9092")
+UNUSED = ServiceSettings("tests", kafka=KafkaSettings("unused:9092"))  # never connected
 
 
 def _definition(kafka: bool = True) -> ServiceDefinition:

@@ -1,6 +1,6 @@
 """billing's rating consumer in its own process, so tests can kill it at a crash point.
 
-    python rating_worker.py DB_URL BOOTSTRAP TOPIC GROUP EXPECTED
+    python rating_worker.py DB_URL TOPIC GROUP EXPECTED     (Kafka: GPUCLOUD_KAFKA_*)
 
 Rates usage from TOPIC with a rating batch subscription run by a ServiceRuntime, as billing's
 bootstrap wires it, until EXPECTED distinct intervals are settled (in the ledger or set
@@ -17,11 +17,12 @@ from billing.app.rating import UsageRater
 from billing.bootstrap import DEFINITION
 from billing.settings import BillingSettings
 from platformkit.consumers import BatchSubscription
+from platformkit.kafka import KafkaSettings
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 
 
-async def main(url: str, bootstrap: str, topic: str, group: str, expected: int) -> None:
+async def main(url: str, topic: str, group: str, expected: int) -> None:
     rater = UsageRater(BillingSettings(rating_batch_size=7))
     definition = dataclasses.replace(
         DEFINITION,
@@ -33,7 +34,7 @@ async def main(url: str, bootstrap: str, topic: str, group: str, expected: int) 
         relay=False,
     )
     settings = ServiceSettings(
-        "billing", kafka_bootstrap=bootstrap, database_url=url, heartbeat_interval_s=0
+        "billing", kafka=KafkaSettings.from_env(), database_url=url, heartbeat_interval_s=0
     )
     runtime = ServiceRuntime(definition, settings)
     db, consumer = runtime.database, runtime.consumers[0]
@@ -54,5 +55,5 @@ async def main(url: str, bootstrap: str, topic: str, group: str, expected: int) 
 
 
 if __name__ == "__main__":
-    url, bootstrap, topic, group, expected = sys.argv[1:]
-    asyncio.run(main(url, bootstrap, topic, group, int(expected)))
+    url, topic, group, expected = sys.argv[1:]
+    asyncio.run(main(url, topic, group, int(expected)))

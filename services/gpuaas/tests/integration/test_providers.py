@@ -28,8 +28,10 @@ async def gpuaas_server(infra, gpuaas_url):
     settings = ServiceSettings(
         service_name=f"gpuaas-provider-test-{uuid.uuid4().hex[:8]}",
         database_url=gpuaas_url,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -66,7 +68,10 @@ async def test_simulated_cloud_creates_and_retires_nodes(gpuaas_server, db, tmp_
     try:
         await provider.reconcile(db, settings)
         assert len(provider.processes) == 1
-        for _ in range(200):
+        # a fresh interpreter importing the agent (litestar, the kit): seconds on a busy
+        # machine, so a generous deadline, polled every 0.1 s
+        deadline = asyncio.get_running_loop().time() + 90
+        while asyncio.get_running_loop().time() < deadline:
             nodes = await _nodes(db)
             if nodes and nodes[0]["state"] == "ready":
                 break

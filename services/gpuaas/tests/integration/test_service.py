@@ -15,6 +15,7 @@ from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
 from platformkit import kafka
 from platformkit.envelope import new_event
 from platformkit.http import build_service_app
+from platformkit.kafka import KafkaSettings
 from platformkit.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,10 @@ def _settings(infra, gpuaas_url) -> ServiceSettings:
         # A unique service name: its own consumer group, apart from the running fleet's.
         service_name=f"gpuaas-test-{uuid.uuid4().hex[:8]}",
         database_url=gpuaas_url,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
         outbox_poll_interval_s=0.2,
     )
 
@@ -73,10 +76,8 @@ async def _eventually(check, within=30.0):
         await asyncio.sleep(0.3)
 
 
-async def _keys_on(bootstrap: str, topic: str, key: str, want: int) -> list[str]:
-    consumer = kafka.feed_consumer(
-        ServiceSettings("gpuaas-tests", kafka_bootstrap=bootstrap), topic, "gpuaas-tests"
-    )
+async def _keys_on(settings: KafkaSettings, topic: str, key: str, want: int) -> list[str]:
+    consumer = kafka.feed_consumer(settings, topic, "gpuaas-tests")
     await consumer.start()
     found: list[str] = []
     try:
@@ -102,7 +103,8 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
     )
     assert r.status_code == 201, r.text
     allocation = r.json()
-    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 6
+    # A 1g on an empty GPU goes to slice 4: a 4g still fits at 0 and a 1g.20gb at 6.
+    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 4
     r2 = await client.post(
         base,
         json={"sku": "h100-80gb", "mig_profile": "1g.10gb"},
@@ -138,7 +140,7 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
 
     nodes = (await client.get("/v1/gpu/nodes", headers=AUTH)).json()
     assert nodes[0]["state"] == "ready" and nodes[0]["gpu_count"] == 1
-    types = await _keys_on(infra.kafka_bootstrap, "gpuaas.allocation.v1", allocation["id"], 5)
+    types = await _keys_on(infra.kafka, "gpuaas.allocation.v1", allocation["id"], 5)
     assert types == [
         "gpuaas.allocation.requested",
         "gpuaas.allocation.scheduled",
@@ -146,7 +148,7 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
         "gpuaas.allocation.running",
         "gpuaas.allocation.releasing",
     ]
-    usage = await _keys_on(infra.kafka_bootstrap, "metering.usage.v1", allocation["id"], 1)
+    usage = await _keys_on(infra.kafka, "metering.usage.v1", allocation["id"], 1)
     assert usage == ["metering.usage.recorded"]
 
 
@@ -176,7 +178,7 @@ async def test_exhausted_balance_releases_and_gates(client, infra):
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = kafka.producer(infra.settings("gpuaas-tests"))
+    producer = kafka.producer(infra.kafka, "gpuaas-tests")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -229,7 +231,9 @@ async def test_foreign_tenant_and_project_read_as_not_found(http_only):
     assert (await client.get(f"{base}/{r.json()['id']}", headers=mine)).status_code == 200
 
 
-async def _publish(bootstrap: str, topic: str, type_: str, subject: str, payload, tenant) -> None:
+async def _publish(
+    settings: KafkaSettings, topic: str, type_: str, subject: str, payload, tenant
+) -> None:
     event = new_event(
         type=type_,
         source="billing",
@@ -237,7 +241,7 @@ async def _publish(bootstrap: str, topic: str, type_: str, subject: str, payload
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = kafka.producer(ServiceSettings("gpuaas-tests", kafka_bootstrap=bootstrap))
+    producer = kafka.producer(settings, "gpuaas-tests")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -266,7 +270,7 @@ async def test_minimum_runway_gate(client, infra, db):
         version=1,
     )
     await _publish(
-        infra.kafka_bootstrap,
+        infra.kafka,
         "billing.price.v1",
         "billing.price.changed",
         "gpu:h100-80gb",
@@ -276,7 +280,7 @@ async def test_minimum_runway_gate(client, infra, db):
 
     async def balance(available: int, sequence: int) -> None:
         await _publish(
-            infra.kafka_bootstrap,
+            infra.kafka,
             "billing.balance.v1",
             "billing.balance.changed",
             str(tenant),

@@ -83,8 +83,19 @@ def free_port_offset(start: int | None = None, step: int = 100, tries: int = 40)
 
 
 def _answers(port: int) -> bool:
+    """Whether the port is taken: a listener answers, or a socket holds it (an outgoing
+    connection's local port, say), so a server could not bind it (PostgreSQL binds with
+    SO_REUSEADDR, as this probe does: a TIME_WAIT leftover does not count)."""
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            return True
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def _share_kafka_jars(home: Path) -> None:
