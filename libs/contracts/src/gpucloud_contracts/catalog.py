@@ -30,6 +30,7 @@ class Topic(enum.StrEnum):
     BILLING_PRICE_V1 = "billing.price.v1"
     GPUAAS_ALLOCATION_V1 = "gpuaas.allocation.v1"
     GPUAAS_NODE_V1 = "gpuaas.node.v1"
+    IAM_AUTH_V1 = "iam.auth.v1"
     IAM_MEMBERSHIP_V1 = "iam.membership.v1"
     IAM_PROJECT_V1 = "iam.project.v1"
     IAM_SERVICE_ACCOUNT_V1 = "iam.service-account.v1"
@@ -49,6 +50,7 @@ TOPICS: dict[str, TopicSpec] = {
     "billing.price.v1": TopicSpec(name="billing.price.v1", partitions=3, replicas=1),
     "gpuaas.allocation.v1": TopicSpec(name="gpuaas.allocation.v1", partitions=12, replicas=1),
     "gpuaas.node.v1": TopicSpec(name="gpuaas.node.v1", partitions=3, replicas=1),
+    "iam.auth.v1": TopicSpec(name="iam.auth.v1", partitions=6, replicas=1),
     "iam.membership.v1": TopicSpec(name="iam.membership.v1", partitions=6, replicas=1),
     "iam.project.v1": TopicSpec(name="iam.project.v1", partitions=6, replicas=1),
     "iam.service-account.v1": TopicSpec(name="iam.service-account.v1", partitions=6, replicas=1),
@@ -222,6 +224,18 @@ EVENT_TYPES: dict[str, EventSpec] = {
         type="iam.api-key.revoked",
         topic="iam.service-account.v1",
         payload=iam.ApiKeyRevoked,
+        family="iam",
+    ),
+    "iam.auth.sign-in-failed": EventSpec(
+        type="iam.auth.sign-in-failed",
+        topic="iam.auth.v1",
+        payload=iam.SignInFailed,
+        family="iam",
+    ),
+    "iam.auth.signed-in": EventSpec(
+        type="iam.auth.signed-in",
+        topic="iam.auth.v1",
+        payload=iam.SignedIn,
         family="iam",
     ),
     "iam.membership.granted": EventSpec(

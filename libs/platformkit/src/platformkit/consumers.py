@@ -214,6 +214,7 @@ def parse_record(headers: Any, value: bytes | None) -> CloudEvent:
         get = attrs.get
         tenant = get("ce_tenant")
         traceparent = get("traceparent")
+        actor, actor_kind, client = get("ce_actor"), get("ce_actorkind"), get("ce_clientaddr")
         return CloudEvent(
             id=_to(attrs["ce_id"].decode(), uuid.UUID),
             type=attrs["ce_type"].decode(),
@@ -223,6 +224,9 @@ def parse_record(headers: Any, value: bytes | None) -> CloudEvent:
             data=value or b"",
             tenant=tenant.decode() if tenant is not None else None,
             traceparent=traceparent.decode() if traceparent is not None else None,
+            actor=actor.decode() if actor is not None else None,
+            actor_kind=actor_kind.decode() if actor_kind is not None else None,
+            client_address=client.decode() if client is not None else None,
         )
     except Exception:
         return from_kafka(headers, value)

@@ -15,6 +15,8 @@ __all__ = [
     "TenantSuspended",
     "UserRegistered",
     "UserMfaEnabled",
+    "SignedIn",
+    "SignInFailed",
     "TenantMfaPolicyChanged",
     "ProjectCreated",
     "MembershipGranted",
@@ -61,6 +63,26 @@ class UserMfaEnabled(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     user_id: uuid.UUID
     method: Literal["totp"]
     enabled_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class SignedIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.auth.signed-in`."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    # RFC 8176 authentication methods (`pwd`, `otp`).
+    amr: list[str]
+    signed_in_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class SignInFailed(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.auth.sign-in-failed`."""
+
+    reason: Literal["credentials", "second_factor"]
+    outcome: Literal["failure"]
+    failed_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The account's user, when the account exists.
+    user_id: uuid.UUID | None = None
 
 
 class TenantMfaPolicyChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
