@@ -1,9 +1,9 @@
-"""The fleet as declared in deploy/fleet.toml: Kafka and PostgreSQL ports, services, gateway,
-node agents.
+"""The fleet as declared in deploy/fleet.toml: Kafka, PostgreSQL and OCI registry ports,
+services, gateway, node agents.
 
-GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, PostgreSQL, every
-service, the gateway, the node agents), so a second, isolated stack (with its own
-GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
+GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, PostgreSQL, the
+OCI registry, every service, the gateway, the node agents), so a second, isolated stack (with
+its own GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
 GPUCLOUD_DEVSTACK_SERVICES=iam,billing,... runs only those services (plus the gateway and the
 node agents): a lighter stack for runs that need part of the fleet (the chaos run).
 """
@@ -35,6 +35,7 @@ class Fleet:
     services: tuple[Service, ...]
     gateway: Service
     node_agents: tuple[Service, ...]
+    oci_registry_port: int = 0
 
     @property
     def database_packages(self) -> tuple[str, ...]:
@@ -108,4 +109,5 @@ def load() -> Fleet:
         services=services,
         gateway=gateway,
         node_agents=node_agents,
+        oci_registry_port=int(data.get("oci_registry", {}).get("port", 15000)) + off,
     )
