@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform
+from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform, registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,8 @@ TOPICS: dict[str, TopicSpec] = {
     "iam.user.v1": TopicSpec(name="iam.user.v1", partitions=6, replicas=1),
     "metering.usage.v1": TopicSpec(name="metering.usage.v1", partitions=12, replicas=1),
     "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
+    "registry.key.v1": TopicSpec(name="registry.key.v1", partitions=6, replicas=1),
+    "registry.release.v1": TopicSpec(name="registry.release.v1", partitions=6, replicas=1),
 }
 
 EVENT_TYPES: dict[str, EventSpec] = {
@@ -284,6 +286,42 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topic="platform.heartbeat.v1",
         payload=platform.ServiceHeartbeat,
         family="platform",
+    ),
+    "registry.key.added": EventSpec(
+        type="registry.key.added",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.revoked": EventSpec(
+        type="registry.key.revoked",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.rotated": EventSpec(
+        type="registry.key.rotated",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.release.promoted": EventSpec(
+        type="registry.release.promoted",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.release.yanked": EventSpec(
+        type="registry.release.yanked",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.version.published": EventSpec(
+        type="registry.version.published",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
     ),
 }
 
