@@ -5,9 +5,6 @@ needs to verify the pulled bundle offline."""
 
 from __future__ import annotations
 
-import json
-import uuid
-
 import msgspec
 import psycopg
 import pytest
@@ -19,7 +16,7 @@ from gpucloud_trust.dsse import Envelope
 from gpucloud_trust.keys import PublicKey, SigningKey
 from registry.domain.apps import repository
 
-from .conftest import build_bundle, token
+from .conftest import build_bundle
 from .helpers import Publisher
 
 pytestmark = pytest.mark.integration
