@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bench import auth, launch, outbox, rating, scheduler
+from bench import auth, launch, outbox, rating, registry, scheduler
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -11,6 +11,7 @@ BENCHMARKS = {
     "scheduler": scheduler,
     "launch": launch,
     "rating": rating,
+    "registry": registry,
 }
 
 
