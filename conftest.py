@@ -1,13 +1,18 @@
 """Test infrastructure, chosen in this order (architecture.md §7):
 
-1. explicit URLs: GPUCLOUD_TEST_KAFKA_BOOTSTRAP and GPUCLOUD_TEST_PG_ADMIN_URL;
-2. testcontainers, when a Docker engine answers;
+1. explicit URLs: GPUCLOUD_TEST_KAFKA_BOOTSTRAP and GPUCLOUD_TEST_PG_ADMIN_URL (a PLAINTEXT
+   Kafka);
+2. testcontainers, when a Docker engine answers (PLAINTEXT Kafka);
 3. the local devstack (real Kafka from Maven Central, PostgreSQL from Debian), started
-   on demand.
+   on demand. Its broker authenticates every client (SASL/SCRAM) and authorizes it by ACL:
+   `infra.kafka` are the admin principal's settings (a super user), which the test helpers
+   (topics, producers) use unless a test means to be one service's principal.
 
-A missing service fails the run; nothing is skipped for want of infrastructure.
+Every Kafka client of a test is built from `infra.kafka` through platformkit.kafka's
+factories. A missing service fails the run; nothing is skipped for want of infrastructure.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -18,16 +23,26 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+
+from platformkit.kafka import KafkaSettings, admin_client, idempotent_producer
 
 
 @dataclasses.dataclass(frozen=True)
 class TestInfra:
-    kafka_bootstrap: str
+    kafka: KafkaSettings
     pg_admin_url: str
 
-    def database_url(self, database: str) -> str:
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap
+
+    def database_url(self, database: str, role: str | None = None, password: str = "") -> str:
+        """The admin's URL of `database`, or that of another login `role`."""
         base, _, _ = self.pg_admin_url.rpartition("/")
+        if role is not None:
+            scheme, _, host = base.partition("://")
+            base = f"{scheme}://{role}:{password}@{host.rpartition('@')[2]}"
         return f"{base}/{database}"
 
 
@@ -45,7 +60,7 @@ def infra() -> Iterator[TestInfra]:
     kafka = os.environ.get("GPUCLOUD_TEST_KAFKA_BOOTSTRAP")
     pg = os.environ.get("GPUCLOUD_TEST_PG_ADMIN_URL")
     if kafka and pg:
-        yield TestInfra(kafka, pg)
+        yield TestInfra(KafkaSettings(kafka), pg)
     elif _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
@@ -54,12 +69,12 @@ def infra() -> Iterator[TestInfra]:
             KafkaContainer("apache/kafka:4.1.1").with_kraft() as k,
             PostgresContainer("postgres:15", driver=None) as p,
         ):
-            yield TestInfra(k.get_bootstrap_server(), p.get_connection_url())
+            yield TestInfra(KafkaSettings(k.get_bootstrap_server()), p.get_connection_url())
     else:
         from devstack.infra import ensure_infra
 
         local = ensure_infra()
-        yield TestInfra(local.kafka_bootstrap, local.pg_admin_url)
+        yield TestInfra(KafkaSettings.from_env(local.kafka_env()), local.pg_admin_url)
 
 
 @pytest.fixture
@@ -75,6 +90,47 @@ def fresh_database(infra: TestInfra) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclasses.dataclass(frozen=True)
+class DatabaseRoles:
+    """A fresh database with a runtime login of its own (no privilege until migrations grant
+    them): `owner_url` is the admin's (it creates the database and runs the migrations, as a
+    service's owner role does), `runtime_url` the runtime role's, `runtime_role` its name."""
+
+    owner_url: str
+    runtime_url: str
+    runtime_role: str
+
+
+@pytest.fixture
+def database_roles(infra: TestInfra) -> Iterator[DatabaseRoles]:
+    with fresh_database_roles(infra) as roles:
+        yield roles
+
+
+@pytest.fixture(scope="session")
+def make_database_roles(infra: TestInfra):
+    """`with make_database_roles() as roles:`, for a fixture of a wider scope."""
+    return lambda: fresh_database_roles(infra)
+
+
+@contextlib.contextmanager
+def fresh_database_roles(infra: TestInfra) -> Iterator[DatabaseRoles]:
+    """The runtime role is named like the database, so that devstack's pg_hba (`sameuser`)
+    admits it there and nowhere else; it is dropped with the database."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    password = uuid.uuid4().hex
+    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
+    try:
+        runtime_url = infra.database_url(name, role=name, password=password)
+        yield DatabaseRoles(infra.database_url(name), runtime_url, name)
+    finally:
+        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
 @pytest.fixture
 def unique_topic() -> str:
     return f"test.{uuid.uuid4().hex[:10]}.v1"
@@ -83,7 +139,7 @@ def unique_topic() -> str:
 @pytest.fixture
 async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
     """A new topic (4 partitions) and its `.dlq` twin, deleted afterwards."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = admin_client(infra.kafka, "tests")
     await admin.start()
     try:
         await admin.create_topics(
@@ -98,9 +154,7 @@ async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def producer(infra: TestInfra) -> AsyncIterator[AIOKafkaProducer]:
     """The platform's idempotent producer (acks=all), as services and relays use it."""
-    from platformkit.kafka import idempotent_producer
-
-    p = idempotent_producer(infra.kafka_bootstrap, "tests")
+    p = idempotent_producer(infra.kafka, "tests")
     await p.start()
     yield p
     await p.stop()

@@ -28,12 +28,13 @@ test *ARGS: lint deploy-check
 contracts:
     uv run --quiet python tools/contracts/generate.py
 
-# ruff, import layering, AsyncAPI validation and drift of every generated contract
+# ruff, import layering, AsyncAPI validation, drift of every generated contract, the portal's vendored assets
 lint:
     uv sync --quiet
     uv run --quiet ruff check .
     uv run --quiet lint-imports
     uv run --quiet python tools/contracts/generate.py --check
+    uv run --quiet python -m portal.vendor check
 
 # Chaos run on an isolated stack (own home, ports + 1000): just chaos --seed 1 --cycles 100
 chaos *ARGS:

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from bench import auth, launch, outbox, rating, registry, scheduler
+from bench import audit_tree, auth, cli, launch, outbox, portal, rating, registry, scheduler
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -12,6 +12,9 @@ BENCHMARKS = {
     "launch": launch,
     "rating": rating,
     "registry": registry,
+    "audit-tree": audit_tree,
+    "cli": cli,
+    "portal": portal,
 }
 
 

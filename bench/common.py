@@ -1,7 +1,10 @@
 """Scaffolding shared by the benchmarks: scratch database and topic, clock, statistics, output.
 
 Every benchmark runs against the local devstack's Kafka and PostgreSQL (started on demand by
-`ensure_infra()`), in a database and a topic of its own that are removed afterwards.
+`ensure_infra()`), in a database and a topic of its own that are removed afterwards. Its Kafka
+clients authenticate as devstack's admin principal (`bench_kafka`), over SASL/SCRAM unless the
+stack runs the PLAINTEXT broker (GPUCLOUD_DEVSTACK_KAFKA_SECURITY=plaintext: the baseline that
+prices authentication, bench/README.md).
 """
 
 import contextlib
@@ -18,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+
+from platformkit.kafka import KafkaSettings, admin_client
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -42,11 +47,16 @@ def scratch_database(pg_admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def bench_kafka(infra: Any) -> KafkaSettings:
+    """The devstack admin principal's connection (a super user: any scratch topic, any group)."""
+    return KafkaSettings.from_env(infra.kafka_env())
+
+
 @contextlib.asynccontextmanager
-async def scratch_topic(bootstrap: str, partitions: int) -> AsyncIterator[str]:
+async def scratch_topic(kafka: KafkaSettings, partitions: int) -> AsyncIterator[str]:
     """A new topic with a random name; deleted afterwards."""
     name = f"bench.{uuid.uuid4().hex[:10]}.v1"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(kafka, "bench")
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])
@@ -92,6 +102,8 @@ def environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_1m": os.getloadavg()[0],  # other work on the host skews the tail
         "python": platform.python_version(),
+        # what the Kafka figures include: SASL/SCRAM authentication or none
+        "kafka_security": os.environ.get("GPUCLOUD_DEVSTACK_KAFKA_SECURITY") or "sasl",
         "platform": platform.platform(),
     }
 

@@ -33,9 +33,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 import psycopg
-from faststream.kafka import KafkaBroker
 
 from bench.common import (
+    bench_kafka,
     environment,
     now,
     print_table,
@@ -48,7 +48,7 @@ from devstack.infra import ensure_infra
 from platformkit.consumers import EventConsumer, Subscription
 from platformkit.db import Database, UnitOfWork, libpq_url
 from platformkit.envelope import CloudEvent, new_event
-from platformkit.kafka import idempotent_producer
+from platformkit.kafka import KafkaSettings, broker, idempotent_producer
 from platformkit.migrate import apply_migrations
 from platformkit.outbox import add_event
 from platformkit.relay import OutboxRelay
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         apply_migrations(db_url, [KIT_MIGRATIONS])
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("CREATE TABLE effects (event_id uuid, at timestamptz DEFAULT now())")
-        results.update(asyncio.run(_run(args, db_url, infra.kafka_bootstrap)))
+        results.update(asyncio.run(_run(args, db_url, bench_kafka(infra))))
     results["environment"]["load_average_1m_end"] = os.getloadavg()[0]
     p99 = results["latency"]["commit_to_applied"].get("p99_ms")
     results["target"] = {
@@ -103,18 +103,18 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(args: argparse.Namespace, db_url: str, bootstrap: str) -> dict[str, Any]:
-    async with scratch_topic(bootstrap, PARTITIONS) as topic:
+async def _run(args: argparse.Namespace, db_url: str, kafka: KafkaSettings) -> dict[str, Any]:
+    async with scratch_topic(kafka, PARTITIONS) as topic:
         latency = await measure_latency(
             db_url,
-            bootstrap,
+            kafka,
             topic,
             rate=args.rate,
             seconds=args.seconds,
             warmup=args.warmup,
             single_process=args.single_process,
         )
-        throughput = await measure_throughput(db_url, bootstrap, topic, rows=args.prefill)
+        throughput = await measure_throughput(db_url, kafka, topic, rows=args.prefill)
     return {"settings": latency.pop("settings"), "latency": latency, "throughput": throughput}
 
 
@@ -177,13 +177,13 @@ class ConsumerSide:
     """The consuming service: a real EventConsumer (inbox dedup, database commit before the
     offset commit) whose handler writes one row and stamps when its transaction committed."""
 
-    def __init__(self, db_url: str, bootstrap: str, topic: str) -> None:
+    def __init__(self, db_url: str, kafka: KafkaSettings, topic: str) -> None:
         self.applied: dict[str, tuple[float, float]] = {}  # id -> (handler entered, committed)
         self.expected: int | None = None
         self.all_applied = asyncio.Event()
         self.db = Database(db_url)
-        self.producer = idempotent_producer(bootstrap, "bench-consumer")  # for its DLQ
-        self.broker = KafkaBroker(bootstrap, logger=None, client_id="bench-consumer")
+        self.producer = idempotent_producer(kafka, "bench-consumer")  # for its DLQ
+        self.broker = broker(kafka, "bench-consumer")
         subscription = Subscription(f"consumer-{topic}", (topic,), self.handle)
         self.consumer = EventConsumer(subscription, "bench", self.db, self.producer)
         self.consumer.register(self.broker)
@@ -242,11 +242,11 @@ class ConsumerSide:
 class ConsumerProcess:
     """ConsumerSide in a child process (spawned, so it shares nothing but the pipe)."""
 
-    def __init__(self, db_url: str, bootstrap: str, topic: str) -> None:
+    def __init__(self, db_url: str, kafka: KafkaSettings, topic: str) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipe, child = context.Pipe()
         self.process = context.Process(
-            target=_consumer_process, args=(db_url, bootstrap, topic, child), daemon=True
+            target=_consumer_process, args=(db_url, kafka, topic, child), daemon=True
         )
 
     async def start(self) -> None:
@@ -270,9 +270,9 @@ class ConsumerProcess:
         return self.pipe.recv()
 
 
-def _consumer_process(db_url: str, bootstrap: str, topic: str, pipe: Connection) -> None:
+def _consumer_process(db_url: str, kafka: KafkaSettings, topic: str, pipe: Connection) -> None:
     async def serve() -> None:
-        side = ConsumerSide(db_url, bootstrap, topic)
+        side = ConsumerSide(db_url, kafka, topic)
         try:
             await side.start()
             pipe.send("ready")
@@ -319,7 +319,7 @@ async def write_steadily(
 
 async def measure_latency(
     db_url: str,
-    bootstrap: str,
+    kafka: KafkaSettings,
     topic: str,
     *,
     rate: float,
@@ -329,12 +329,12 @@ async def measure_latency(
 ) -> dict[str, Any]:
     print(f"latency: {rate:g} events/s for {seconds:g} s (first {warmup:g} s left out) ...")
     consumer: Consumer = (
-        ConsumerSide(db_url, bootstrap, topic)
+        ConsumerSide(db_url, kafka, topic)
         if single_process
-        else ConsumerProcess(db_url, bootstrap, topic)
+        else ConsumerProcess(db_url, kafka, topic)
     )
     db = Database(db_url)
-    producer = idempotent_producer(bootstrap, "bench-relay")
+    producer = idempotent_producer(kafka, "bench-relay")
     relay = TimedRelay(db_url, producer)  # the defaults a ServiceRuntime uses
     relay_task: asyncio.Task[None] | None = None
     try:
@@ -451,7 +451,7 @@ def _rate(stamps: Sequence[float], since: float | None = None) -> float:
 
 
 async def measure_throughput(
-    db_url: str, bootstrap: str, topic: str, *, rows: int
+    db_url: str, kafka: KafkaSettings, topic: str, *, rows: int
 ) -> dict[str, Any]:
     """Median of REPEATS interleaved rounds: relay, bare producer, windowed bare producer."""
     print(f"throughput: {rows:,} rows, {REPEATS} rounds of relay and bare producer ...")
@@ -459,10 +459,10 @@ async def measure_throughput(
     records = [(e.data, e.key, e.headers()) for e in events]
     relay_runs, pipelined, windowed = [], [], []
     for _ in range(REPEATS):
-        relay_runs.append(await _relay_round(db_url, bootstrap, topic, events))
-        pipelined.append(await _produce(bootstrap, topic, records, window=None))
+        relay_runs.append(await _relay_round(db_url, kafka, topic, events))
+        pipelined.append(await _produce(kafka, topic, records, window=None))
         window = relay_runs[-1]["batch_size"]  # the relay waits for acks once per batch
-        windowed.append(await _produce(bootstrap, topic, records, window=window))
+        windowed.append(await _produce(kafka, topic, records, window=window))
     relay_run = sorted(relay_runs, key=lambda r: r["seconds"])[REPEATS // 2]
     relay_rate = rows / relay_run["seconds"]
     pipelined_rate = rows / statistics.median(pipelined)
@@ -487,11 +487,11 @@ async def measure_throughput(
 
 
 async def _relay_round(
-    db_url: str, bootstrap: str, topic: str, events: list[CloudEvent]
+    db_url: str, kafka: KafkaSettings, topic: str, events: list[CloudEvent]
 ) -> dict[str, Any]:
     """Pre-fill the outbox, then time the relay's batch loop until nothing is left."""
     prefill_s = await _prefill(db_url, topic, events)
-    producer = idempotent_producer(bootstrap, "bench-relay")
+    producer = idempotent_producer(kafka, "bench-relay")
     await producer.start()
     try:
         await producer.partitions_for(topic)  # metadata in place before the clock starts
@@ -548,7 +548,7 @@ async def _prefill(db_url: str, topic: str, events: list[CloudEvent]) -> float:
 
 
 async def _produce(
-    bootstrap: str,
+    kafka: KafkaSettings,
     topic: str,
     records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]],
     *,
@@ -556,7 +556,7 @@ async def _produce(
 ) -> float:
     """Seconds for a bare idempotent producer to get every record acknowledged; `window`
     waits for the acks every that many records, None keeps them all in flight."""
-    producer = idempotent_producer(bootstrap, "bench-baseline")
+    producer = idempotent_producer(kafka, "bench-baseline")
     await producer.start()
     try:
         await producer.partitions_for(topic)

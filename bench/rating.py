@@ -35,10 +35,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from bench.common import environment, now, print_table, save_results, scratch_database
+from bench.common import (
+    bench_kafka,
+    environment,
+    now,
+    print_table,
+    save_results,
+    scratch_database,
+)
 from billing.app.funds import add_price
 from billing.app.rating import UsageRater
 from billing.bootstrap import DEFINITION, tune_gc
@@ -58,7 +64,8 @@ from platformkit.batch_consumers import BatchConsumer, BatchSubscription, parse_
 from platformkit.consumers import dlq_topic
 from platformkit.db import Database
 from platformkit.envelope import CloudEvent, new_event
-from platformkit.kafka import idempotent_producer
+from platformkit.kafka import KafkaSettings, admin_client, idempotent_producer
+from platformkit.kafka import consumer as kafka_consumer
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
 
@@ -121,10 +128,10 @@ def make_events(n: int, tenants: int, allocations: int) -> list[CloudEvent]:
 
 
 @contextlib.asynccontextmanager
-async def _usage_topic(bootstrap: str) -> AsyncIterator[str]:
+async def _usage_topic(kafka: KafkaSettings) -> AsyncIterator[str]:
     """A scratch usage topic and its dead-letter topic (the batch consumer's DLQ)."""
     topic = f"bench.{uuid.uuid4().hex[:10]}.v1"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(kafka, "bench-rating")
     await admin.start()
     try:
         await admin.create_topics(
@@ -146,8 +153,8 @@ async def _priced(url: str) -> Database:
     return db
 
 
-async def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> float:
-    producer = idempotent_producer(bootstrap, "bench-rating")
+async def produce(kafka: KafkaSettings, topic: str, events: list[CloudEvent]) -> float:
+    producer = idempotent_producer(kafka, "bench-rating")
     await producer.start()
     try:
         started = now()
@@ -160,11 +167,12 @@ async def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> float
         await producer.stop()
 
 
-async def bare_consumer(bootstrap: str, topic: str, n: int) -> float:
+async def bare_consumer(kafka: KafkaSettings, topic: str, n: int) -> float:
     """Ceiling A: read and parse every record, from the first fetched batch to the last."""
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_consumer(
+        kafka,
         topic,
-        bootstrap_servers=bootstrap,
+        client_id="bench-rating",
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -251,11 +259,13 @@ async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -
     }
 
 
-async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -> dict[str, Any]:
+async def end_to_end(
+    url: str, kafka: KafkaSettings, topic: str, n: int, batch: int
+) -> dict[str, Any]:
     """The headline: BatchConsumer + UsageRater as billing wires them, until every event is
     rated and the group's lag is 0 (offsets committed)."""
     db = await _priced(url)
-    producer = idempotent_producer(bootstrap, "bench-rating")
+    producer = idempotent_producer(kafka, "bench-rating")
     await producer.start()
     rater = UsageRater(BillingSettings())
     consumer = BatchConsumer(
@@ -263,7 +273,7 @@ async def end_to_end(url: str, bootstrap: str, topic: str, n: int, batch: int) -
         service=f"bench-{uuid.uuid4().hex[:6]}",
         db=db,
         producer=producer,
-        bootstrap=bootstrap,
+        kafka=kafka,
     )
     joining = now()
     await consumer.start()
@@ -297,7 +307,7 @@ def _new_billing_database(stack: contextlib.ExitStack, admin_url: str) -> str:
     return url
 
 
-async def _run(args: argparse.Namespace, bootstrap: str, urls: list[str]) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, kafka: KafkaSettings, urls: list[str]) -> dict[str, Any]:
     gc_threshold = BillingSettings.from_env().gc_gen0_threshold
     tune_gc(gc_threshold)
     print(
@@ -305,16 +315,16 @@ async def _run(args: argparse.Namespace, bootstrap: str, urls: list[str]) -> dic
         f" gc gen0 threshold {gc_threshold or 'default'} ..."
     )
     events = make_events(args.events, args.tenants, args.allocations)
-    async with _usage_topic(bootstrap) as topic:
-        produce_rate = await produce(bootstrap, topic, events)
+    async with _usage_topic(kafka) as topic:
+        produce_rate = await produce(kafka, topic, events)
         print("  produced; bare consumer ...")
-        kafka_ceiling = await bare_consumer(bootstrap, topic, args.events)
+        kafka_ceiling = await bare_consumer(kafka, topic, args.events)
         print("  PostgreSQL insert-only ...")
         insert_ceiling = await insert_only(urls[0], events, args.batch)
         print("  rating without Kafka ...")
         no_kafka = await rating_without_kafka(urls[1], events, args.batch)
         print("  end to end ...")
-        e2e = await end_to_end(urls[2], bootstrap, topic, args.events, args.batch)
+        e2e = await end_to_end(urls[2], kafka, topic, args.events, args.batch)
     lower = min(kafka_ceiling, insert_ceiling)
     return {
         "produce_per_s": round(produce_rate),
@@ -342,7 +352,7 @@ def main(args: argparse.Namespace) -> int:
     }
     with contextlib.ExitStack() as stack:
         urls = [_new_billing_database(stack, infra.pg_admin_url) for _ in range(3)]
-        results.update(asyncio.run(_run(args, infra.kafka_bootstrap, urls)))
+        results.update(asyncio.run(_run(args, bench_kafka(infra), urls)))
     results["environment"]["load_average_1m_end"] = os.getloadavg()[0]
     rate = results["end_to_end"]["events_per_s"]
     results["target"] = {"events_per_s": TARGET_EVENTS_PER_S, "met": rate >= TARGET_EVENTS_PER_S}

@@ -5,10 +5,13 @@ on N simulated nodes x 8 H100s. A seeded random workload of allocate/release ste
 like the service's traffic (25 % whole-GPU requests of 1 or 2 GPUs, 75 % single MIG slices
 of every profile), kept around 85 % compute utilisation (above it, a release is forced).
 
-Three policies, in the same run:
+Four policies, in the same run:
 
 - **policy, incremental index** (the headline): `PlacementIndex.place` + `book`, what
   gpuaas keeps in memory;
+- **previous index** (baseline): the index and policy as they were before issue 16
+  (`bench/scheduler_baseline.py`, frozen), on its own trajectory with the same request
+  sequence: placements/s and fragmentation, old against new in one run;
 - **policy, plain scan** (baseline): `placement.place` over a snapshot of every node, the
   reference the index is property-tested against. The index makes the same decisions, so
   the scan is timed on the *same* states, on a sample of the steps (`--scan-every`), which
@@ -20,6 +23,11 @@ Three policies, in the same run:
 
 Fragmentation is `geometry.fragmentation` over all GPUs at the end (1 - largest placeable
 compute / free compute), plus how many GPUs can still take a 4g instance.
+
+**Packing quality** against the exact optimum (`gpuaas.domain.optimum`): on `--quality-seeds`
+small random fleets (1-2 nodes of 1-3 GPUs) and request sequences with no releases, the
+number of requests each policy takes before its first refusal, over the longest prefix any
+packing could hold (the exhaustive packer). Three mixes: MIG only, 15 % and 25 % whole GPUs.
 """
 
 import argparse
@@ -34,14 +42,16 @@ from typing import Any
 
 import psycopg
 
+from bench import scheduler_baseline as previous
 from bench.common import environment, print_table, save_results, scratch_database, summarize_ms
 from gpuaas.domain.catalog import SHAPES, SKUS, ProfileShape
 from gpuaas.domain.geometry import Layout, can_place, fragmentation, instance_of
+from gpuaas.domain.optimum import Request, longest_prefix, policy_prefix
 from gpuaas.domain.placement import Booking, Decision, GpuState, NodeCapacity, place
 from gpuaas.domain.placement_index import PlacementIndex
 
-SUMMARY = "placements/s and fragmentation of gpuaas's placement policy (pure, no fleet)"
-TARGET_PLACEMENTS_PER_S = 2_000
+SUMMARY = "placements/s and packing quality of gpuaas's placement policy (pure, no fleet)"
+TARGET_PLACEMENTS_PER_S = 10_000
 GPUS_PER_NODE = 8
 MIG_PROFILES = [p.shape for p in SKUS["h100-80gb"].profiles]
 FOUR_G = SHAPES[5]  # the 4g profile: "can a large slice still fit" after the run
@@ -58,7 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scan-every", type=int, default=10, help="time the plain scan on every Nth request"
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 200 nodes, 10,000 steps")
+    parser.add_argument(
+        "--quality-seeds",
+        type=int,
+        default=1_000,
+        help="small random fleets per mix for packing quality against the optimum (1000; 0 skips)",
+    )
+    parser.add_argument(
+        "--no-first-fit", action="store_true", help="skip the first-fit trajectory (slow)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 nodes, 10,000 steps, 100 seeds"
+    )
     parser.add_argument(
         "--live-requests",
         type=int,
@@ -143,17 +164,21 @@ def simulate(
     *,
     policy: Policy | None,
     scan_every: int = 0,
+    index_class: type[PlacementIndex] | type[previous.PlacementIndex] = PlacementIndex,
 ) -> dict[str, Any]:
-    """One trajectory of `steps` random steps. `policy=None` is the incremental index (and
-    then every `scan_every`th request the plain scan is also timed on the same state);
-    otherwise `policy` is called on the snapshot. The request sequence depends on the seed
-    only, so every policy sees the same requests while their decisions agree."""
+    """One trajectory of `steps` random steps. `policy=None` is an incremental index of
+    `index_class` (and then, for the current index, every `scan_every`th request the plain
+    scan is also timed on the same state); otherwise `policy` is called on the snapshot.
+    The request sequence depends on the seed only, so every policy sees the same requests
+    while their decisions agree."""
     fleet = Fleet.new(n_nodes, random.Random(seed))
     rng = random.Random(seed + 1)
-    index = PlacementIndex()
+    index = index_class()
     if policy is None:
         for n in fleet.node_ids:
             index.add_node(fleet.nodes[n])
+    else:
+        scan_every = 0
     live: list[tuple[Booking, ...]] = []
     placed = refused = requests = 0
     decide_s: list[float] = []  # per request, refusals included
@@ -214,9 +239,74 @@ def simulate(
     return result
 
 
+QUALITY_MIXES = {"MIG only": 0.0, "15 % whole GPUs": 0.15, "25 % whole GPUs": 0.25}
+MIG_PROFILE_IDS = [p.profile_id for p in MIG_PROFILES]
+
+
+def small_fleet(rng: random.Random, whole_share: float) -> tuple[list[int], list[Request]]:
+    """1-2 nodes of 1-3 GPUs and 10 requests per GPU: whole GPUs (x1, x1, x2 where a node
+    has 2 GPUs) with probability `whole_share`, else one slice of any MIG profile."""
+    fleet = [rng.randint(1, 3) for _ in range(rng.randint(1, 2))]
+    counts = [1, 1, 2] if max(fleet) > 1 else [1]
+    requests = [
+        Request(None, rng.choice(counts))
+        if rng.random() < whole_share
+        else Request(rng.choice(MIG_PROFILE_IDS))
+        for _ in range(10 * sum(fleet))
+    ]
+    return fleet, requests
+
+
+def packing_quality(seeds: int, seed: int) -> dict[str, Any]:
+    """Per mix and policy: mean of (requests taken before the first refusal / the optimum's
+    longest prefix) over `seeds` fleets, the same ratio in compute slices, the share of
+    fleets where the policy reached the optimum, the worst ratio, and on how many fleets it
+    took more / fewer requests than the previous policy (the same fleets: a paired count)."""
+    policies: dict[str, Any] = {
+        "policy": place,
+        "previous policy": previous.place,
+        "first fit": first_fit,
+    }
+    out: dict[str, Any] = {}
+    for mix, whole_share in QUALITY_MIXES.items():
+        taken: dict[str, list[tuple[int, int, int, int]]] = {name: [] for name in policies}
+        started = time.perf_counter()
+        for i in range(seeds):
+            fleet, requests = small_fleet(random.Random(seed * 1_000_003 + i), whole_share)
+            prefixes = {n: policy_prefix(fleet, requests, pol) for n, pol in policies.items()}
+            best = longest_prefix(fleet, requests, at_least=max(prefixes.values()))
+            best_compute = sum(r.compute for r in requests[:best])
+            for name, k in prefixes.items():
+                taken[name].append((k, best, sum(r.compute for r in requests[:k]), best_compute))
+        out[mix] = {
+            "seeds": seeds,
+            "seconds": round(time.perf_counter() - started, 2),
+            "policies": {
+                name: {
+                    "mean_ratio": round(sum(k / b for k, b, _, _ in rows if b) / len(rows), 4),
+                    "compute_ratio": round(
+                        sum(c for *_, c, _ in rows) / max(1, sum(bc for *_, bc in rows)), 4
+                    ),
+                    "optimal_share": round(sum(k == b for k, b, _, _ in rows) / len(rows), 3),
+                    "worst_ratio": round(min(k / b for k, b, _, _ in rows if b), 3),
+                    "more_than_previous": sum(
+                        k > o[0] for (k, *_), o in zip(rows, taken["previous policy"], strict=True)
+                    ),
+                    "fewer_than_previous": sum(
+                        k < o[0] for (k, *_), o in zip(rows, taken["previous policy"], strict=True)
+                    ),
+                }
+                for name, rows in taken.items()
+            },
+        }
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     if args.quick:
-        args.nodes, args.steps, args.live_requests = 200, 10_000, 200
+        args.nodes, args.steps = 200, 10_000
+        args.live_requests = min(args.live_requests, 200)
+        args.quality_seeds = min(args.quality_seeds, 100)
     results: dict[str, Any] = {
         "benchmark": "scheduler",
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -234,21 +324,45 @@ def main(args: argparse.Namespace) -> int:
     print(f"scheduler: {args.nodes:,} nodes x {GPUS_PER_NODE} GPUs, {args.steps:,} steps ...")
     indexed = simulate(args.nodes, args.steps, args.seed, policy=None, scan_every=args.scan_every)
     scan = indexed.pop("scan", None)
-    print("  index done; first fit ...")
-    fit = simulate(args.nodes, args.steps, args.seed, policy=first_fit)
+    print("  index done; previous index ...")
+    before = simulate(
+        args.nodes, args.steps, args.seed, policy=None, index_class=previous.PlacementIndex
+    )
+    fit = None
+    if not args.no_first_fit:
+        print("  first fit ...")
+        fit = simulate(args.nodes, args.steps, args.seed, policy=first_fit)
     results["policy_index"] = indexed
     results["policy_scan"] = scan
+    results["previous_index"] = before
     results["first_fit"] = fit
     rate = indexed["placements_per_s"] or 0
+
+    def ratio(other: dict[str, Any] | None) -> float | None:
+        return (
+            round(rate / other["placements_per_s"], 2)
+            if other and other["placements_per_s"]
+            else None
+        )
+
     results["ratios"] = {
-        "index_to_scan": round(rate / scan["placements_per_s"], 2) if scan else None,
-        "index_to_first_fit": round(rate / fit["placements_per_s"], 2)
-        if fit["placements_per_s"]
-        else None,
+        "index_to_scan": ratio(scan),
+        "index_to_previous_index": ratio(before),
+        "index_to_first_fit": ratio(fit),
+        "fragmentation_previous_minus_policy": round(
+            before["fragmentation"] - indexed["fragmentation"], 4
+        ),
         "fragmentation_first_fit_minus_policy": round(
             fit["fragmentation"] - indexed["fragmentation"], 4
-        ),
+        )
+        if fit
+        else None,
     }
+    if args.quality_seeds:
+        print(
+            f"  packing quality: {args.quality_seeds} small fleets per mix against the optimum ..."
+        )
+        results["packing_quality"] = packing_quality(args.quality_seeds, args.seed)
     if args.live_requests:
         print("  live: create_allocation on PostgreSQL ...")
         results["live"] = run_live(args)
@@ -261,21 +375,30 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _row(name: str, run: dict[str, Any]) -> list[Any]:
+    return [
+        name,
+        run["placements_per_s"],
+        run["decision"]["p50_ms"],
+        run["decision"]["p99_ms"],
+        run["placements"],
+        run["refused"],
+        f"{run['fragmentation']:.4f}",
+        run["gpus_where_4g_fits"],
+        run["utilisation"],
+    ]
+
+
+def _quality_cell(q: dict[str, Any]) -> str:
+    return (
+        f"{q['mean_ratio']:.4f} / {q['compute_ratio']:.4f} / {q['optimal_share']:.0%}"
+        f" / +{q['more_than_previous']} -{q['fewer_than_previous']}"
+    )
+
+
 def _report(results: dict[str, Any]) -> None:
     idx, scan, fit = results["policy_index"], results["policy_scan"], results["first_fit"]
-    rows = [
-        [
-            "policy, incremental index",
-            idx["placements_per_s"],
-            idx["decision"]["p50_ms"],
-            idx["decision"]["p99_ms"],
-            idx["placements"],
-            idx["refused"],
-            f"{idx['fragmentation']:.4f}",
-            idx["gpus_where_4g_fits"],
-            idx["utilisation"],
-        ]
-    ]
+    rows = [_row("policy, incremental index", idx)]
     if scan:
         rows.append(
             [
@@ -290,19 +413,9 @@ def _report(results: dict[str, Any]) -> None:
                 "(same)",
             ]
         )
-    rows.append(
-        [
-            "first fit",
-            fit["placements_per_s"],
-            fit["decision"]["p50_ms"],
-            fit["decision"]["p99_ms"],
-            fit["placements"],
-            fit["refused"],
-            f"{fit['fragmentation']:.4f}",
-            fit["gpus_where_4g_fits"],
-            fit["utilisation"],
-        ]
-    )
+    rows.append(_row("previous index (before issue 16)", results["previous_index"]))
+    if fit:
+        rows.append(_row("first fit", fit))
     args = results["args"]
     print_table(
         f"{args['nodes']:,} nodes x {GPUS_PER_NODE} H100, {args['steps']:,} steps"
@@ -320,6 +433,23 @@ def _report(results: dict[str, Any]) -> None:
         ],
         rows,
     )
+    quality = results.get("packing_quality")
+    if quality:
+        names = list(next(iter(quality.values()))["policies"])
+        print_table(
+            "packing quality: requests taken before the first refusal / the exact optimum"
+            f" (mean over {next(iter(quality.values()))['seeds']} fleets of 1-2 nodes x 1-3 GPUs;"
+            " compute-slice ratio; share of fleets at the optimum; fleets with more / fewer"
+            " requests taken than the previous policy)",
+            ["mix", *names],
+            [
+                [
+                    mix,
+                    *(_quality_cell(q["policies"][n]) for n in names),
+                ]
+                for mix, q in quality.items()
+            ],
+        )
     live = results.get("live")
     if live:
         print_table(
@@ -360,10 +490,17 @@ def _report(results: dict[str, Any]) -> None:
         ["figure", "value"],
         [
             ["index / plain scan (placements/s)", ratios["index_to_scan"]],
+            ["index / previous index (placements/s)", ratios["index_to_previous_index"]],
             ["index / first fit (placements/s)", ratios["index_to_first_fit"]],
             [
+                "fragmentation: previous - policy",
+                f"{ratios['fragmentation_previous_minus_policy']:+.4f}",
+            ],
+            [
                 "fragmentation: first fit - policy",
-                f"{ratios['fragmentation_first_fit_minus_policy']:+.4f}",
+                f"{ratios['fragmentation_first_fit_minus_policy']:+.4f}"
+                if ratios["fragmentation_first_fit_minus_policy"] is not None
+                else None,
             ],
             [
                 "scan decisions differing from the index",

@@ -117,12 +117,18 @@ step "helm template"
 features=(--set httpRoute.enabled=true --set ingress.enabled=true --set ingress.tlsSecretName=gpucloud-tls
           --set services.iam.signingKeys.secretName=gpucloud-iam-signing-keys
           --set operatorToken.secretName=gpucloud-operator-token
+          --set kafka.ca.secretName=gpucloud-kafka-ca
           --set services.gateway.ingressFromAnywhere=true --set defaults.podAntiAffinity.type=required)
 for kube in "${KUBE_VERSIONS[@]}"; do
     "$HELM" template gpucloud "$CHART" --kube-version "$kube" >"$RENDERED/default-$kube.yaml"
     "$HELM" template gpucloud "$CHART" --kube-version "$kube" -f "$CHART/values-production.yaml" \
         >"$RENDERED/production-$kube.yaml"
     "$HELM" template gpucloud "$CHART" --kube-version "$kube" "${features[@]}" >"$RENDERED/features-$kube.yaml"
+    # SCRAM on a private network without TLS, and a local cluster without authentication
+    "$HELM" template gpucloud "$CHART" --kube-version "$kube" --set kafka.securityProtocol=SASL_PLAINTEXT \
+        >"$RENDERED/sasl-plaintext-$kube.yaml"
+    "$HELM" template gpucloud "$CHART" --kube-version "$kube" --set kafka.securityProtocol=PLAINTEXT \
+        >"$RENDERED/plaintext-$kube.yaml"
 done
 
 step "kubeconform (offline: the cached schemas only)"

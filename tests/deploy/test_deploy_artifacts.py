@@ -78,7 +78,7 @@ class TestCompose:
     def test_every_fleet_deployable_runs(self):
         services = compose()["services"]
         expected = {s.name for s in fleet_services()} | {"gateway", "kafka", "provision-topics"}
-        expected |= set(node_agent_names())
+        expected |= {"portal"} | set(node_agent_names())
         expected |= {f"postgres-{s.name}" for s in fleet_services() if s.database}
         assert set(services) == expected
 
@@ -86,6 +86,7 @@ class TestCompose:
         services = compose()["services"]
         packages = {s.name: s.package for s in fleet_services()}
         packages["gateway"] = fleet()["gateway"]["package"]
+        packages["portal"] = fleet()["portal"]["package"]
         for agent in node_agent_names():
             packages[agent] = fleet()["node_agent"]["package"]
         for name, package in packages.items():
@@ -115,6 +116,12 @@ class TestCompose:
             s.route: f"http://{s.name}:{HTTP_PORT}" for s in fleet_services() if s.route
         }
 
+    def test_the_gateway_serves_the_portal_at_the_root(self):
+        services = compose()["services"]
+        assert services["gateway"]["environment"]["GPUCLOUD_PORTAL_URL"] == "http://portal:8000"
+        assert services["portal"]["environment"]["GPUCLOUD_GATEWAY_URL"] == "http://gateway:8000"
+        assert "GPUCLOUD_DATABASE_URL" not in services["portal"]["environment"]
+
     def test_startup_order_waits_on_health_and_topics(self):
         services = compose()["services"]
         assert re.fullmatch(r"apache/kafka:\d+\.\d+\.\d+", services["kafka"]["image"])
@@ -123,11 +130,13 @@ class TestCompose:
                 assert "healthcheck" in service or name == "provision-topics", name
                 continue
             assert "healthcheck" in service, name
-            for dependency, condition in service["depends_on"].items():
+            for dependency, condition in service.get("depends_on", {}).items():
                 assert dependency in services, f"{name} depends on unknown {dependency}"
                 assert condition["condition"] in {
                     "service_healthy",
                     "service_completed_successfully",
+                    # the gateway and the portal call each other: one of them starts first
+                    *(["service_started"] if (name, dependency) == ("gateway", "portal") else []),
                 }, name
         for service in fleet_services():
             assert services[service.name]["depends_on"]["provision-topics"] == {
@@ -151,7 +160,7 @@ class TestDockerfile:
 
 class TestChartValues:
     def test_services_map_is_the_fleet(self):
-        expected = {s.name for s in fleet_services()} | {"gateway", NODE_AGENT_KEY}
+        expected = {s.name for s in fleet_services()} | {"gateway", "portal", NODE_AGENT_KEY}
         assert set(chart_values()["services"]) == expected
 
     def test_entries_match_the_fleet(self):
@@ -164,26 +173,38 @@ class TestChartValues:
             assert ("database" in entry) == service.database, service.name
         assert values["gateway"]["role"] == "gateway"
         assert values["gateway"]["package"] == fleet()["gateway"]["package"]
+        assert values["portal"]["role"] == "portal"
+        assert values["portal"]["package"] == fleet()["portal"]["package"]
+        assert "database" not in values["portal"] and values["portal"]["kafka"] is False
+        assert "portal" in values["gateway"]["calls"] and "gateway" in values["portal"]["calls"]
         assert values[NODE_AGENT_KEY]["role"] == "node-agent"
         assert values[NODE_AGENT_KEY]["package"] == fleet()["node_agent"]["package"]
 
     def test_no_secret_values(self):
+        references = {"secretName", "secretKey", "ownerSecretName", "ownerSecretKey"}
         for name, entry in chart_values()["services"].items():
             if "database" in entry:
-                assert set(entry["database"]) == {"secretName", "secretKey"}, name
+                assert set(entry["database"]) - references == {"runtimeRole"}, name
+            if "kafkaCredentials" in entry:
+                assert set(entry["kafkaCredentials"]) == {"secretName", "secretKey"}, name
             for key in entry.get("env", {}):
                 assert not re.search(r"PASSWORD|SECRET|TOKEN|DATABASE_URL", key), (name, key)
 
 
-@cache
 def render(values_file: str) -> tuple[dict, ...]:
+    return render_with("-f", str(CHART / values_file))
+
+
+@cache
+def render_with(*flags: str) -> tuple[dict, ...]:
+    """`helm template` of the chart with these flags, as parsed documents."""
     helm = helm_binary()
     if not helm.is_file():
         reason = f"helm not at {helm}: run `just deploy-check` (deploy/check.sh) first"
         if os.environ.get("CI"):
             pytest.fail(reason)  # CI never skips for want of a tool
         pytest.skip(reason)
-    args = [str(helm), "template", "gpucloud", str(CHART), "-f", str(CHART / values_file)]
+    args = [str(helm), "template", "gpucloud", str(CHART), *flags]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
@@ -202,7 +223,7 @@ def pod_specs(manifests: tuple[dict, ...]) -> Iterator[tuple[str, dict]]:
 class TestRenderedChart:
     def test_every_deployable_has_its_workload(self, manifests):
         kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
-        for name in [s.name for s in fleet_services()] + ["gateway"]:
+        for name in [s.name for s in fleet_services()] + ["gateway", "portal"]:
             for kind in ("Deployment", "Service", "ServiceAccount", "ConfigMap", "NetworkPolicy"):
                 assert (kind, f"gpucloud-{name}") in kinds, (kind, name)
             assert ("PodDisruptionBudget", f"gpucloud-{name}") in kinds, name
@@ -261,6 +282,17 @@ class TestRenderedChart:
             s.route: f"http://gpucloud-{s.name}:{HTTP_PORT}" for s in fleet_services() if s.route
         }
 
+    def test_the_gateway_reaches_the_portal_and_the_portal_the_gateway(self, manifests):
+        config = {d["metadata"]["name"]: d["data"] for d in manifests if d["kind"] == "ConfigMap"}
+        assert (
+            config["gpucloud-gateway"]["GPUCLOUD_PORTAL_URL"]
+            == f"http://gpucloud-portal:{HTTP_PORT}"
+        )
+        assert (
+            config["gpucloud-portal"]["GPUCLOUD_GATEWAY_URL"]
+            == f"http://gpucloud-gateway:{HTTP_PORT}"
+        )
+
     def test_production_autoscales_every_deployment(self):
         manifests = render("values-production.yaml")
         deployments = {d["metadata"]["name"] for d in manifests if d["kind"] == "Deployment"}
@@ -301,3 +333,86 @@ class TestRenderedChart:
             for container in spec["containers"]:
                 names = {e["name"] for e in container.get("env", [])}
                 assert "GPUCLOUD_METRICS_TOKEN" not in names, workload
+
+
+def containers(manifests: tuple[dict, ...], kind: str) -> Iterator[tuple[str, dict]]:
+    for doc in manifests:
+        if doc["kind"] == kind:
+            (container,) = doc["spec"]["template"]["spec"]["containers"]
+            yield doc["metadata"]["name"], container
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def config_maps(manifests: tuple[dict, ...]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d["data"] for d in manifests if d["kind"] == "ConfigMap"}
+
+
+class TestTrust:
+    """Issue 19: each service's own Kafka principal; owner and runtime database roles."""
+
+    def test_migration_jobs_run_as_the_owner_and_grant_to_the_runtime_role(self, manifests):
+        values = chart_values()["services"]
+        jobs = dict(containers(manifests, "Job"))
+        for service in (s for s in fleet_services() if s.database):
+            env = env_of(jobs[f"gpucloud-{service.name}-migrate"])
+            database = values[service.name]["database"]
+            owner = env["GPUCLOUD_DATABASE_OWNER_URL"]["valueFrom"]["secretKeyRef"]
+            assert owner == {"name": database["secretName"], "key": database["ownerSecretKey"]}
+            assert env["GPUCLOUD_DATABASE_RUNTIME_ROLE"]["value"] == database["runtimeRole"]
+            # a migration holds no runtime URL and no Kafka principal
+            assert "GPUCLOUD_DATABASE_URL" not in env, service.name
+            assert not any(name.startswith("GPUCLOUD_KAFKA_SASL") for name in env), service.name
+
+    def test_pods_serve_as_the_runtime_role_and_their_own_kafka_principal(self, manifests):
+        values = chart_values()["services"]
+        configs = config_maps(manifests)
+        for name, container in containers(manifests, "Deployment"):
+            key = name.removeprefix("gpucloud-")
+            env, entry = env_of(container), values[key]
+            assert "GPUCLOUD_DATABASE_OWNER_URL" not in env, key
+            if "database" in entry:
+                runtime = env["GPUCLOUD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+                assert runtime == {
+                    "name": entry["database"]["secretName"],
+                    "key": entry["database"]["secretKey"],
+                }
+            if entry.get("kafka", True):
+                password = env["GPUCLOUD_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert password["name"] == entry["kafkaCredentials"]["secretName"], key
+                assert configs[name]["GPUCLOUD_KAFKA_SASL_USERNAME"] == key  # the ACLs' name
+                assert configs[name]["GPUCLOUD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+            else:
+                assert "GPUCLOUD_KAFKA_SASL_PASSWORD" not in env, key
+                assert "GPUCLOUD_KAFKA_SASL_USERNAME" not in configs[name], key
+
+    def test_the_provision_job_makes_topics_and_acls_as_the_admin(self, manifests):
+        (job,) = [c for n, c in containers(manifests, "Job") if n == "gpucloud-provision-topics"]
+        assert job["command"] == ["python", "-m", "platformkit.provision"]
+        assert "--no-acls" not in job.get("args", [])
+        env = env_of(job)
+        admin = chart_values()["kafka"]["admin"]
+        assert env["GPUCLOUD_KAFKA_SASL_USERNAME"]["value"] == admin["username"]
+        password = env["GPUCLOUD_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": admin["secretName"], "key": admin["secretKey"]}
+        for name, container in containers(manifests, "Deployment"):
+            assert "GPUCLOUD_KAFKA_SASL_USERNAME" not in env_of(container), name
+            assert admin["secretName"] not in str(container), name  # no pod holds the admin
+
+    def test_sasl_ssl_trusts_the_ca_given(self):
+        manifests = render_with("--set", "kafka.ca.secretName=gpucloud-kafka-ca")
+        configs = config_maps(manifests)
+        for doc in manifests:
+            if doc["kind"] not in {"Deployment", "Job"}:
+                continue
+            name, spec = doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+            mounts = {v["name"] for v in spec.get("volumes", [])}
+            kafka = name == "gpucloud-provision-topics" or (
+                doc["kind"] == "Deployment"
+                and "GPUCLOUD_KAFKA_SASL_USERNAME" in configs.get(name, {})
+            )
+            assert ("kafka-ca" in mounts) == kafka, name
+            if doc["kind"] == "Deployment" and kafka:
+                assert configs[name]["GPUCLOUD_KAFKA_SSL_CAFILE"].startswith("/var/run/secrets/")

@@ -5,19 +5,21 @@ fleet is reused, a missing one is started."""
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
 
+from platformkit.kafka import KafkaSettings
+
 
 @dataclasses.dataclass(frozen=True)
 class Fleet:
     gateway: str
     operator_token: str
-    kafka_bootstrap: str
+    kafka: KafkaSettings  # the admin principal's
     pg_admin_url: str
 
     def client(self) -> httpx.Client:
@@ -38,7 +40,7 @@ def fleet() -> Iterator[Fleet]:
     yield Fleet(
         gateway=url(load().gateway),
         operator_token=credentials.password(credentials.OPERATOR_TOKEN),
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=KafkaSettings.from_env(infra.kafka_env()),
         pg_admin_url=infra.pg_admin_url,
     )
 
@@ -47,6 +49,18 @@ def fleet() -> Iterator[Fleet]:
 def gateway(fleet: Fleet) -> Iterator[httpx.Client]:
     with fleet.client() as client:
         yield client
+
+
+def until(what: str, probe: Callable[[], Any], within: float = 30.0, every: float = 0.2) -> Any:
+    """Call `probe` until it returns something truthy; that value."""
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:g} s")
+        time.sleep(every)
 
 
 def idempotency_key() -> dict[str, str]:
@@ -65,22 +79,34 @@ class Person:
         self.password = password
         self.totp: pyotp.TOTP | None = None
         self.last_step = 0
+        self.recovery_codes: list[str] = []
+
+    def next_code(self) -> str:
+        """A TOTP code of a step later than any used (iam refuses replays); ±1 step is
+        accepted, so at most two codes per 30 s window (a recovery code is another way)."""
+        assert self.totp is not None, "not enrolled"
+        step = max(self.last_step + 1, int(time.time()) // 30)
+        assert step <= int(time.time()) // 30 + 1, "no unused TOTP step left"
+        self.last_step = step
+        return self.totp.generate_otp(step)
 
     def sign_in(self, gateway: httpx.Client, tenant: str) -> str:
         form = {"grant_type": "password", "username": self.email, "password": self.password}
         form["tenant"] = tenant
         if self.totp is not None:
-            # a step later than any used (iam refuses replays); ±1 step is accepted
-            step = max(self.last_step + 1, int(time.time()) // 30)
-            assert step <= int(time.time()) // 30 + 1, "no unused TOTP step left"
-            self.last_step = step
-            form["otp"] = self.totp.generate_otp(step)
+            form["otp"] = self.next_code()
         response = gateway.post("/v1/iam/token", data=form)
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
     def enroll(self, gateway: httpx.Client, tenant: str) -> str:
         """Enroll TOTP with a password-only token; a token signed in with it."""
+        self.activate_totp(gateway, tenant)
+        return self.sign_in(gateway, tenant)
+
+    def activate_totp(self, gateway: httpx.Client, tenant: str) -> None:
+        """Enroll and activate TOTP with a password-only token, keeping the recovery codes;
+        the next sign-in needs `next_code()` (or a recovery code)."""
         password_only = bearer(self.sign_in(gateway, tenant))
         enrolled = gateway.post("/v1/iam/me/mfa/totp", headers=password_only)
         assert enrolled.status_code in (200, 201), enrolled.text
@@ -92,7 +118,7 @@ class Person:
             headers=password_only,
         )
         assert verified.status_code in (200, 201), verified.text
-        return self.sign_in(gateway, tenant)
+        self.recovery_codes = verified.json()["recovery_codes"]
 
 
 def sign_up(gateway: httpx.Client, prefix: str, password: str) -> tuple[dict[str, Any], Person]:

@@ -34,6 +34,8 @@ import httpx
 import pyotp
 import pytest
 
+from .conftest import until as _until
+
 pytestmark = pytest.mark.e2e
 
 METERING_PERIOD_S = 2
@@ -47,18 +49,6 @@ PAYMENT_MICROS = 8_000
 
 def _key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
-
-
-def _until(what: str, probe: Callable[[], Any], within: float = 30.0, every: float = 0.2) -> Any:
-    """Call `probe` until it returns something truthy; that value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:g} s")
-        time.sleep(every)
 
 
 def _claims(token: str) -> dict[str, Any]:

@@ -170,8 +170,18 @@ def world(fleet) -> dict[str, Any]:
 PLATFORM = "00000000-0000-0000-0000-000000000000"
 
 
+def _created_or_exists(response: httpx.Response) -> None:
+    if response.status_code == 409:
+        codes = {e.get("message") for e in response.json().get("errors", [])}
+        assert codes & {"app-exists", "version-exists"}, response.text
+        return
+    _created(response)
+
+
 def _registry_app(gateway: httpx.Client, namespace: str, headers: dict[str, str]) -> dict[str, str]:
-    """App `fuzz-app` with version 1.0.0 (one blob as config and layer) in a namespace."""
+    """App `fuzz-app` with version 1.0.0 (one blob as config and layer) in a namespace. The
+    platform-public namespace outlives a run (the devstack is kept between runs), so an app
+    or version that a previous run made there is taken as it is."""
     import base64
     import hashlib
 
@@ -185,14 +195,16 @@ def _registry_app(gateway: httpx.Client, namespace: str, headers: dict[str, str]
     blob = b'{"cmd": ["true"]}'
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     apps = f"{namespace}/apps"
-    _created(gateway.post(apps, json={"name": "fuzz-app"}, headers=headers | _key()))
+    _created_or_exists(gateway.post(apps, json={"name": "fuzz-app"}, headers=headers | _key()))
     _created(gateway.put(f"{apps}/fuzz-app/blobs/{digest}", content=blob, headers=headers))
     manifest = manifest_bytes(
         Descriptor(CONFIG_MEDIA_TYPE, digest, len(blob)),
         [Descriptor(LAYER_MEDIA_TYPE, digest, len(blob))],
     )
     body = {"version": "1.0.0", "manifest": base64.b64encode(manifest).decode()}
-    _created(gateway.post(f"{apps}/fuzz-app/versions", json=body, headers=headers | _key()))
+    _created_or_exists(
+        gateway.post(f"{apps}/fuzz-app/versions", json=body, headers=headers | _key())
+    )
     return {"app": "fuzz-app", "version": "1.0.0", "digest": digest}
 
 

@@ -9,9 +9,11 @@ import uuid
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from gpucloud_contracts.catalog import TOPICS
+from platformkit.kafka import KafkaSettings
+from platformkit.kafka import consumer as kafka_consumer
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +39,8 @@ def _slug() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-async def _kafka_traceparent(bootstrap: str, tenant_id: str) -> str | None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def _kafka_traceparent(kafka: KafkaSettings, tenant_id: str) -> str | None:
+    consumer = kafka_consumer(kafka, client_id="e2e-tests", enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = TOPICS["iam.tenant.v1"].partitions
@@ -85,7 +87,7 @@ class TestTenantCreatedReachesAudit:
             ).fetchone()
         assert row is not None and row[1] is not None
         assert row[0].split("-")[1] == trace_id
-        header = await _kafka_traceparent(fleet.kafka_bootstrap, tenant["id"])
+        header = await _kafka_traceparent(fleet.kafka, tenant["id"])
         assert header is not None and header.split("-")[1] == trace_id
 
     def test_audit_chain_verifies(self, fleet, gateway):

@@ -1,5 +1,5 @@
-"""devstack's infra on the real thing: Kafka answers produce/consume, each service role reaches
-its own database only."""
+"""devstack's infra on the real thing: Kafka answers produce/consume (as the admin principal),
+each service's owner and runtime roles reach their own database only."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import uuid
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack import fleet
 from devstack.infra import Infra, ensure_infra
+from platformkit.kafka import KafkaSettings, consumer, idempotent_producer
 
 pytestmark = pytest.mark.integration
 
@@ -27,23 +27,25 @@ def test_ensure_infra_is_idempotent(infra: Infra) -> None:
 
 async def test_kafka_round_trip(infra: Infra) -> None:
     topic = f"devstack-test-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    admin = KafkaSettings.from_env(infra.kafka_env())
+    producer = idempotent_producer(admin, "devstack-test")
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"ping")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
+    reader = consumer(
+        admin,
         topic,
-        bootstrap_servers=infra.kafka_bootstrap,
+        client_id="devstack-test",
         group_id=f"{topic}-group",
         auto_offset_reset="earliest",
     )
-    await consumer.start()
+    await reader.start()
     try:
-        message = await asyncio.wait_for(consumer.getone(), 30)
+        message = await asyncio.wait_for(reader.getone(), 30)
     finally:
-        await consumer.stop()
+        await reader.stop()
     assert message.value == b"ping"
 
 
@@ -53,12 +55,17 @@ def test_admin_connects(infra: Infra) -> None:
 
 
 @pytest.mark.parametrize("package", fleet.load().database_packages)
-def test_role_owns_its_database_only(infra: Infra, package: str) -> None:
-    with psycopg.connect(infra.database_url(package), autocommit=True) as conn:
+def test_roles_reach_their_own_database_only(infra: Infra, package: str) -> None:
+    with psycopg.connect(infra.owner_url(package), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS devstack_probe (id int)")
         conn.execute("DROP TABLE devstack_probe")
+    with psycopg.connect(infra.runtime_url(package), autocommit=True) as conn:
+        # the runtime role creates nothing (its DML comes from the migrations' grants)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE devstack_probe (id int)")
     others = [p for p in fleet.load().database_packages if p != package] + ["postgres"]
-    base = infra.database_url(package).rsplit("/", 1)[0]
-    for other in others:
-        with pytest.raises(psycopg.OperationalError):
-            psycopg.connect(f"{base}/{other}", connect_timeout=5).close()
+    for url in (infra.owner_url(package), infra.runtime_url(package)):
+        base = url.rsplit("/", 1)[0]
+        for other in others:
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(f"{base}/{other}", connect_timeout=5).close()

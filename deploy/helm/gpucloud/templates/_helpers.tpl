@@ -105,9 +105,10 @@ mergeOverwrite, an explicit false, 0 or empty value in override wins.
 {{- end }}
 
 {{/*
-(list $ name) -> the plain (non-secret) environment of one deployable, as a YAML map. The
-ConfigMap holds it for the long-running pods; the hook Jobs, which run before the
-ConfigMap exists, get it inline.
+(list $ name [job]) -> the plain (non-secret) environment of one deployable, as a YAML map.
+The ConfigMap holds it for the long-running pods; the hook Jobs, which run before the
+ConfigMap exists, get it inline (with `job` true: without the Kafka principal, which a
+migration never uses).
 */}}
 {{- define "gpucloud.config" -}}
 {{- $root := index . 0 -}}
@@ -115,6 +116,10 @@ ConfigMap exists, get it inline.
 {{- $svc := include "gpucloud.settings" . | fromYaml -}}
 GPUCLOUD_SERVICE_NAME: {{ $name | quote }}
 GPUCLOUD_KAFKA_BOOTSTRAP: {{ $root.Values.kafka.bootstrapServers | quote }}
+{{- $job := and (gt (len .) 2) (index . 2) }}
+{{- if and $svc.kafka (not $job) }}
+{{- include "gpucloud.kafkaConfig" (list $root $name) }}
+{{- end }}
 GPUCLOUD_HTTP_HOST: "0.0.0.0"
 GPUCLOUD_HTTP_PORT: {{ include "gpucloud.httpPort" $root | quote }}
 GPUCLOUD_GIT_SHA: {{ $root.Values.gitSha | quote }}
@@ -143,6 +148,41 @@ GPUCLOUD_{{ $callee | upper | replace "-" "_" }}_URL: {{ printf "http://%s:%s" (
 {{- end }}
 {{- end }}
 
+{{/*
+(list $ username) -> the plain Kafka settings of a client authenticating as `username`
+(platformkit.kafka.KafkaSettings): protocol, SASL mechanism and username, the CA file. The
+password is a Secret reference (gpucloud.kafkaPassword).
+*/}}
+{{- define "gpucloud.kafkaConfig" -}}
+{{- $kafka := (index . 0).Values.kafka }}
+GPUCLOUD_KAFKA_SECURITY_PROTOCOL: {{ $kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol }}
+GPUCLOUD_KAFKA_SASL_MECHANISM: {{ $kafka.saslMechanism | quote }}
+GPUCLOUD_KAFKA_SASL_USERNAME: {{ index . 1 | quote }}
+{{- end }}
+{{- if and (hasSuffix "SSL" $kafka.securityProtocol) $kafka.ca.secretName }}
+GPUCLOUD_KAFKA_SSL_CAFILE: {{ printf "%s/%s" (include "gpucloud.kafkaCaDir" .) $kafka.ca.secretKey | quote }}
+{{- end }}
+{{- end }}
+
+{{/* (dict "root" $ "secretName" .. "secretKey" ..) -> the env entry of a principal's password. */}}
+{{- define "gpucloud.kafkaPassword" -}}
+{{- if hasPrefix "SASL_" .root.Values.kafka.securityProtocol }}
+- name: GPUCLOUD_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ .secretKey }}
+{{- end }}
+{{- end }}
+
+{{/* $ -> whether pods mount the brokers' CA bundle. */}}
+{{- define "gpucloud.kafkaCa" -}}
+{{- if and (hasSuffix "SSL" .Values.kafka.securityProtocol) .Values.kafka.ca.secretName }}true{{ end -}}
+{{- end }}
+
+{{- define "gpucloud.kafkaCaDir" -}}/var/run/secrets/gpucloud/kafka-ca{{- end }}
+
 {{/* Consistency checks JSON schema cannot express; a failed one stops lint/template. */}}
 {{- define "gpucloud.validate" -}}
 {{- $gateways := list -}}
@@ -159,6 +199,12 @@ GPUCLOUD_{{ $callee | upper | replace "-" "_" }}_URL: {{ printf "http://%s:%s" (
 {{- fail (printf "services.%s.calls: %q is not a key of services" $name .) -}}
 {{- end -}}
 {{- end -}}
+{{- if and $svc.kafka (hasPrefix "SASL_" $.Values.kafka.securityProtocol) (not (dig "kafkaCredentials" "secretName" "" $svc)) -}}
+{{- fail (printf "services.%s: kafka.securityProtocol %s needs kafkaCredentials.secretName (the Secret of its principal's password)" $name $.Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and (eq $svc.role "portal") (not (dig "sessionKeys" "secretName" "" $svc)) (or $svc.autoscaling.enabled (gt (int $svc.replicas) 1)) -}}
+{{- fail (printf "services.%s.sessionKeys.secretName: more than one portal pod needs one shared session key Secret (each pod would seal cookies with its own random key)" $name) -}}
+{{- end -}}
 {{- if and $svc.autoscaling.enabled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) -}}
 {{- fail (printf "services.%s.autoscaling: minReplicas (%v) is above maxReplicas (%v)" $name $svc.autoscaling.minReplicas $svc.autoscaling.maxReplicas) -}}
 {{- end -}}
@@ -173,6 +219,9 @@ GPUCLOUD_{{ $callee | upper | replace "-" "_" }}_URL: {{ printf "http://%s:%s" (
 {{- end -}}
 {{- if and .Values.topics.provision (not (hasKey .Values.services .Values.topics.imageFrom)) -}}
 {{- fail (printf "topics.imageFrom: %q is not a key of services" .Values.topics.imageFrom) -}}
+{{- end -}}
+{{- if and .Values.topics.provision (hasPrefix "SASL_" .Values.kafka.securityProtocol) (not .Values.kafka.admin.secretName) -}}
+{{- fail (printf "kafka.admin.secretName: the provision Job authenticates as %q (kafka.securityProtocol %s) and needs its password's Secret" .Values.kafka.admin.username .Values.kafka.securityProtocol) -}}
 {{- end -}}
 {{- end }}
 

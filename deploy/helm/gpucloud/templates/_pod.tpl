@@ -17,6 +17,8 @@ all render it.
 {{- $signingKeys := dig "signingKeys" "secretName" "" $svc -}}
 {{- $signingKeysDir := include "gpucloud.signingKeysDir" . -}}
 {{- $port := include "gpucloud.httpPort" $root | int -}}
+{{- /* serving pods that talk to Kafka, and the provision Job, trust the brokers' CA */}}
+{{- $kafkaCa := and (include "gpucloud.kafkaCa" $root) (or (and .serve $svc.kafka) (eq .component "provision-topics")) -}}
 metadata:
   labels:
     {{- include "gpucloud.labels" $labels | nindent 4 }}
@@ -124,6 +126,11 @@ spec:
           mountPath: {{ $signingKeysDir }}
           readOnly: true
         {{- end }}
+        {{- if $kafkaCa }}
+        - name: kafka-ca
+          mountPath: {{ include "gpucloud.kafkaCaDir" $root }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir: {sizeLimit: 64Mi}
@@ -131,6 +138,11 @@ spec:
     - name: signing-keys
       secret:
         secretName: {{ $signingKeys }}
+    {{- end }}
+    {{- if $kafkaCa }}
+    - name: kafka-ca
+      secret:
+        secretName: {{ $root.Values.kafka.ca.secretName }}
     {{- end }}
 {{- end }}
 
@@ -146,17 +158,31 @@ the downward API.
 {{- toYaml .env -}}
 {{- else -}}
 {{- if not .serve }}
-{{- range $key, $value := include "gpucloud.config" (list $root .name) | fromYaml }}
+{{- range $key, $value := include "gpucloud.config" (list $root .name true) | fromYaml }}
 - name: {{ $key }}
   value: {{ $value | quote }}
 {{- end }}
 {{- end }}
 {{- with $svc.database }}
+{{- if eq $.component "migrate" }}
+{{- /* the migration Job alone: the owner's login and the role it grants to */}}
+- name: GPUCLOUD_DATABASE_OWNER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ownerSecretName | default .secretName }}
+      key: {{ .ownerSecretKey }}
+- name: GPUCLOUD_DATABASE_RUNTIME_ROLE
+  value: {{ .runtimeRole | quote }}
+{{- else }}
 - name: GPUCLOUD_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ .secretName }}
       key: {{ .secretKey }}
+{{- end }}
+{{- end }}
+{{- if and .serve $svc.kafka }}
+{{- include "gpucloud.kafkaPassword" (dict "root" $root "secretName" (dig "kafkaCredentials" "secretName" "" $svc) "secretKey" (dig "kafkaCredentials" "secretKey" "password" $svc)) }}
 {{- end }}
 {{- with $root.Values.operatorToken.secretName }}
 - name: GPUCLOUD_OPERATOR_TOKEN
@@ -171,6 +197,13 @@ the downward API.
     secretKeyRef:
       name: {{ . }}
       key: {{ $root.Values.metrics.secretKey }}
+{{- end }}
+{{- with dig "sessionKeys" "secretName" "" $svc }}
+- name: GPUCLOUD_PORTAL_SESSION_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ dig "sessionKeys" "secretKey" "keys" $svc }}
 {{- end }}
 {{- if eq $svc.role "node-agent" }}
 - name: GPUCLOUD_NODE_NAME

@@ -1,6 +1,7 @@
 """Create the Kafka topics the contracts declare, idempotently.
 
-    python -m gpucloud_contracts.provision --bootstrap 127.0.0.1:19092 [--replicas-override N]
+`python -m platformkit.provision` runs it (with the ACLs of gpucloud_contracts.acls) on a
+client built from the GPUCLOUD_KAFKA_* settings; here is only what is done with it.
 
 Every topic of `catalog.TOPICS` is created with the partitions and replicas of its AsyncAPI
 channel binding, and so is its dead-letter topic `<topic>.dlq` (same partitions). A topic
@@ -9,14 +10,11 @@ fewer (Kafka cannot shrink a topic, so more partitions than declared are only re
 `--replicas-override` sets the replication factor of every topic (a one-broker dev cluster,
 or a production cluster that wants more than the contract's default).
 
-Hand-written; `provision()` is also called by the local devstack and the tests.
+Hand-written; `provision()` is also called by the tests.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,65 +49,33 @@ def _raise_errors(response: Any, ignore: tuple[type[KafkaError], ...] = ()) -> N
 
 
 async def provision(
-    bootstrap: str,
+    admin: AIOKafkaAdminClient,
     replicas_override: int | None = None,
     report: Callable[[str], None] = print,
 ) -> None:
-    """Create or grow every declared topic on the cluster at `bootstrap`."""
+    """Create or grow every declared topic on the cluster `admin` (started) talks to."""
     wanted = declared_topics(replicas_override)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="gpucloud-provision")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            new = [NewTopic(name, *wanted[name]) for name in missing]
-            _raise_errors(await admin.create_topics(new), ignore=(TopicAlreadyExistsError,))
-            for name in missing:
-                partitions, replicas = wanted[name]
-                report(f"created {name} ({partitions} partitions, {replicas} replicas)")
+    existing = set(await admin.list_topics())
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        new = [NewTopic(name, *wanted[name]) for name in missing]
+        _raise_errors(await admin.create_topics(new), ignore=(TopicAlreadyExistsError,))
+        for name in missing:
+            partitions, replicas = wanted[name]
+            report(f"created {name} ({partitions} partitions, {replicas} replicas)")
 
-        present = [name for name in wanted if name in existing]
-        current = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
-        grow = {name: wanted[name][0] for name in present if current[name] < wanted[name][0]}
-        if grow:
-            await admin.create_partitions(  # raises on a per-topic error itself
-                {name: NewPartitions(total_count=count) for name, count in grow.items()}
-            )
-        for name in present:
-            partitions = wanted[name][0]
-            if name in grow:
-                report(f"grew {name} from {current[name]} to {partitions} partitions")
-            elif current[name] > partitions:
-                report(f"kept {name}: {current[name]} partitions (declared {partitions})")
-            else:
-                report(f"kept {name} ({partitions} partitions)")
-    finally:
-        await admin.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gpucloud_contracts.provision",
-        description="Create the Kafka topics declared in contracts/asyncapi (and their DLQs).",
-    )
-    parser.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="Kafka brokers")
-    parser.add_argument(
-        "--replicas-override",
-        type=int,
-        metavar="N",
-        help="replication factor for every topic instead of the declared one",
-    )
-    args = parser.parse_args(argv)
-    if args.replicas_override is not None and args.replicas_override < 1:
-        parser.error("--replicas-override must be at least 1")
-    try:
-        asyncio.run(provision(args.bootstrap, args.replicas_override))
-    except KafkaError as exc:
-        print(f"provision: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    present = [name for name in wanted if name in existing]
+    current = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(present)}
+    grow = {name: wanted[name][0] for name in present if current[name] < wanted[name][0]}
+    if grow:
+        await admin.create_partitions(  # raises on a per-topic error itself
+            {name: NewPartitions(total_count=count) for name, count in grow.items()}
+        )
+    for name in present:
+        partitions = wanted[name][0]
+        if name in grow:
+            report(f"grew {name} from {current[name]} to {partitions} partitions")
+        elif current[name] > partitions:
+            report(f"kept {name}: {current[name]} partitions (declared {partitions})")
+        else:
+            report(f"kept {name} ({partitions} partitions)")

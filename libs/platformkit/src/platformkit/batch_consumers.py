@@ -10,10 +10,11 @@ a natural key of its own rows, e.g. a ledger transfer id derived from the event)
 
 Failures: a batch that keeps failing is retried `max_attempts` times with backoff, then
 applied one event per transaction so that only the events that fail on their own go to
-`<topic>.dlq` (headers as in `platformkit.consumers`); a record that is not a CloudEvent
-goes there at once. When the database itself is down nothing is dead-lettered: the batch
-is read again later. Named crash points: `batch_consumer.before_commit` and
-`batch_consumer.after_commit` (after the database commit, before the offset commit).
+`<topic>.dlq` (headers as in `platformkit.consumers`); a record that is not a CloudEvent, or
+whose `source` may not publish on its topic, goes there at once. When the database itself is
+down nothing is dead-lettered: the batch is read again later. Named crash points:
+`batch_consumer.before_commit` and `batch_consumer.after_commit` (after the database commit,
+before the offset commit).
 
 While one batch is in the database the next one is already fetched and its envelopes
 parsed (one batch of read-ahead, bounded by a queue of one): on a small machine the Kafka
@@ -36,9 +37,10 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
+from platformkit import kafka as kafka_clients
 from platformkit.consumers import dead_letter, partition_lag
 from platformkit.db import Database, UnitOfWork
-from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka
+from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka, verify_source
 from platformkit.faults import crash_point
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ class BatchConsumer:
     service: str
     db: Database
     producer: AIOKafkaProducer
-    bootstrap: str
+    kafka: kafka_clients.Settings
     max_attempts: int = 5
     batches: int = 0
     processed: int = 0
@@ -111,9 +113,9 @@ class BatchConsumer:
         return f"{self.service}.{self.subscription.consumer}"
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = kafka_clients.consumer(
+            self.kafka,
             *self.subscription.topics,
-            bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             client_id=self.group_id,
             enable_auto_commit=False,
@@ -187,7 +189,8 @@ class BatchConsumer:
         parsed: list[tuple[CloudEvent | EnvelopeError, Any]] = []
         for record in records:
             try:
-                parsed.append((parse_record(record.headers, record.value), record))
+                event = parse_record(record.headers, record.value)
+                parsed.append((verify_source(record.topic, event), record))
             except EnvelopeError as exc:
                 parsed.append((exc, record))
         offsets = {

@@ -2,8 +2,8 @@
 
 Each subscription is a faststream Kafka batch subscriber with manual acknowledgement:
 
-1. the records of a poll are parsed as CloudEvents (a record that is not one goes to the
-   DLQ at once);
+1. the records of a poll are parsed as CloudEvents (a record that is not one, or whose
+   `source` may not publish on its topic, goes to the DLQ at once);
 2. their inbox rows (consumer, event id) are claimed and the handler runs for every event
    not seen before, all inside ONE unit of work; a redelivered event finds its inbox row
    and is skipped;
@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.types import Text
 
 from platformkit.db import Database, UnitOfWork
-from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka
+from platformkit.envelope import CloudEvent, EnvelopeError, from_kafka, verify_source
 from platformkit.faults import crash_point
 from platformkit.telemetry import continue_trace, current_event_id, current_tenant
 
@@ -168,7 +168,8 @@ class EventConsumer:
         batch: list[tuple[Any, CloudEvent]] = []
         for record in records:
             try:
-                batch.append((record, from_kafka(record.headers, record.value)))
+                event = verify_source(record.topic, from_kafka(record.headers, record.value))
+                batch.append((record, event))
             except EnvelopeError as exc:
                 await self._dead_letter(record, exc, attempts=1)
         if batch:

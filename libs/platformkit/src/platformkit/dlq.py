@@ -1,4 +1,7 @@
-"""Dead-letter replay: `python -m platformkit.dlq replay <topic> --bootstrap HOST:PORT`.
+"""Dead-letter replay: `python -m platformkit.dlq replay <topic> [--bootstrap HOST:PORT]`.
+
+It runs as the admin principal of the GPUCLOUD_KAFKA_* settings (a service principal may
+not write another family's topic, which a replay does).
 
 Reads `<topic>.dlq` from the last replayed position (consumer group `dlq-replay.<topic>`)
 and republishes each record to its original topic with its original CloudEvents headers.
@@ -8,47 +11,49 @@ to repeat. Stops at the end the dead-letter topic had when the replay began.
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from platformkit.consumers import dlq_topic
-from platformkit.kafka import idempotent_producer
+from platformkit.kafka import KafkaSettings, Settings, consumer, idempotent_producer
 
 
-async def replay(topic: str, bootstrap: str) -> int:
+async def replay(topic: str, settings: Settings) -> int:
     """Republish what the dead-letter topic holds now. Records dead-lettered again while
     we replay (a still-broken event) wait for the next replay instead of looping."""
     dead = dlq_topic(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    reader = consumer(
+        settings,
+        client_id=f"dlq-replay.{topic}",
         group_id=f"dlq-replay.{topic}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = idempotent_producer(bootstrap, client_id=f"dlq-replay.{topic}")
-    await consumer.start()
+    producer = idempotent_producer(settings, client_id=f"dlq-replay.{topic}")
+    await reader.start()
     await producer.start()
     replayed = 0
     try:
         partitions = await producer.partitions_for(dead)
         assigned = [TopicPartition(dead, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        end = await consumer.end_offsets(assigned)
-        while [tp for tp in assigned if await consumer.position(tp) < end[tp]]:
-            batches = await consumer.getmany(*assigned, timeout_ms=1000, max_records=500)
+        reader.assign(assigned)
+        end = await reader.end_offsets(assigned)
+        while [tp for tp in assigned if await reader.position(tp) < end[tp]]:
+            batches = await reader.getmany(*assigned, timeout_ms=1000, max_records=500)
             for tp, records in batches.items():
                 for record in records:
                     if record.offset >= end[tp]:
-                        consumer.seek(tp, end[tp])
+                        reader.seek(tp, end[tp])
                         break
                     headers = [h for h in record.headers if not h[0].startswith("dlq_")]
                     await producer.send(topic, value=record.value, key=record.key, headers=headers)
                     replayed += 1
             await producer.flush()
-            await consumer.commit()
+            await reader.commit()
     finally:
-        await consumer.stop()
+        await reader.stop()
         await producer.stop()
     return replayed
 
@@ -58,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rp = sub.add_parser("replay", help="republish a dead-letter topic to its original topic")
     rp.add_argument("topic", help="the original topic, e.g. iam.tenant.v1")
-    rp.add_argument("--bootstrap", default="127.0.0.1:19092")
+    rp.add_argument("--bootstrap", help="brokers (default: GPUCLOUD_KAFKA_BOOTSTRAP)")
     args = parser.parse_args(argv)
-    count = asyncio.run(replay(args.topic, args.bootstrap))
+    settings = KafkaSettings.from_env()
+    if args.bootstrap:
+        settings = dataclasses.replace(settings, bootstrap=args.bootstrap)
+    count = asyncio.run(replay(args.topic, settings))
     print(f"replayed {count} record(s) from {dlq_topic(args.topic)} to {args.topic}")
     return 0
 

@@ -3,6 +3,12 @@
 Attributes travel as `ce_*` headers, the JSON payload is the record value and the Kafka
 key is the aggregate id (ce_subject), so one aggregate's events keep their order. The
 tenant travels as the `ce_tenant` extension attribute and the trace as W3C `traceparent`.
+
+`verify_source` checks the `source` attribute against the services allowed to publish on the
+topic (gpucloud_contracts.acls.publishers, from deploy/fleet.toml): a mismatch raises
+SourceMismatch, an EnvelopeError, which consumers dead-letter at once. The broker's ACLs
+already keep other principals off a family's topics; this keeps a service from being
+believed about events of a family it does not own, should its own principal be misused.
 """
 
 import datetime as dt
@@ -11,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from gpucloud_contracts.acls import publishers
 from platformkit.ids import uuid7
 
 SPEC_VERSION = "1.0"
@@ -94,3 +101,24 @@ def from_kafka(headers: Any, value: bytes | None) -> CloudEvent:
         )
     except (KeyError, ValueError) as exc:
         raise EnvelopeError(f"not a CloudEvent: {exc!r}") from exc
+
+
+class SourceMismatch(EnvelopeError):
+    """An event whose `source` is not a service that may publish on its topic."""
+
+
+def source_allowed(topic: str, source: str | None) -> bool:
+    """Whether `source` may publish on `topic`; any source on a topic no service owns (one
+    outside the contracts, as a test's scratch topic)."""
+    allowed = publishers(topic)
+    return allowed is None or source in allowed
+
+
+def verify_source(topic: str, event: CloudEvent) -> CloudEvent:
+    """`event` itself, or SourceMismatch when its source may not publish on `topic`."""
+    if not source_allowed(topic, event.source):
+        raise SourceMismatch(
+            f"{event.type} on {topic} from source {event.source!r}: only "
+            f"{', '.join(sorted(publishers(topic) or ()))} publish there"
+        )
+    return event

@@ -4,7 +4,8 @@ For small, fast-changing facts every instance must know within seconds (revoked 
 current memberships): no consumer group, no committed offsets, every partition read from
 the start on each (re)connect. Applying the same records in the same order lands on the
 same state, so a replay after a reconnect is harmless. `ready` turns true once the feed
-has read up to the end offsets the topic had when it connected.
+has read up to the end offsets the topic had when it connected. A record whose CloudEvents
+`source` may not publish on the topic is skipped and counted (`refused`), never applied.
 """
 
 import asyncio
@@ -15,6 +16,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from platformkit import kafka as kafka_clients
+from platformkit.envelope import source_allowed
+
 log = logging.getLogger(__name__)
 
 
@@ -23,11 +27,12 @@ class TopicFeed:
 
     name = "feed"
 
-    def __init__(self, bootstrap: str, topic: str, client_id: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: kafka_clients.Settings, topic: str, client_id: str) -> None:
+        self.kafka = settings
         self.topic = topic
         self.client_id = client_id
         self.ready = False
+        self.refused = 0
         self._task: asyncio.Task[None] | None = None
 
     def apply(self, ce_type: str | None, value: bytes | None) -> None:
@@ -61,9 +66,9 @@ class TopicFeed:
                 backoff = min(backoff * 2, 5.0)
 
     async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(
+        consumer = kafka_clients.consumer(
+            self.kafka,
             self.topic,
-            bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
             group_id=None,  # every replica reads every partition; no offsets committed
             auto_offset_reset="earliest",
@@ -78,6 +83,13 @@ class TopicFeed:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
                 for records in batches.values():
                     for record in records:
+                        if not source_allowed(self.topic, header(record.headers, "ce_source")):
+                            self.refused += 1
+                            log.warning(
+                                f"{self.name}: record from a source that may not publish here",
+                                extra={"fields": {"topic": record.topic, "offset": record.offset}},
+                            )
+                            continue
                         self.apply(header(record.headers, "ce_type"), record.value)
                 self.after_poll()
                 if self.ready:

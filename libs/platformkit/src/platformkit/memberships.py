@@ -34,6 +34,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from platformkit import kafka as kafka_clients
 from platformkit.auth import Principal
 from platformkit.feeds import TopicFeed
 
@@ -75,12 +76,12 @@ class MembershipProjection(TopicFeed):
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: kafka_clients.Settings,
         *,
         topic: str = MEMBERSHIP_TOPIC,
         client_id: str = "memberships",
     ) -> None:
-        super().__init__(bootstrap, topic, client_id)
+        super().__init__(settings, topic, client_id)
         self._holders: dict[tuple[uuid.UUID, uuid.UUID], _Holder] = {}
         # Revoked membership ids: a redelivered grant of one must not resurrect it.
         self._revoked: set[uuid.UUID] = set()

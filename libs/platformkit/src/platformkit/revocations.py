@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from platformkit import kafka as kafka_clients
 from platformkit.feeds import TopicFeed
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,14 @@ class RevocationProjection(TopicFeed):
 
     def __init__(
         self,
-        bootstrap: str,
+        settings: kafka_clients.Settings,
         *,
         topic: str = SERVICE_ACCOUNT_TOPIC,
         client_id: str = "revocations",
         retention_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(bootstrap, topic, client_id)
+        super().__init__(settings, topic, client_id)
         self.retention_s = retention_s
         self.clock = clock
         self._revoked: dict[str, float] = {}  # key id -> revoked_at (epoch seconds)

@@ -15,13 +15,12 @@ from collections.abc import Awaitable, Sequence
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faststream.kafka import KafkaBroker
 
 from gpucloud_contracts.events.platform import ServiceHeartbeat
+from platformkit import kafka as kafka_clients
 from platformkit.consumers import EventConsumer, Subscription, build_consumers, dlq_topic
 from platformkit.db import Database
 from platformkit.envelope import new_event
-from platformkit.kafka import idempotent_producer
 from platformkit.memberships import MembershipProjection
 from platformkit.relay import OutboxRelay
 from platformkit.revocations import RevocationProjection
@@ -56,10 +55,8 @@ class ServiceRuntime:
         self.started_at = dt.datetime.now(dt.UTC)
         self.db = Database(settings.database_url) if settings.database_url else None
         self.kafka = kafka
-        self.producer = idempotent_producer(settings.kafka_bootstrap, settings.service_name)
-        self.broker = KafkaBroker(
-            settings.kafka_bootstrap, logger=None, client_id=settings.service_name
-        )
+        self.producer = kafka_clients.idempotent_producer(settings, settings.service_name)
+        self.broker = kafka_clients.broker(settings, settings.service_name)
         self.relay = (
             OutboxRelay(
                 settings.database_url,
@@ -85,18 +82,14 @@ class ServiceRuntime:
         # A service that accepts iam's tokens also learns of revoked API keys (fleet-wide
         # revocation within seconds); its token verifier consults this set.
         self.revocations = (
-            RevocationProjection(
-                settings.kafka_bootstrap, client_id=f"{settings.service_name}-revocations"
-            )
+            RevocationProjection(settings.kafka, client_id=f"{settings.service_name}-revocations")
             if kafka and settings.jwks_url
             else None
         )
         # ... and of the memberships iam changes, so a revoked role stops counting before
         # the tokens that carry it expire (the verifier intersects the token's roles).
         self.memberships = (
-            MembershipProjection(
-                settings.kafka_bootstrap, client_id=f"{settings.service_name}-memberships"
-            )
+            MembershipProjection(settings.kafka, client_id=f"{settings.service_name}-memberships")
             if kafka and settings.jwks_url
             else None
         )
@@ -168,8 +161,8 @@ class ServiceRuntime:
         if not self.kafka:
             return {}
         if self._offsets is None:
-            offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
+            offsets = kafka_clients.consumer(
+                self.settings,
                 client_id=f"{self.settings.service_name}-metrics",
                 enable_auto_commit=False,
             )

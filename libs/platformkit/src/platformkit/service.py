@@ -2,6 +2,8 @@
 
 `serve` applies the service's migrations (unless GPUCLOUD_MIGRATE_ON_START=false, as in
 Kubernetes where a Job runs them) and serves HTTP with the runtime in its lifespan.
+Migrations connect as the owner (GPUCLOUD_DATABASE_OWNER_URL, else the one
+GPUCLOUD_DATABASE_URL); the service then serves with GPUCLOUD_DATABASE_URL, its runtime role.
 """
 
 import argparse
@@ -18,12 +20,18 @@ KIT_MIGRATIONS = ("kit", "platformkit.migrations")
 
 
 def migrate(definition: ServiceDefinition, settings: ServiceSettings) -> list[str]:
-    if not settings.database_url:
+    url = settings.migration_url
+    if not url:
         return []
+    if settings.database_owner_url and not settings.runtime_role:
+        raise SystemExit(
+            "GPUCLOUD_DATABASE_OWNER_URL is set but no runtime role to grant to: set "
+            "GPUCLOUD_DATABASE_RUNTIME_ROLE (or a GPUCLOUD_DATABASE_URL of another login)"
+        )
     packages = [KIT_MIGRATIONS]
     if definition.migrations:
         packages.append((definition.name, definition.migrations))
-    return apply_migrations(settings.database_url, packages)
+    return apply_migrations(url, packages, runtime_role=settings.runtime_role)
 
 
 def run(definition: ServiceDefinition, argv: list[str] | None = None) -> int:

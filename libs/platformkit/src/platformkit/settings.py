@@ -1,11 +1,23 @@
 """Service settings, read once from the environment (GPUCLOUD_* variables).
 
-Secrets (database passwords inside URLs, the operator token) are held here but never
-rendered: `repr()` of the settings masks them, so a logged settings object leaks nothing.
+Secrets (database passwords inside URLs, the Kafka password, the operator token) are held
+here but never rendered: `repr()` of the settings masks them, so a logged settings object
+leaks nothing.
+
+Two database logins (docs/operations.md, "Database roles"): `database_url` is the runtime
+role the service serves with (only the DML it needs), `database_owner_url` the owner that
+runs migrations (`python -m <service> migrate`, or `serve` before it serves when
+GPUCLOUD_MIGRATE_ON_START is on). Without an owner URL the one login does both (tests,
+compose). The migrations grant the runtime role its privileges; its name is
+GPUCLOUD_DATABASE_RUNTIME_ROLE, else the user of `database_url` when that differs from the
+owner's.
 """
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from platformkit.kafka import KafkaSettings
 
 # Where iam's tokens come from and whom they are for. The defaults match the local devstack
 # (iam reached through the gateway), so a devstack service needs only GPUCLOUD_JWKS_URL.
@@ -33,8 +45,10 @@ class ServiceSettings:
     git_sha: str = "unknown"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
     database_url: str | None = field(default=None, repr=False)
+    database_owner_url: str | None = field(default=None, repr=False)
+    database_runtime_role: str | None = None
     heartbeat_interval_s: float = 5.0
     outbox_poll_interval_s: float = 2.0
     consumer_max_attempts: int = 5
@@ -56,8 +70,10 @@ class ServiceSettings:
             git_sha=_env("GIT_SHA", "unknown") or "unknown",
             http_host=_env("HTTP_HOST", "127.0.0.1") or "127.0.0.1",
             http_port=int(_env("HTTP_PORT", "8000") or 8000),
-            kafka_bootstrap=_env("KAFKA_BOOTSTRAP", "127.0.0.1:19092") or "",
+            kafka=KafkaSettings.from_env(),
             database_url=_env("DATABASE_URL"),
+            database_owner_url=_env("DATABASE_OWNER_URL") or None,
+            database_runtime_role=_env("DATABASE_RUNTIME_ROLE") or None,
             heartbeat_interval_s=float(_env("HEARTBEAT_INTERVAL_S", "5") or 5),
             outbox_poll_interval_s=float(_env("OUTBOX_POLL_INTERVAL_S", "2") or 2),
             consumer_max_attempts=int(_env("CONSUMER_MAX_ATTEMPTS", "5") or 5),
@@ -71,5 +87,30 @@ class ServiceSettings:
         )
 
     @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka.bootstrap
+
+    @property
     def database_url_masked(self) -> str:
         return _mask_url(self.database_url or "")
+
+    @property
+    def migration_url(self) -> str | None:
+        """The login migrations run as: the owner, else the one login there is."""
+        return self.database_owner_url or self.database_url
+
+    @property
+    def runtime_role(self) -> str | None:
+        """The role migrations grant the runtime privileges to; None when one login
+        migrates and serves (nothing to grant: it owns everything)."""
+        if self.database_runtime_role:
+            return self.database_runtime_role
+        if not (self.database_owner_url and self.database_url):
+            return None
+        runtime, owner = _user(self.database_url), _user(self.database_owner_url)
+        return runtime if runtime and runtime != owner else None
+
+
+def _user(url: str) -> str | None:
+    user = urlsplit(url).username
+    return unquote(user) if user else None

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
+from platformkit.kafka import KafkaSettings, consumer
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 
@@ -27,32 +27,36 @@ def kit_database(fresh_database: str) -> str:
     return fresh_database
 
 
-async def read_all(bootstrap: str, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
+async def read_all(kafka: KafkaSettings, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
     """Every record of a topic from the beginning, until nothing arrives for idle_ms."""
-    consumer = AIOKafkaConsumer(
+    reader = consumer(
+        kafka,
         topic,
-        bootstrap_servers=bootstrap,
+        client_id="tests",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
+    await reader.start()
     records = []
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=idle_ms)
+            batch = await reader.getmany(timeout_ms=idle_ms)
             if not batch and len(records) >= min_records:
                 break
             for part in batch.values():
                 records.extend(part)
     finally:
-        await consumer.stop()
+        await reader.stop()
     return records
 
 
-def run_worker(*args: str, faults: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GPUCLOUD_FAULTS": faults}
+def run_worker(
+    kafka: KafkaSettings, *args: str, faults: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """kit_worker.py in a child process, connecting to Kafka with `kafka` (its env)."""
+    env = {**os.environ, **kafka.as_env(), "GPUCLOUD_FAULTS": faults}
     return subprocess.run(
         [sys.executable, str(WORKER), *args],
         env=env,

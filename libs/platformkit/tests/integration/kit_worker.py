@@ -1,7 +1,9 @@
 """A relay or a consumer in its own process, so tests can kill it at a fault point.
 
-    python kit_worker.py relay    DB_URL BOOTSTRAP
-    python kit_worker.py consume  DB_URL BOOTSTRAP TOPIC GROUP EXPECTED
+    python kit_worker.py relay    DB_URL
+    python kit_worker.py consume  DB_URL TOPIC GROUP EXPECTED
+
+Kafka: the GPUCLOUD_KAFKA_* settings of the environment.
 
 `relay` publishes the whole outbox then exits. `consume` applies events (each inserts one
 row into `effects`, with no unique constraint, so a double application would show) until
@@ -14,12 +16,11 @@ import json
 import sys
 
 import psycopg
-from faststream.kafka import KafkaBroker
 
 from platformkit.consumers import EventConsumer, Subscription
 from platformkit.db import Database, UnitOfWork
 from platformkit.envelope import CloudEvent
-from platformkit.kafka import idempotent_producer
+from platformkit.kafka import KafkaSettings, broker, idempotent_producer
 from platformkit.relay import OutboxRelay
 
 
@@ -27,8 +28,8 @@ async def record_effect(event: CloudEvent, uow: UnitOfWork) -> None:
     await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
 
-async def relay(db_url: str, bootstrap: str) -> None:
-    producer = idempotent_producer(bootstrap, "kit-worker")
+async def relay(db_url: str) -> None:
+    producer = idempotent_producer(KafkaSettings.from_env(), "kit-worker")
     await producer.start()
     try:
         worker = OutboxRelay(db_url, producer)
@@ -39,14 +40,15 @@ async def relay(db_url: str, bootstrap: str) -> None:
         await producer.stop()
 
 
-async def consume(db_url: str, bootstrap: str, topic: str, group: str, expected: int) -> None:
+async def consume(db_url: str, topic: str, group: str, expected: int) -> None:
     db = Database(db_url)
-    producer = idempotent_producer(bootstrap, "kit-worker")
-    broker = KafkaBroker(bootstrap, logger=None)
+    kafka = KafkaSettings.from_env()
+    producer = idempotent_producer(kafka, "kit-worker")
+    events = broker(kafka, "kit-worker")
     consumer = EventConsumer(Subscription(group, (topic,), record_effect), "kit", db, producer)
-    consumer.register(broker)
+    consumer.register(events)
     await producer.start()
-    await broker.start()
+    await events.start()
     try:
         for _ in range(600):
             async with db.unit_of_work() as uow:
@@ -57,7 +59,7 @@ async def consume(db_url: str, bootstrap: str, topic: str, group: str, expected:
         # let the last acknowledgement reach Kafka before we go
         await asyncio.sleep(0.3)
     finally:
-        await broker.stop()
+        await events.stop()
         await producer.stop()
         await db.dispose()
     print(json.dumps({"processed": consumer.processed, "duplicates": consumer.duplicates}))
@@ -68,4 +70,4 @@ if __name__ == "__main__":
     if command == "relay":
         asyncio.run(relay(*args))
     else:
-        asyncio.run(consume(*args[:4], int(args[4])))
+        asyncio.run(consume(*args[:3], int(args[3])))

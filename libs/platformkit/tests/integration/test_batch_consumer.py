@@ -49,7 +49,7 @@ class TestBatchConsumer:
             service="kit",
             db=db,
             producer=producer,
-            bootstrap=infra.kafka_bootstrap,
+            kafka=infra.kafka,
             max_attempts=2,
         )
         await consumer.start()
@@ -64,6 +64,6 @@ class TestBatchConsumer:
             await consumer.stop()
             await db.dispose()
         assert sorted(_effects(kit_database)) == sorted(e.id for e in good)
-        dead = await read_all(infra.kafka_bootstrap, topic + ".dlq", min_records=2)
+        dead = await read_all(infra.kafka, topic + ".dlq", min_records=2)
         errors = sorted(dict(r.headers)["dlq_error"] for r in dead)
         assert b"EnvelopeError" in errors[0] and b"handler refuses" in errors[1]

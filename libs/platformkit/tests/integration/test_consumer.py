@@ -4,12 +4,12 @@ import asyncio
 
 import psycopg
 import pytest
-from faststream.kafka import KafkaBroker
 
 from platformkit.consumers import EventConsumer, Subscription
 from platformkit.db import Database
 from platformkit.dlq import replay
 from platformkit.envelope import new_event
+from platformkit.kafka import broker as kafka_broker
 
 from .conftest import read_all, run_worker, worker_stats
 
@@ -31,9 +31,9 @@ class TestCrashBetweenDatabaseAndOffsetCommit:
         await _send(producer, topic, event)
 
         crashed = run_worker(
+            infra.kafka,
             "consume",
             kit_database,
-            infra.kafka_bootstrap,
             topic,
             "crash",
             "1",
@@ -42,9 +42,7 @@ class TestCrashBetweenDatabaseAndOffsetCommit:
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         assert _effects(kit_database) == 1  # committed before the crash
 
-        again = worker_stats(
-            run_worker("consume", kit_database, infra.kafka_bootstrap, topic, "crash", "1")
-        )
+        again = worker_stats(run_worker(infra.kafka, "consume", kit_database, topic, "crash", "1"))
         assert again == {"processed": 0, "duplicates": 1}  # redelivered, recognised, skipped
         assert _effects(kit_database) == 1
 
@@ -61,7 +59,7 @@ class TestPoisonMessages:
             await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
         db = Database(kit_database)
-        broker = KafkaBroker(infra.kafka_bootstrap, logger=None)
+        broker = kafka_broker(infra.kafka, "tests")
         consumer = EventConsumer(
             Subscription("poison", (topic,), handle), "kit", db, producer, max_attempts=3
         )
@@ -83,7 +81,7 @@ class TestPoisonMessages:
             assert consumer.dead_lettered == 2
             assert _effects(kit_database) == 1  # the good one, after both poisons
 
-            dead = await read_all(infra.kafka_bootstrap, topic + ".dlq", min_records=2)
+            dead = await read_all(infra.kafka, topic + ".dlq", min_records=2)
             headers = [dict(r.headers) for r in dead]
             assert [h.get(b"ce_id".decode()) for h in headers][1] == str(bad.id).encode()
             assert b"EnvelopeError" in headers[0]["dlq_error"]
@@ -91,7 +89,7 @@ class TestPoisonMessages:
             assert b"handler refuses" in headers[1]["dlq_error"]
 
             failing["on"] = False
-            assert await replay(topic, infra.kafka_bootstrap) == 2
+            assert await replay(topic, infra.kafka) == 2
             for _ in range(300):
                 if _effects(kit_database) >= 2 and consumer.dead_lettered >= 3:
                     break

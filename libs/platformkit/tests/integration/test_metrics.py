@@ -54,7 +54,7 @@ async def test_metrics_report_requests_outbox_consumers_and_dlq(
     )
     settings = ServiceSettings(
         service_name="metered",
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         database_url=kit_database,
         heartbeat_interval_s=0,
         consumer_max_attempts=1,

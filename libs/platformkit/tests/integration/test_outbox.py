@@ -45,7 +45,7 @@ class TestTransactionalOutbox:
         await _write(db, topic, "rolled-back", commit=False)
         committed = await _write(db, topic, "committed", commit=True)
         assert await _publish_all(kit_database, producer) == 1
-        records = await read_all(infra.kafka_bootstrap, topic, min_records=1)
+        records = await read_all(infra.kafka, topic, min_records=1)
         ids = [dict(r.headers)["ce_id"].decode() for r in records]
         assert ids == [str(committed)]
         await db.dispose()
@@ -57,7 +57,7 @@ class TestTransactionalOutbox:
         written = [await _write(db, topic, f"agg-{i % 3}", commit=True) for i in range(30)]
         assert await _publish_all(kit_database, producer) == 30
         assert await _publish_all(kit_database, producer) == 0  # nothing left, nothing twice
-        records = await read_all(infra.kafka_bootstrap, topic, min_records=30)
+        records = await read_all(infra.kafka, topic, min_records=30)
         ids = [dict(r.headers)["ce_id"].decode() for r in records]
         assert sorted(ids) == sorted(str(i) for i in written)
         for key in (b"agg-0", b"agg-1", b"agg-2"):
@@ -74,7 +74,7 @@ class TestTransactionalOutbox:
         try:
             await asyncio.sleep(0.5)  # let it LISTEN; with a 60 s poll only NOTIFY wakes it
             event_id = await _write(db, topic, "notified", commit=True)
-            records = await read_all(infra.kafka_bootstrap, topic, min_records=1, idle_ms=500)
+            records = await read_all(infra.kafka, topic, min_records=1, idle_ms=500)
             assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(event_id)]
         finally:
             task.cancel()
@@ -88,20 +88,18 @@ class TestTransactionalOutbox:
         event_id = await _write(db, topic, "crashy", commit=True)
         await db.dispose()
 
-        crashed = run_worker(
-            "relay", kit_database, infra.kafka_bootstrap, faults="relay.after_publish"
-        )
+        crashed = run_worker(infra.kafka, "relay", kit_database, faults="relay.after_publish")
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         with psycopg.connect(kit_database) as conn:
             unsent = conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
         assert unsent == (1,)  # published, but never marked sent
 
-        assert run_worker("relay", kit_database, infra.kafka_bootstrap).returncode == 0
-        records = await read_all(infra.kafka_bootstrap, topic, min_records=2)
+        assert run_worker(infra.kafka, "relay", kit_database).returncode == 0
+        records = await read_all(infra.kafka, topic, min_records=2)
         assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(event_id)] * 2
 
         stats = worker_stats(
-            run_worker("consume", kit_database, infra.kafka_bootstrap, topic, "relay-crash", "1")
+            run_worker(infra.kafka, "consume", kit_database, topic, "relay-crash", "1")
         )
         assert stats == {"processed": 1, "duplicates": 1}
         with psycopg.connect(kit_database) as conn:
@@ -128,7 +126,7 @@ class TestBulkOutbox:
             await uow.commit()
         await db.dispose()
         assert await _publish_all(kit_database, producer) == 5
-        records = await read_all(infra.kafka_bootstrap, topic, min_records=5)
+        records = await read_all(infra.kafka, topic, min_records=5)
         assert [dict(r.headers)["ce_id"].decode() for r in records] == [str(e.id) for e in events]
         assert [r.value for r in records] == [e.data for e in events]
 

@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 from jwt.algorithms import OKPAlgorithm
 
 from platformkit.auth import OPERATOR, Principal
+from platformkit.kafka import KafkaSettings
 from platformkit.memberships import MEMBERSHIP_GRANTED, MEMBERSHIP_REVOKED, MembershipProjection
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, JwksCache
 
 TENANT, USER, PROJECT, OTHER_PROJECT = (uuid.uuid4() for _ in range(4))
+
+UNUSED = KafkaSettings("unused:9092")  # never connected
 
 
 def _event(
@@ -37,7 +40,7 @@ def _event(
 
 
 def _projection() -> MembershipProjection:
-    projection = MembershipProjection("unused:9092")
+    projection = MembershipProjection(UNUSED)
     projection.ready = True
     return projection
 
@@ -129,7 +132,7 @@ def test_restrict_leaves_unknown_holders_operators_and_service_accounts_alone():
 
 
 def test_before_catching_up_the_token_is_used_as_it_is():
-    projection = MembershipProjection("unused:9092")
+    projection = MembershipProjection(UNUSED)
     projection.apply(MEMBERSHIP_REVOKED, _event(uuid.uuid4(), "admin"))
     token = _user({"admin"})
     assert projection.restrict(token) is token

@@ -10,12 +10,15 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
+from platformkit.kafka import KafkaSettings
 from platformkit.revocations import API_KEY_REVOKED, RevocationProjection
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, InvalidToken, JwksCache
 
 NOW = 1_750_000_000.0
+
+UNUSED = KafkaSettings("unused:9092")  # never connected
 
 
 def _revoked(key_id: uuid.UUID, at: float, **extra) -> bytes:
@@ -28,7 +31,7 @@ def _revoked(key_id: uuid.UUID, at: float, **extra) -> bytes:
 
 
 def test_revocations_are_kept_and_other_events_ignored():
-    projection = RevocationProjection("unused:9092", clock=lambda: NOW)
+    projection = RevocationProjection(UNUSED, clock=lambda: NOW)
     key, other = uuid.uuid4(), uuid.uuid4()
     projection.apply("iam.api-key.issued", _revoked(other, NOW))
     projection.apply(API_KEY_REVOKED, b"not json")
@@ -38,7 +41,7 @@ def test_revocations_are_kept_and_other_events_ignored():
 
 def test_revocations_older_than_any_live_token_are_forgotten():
     clock = [NOW]
-    projection = RevocationProjection("unused:9092", retention_s=900, clock=lambda: clock[0])
+    projection = RevocationProjection(UNUSED, retention_s=900, clock=lambda: clock[0])
     ancient, recent = uuid.uuid4(), uuid.uuid4()
     projection.apply(API_KEY_REVOKED, _revoked(ancient, NOW - 3600))  # replayed from history
     projection.apply(API_KEY_REVOKED, _revoked(recent, NOW - 60))
@@ -56,7 +59,7 @@ async def test_the_verifier_refuses_tokens_of_revoked_keys():
         async def fetch(self):
             return {"keys": [jwk]}
 
-    projection = RevocationProjection("unused:9092")
+    projection = RevocationProjection(UNUSED)
     verifier = AccessTokenVerifier(
         JwksCache(Source()), issuer="iss", audience="aud", revocations=projection
     )

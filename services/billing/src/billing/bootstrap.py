@@ -50,7 +50,7 @@ async def start_rating(app: Litestar) -> None:
         service=runtime.settings.service_name,
         db=runtime.db,
         producer=runtime.producer,
-        bootstrap=runtime.settings.kafka_bootstrap,
+        kafka=runtime.settings.kafka,
         max_attempts=runtime.settings.consumer_max_attempts,
     )
     await consumer.start()

@@ -24,6 +24,7 @@ from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.envelope import CloudEvent, new_event
 from platformkit.http import build_service_app
+from platformkit.kafka import KafkaSettings
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
 
@@ -110,11 +111,11 @@ async def send_all(producer, topic: str, events: list[CloudEvent]) -> None:
 
 
 def run_worker(
-    url: str, bootstrap: str, topic: str, group: str, expected: int, faults: str = ""
+    url: str, kafka: KafkaSettings, topic: str, group: str, expected: int, faults: str = ""
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GPUCLOUD_FAULTS": faults}
+    env = {**os.environ, **kafka.as_env(), "GPUCLOUD_FAULTS": faults}
     return subprocess.run(
-        [sys.executable, str(WORKER), url, bootstrap, topic, group, str(expected)],
+        [sys.executable, str(WORKER), url, topic, group, str(expected)],
         env=env,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """billing's rating consumer in its own process, so tests can kill it at a crash point.
 
-    python rating_worker.py DB_URL BOOTSTRAP TOPIC GROUP EXPECTED
+    python rating_worker.py DB_URL TOPIC GROUP EXPECTED     (Kafka: GPUCLOUD_KAFKA_*)
 
 Rates usage from TOPIC with platformkit's BatchConsumer until EXPECTED distinct intervals
 are settled (in the ledger or set aside as unrated) and the group's offsets reach the end,
@@ -15,19 +15,20 @@ from billing.app.rating import UsageRater
 from billing.settings import BillingSettings
 from platformkit.batch_consumers import BatchConsumer, BatchSubscription
 from platformkit.db import Database
-from platformkit.kafka import idempotent_producer
+from platformkit.kafka import KafkaSettings, idempotent_producer
 
 
-async def main(url: str, bootstrap: str, topic: str, group: str, expected: int) -> None:
+async def main(url: str, topic: str, group: str, expected: int) -> None:
     db = Database(url, pool_size=2)
-    producer = idempotent_producer(bootstrap, "rating-worker")
+    kafka = KafkaSettings.from_env()
+    producer = idempotent_producer(kafka, "rating-worker")
     rater = UsageRater(BillingSettings(rating_batch_size=7))
     consumer = BatchConsumer(
         BatchSubscription(group, (topic,), rater, max_records=7, max_wait_ms=50),
         service="billing",
         db=db,
         producer=producer,
-        bootstrap=bootstrap,
+        kafka=kafka,
     )
     await producer.start()
     await consumer.start()
@@ -49,5 +50,5 @@ async def main(url: str, bootstrap: str, topic: str, group: str, expected: int) 
 
 
 if __name__ == "__main__":
-    url, bootstrap, topic, group, expected = sys.argv[1:]
-    asyncio.run(main(url, bootstrap, topic, group, int(expected)))
+    url, topic, group, expected = sys.argv[1:]
+    asyncio.run(main(url, topic, group, int(expected)))

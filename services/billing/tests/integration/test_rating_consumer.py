@@ -72,15 +72,15 @@ class TestCrashRecovery:
         await send_all(producer, topic, events)
         await _prices(billing_url)
         await _prices(second_billing_url)
-        bootstrap = infra.kafka_bootstrap
+        kafka = infra.kafka
 
         reference = worker_stats(
-            run_worker(second_billing_url, bootstrap, topic, "reference", distinct)
+            run_worker(second_billing_url, kafka, topic, "reference", distinct)
         )
         assert reference["rated"] == distinct
         assert reference["duplicates"] == len(events) - distinct
 
-        crashed = run_worker(billing_url, bootstrap, topic, "crashy", distinct, faults=fault)
+        crashed = run_worker(billing_url, kafka, topic, "crashy", distinct, faults=fault)
         assert crashed.returncode == 137, crashed.stderr[-2000:]
         committed = ledger_snapshot(billing_url)["transfers"]
         if fault.endswith("before_commit"):
@@ -88,7 +88,7 @@ class TestCrashRecovery:
         else:
             assert committed  # the first batch committed before its offsets
 
-        recovered = worker_stats(run_worker(billing_url, bootstrap, topic, "crashy", distinct))
+        recovered = worker_stats(run_worker(billing_url, kafka, topic, "crashy", distinct))
         if fault.endswith("after_commit"):
             assert recovered["duplicates"] > reference["duplicates"]  # the batch came again
 

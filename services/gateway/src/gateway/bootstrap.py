@@ -6,6 +6,7 @@ import httpx
 from litestar import Litestar
 
 from gateway import __version__
+from gateway.portal import cookie_free_jar, portal, portal_from_env
 from gateway.routes import forward, status
 from gateway.upstreams import upstreams_from_env
 from platformkit.http import ServiceDefinition, build_service_app
@@ -13,10 +14,12 @@ from platformkit.http import ServiceDefinition, build_service_app
 
 async def open_client(app: Litestar) -> None:
     app.state.upstreams = upstreams_from_env()
+    app.state.portal = portal_from_env()
     app.state.started_at = dt.datetime.now(dt.UTC).isoformat()
     app.state.http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=3.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        cookies=cookie_free_jar(),
     )
 
 
@@ -24,7 +27,7 @@ DEFINITION = ServiceDefinition(
     name="gateway",
     version=__version__,
     description="The edge: forwards /v1/<route>/... to the owning service; /v1/status.",
-    route_handlers=[status, forward],
+    route_handlers=[status, forward, portal],
     kafka=False,
     relay=False,
     on_startup=[open_client],

@@ -29,8 +29,10 @@ def gpuaas_settings(infra, fresh_database):
     return ServiceSettings(
         service_name=f"gpuaas-agent-test-{uuid.uuid4().hex[:8]}",
         database_url=fresh_database,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
     )
 
 

@@ -7,7 +7,8 @@ import uuid
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+
+from platformkit.kafka import KafkaSettings, consumer
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +24,7 @@ def fleet():
     with httpx.Client(
         base_url=url(load().gateway), timeout=15.0, headers={"Authorization": f"Bearer {token}"}
     ) as client:
-        yield client, infra.kafka_bootstrap
+        yield client, KafkaSettings.from_env(infra.kafka_env())
 
 
 def _wait_state(client, path, states, timeout=30.0):
@@ -35,32 +36,33 @@ def _wait_state(client, path, states, timeout=30.0):
         time.sleep(0.1)
 
 
-async def _usage_types(bootstrap: str, key: str) -> list[dict]:
-    consumer = AIOKafkaConsumer(
+async def _usage_types(kafka: KafkaSettings, key: str) -> list[dict]:
+    reader = consumer(
+        kafka,
         "metering.usage.v1",
-        bootstrap_servers=bootstrap,
+        client_id="e2e-tests",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
+    await reader.start()
     found: list[dict] = []
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while not found and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
+            for records in (await reader.getmany(timeout_ms=500)).values():
                 found += [
                     dict(r.headers) | {"value": r.value}
                     for r in records
                     if r.key and r.key.decode() == key
                 ]
     finally:
-        await consumer.stop()
+        await reader.stop()
     return found
 
 
 def test_mig_slice_runs_on_a_simulated_node_and_is_metered(fleet):
-    client, bootstrap = fleet
+    client, kafka = fleet
     base = f"/v1/gpu/tenants/{uuid.uuid4()}/projects/{uuid.uuid4()}/allocations"
     r = client.post(
         base,
@@ -73,7 +75,7 @@ def test_mig_slice_runs_on_a_simulated_node_and_is_metered(fleet):
     assert running["state"] == "running" and running["instances"][0]["memory_slices"] == 1
     assert client.post(f"{base}/{aid}/release").status_code == 202
     assert _wait_state(client, f"{base}/{aid}", {"released"})["state"] == "released"
-    usage = asyncio.run(_usage_types(bootstrap, aid))
+    usage = asyncio.run(_usage_types(kafka, aid))
     assert usage and usage[-1]["ce_type"] == b"metering.usage.recorded"
     assert b'"final":true' in usage[-1]["value"]
     assert b'"price_key":"mig:h100-80gb:1g.10gb"' in usage[-1]["value"]

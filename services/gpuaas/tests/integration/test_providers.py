@@ -28,8 +28,10 @@ async def gpuaas_server(infra, gpuaas_url):
     settings = ServiceSettings(
         service_name=f"gpuaas-provider-test-{uuid.uuid4().hex[:8]}",
         database_url=gpuaas_url,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
     )
     server = uvicorn.Server(
         uvicorn.Config(

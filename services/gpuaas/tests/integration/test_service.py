@@ -8,14 +8,14 @@ import uuid
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer
 from litestar.testing import AsyncTestClient
 
 from gpuaas.bootstrap import DEFINITION
 from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
 from platformkit.envelope import new_event
 from platformkit.http import build_service_app
-from platformkit.kafka import idempotent_producer
+from platformkit.kafka import KafkaSettings, idempotent_producer
+from platformkit.kafka import consumer as kafka_consumer
 from platformkit.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,10 @@ def _settings(infra, gpuaas_url) -> ServiceSettings:
         # A unique service name: its own consumer group, apart from the running fleet's.
         service_name=f"gpuaas-test-{uuid.uuid4().hex[:8]}",
         database_url=gpuaas_url,
-        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka=infra.kafka,
         operator_token=TOKEN,
+        # no heartbeats: its name is no service of the fleet (audit dead-letters those)
+        heartbeat_interval_s=0,
         outbox_poll_interval_s=0.2,
     )
 
@@ -74,10 +76,11 @@ async def _eventually(check, within=30.0):
         await asyncio.sleep(0.3)
 
 
-async def _keys_on(bootstrap: str, topic: str, key: str, want: int) -> list[str]:
-    consumer = AIOKafkaConsumer(
+async def _keys_on(kafka: KafkaSettings, topic: str, key: str, want: int) -> list[str]:
+    consumer = kafka_consumer(
+        kafka,
         topic,
-        bootstrap_servers=bootstrap,
+        client_id="gpuaas-tests",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -107,7 +110,8 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
     )
     assert r.status_code == 201, r.text
     allocation = r.json()
-    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 6
+    # A 1g on an empty GPU goes to slice 4: a 4g still fits at 0 and a 1g.20gb at 6.
+    assert allocation["state"] == "scheduled" and allocation["instances"][0]["start"] == 4
     r2 = await client.post(
         base,
         json={"sku": "h100-80gb", "mig_profile": "1g.10gb"},
@@ -143,7 +147,7 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
 
     nodes = (await client.get("/v1/gpu/nodes", headers=AUTH)).json()
     assert nodes[0]["state"] == "ready" and nodes[0]["gpu_count"] == 1
-    types = await _keys_on(infra.kafka_bootstrap, "gpuaas.allocation.v1", allocation["id"], 5)
+    types = await _keys_on(infra.kafka, "gpuaas.allocation.v1", allocation["id"], 5)
     assert types == [
         "gpuaas.allocation.requested",
         "gpuaas.allocation.scheduled",
@@ -151,7 +155,7 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
         "gpuaas.allocation.running",
         "gpuaas.allocation.releasing",
     ]
-    usage = await _keys_on(infra.kafka_bootstrap, "metering.usage.v1", allocation["id"], 1)
+    usage = await _keys_on(infra.kafka, "metering.usage.v1", allocation["id"], 1)
     assert usage == ["metering.usage.recorded"]
 
 
@@ -181,7 +185,7 @@ async def test_exhausted_balance_releases_and_gates(client, infra):
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = idempotent_producer(infra.kafka_bootstrap, "gpuaas-tests")
+    producer = idempotent_producer(infra.kafka, "gpuaas-tests")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -234,7 +238,9 @@ async def test_foreign_tenant_and_project_read_as_not_found(http_only):
     assert (await client.get(f"{base}/{r.json()['id']}", headers=mine)).status_code == 200
 
 
-async def _publish(bootstrap: str, topic: str, type_: str, subject: str, payload, tenant) -> None:
+async def _publish(
+    kafka: KafkaSettings, topic: str, type_: str, subject: str, payload, tenant
+) -> None:
     event = new_event(
         type=type_,
         source="billing",
@@ -242,7 +248,7 @@ async def _publish(bootstrap: str, topic: str, type_: str, subject: str, payload
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = idempotent_producer(bootstrap, "gpuaas-tests")
+    producer = idempotent_producer(kafka, "gpuaas-tests")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -271,7 +277,7 @@ async def test_minimum_runway_gate(client, infra, db):
         version=1,
     )
     await _publish(
-        infra.kafka_bootstrap,
+        infra.kafka,
         "billing.price.v1",
         "billing.price.changed",
         "gpu:h100-80gb",
@@ -281,7 +287,7 @@ async def test_minimum_runway_gate(client, infra, db):
 
     async def balance(available: int, sequence: int) -> None:
         await _publish(
-            infra.kafka_bootstrap,
+            infra.kafka,
             "billing.balance.v1",
             "billing.balance.changed",
             str(tenant),

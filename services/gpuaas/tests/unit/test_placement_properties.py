@@ -153,6 +153,9 @@ def test_the_index_decides_exactly_like_the_scan(steps, n_nodes):
                 live.append(list(expected.bookings))
         elif live:
             index.free(live.pop(a % len(live)))
+        for node in index.snapshot():  # never double-booked: what the (gpu, slice) key enforces
+            for gpu in node.gpus:
+                check_layout(gpu.layout)
 
 
 @settings(max_examples=60, deadline=None)

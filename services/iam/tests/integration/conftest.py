@@ -147,15 +147,15 @@ async def iam_with_token_consumers(
     with platformkit's `build_service_app` exactly as the fleet builds them (JWKS URL set, so
     their runtime starts the revocation and membership projections). Their JWKS source is
     pointed at the in-process iam, which has no HTTP port; the rest is production wiring."""
-    from gpucloud_contracts.provision import provision
     from platformkit.http import ServiceDefinition
+    from platformkit.provision import provision
 
     from .test_sign_in import JwksFrom
 
-    await provision(infra.kafka_bootstrap, report=lambda _: None)
+    await provision(infra.kafka, acls=False, report=lambda _: None)
     iam_settings = ServiceSettings(
         service_name="iam", database_url=iam_database, operator_token=OPERATOR_TOKEN,
-        kafka_bootstrap=infra.kafka_bootstrap, outbox_poll_interval_s=0.5,
+        kafka=infra.kafka, outbox_poll_interval_s=0.5,
         heartbeat_interval_s=0,
     )  # fmt: skip
     migrate(DEFINITION, iam_settings)
@@ -166,7 +166,7 @@ async def iam_with_token_consumers(
         services = []
         for name in names:
             settings = ServiceSettings(
-                service_name=name, kafka_bootstrap=infra.kafka_bootstrap,
+                service_name=name, kafka=infra.kafka,
                 jwks_url="http://127.0.0.1:9/not-used", heartbeat_interval_s=0,
             )  # fmt: skip
             definition = ServiceDefinition(

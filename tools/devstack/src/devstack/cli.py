@@ -1,18 +1,21 @@
 """devstack: the embedded local stack.
 
 devstack infra            start Kafka (KRaft), PostgreSQL and the OCI registry (idempotent)
-devstack up [--infra-only] infra, Kafka topics, every service, gateway, node agents, demo tenant
+devstack up [--infra-only] infra, Kafka topics, every service, portal, gateway, node agents,
+                           the demo tenant and its user (printed)
 devstack down             stop everything (state under .state/ is kept)
 devstack status           each process: pid, alive, /readyz
 devstack logs NAME        follow a process's log (--no-follow: print the last 200 lines)
 devstack restart NAME     stop and start one process (kafka and postgres too)
 devstack kill NAME        SIGKILL one process (chaos)
+devstack kafka-env [PRINCIPAL]  print `export GPUCLOUD_KAFKA_*=...` for a Kafka principal (admin)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -56,9 +59,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         _table(rows)
         print()
         gateway = stack.processes.url(fleet.load().gateway)
+        print(f"  Portal:           {gateway}/")
         print(f"  Gateway:          {gateway}")
         print(f"  Fleet status:     {gateway}/v1/status")
-        print("  Demo tenant:      slug 'demo'")
+        print(
+            f"  Demo sign-in:     {stack.DEMO_EMAIL} / {credentials.password('demo_user_password')}"
+        )
         print(f"  Operator token:   key '{credentials.OPERATOR_TOKEN}' in {credentials.path()}")
     _print_infra(i)
     print(f"up in {time.monotonic() - started:.1f}s; logs under {supervise.logs_dir()}")
@@ -109,6 +115,14 @@ def cmd_kill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kafka_env(args: argparse.Namespace) -> int:
+    """For tools run by hand against the local broker, e.g.
+    eval "$(uv run devstack kafka-env)"; uv run python -m platformkit.dlq replay <topic>"""
+    for key, value in kafka.client_env(fleet.load(), args.principal).items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -138,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
     kill = sub.add_parser("kill", help="SIGKILL one process")
     kill.add_argument("name")
     kill.set_defaults(func=cmd_kill)
+    env = sub.add_parser("kafka-env", help="the GPUCLOUD_KAFKA_* settings of a Kafka principal")
+    env.add_argument("principal", nargs="?", default=kafka.ADMIN, help="admin or a service's name")
+    env.set_defaults(func=cmd_kafka_env)
     return p
 
 

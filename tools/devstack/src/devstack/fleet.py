@@ -5,7 +5,8 @@ GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, P
 OCI registry, every service, the gateway, the node agents), so a second, isolated stack (with
 its own GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
 GPUCLOUD_DEVSTACK_SERVICES=iam,billing,... runs only those services (plus the gateway and the
-node agents): a lighter stack for runs that need part of the fleet (the chaos run).
+node agents; the portal only when the list names it): a lighter stack for runs that need part
+of the fleet (the chaos run).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class Fleet:
     services: tuple[Service, ...]
     gateway: Service
     node_agents: tuple[Service, ...]
+    # Every [[service]] of the file (GPUCLOUD_DEVSTACK_SERVICES aside): one Kafka principal
+    # each, so a lighter stack's broker knows the same principals as the full one.
+    kafka_principals: tuple[str, ...] = ()
+    portal: Service | None = None
     oci_registry_port: int = 0
 
     @property
@@ -45,7 +50,8 @@ class Fleet:
     @property
     def processes(self) -> tuple[Service, ...]:
         """Every process `devstack up` runs, in start order."""
-        return (*self.services, self.gateway, *self.node_agents)
+        portal = (self.portal,) if self.portal else ()
+        return (*self.services, *portal, self.gateway, *self.node_agents)
 
     def find(self, name: str) -> Service:
         for proc in self.processes:
@@ -87,9 +93,10 @@ def load() -> Fleet:
         )
         for s in data.get("service", [])
     )
+    principals = tuple(s.name for s in services)
     only = {n.strip() for n in os.environ.get(SERVICES_ENV, "").split(",") if n.strip()}
     if only:
-        unknown = only - {s.name for s in services}
+        unknown = only - {s.name for s in services} - {"portal"}
         if unknown:
             raise ValueError(f"{SERVICES_ENV}: unknown services {sorted(unknown)}")
         services = tuple(s for s in services if s.name in only)
@@ -102,12 +109,20 @@ def load() -> Fleet:
         )
         for i in range(1, int(na.get("replicas", 1)) + 1)
     )
+    web = data.get("portal")
+    portal = (
+        Service(name="portal", package=web["package"], port=int(web["port"]) + off)
+        if web and (not only or "portal" in only)
+        else None
+    )
     return Fleet(
+        portal=portal,
         kafka_bootstrap=_shift(data["kafka"]["bootstrap"], off),
         kafka_controller=_shift(data["kafka"]["controller"], off),
         postgres_port=int(data["postgres"]["port"]) + off,
         services=services,
         gateway=gateway,
         node_agents=node_agents,
+        kafka_principals=principals,
         oci_registry_port=int(data.get("oci_registry", {}).get("port", 15000)) + off,
     )

@@ -6,6 +6,8 @@ several processes at once (a file lock under the state folder serialises starts)
 from __future__ import annotations
 
 import fcntl
+import os
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 
 from devstack import credentials, fleet, kafka, oci, postgres
 from devstack.credentials import ADMIN_ROLE
-from devstack.paths import state_dir
+from devstack.paths import repo_root, state_dir, venv_python
+
+PROVISION_MODULE = "platformkit.provision"
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,24 @@ class Infra:
     # registry's blob store (devstack/oci.py): URL and basic-auth credentials
     oci_registry: oci.OciRegistry | None = None
 
-    def database_url(self, package: str) -> str:
-        """postgresql:// URL of the service's own login role and database."""
+    def kafka_env(self, principal: str = kafka.ADMIN) -> dict[str, str]:
+        """GPUCLOUD_KAFKA_* of a client authenticating as `principal` (a service's name, or
+        the admin super user)."""
+        return kafka.client_env(fleet.load(), principal)
+
+    def owner_url(self, package: str) -> str:
+        """postgresql:// URL of the service's database as its owner role (migrations)."""
+        return self._url(package, package)
+
+    def runtime_url(self, package: str) -> str:
+        """postgresql:// URL of the service's database as its runtime role (serving)."""
+        return self._url(package, postgres.runtime_role(package))
+
+    def _url(self, package: str, role: str) -> str:
         if package not in fleet.load().database_packages:
             raise KeyError(f"{package!r} owns no database in deploy/fleet.toml")
-        pw = credentials.password(package)
-        return f"postgresql://{package}:{pw}@{self.pg_host}:{self.pg_port}/{package}"
+        pw = credentials.password(role)
+        return f"postgresql://{role}:{pw}@{self.pg_host}:{self.pg_port}/{package}"
 
 
 @contextmanager
@@ -47,8 +63,27 @@ def state_lock(name: str = "infra") -> Iterator[None]:
 def _ensure_kafka(f: fleet.Fleet) -> None:
     if kafka.ready(f.kafka_bootstrap):
         return
-    kafka.start(f)
+    formatted = kafka.start(f)
     kafka.wait_ready(f)
+    if formatted:
+        # A fresh cluster: its topics and ACLs (a restarted one keeps both in its log).
+        provision_kafka(f)
+
+
+def provision_kafka(f: fleet.Fleet) -> str:
+    """`python -m platformkit.provision` as the admin: the contract topics, then the ACLs.
+    Returns its report."""
+    result = subprocess.run(
+        [str(venv_python()), "-m", PROVISION_MODULE],
+        cwd=repo_root(),
+        env={**os.environ, **kafka.client_env(f, kafka.ADMIN)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise kafka.KafkaError(f"Kafka provisioning failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
 
 
 def ensure_infra() -> Infra:

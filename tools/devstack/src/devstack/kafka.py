@@ -3,12 +3,28 @@
 The jars come from Maven Central through tools/kafka/pom.xml (`mvn dependency:copy-dependencies`,
 cached under <state>/kafka/libs and fetched again only when the pom changes). Storage is formatted
 once; the broker runs detached with its log in <state>/logs/kafka.log.
+
+Security (docs/operations.md, "Kafka principals"): the one client listener speaks SASL_PLAINTEXT
+with SCRAM-SHA-512, and the KRaft StandardAuthorizer allows nothing an ACL does not grant. Every
+service of deploy/fleet.toml is a principal of its own (username = the service's name) and so is
+`admin`, a super user (topic provisioning, ACLs, DLQ replay, tests and benchmarks). Their SCRAM
+credentials are written into the storage at format time (`kafka-storage format --add-scram`),
+with passwords generated once into <state>/secrets.json (`kafka:<principal>`); the ACLs come from
+`python -m platformkit.provision` (devstack runs it once storage is formatted, and on every
+`up`). The controller listener uses SASL/PLAIN with a static credential of its own (SCRAM is not
+available to KRaft controllers). A changed set of principals or passwords, or a storage formatted
+before SASL, is formatted afresh: the dev stack's topics are recreated empty.
+
+GPUCLOUD_DEVSTACK_KAFKA_SECURITY=plaintext runs the old PLAINTEXT broker without authorizer
+instead (an isolated stack for comparing the cost of SASL in the benchmarks).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import shutil
 import socket
 import struct
@@ -17,12 +33,17 @@ import time
 import uuid
 from pathlib import Path
 
-from devstack import supervise
+from devstack import credentials, supervise
 from devstack.fleet import Fleet
 from devstack.paths import repo_root, state_dir
 
 NAME = "kafka"
 JAVA_INSTALL = "sudo apt-get update && sudo apt-get install -y openjdk-17-jdk-headless maven"
+ADMIN = "admin"
+CONTROLLER = "controller"
+MECHANISM = "SCRAM-SHA-512"
+SECURITY_ENV = "GPUCLOUD_DEVSTACK_KAFKA_SECURITY"
+SASL, PLAINTEXT = "sasl", "plaintext"
 
 
 class KafkaError(RuntimeError):
@@ -80,18 +101,91 @@ def ensure_jars() -> Path:
     return libs
 
 
+def security() -> str:
+    """sasl (the default) or plaintext ($GPUCLOUD_DEVSTACK_KAFKA_SECURITY)."""
+    mode = os.environ.get(SECURITY_ENV, "").strip().lower() or SASL
+    if mode not in (SASL, PLAINTEXT):
+        raise KafkaError(f"{SECURITY_ENV}={mode!r}: expected {SASL} or {PLAINTEXT}")
+    return mode
+
+
+def principals(fleet: Fleet) -> tuple[str, ...]:
+    """Every SCRAM principal of the broker: the admin and one per service."""
+    return (ADMIN, *fleet.kafka_principals)
+
+
+def password(principal: str) -> str:
+    return credentials.password(f"kafka:{principal}")
+
+
+def client_env(fleet: Fleet, principal: str) -> dict[str, str]:
+    """The GPUCLOUD_KAFKA_* settings (platformkit.kafka.KafkaSettings) of a client that
+    authenticates as `principal`."""
+    env = {"GPUCLOUD_KAFKA_BOOTSTRAP": fleet.kafka_bootstrap}
+    if security() == PLAINTEXT:
+        env["GPUCLOUD_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
+        return env
+    if principal not in principals(fleet):
+        raise KeyError(f"{principal!r} is no Kafka principal of deploy/fleet.toml")
+    env.update(
+        {
+            "GPUCLOUD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "GPUCLOUD_KAFKA_SASL_MECHANISM": MECHANISM,
+            "GPUCLOUD_KAFKA_SASL_USERNAME": principal,
+            "GPUCLOUD_KAFKA_SASL_PASSWORD": password(principal),
+        }
+    )
+    return env
+
+
+def _jaas(module: str, **options: str) -> str:
+    values = " ".join(f'{k}="{v}"' for k, v in options.items())
+    return f"org.apache.kafka.common.security.{module} required {values};"
+
+
+def _listener_props(fleet: Fleet) -> dict[str, str]:
+    listeners = f"BROKER://{fleet.kafka_bootstrap},CONTROLLER://{fleet.kafka_controller}"
+    props = {
+        "listeners": listeners,
+        "advertised.listeners": listeners,
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "BROKER",
+    }
+    if security() == PLAINTEXT:
+        props["listener.security.protocol.map"] = "CONTROLLER:PLAINTEXT,BROKER:PLAINTEXT"
+        return props
+    controller_pw = password(CONTROLLER)
+    props.update(
+        {
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT",
+            "sasl.mechanism.inter.broker.protocol": MECHANISM,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.broker.sasl.enabled.mechanisms": MECHANISM,
+            "listener.name.broker.scram-sha-512.sasl.jaas.config": _jaas(
+                "scram.ScramLoginModule", username=ADMIN, password=password(ADMIN)
+            ),
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": _jaas(
+                "plain.PlainLoginModule",
+                username=CONTROLLER,
+                password=controller_pw,
+                **{f"user_{CONTROLLER}": controller_pw},
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN};User:{CONTROLLER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+    )
+    return props
+
+
 def _write_config(fleet: Fleet) -> Path:
     home = _home()
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": fleet.kafka_controller,
-        "listeners": f"PLAINTEXT://{fleet.kafka_bootstrap},CONTROLLER://{fleet.kafka_controller}",
-        "advertised.listeners": f"PLAINTEXT://{fleet.kafka_bootstrap},"
-        f"CONTROLLER://{fleet.kafka_controller}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        **_listener_props(fleet),
         "log.dirs": str(home / "data"),
         "num.partitions": "3",
         "auto.create.topics.enable": "true",
@@ -112,7 +206,10 @@ def _write_config(fleet: Fleet) -> Path:
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
     server = home / "server.properties"
-    server.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    # it holds the controller's and the admin's passwords
+    fd = os.open(server, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{k}={v}\n" for k, v in props.items()))
     (home / "log4j2.properties").write_text(
         "status = warn\n"
         "appender.out.type = Console\n"
@@ -146,10 +243,25 @@ def _java(libs: Path, main: str, *args: str, heap: tuple[str, ...] = ()) -> list
     ]
 
 
-def _format(libs: Path, server: Path) -> None:
-    """Format the log dir once (KRaft needs meta.properties before the first start)."""
-    if (_home() / "data" / "meta.properties").is_file():
-        return
+def _credentials_digest(fleet: Fleet) -> str:
+    """What the storage's SCRAM credentials were formatted from (mode, principals, passwords)."""
+    mode = security()
+    users = {p: password(p) for p in principals(fleet)} if mode == SASL else {}
+    return hashlib.sha256(json.dumps([mode, users], sort_keys=True).encode()).hexdigest()
+
+
+def _format(libs: Path, server: Path, fleet: Fleet) -> bool:
+    """Format the log dir once (KRaft needs meta.properties before the first start), again
+    when the credentials it was formatted with changed; True if it formatted now."""
+    data = _home() / "data"
+    stamp = _home() / "credentials.stamp"
+    digest = _credentials_digest(fleet)
+    if (data / "meta.properties").is_file():
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            return False
+        # formatted before SASL, or for other principals: start again with empty topics
+        shutil.rmtree(data)
+    stamp.unlink(missing_ok=True)
     id_file = _home() / "cluster.id"
     # Never format with an id starting with '-': the storage tool's argument parser takes it
     # for an option (1 fresh state folder in 64 failed so; Kafka's own Uuid avoids it too).
@@ -166,9 +278,14 @@ def _format(libs: Path, server: Path) -> None:
         "-c",
         str(server),
     )
+    if security() == SASL:
+        for principal in principals(fleet):
+            cmd += ["--add-scram", f"{MECHANISM}=[name={principal},password={password(principal)}]"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise KafkaError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+    stamp.write_text(digest + "\n")
+    return True
 
 
 def _cluster_id() -> str:
@@ -179,14 +296,14 @@ def _cluster_id() -> str:
             return candidate
 
 
-def start(fleet: Fleet) -> int:
-    """Start the broker unless it runs; returns its pid (does not wait for it)."""
-    pid = supervise.running_pid(NAME)
-    if pid:
-        return pid
+def start(fleet: Fleet) -> bool:
+    """Start the broker unless it runs (does not wait for it); True when its storage was
+    formatted now (a fresh cluster: its topics and ACLs are still to be made)."""
+    if supervise.running_pid(NAME):
+        return False
     libs = ensure_jars()
     server = _write_config(fleet)
-    _format(libs, server)
+    formatted = _format(libs, server, fleet)
     cmd = _java(
         libs,
         "kafka.Kafka",
@@ -199,24 +316,27 @@ def start(fleet: Fleet) -> int:
             "-XX:+ExitOnOutOfMemoryError",
         ),
     )
-    return supervise.spawn(NAME, cmd, cwd=_home())
+    supervise.spawn(NAME, cmd, cwd=_home())
+    return formatted
 
 
-def _metadata_brokers(bootstrap: str, timeout: float = 2.0) -> int:
-    """Send a Metadata v4 request (no topics) and return how many brokers the answer lists."""
+_API_VERSIONS, _UNSUPPORTED_VERSION = 18, 35
+
+
+def _api_versions(bootstrap: str, timeout: float = 2.0) -> bool:
+    """Send an ApiVersions v0 request, which a SASL listener answers before authentication,
+    and whether the broker answered it. The broker serves clients only once it has started
+    (registered with the controller and caught up with the metadata log)."""
     host, port = bootstrap.rsplit(":", 1)
     client = b"devstack"
-    header = struct.pack(">hhih", 3, 4, 1, len(client)) + client
-    body = struct.pack(">i?", 0, False)  # topics: empty array; allow_auto_topic_creation: false
-    request = header + body
+    request = struct.pack(">hhih", _API_VERSIONS, 0, 1, len(client)) + client
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         sock.settimeout(timeout)
         sock.sendall(struct.pack(">i", len(request)) + request)
         size = struct.unpack(">i", _recv(sock, 4))[0]
         reply = _recv(sock, size)
-    # correlation_id int32, throttle_time_ms int32, brokers array length int32
-    _corr, _throttle, brokers = struct.unpack(">iii", reply[:12])
-    return brokers
+    correlation, error = struct.unpack(">ih", reply[:6])
+    return correlation == 1 and error in (0, _UNSUPPORTED_VERSION)
 
 
 def _recv(sock: socket.socket, n: int) -> bytes:
@@ -231,7 +351,7 @@ def _recv(sock: socket.socket, n: int) -> bytes:
 
 def ready(bootstrap: str) -> bool:
     try:
-        return _metadata_brokers(bootstrap) >= 1
+        return _api_versions(bootstrap)
     except (OSError, struct.error):
         return False
 

@@ -1,9 +1,14 @@
-"""PostgreSQL from the Debian packages: one cluster under <state>/pg, one database and login role
-per service that declares `database = true` in deploy/fleet.toml.
+"""PostgreSQL from the Debian packages: one cluster under <state>/pg, one database and two login
+roles per service that declares `database = true` in deploy/fleet.toml:
 
-Access rules (pg_hba.conf): the admin role gpucloud_admin from 127.0.0.1 and the unix socket; every
-other role only to the database named like itself (`sameuser`), and CONNECT on each database is
-revoked from PUBLIC and granted to its owner role only.
+- `<package>`, the owner: owns the database and every object the migrations create; the service
+  migrates with it (GPUCLOUD_DATABASE_OWNER_URL) before it serves;
+- `<package>_runtime`, the runtime role the service serves with (GPUCLOUD_DATABASE_URL): no
+  privilege of its own; the migrations grant it the DML it needs (platformkit.migrate).
+
+Access rules (pg_hba.conf): the admin role gpucloud_admin from 127.0.0.1 and the unix socket; an
+owner only to the database named like itself (`sameuser`), a runtime role only to its service's
+database; CONNECT on each database is revoked from PUBLIC and granted to its two roles only.
 When run as root the cluster runs as the unprivileged `postgres` system user (initdb refuses root).
 """
 
@@ -184,13 +189,18 @@ def _write_config(fleet: Fleet) -> None:
     )
     _chown(conf)
     hba = data_dir() / "pg_hba.conf"
+    runtime_lines = "".join(
+        f"host    {name}  {runtime_role(name)}  127.0.0.1/32   scram-sha-256\n"
+        for name in fleet.database_packages
+    )
     hba.write_text(
-        "# written by devstack: admin from loopback and the socket; each service role only to\n"
-        "# the database named like itself\n"
+        "# written by devstack: admin from loopback and the socket; each service's owner role\n"
+        "# only to the database named like itself, its runtime role only to that database\n"
         "# TYPE  DATABASE  USER            ADDRESS        METHOD\n"
         f"local   all       {ADMIN_ROLE}                  scram-sha-256\n"
         f"host    all       {ADMIN_ROLE}  127.0.0.1/32   scram-sha-256\n"
         "host    sameuser  all             127.0.0.1/32   scram-sha-256\n"
+        f"{runtime_lines}"
     )
     _chown(hba)
 
@@ -280,23 +290,37 @@ def psql(fleet: Fleet, sql: str, database: str = "postgres") -> str:
     return result.stdout
 
 
+def runtime_role(package: str) -> str:
+    """The runtime login of a service's database (the owner is named like the database)."""
+    return f"{package}_runtime"
+
+
+def _login_role_sql(role: str) -> str:
+    pw = credentials.password(role)
+    if not _IDENT.fullmatch(role) or not _IDENT.fullmatch(pw.lower().replace("-", "_")):
+        raise PostgresError(f"unsafe role or password for {role!r} (fleet.toml/secrets.json)")
+    # identifiers checked above; passwords are generated url-safe tokens
+    return (
+        f"SELECT format('CREATE ROLE %I LOGIN', '{role}') "  # noqa: S608
+        f"WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') \\gexec\n"
+        f'ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT '
+        f"PASSWORD '{pw}';\n"
+    )
+
+
 def _provision_sql(fleet: Fleet) -> str:
     parts = []
     for name in fleet.database_packages:
-        pw = credentials.password(name)
-        if not _IDENT.fullmatch(name) or not _IDENT.fullmatch(pw.lower().replace("-", "_")):
-            raise PostgresError(f"unsafe role or password for {name!r} (fleet.toml/secrets.json)")
-        # identifiers checked above; passwords are generated url-safe tokens
+        runtime = runtime_role(name)
+        parts.append(_login_role_sql(name) + _login_role_sql(runtime))
+        # identifiers checked by _login_role_sql
         parts.append(
-            f"SELECT format('CREATE ROLE %I LOGIN', '{name}') "  # noqa: S608
-            f"WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') \\gexec\n"
-            f'ALTER ROLE "{name}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
-            f"PASSWORD '{pw}';\n"
-            f"SELECT format('CREATE DATABASE %I OWNER %I', '{name}', '{name}') "
+            f"SELECT format('CREATE DATABASE %I OWNER %I', '{name}', '{name}') "  # noqa: S608
             f"WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}') \\gexec\n"
             f'ALTER DATABASE "{name}" OWNER TO "{name}";\n'
             f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC;\n'
             f'GRANT ALL ON DATABASE "{name}" TO "{name}";\n'
+            f'GRANT CONNECT ON DATABASE "{name}" TO "{runtime}";\n'
         )
     return "".join(parts)
 

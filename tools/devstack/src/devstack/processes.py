@@ -14,7 +14,7 @@ from functools import cache
 
 import httpx
 
-from devstack import credentials, supervise
+from devstack import credentials, kafka, supervise
 from devstack.fleet import Fleet, Service
 from devstack.infra import Infra
 from devstack.paths import repo_root, state_dir, venv_python
@@ -44,7 +44,7 @@ def git_sha() -> str:
 def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
     """The process's environment: ours plus the GPUCLOUD_* settings it reads."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("GPUCLOUD_KAFKA_")},
         "PYTHONUNBUFFERED": "1",
         "GPUCLOUD_SERVICE_NAME": proc.name,
         "GPUCLOUD_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
@@ -69,13 +69,25 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_REGISTRY_OCI_PASSWORD"] = infra.oci_registry.password
     if proc.name == "billing":
         env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
-    env.pop("GPUCLOUD_DATABASE_URL", None)
+    if proc in fleet.services:
+        # its own Kafka principal: the ACLs let it write its families' topics only
+        env.update(kafka.client_env(fleet, proc.name))
+    for name in ("GPUCLOUD_DATABASE_URL", "GPUCLOUD_DATABASE_OWNER_URL"):
+        env.pop(name, None)
     if proc.database:
-        env["GPUCLOUD_DATABASE_URL"] = infra.database_url(proc.package)
+        # migrations at start as the owner, then serving as the runtime role
+        env["GPUCLOUD_DATABASE_OWNER_URL"] = infra.owner_url(proc.package)
+        env["GPUCLOUD_DATABASE_URL"] = infra.runtime_url(proc.package)
     if proc == fleet.gateway:
         env["GPUCLOUD_UPSTREAMS"] = ",".join(
             f"{s.route}={url(s)}" for s in fleet.services if s.route
         )
+        if fleet.portal is not None:
+            env["GPUCLOUD_PORTAL_URL"] = url(fleet.portal)
+    if proc == fleet.portal:
+        env["GPUCLOUD_GATEWAY_URL"] = url(fleet.gateway)
+        # Sessions survive a restart of the portal (the cookie is sealed with this key).
+        env["GPUCLOUD_PORTAL_SESSION_KEYS"] = credentials.password("portal_session_key")
     if proc in fleet.node_agents:
         gpuaas = next((s for s in fleet.services if s.name == "gpuaas"), None)
         env["GPUCLOUD_NODE_NAME"] = proc.name

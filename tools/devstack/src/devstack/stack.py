@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +14,7 @@ from devstack import fleet as fleet_mod
 from devstack import infra as infra_mod
 from devstack import kafka, oci, postgres, processes, supervise
 from devstack.fleet import Fleet, Service
-from devstack.paths import pids_dir, repo_root, venv_python
-
-PROVISION_MODULE = "gpucloud_contracts.provision"
-DEMO_TENANT = {"name": "Demo Tenant", "slug": "demo"}
+from devstack.paths import pids_dir
 
 
 class StackError(RuntimeError):
@@ -34,24 +29,11 @@ class Row:
     state: str
 
 
-def provision_topics(bootstrap: str) -> str:
-    """Create the Kafka topics the contracts declare, if the contracts package offers it."""
-    try:
-        found = importlib.util.find_spec(PROVISION_MODULE) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        return f"skipped: {PROVISION_MODULE} is not importable yet"
-    result = subprocess.run(
-        [str(venv_python()), "-m", PROVISION_MODULE, "--bootstrap", bootstrap],
-        cwd=repo_root(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if result.returncode != 0:
-        raise StackError(f"topic provisioning failed:\n{result.stdout}{result.stderr}")
-    return "provisioned"
+def provision_kafka(f: Fleet) -> str:
+    """The contract topics and the ACL table, as the admin principal (idempotent)."""
+    report = infra_mod.provision_kafka(f)
+    summary = [line for line in report.splitlines() if line.startswith(("topics:", "acls:"))]
+    return "; ".join(summary) or "provisioned"
 
 
 def _failure(proc: Service, why: str) -> str:
@@ -137,18 +119,75 @@ async def _wait_nodes_ready(f: Fleet) -> None:
     )
 
 
-def _create_demo_tenant(f: Fleet) -> str:
-    resp = httpx.post(
-        f"{processes.url(f.gateway)}/v1/iam/tenants",
-        json=DEMO_TENANT,
-        headers={"Idempotency-Key": "devstack-demo-tenant"},
-        timeout=10.0,
-    )
-    if resp.status_code not in (200, 201, 409):
-        raise StackError(
-            f"creating the demo tenant failed: HTTP {resp.status_code} {resp.text[:500]}"
+@dataclass(frozen=True)
+class Demo:
+    email: str
+    password: str
+    tenant_slug: str
+    state: str  # what happened, for the log line
+
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_TOP_UP_MICROS = 100_000_000  # 100.00 USD of sandbox credit
+
+
+def seed_demo(f: Fleet) -> Demo:
+    """The demo tenant and its owner, a person who can sign in to the portal and launch at
+    once: iam's public sign-up (tenant + owner + default project in one transaction), then
+    a sandbox payment (billing's provider settles it by its signed webhook). Both carry
+    fixed Idempotency-Keys, so a second `up` replays them and changes nothing. The password
+    is generated once and kept in .state/secrets.json.
+
+    A state made before the portal existed holds a bare tenant `demo` (POST
+    /v1/iam/tenants, no owner): the sign-up then uses the slug `demo-portal` instead."""
+    from devstack import credentials
+
+    gateway = processes.url(f.gateway)
+    password = credentials.password("demo_user_password")
+    state = "created"
+    with httpx.Client(base_url=gateway, timeout=10.0) as client:
+        for slug in ("demo", "demo-portal"):
+            body = {"tenant_name": "Demo Tenant", "slug": slug, "email": DEMO_EMAIL}
+            resp = client.post(
+                "/v1/iam/signup",
+                json=body | {"password": password},
+                headers={"Idempotency-Key": f"devstack-demo-signup-{slug}"},
+            )
+            if resp.status_code != 409:
+                break
+        if resp.status_code not in (200, 201):
+            raise StackError(
+                f"seeding the demo user failed: HTTP {resp.status_code} {resp.text[:500]}"
+            )
+        tenant_id = resp.json()["tenant"]["id"]
+        token = client.post(
+            "/v1/iam/token",
+            data={
+                "grant_type": "password",
+                "username": DEMO_EMAIL,
+                "password": password,
+                "tenant": tenant_id,
+            },
         )
-    return {201: "created", 200: "exists", 409: "exists"}[resp.status_code]
+        if token.status_code != 200:
+            # The demo user enrolled a second factor in the portal: the balance is theirs now.
+            return Demo(DEMO_EMAIL, password, slug, "exists (signed in with a second factor)")
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        deadline = time.monotonic() + 30.0
+        while True:  # billing opens the tenant from iam's event: wait for it
+            paid = client.post(
+                f"/v1/billing/tenants/{tenant_id}/payments",
+                json={"amount_micros": DEMO_TOP_UP_MICROS},
+                headers=auth | {"Idempotency-Key": f"devstack-demo-top-up-{tenant_id}"},
+            )
+            if paid.status_code in (200, 201) or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        if paid.status_code not in (200, 201):
+            state = (
+                f"created, but the sandbox top-up failed: HTTP {paid.status_code} {paid.text[:300]}"
+            )
+    return Demo(DEMO_EMAIL, password, slug, state)
 
 
 def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]:
@@ -160,8 +199,8 @@ def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]
     )
     if infra_only:
         return infra, []
-    log(f"kafka topics: {provision_topics(infra.kafka_bootstrap)}")
     f = fleet_mod.load()
+    log(f"kafka: {provision_kafka(f)}")
     with infra_mod.state_lock("up"):
         rows = asyncio.run(_start_processes(f, infra))
     log(f"processes ready ({time.monotonic() - started:.1f}s)")
@@ -169,7 +208,8 @@ def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]
     log(f"gateway reports every service ready ({time.monotonic() - started:.1f}s)")
     asyncio.run(_wait_nodes_ready(f))
     log(f"gpuaas reports every node agent ready ({time.monotonic() - started:.1f}s)")
-    log(f"demo tenant: {_create_demo_tenant(f)}")
+    demo = seed_demo(f)
+    log(f"demo tenant '{demo.tenant_slug}' and user {demo.email}: {demo.state}")
     return infra, rows
 
 

@@ -13,7 +13,7 @@ thousands of GPUs.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from gpuaas.domain.catalog import COMPUTE_SLICES, MEMORY_SLICES, SHAPES, ProfileShape
 
@@ -152,20 +152,88 @@ def check_layout(layout: Layout) -> None:
         raise GeometryViolation("more than one +me instance")
 
 
-@lru_cache(maxsize=65536)
+# What can still be placed on a GPU depends only on its used memory slices, the compute
+# used and whether a +me instance exists: every per-GPU maximum but +me's follows from the
+# valid starts (7 starts for 1g, 4 for 1g.20gb, ...). Scores of a layout are computed on
+# that compact state, `Room`, of which a GPU has at most 256 x 8 x 2.
+Room = tuple[int, int, int]  # (used memory mask, compute used, 1 if a +me instance exists)
+
+
+def room(instances: tuple[Instance, ...]) -> Room | None:
+    """The compact state of a layout; None for a whole-GPU booking (no room at all)."""
+    mask = compute = media = 0
+    for i in instances:
+        if i.profile_id is None:
+            return None
+        mask |= i.mask
+        compute += i.compute
+        media |= i.media_extension
+    return (mask, compute, media)
+
+
+def room_after(state: Room, shape: ProfileShape, start: int) -> Room | None:
+    """The state after one more instance at `start`, or None where it does not fit (the
+    same answer as `can_place_profile`)."""
+    mask, compute, media = state
+    new = ((1 << shape.memory) - 1) << start
+    if (
+        start not in shape.starts
+        or start + shape.memory > MEMORY_SLICES
+        or mask & new
+        or compute + shape.compute > COMPUTE_SLICES
+        or (shape.media_extension and media)
+    ):
+        return None
+    return (mask | new, compute + shape.compute, media | shape.media_extension)
+
+
 def headroom(instances: tuple[Instance, ...]) -> int:
     """How much room a layout leaves for future requests, weighted towards large profiles.
 
-    Sum over profiles still placeable of (compute x memory slices), plus the number of
+    Sum over profiles still placeable of (compute x memory slices x 4), plus the number of
     (profile, start) options left. A 7g or 4g that can still be placed dominates the score,
     so the policy keeps large profiles placeable as long as it can.
     """
+    state = room(instances)
+    return 0 if state is None else room_headroom(state)
+
+
+@cache  # bounded: one entry per Room
+def room_headroom(state: Room) -> int:
     score = 0
     for shape in SHAPES.values():
-        options = sum(can_place_profile(instances, shape.profile_id, s) for s in shape.starts)
+        options = sum(room_after(state, shape, s) is not None for s in shape.starts)
         if options:
             score += shape.compute * shape.memory * 4 + options
     return score
+
+
+PROSPECT_SCALE = 7**7  # prospects are exact multiples of 1 / 7**7: see `prospects`
+
+
+def prospects(instances: tuple[Instance, ...]) -> int:
+    """How many more single MIG slices a GPU with this layout is expected to take before
+    it first refuses one, if each next request is any of the 7 profiles with equal odds
+    and each goes where this value stays highest; in units of 1 / PROSPECT_SCALE.
+
+    A layout's whole future in one number, exact (at most 7 instances fit a GPU, so each
+    level of the recursion divides by 7 once and 7**7 clears every denominator). It tells
+    starts apart where headroom cannot: a 1g at slice 6 and at 5 keep the same profiles
+    placeable, but not the same fills."""
+    state = room(instances)
+    return 0 if state is None else room_prospects(state)
+
+
+@cache  # bounded: one entry per Room
+def room_prospects(state: Room) -> int:
+    total = 0
+    for shape in SHAPES.values():
+        after = [room_prospects(a) for s in shape.starts if (a := room_after(state, shape, s))]
+        if after:
+            total += PROSPECT_SCALE + max(after)
+    value, rest = divmod(total, len(SHAPES))
+    assert rest == 0, "prospects stay exact"
+    return value
 
 
 def largest_placeable_compute(layout: Layout) -> int:

@@ -3,14 +3,16 @@
 - Whole GPUs (count n): a node of the SKU with at least n empty GPUs; best fit (the node
   with the fewest empty GPUs that still fits), so big multi-GPU requests keep finding
   whole nodes.
-- MIG slices (count n, all on one node): each slice goes to the (GPU, start) that
-  1. prefers a GPU already in MIG use over an empty one (empty GPUs stay free for whole-GPU
-     and 7g requests), then
-  2. best fit: the GPU with the most compute already used (fill GPUs up rather than
-     sprinkle small slices over many), then
-  3. the start that leaves the highest `headroom` on that GPU (keeps 4g/3g placeable;
-     a 1g goes to slice 6, not 0, so a 4g still fits at 0), then
-  4. the lowest GPU index and start (deterministic).
+- MIG slices (count n, all on one node): on each GPU the slice takes the start that leaves
+  the highest `geometry.prospects` (the GPU's expected further single slices before a
+  refusal), then the highest `headroom`, then the lowest start; and it goes to the GPU that
+  1. is already in MIG use rather than empty (empty GPUs stay free for whole-GPU and 7g
+     requests), then
+  2. loses the least `prospects` by it (a used GPU where the slice would block the larger
+     profile still free there comes after one where it fits in without), then
+  3. has the most compute already used (fill GPUs up), then
+  4. for an empty GPU, is on the node with the fewest empty GPUs (nodes with many stay
+     whole for multi-GPU requests), then the lowest node id, GPU index and start.
 
 The policy works on a snapshot; the database's unique (gpu, memory slice) rows are what
 make two schedulers racing on the same snapshot unable to double-book.
@@ -26,9 +28,12 @@ from gpuaas.domain.geometry import (
     WHOLE_GPU,
     Instance,
     Layout,
-    can_place_profile,
-    headroom,
     instance_of,
+    prospects,
+    room,
+    room_after,
+    room_headroom,
+    room_prospects,
 )
 
 
@@ -60,16 +65,39 @@ class Decision:
 
 @lru_cache(maxsize=65536)
 def best_start(instances: tuple[Instance, ...], profile_id: int) -> tuple[int, int] | None:
-    """(start, headroom after) of the best start for a profile on a layout, or None."""
+    """(start, prospects after) of the best start for a profile on a layout, or None:
+    the highest `prospects` after, then the highest `headroom`, then the lowest start."""
+    state = room(instances)
+    if state is None:
+        return None
     shape = SHAPES[profile_id]
-    best: tuple[int, int] | None = None
+    best: tuple[int, tuple[int, int]] | None = None
     for start in shape.starts:
-        if not can_place_profile(instances, profile_id, start):
+        after = room_after(state, shape, start)
+        if after is None:
             continue
-        after = headroom(tuple(sorted((*instances, instance_of(shape, start)))))
-        if best is None or after > best[1]:
-            best = (start, after)
-    return best
+        value = (room_prospects(after), room_headroom(after))
+        if best is None or value > best[1]:
+            best = (start, value)
+    return None if best is None else (best[0], best[1][0])
+
+
+SlotKey = tuple[int, int, int]
+
+
+@lru_cache(maxsize=65536)
+def slot_score(instances: tuple[Instance, ...], profile_id: int) -> tuple[SlotKey, int] | None:
+    """(preference key, start) of a profile on a layout, or None where it does not fit.
+
+    The key is rules 1-3 (lower is better): a used GPU before an empty one, then the
+    smallest loss of `prospects`, then the most compute already used. The scan and the
+    index rank GPUs by this one function, so they cannot drift apart."""
+    found = best_start(instances, profile_id)
+    if found is None:
+        return None
+    start, after = found
+    used = sum(i.compute for i in instances)
+    return (int(not instances), prospects(instances) - after, -used), start
 
 
 def place_whole(nodes: Sequence[NodeCapacity], count: int) -> Decision | None:
@@ -85,18 +113,18 @@ def place_whole(nodes: Sequence[NodeCapacity], count: int) -> Decision | None:
     return Decision(node.node_id, tuple(Booking(g.gpu_id, g.index, WHOLE_GPU) for g in chosen))
 
 
-def _place_mig_on_node(node: NodeCapacity, shape: ProfileShape, count: int) -> list[Booking] | None:
+def mig_on_node(node: NodeCapacity, shape: ProfileShape, count: int) -> list[Booking] | None:
+    """`count` slices of a profile on one node, each where rules 1-4 put it, or None."""
     layouts = {g.gpu_id: g.layout for g in node.gpus}
     bookings: list[Booking] = []
     for _ in range(count):
         choice: tuple[tuple[int, int, int, int, int], GpuState, int] | None = None
         for gpu in node.gpus:
-            layout = layouts[gpu.gpu_id]
-            found = best_start(layout.instances, shape.profile_id)
-            if found is None:
+            scored = slot_score(layouts[gpu.gpu_id].instances, shape.profile_id)
+            if scored is None:
                 continue
-            start, after = found
-            key = (int(layout.is_empty), -layout.compute_used, -after, gpu.index, start)
+            (empty, loss, used), start = scored
+            key = (empty, loss, used, gpu.index, start)
             if choice is None or key < choice[0]:
                 choice = (key, gpu, start)
         if choice is None:
@@ -110,21 +138,24 @@ def _place_mig_on_node(node: NodeCapacity, shape: ProfileShape, count: int) -> l
 
 def place_mig(nodes: Sequence[NodeCapacity], shape: ProfileShape, count: int) -> Decision | None:
     """Across nodes the same preference applies to the first slice; the node whose best
-    slot scores best wins (partially used nodes first)."""
-    ranked: list[tuple[tuple[int, int, int], NodeCapacity]] = []
+    slot scores best wins (partially used nodes first; for an empty GPU, the node with the
+    fewest empty GPUs, as whole-GPU best fit does); then node order."""
+    ranked: list[tuple[tuple[int, int, int, int], NodeCapacity]] = []
     for node in nodes:
-        best_key: tuple[int, int, int] | None = None
+        best_key: tuple[int, int, int, int] | None = None
+        empty = sum(g.layout.is_empty for g in node.gpus)
         for gpu in node.gpus:
-            found = best_start(gpu.layout.instances, shape.profile_id)
-            if found is not None:
-                key = (int(gpu.layout.is_empty), -gpu.layout.compute_used, -found[1])
-                if best_key is None or key < best_key:
-                    best_key = key
+            scored = slot_score(gpu.layout.instances, shape.profile_id)
+            if scored is None:
+                continue
+            key = (*scored[0], empty if gpu.layout.is_empty else 0)
+            if best_key is None or key < best_key:
+                best_key = key
         if best_key is not None:
             ranked.append((best_key, node))
     ranked.sort(key=lambda kn: kn[0])
     for _, node in ranked:
-        bookings = _place_mig_on_node(node, shape, count)
+        bookings = mig_on_node(node, shape, count)
         if bookings is not None:
             return Decision(node.node_id, tuple(bookings))
     return None

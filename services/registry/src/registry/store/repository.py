@@ -118,13 +118,19 @@ async def insert_version(uow: UnitOfWork, row: dict[str, Any]) -> Any:
 async def find_version(
     uow: UnitOfWork, app_id: uuid.UUID, version: str, *, lock: bool = False
 ) -> Any:
-    # FOR UPDATE serialises promotions and yanks of one version (the row itself never changes)
-    sql = _VERSION_FOR_UPDATE if lock else _VERSION
-    return await uow.fetch_one(sql, {"a": app_id, "v": version})
+    row = await uow.fetch_one(_VERSION, {"a": app_id, "v": version})
+    if row is not None and lock:
+        # Serialises statements, promotions and yanks of one version until commit. An
+        # advisory lock, not FOR UPDATE: the row never changes, and the runtime role holds
+        # no UPDATE privilege on versions (a row lock would need one).
+        await uow.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(CAST(:id AS text), 0))",
+            {"id": row["id"]},
+        )
+    return row
 
 
 _VERSION = "SELECT * FROM versions WHERE app_id = :a AND version = :v"
-_VERSION_FOR_UPDATE = _VERSION + " FOR UPDATE"
 
 
 async def find_version_by_precedence(uow: UnitOfWork, app_id: uuid.UUID, precedence: str) -> Any:

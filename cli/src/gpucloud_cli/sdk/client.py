@@ -1,0 +1,361 @@
+"""`Client`: typed calls to the platform's public HTTP API, through the gateway.
+
+    from gpucloud_cli.sdk import Client
+    with Client.from_config() as gc:            # the current `gpucloud` context
+        for a in gc.list_allocations(gc.tenant_id, gc.project_id):
+            print(a.id, a.state)
+
+Every error answer raises a typed `ApiError` (gpucloud_cli.sdk.errors). Reads, and writes
+that carry an Idempotency-Key or are idempotent by nature (release), are retried on a
+network error or a 502/503/504 with the same key; the token endpoint never is (a refresh
+token presented twice revokes its session). A 401 makes the client renew its token once
+(refresh / re-mint) and repeat the call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+from gpucloud_cli import __version__
+from gpucloud_cli.sdk import models as m
+from gpucloud_cli.sdk.credentials import StaticToken, StoredSession, TokenSource
+from gpucloud_cli.sdk.errors import (
+    NetworkError,
+    NotSignedIn,
+    ProtocolError,
+    StepUpRequired,
+    from_answer,
+)
+from gpucloud_cli.sdk.transport import StdlibTransport, httpx
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_DELAYS_S = (0.2, 0.6)
+
+
+def _seg(value: str) -> str:
+    """One path segment: whatever a user typed stays inside it."""
+    return quote(str(value), safe="")
+
+
+def new_idempotency_key() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, read without verifying it: for display and for choosing a
+    context only. Authorization is the services' job; they verify every token."""
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise ProtocolError(f"the access token is not a JWT ({exc})") from None
+    if not isinstance(claims, dict):
+        raise ProtocolError("the access token's claims are not an object")
+    return claims
+
+
+class Client:
+    def __init__(
+        self,
+        gateway: str,
+        credentials: TokenSource | str | None = None,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+        tenant_id: str | None = None,
+        project_id: str | None = None,
+    ) -> None:
+        self.gateway = gateway.rstrip("/")
+        self.credentials = StaticToken(credentials) if isinstance(credentials, str) else credentials
+        self.tenant_id, self.project_id = tenant_id, project_id
+        self._http = httpx.Client(
+            base_url=self.gateway,
+            timeout=timeout,
+            transport=transport or StdlibTransport(),
+            headers={"User-Agent": f"gpucloud-cli/{__version__}"},
+        )
+
+    @classmethod
+    def from_config(cls, context: str | None = None, **kwargs: Any) -> Client:
+        """A client for a context of the config directory (the current one by default)."""
+        from gpucloud_cli.config import Store
+
+        store = Store()
+        state = store.load()
+        found = state.context(context)
+        if found is None:
+            raise NotSignedIn("no context: run `gpucloud login`")
+        client = cls(found.gateway, None, tenant_id=found.tenant_id, project_id=found.project_id)
+        client.credentials = client.stored_session(store, found.session)
+        return client
+
+    def stored_session(self, store: Any, session_key: str) -> StoredSession:
+        return StoredSession(
+            store,
+            session_key,
+            refresh=self.refresh_token_grant,
+            mint=self.client_credentials_grant,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the one place requests go out
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        authenticated: bool = True,
+        retry: bool | None = None,
+    ) -> httpx.Response:
+        headers: dict[str, str] = {}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        retry = (method == "GET" or idempotency_key is not None) if retry is None else retry
+        renewed = False
+        attempt = 0
+        while True:
+            if authenticated:
+                if self.credentials is None:
+                    raise NotSignedIn("not signed in: run `gpucloud login`")
+                headers["Authorization"] = f"Bearer {self.credentials.token()}"
+            try:
+                response = self._http.request(
+                    method, path, json=json, data=data, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if retry and attempt < len(RETRY_DELAYS_S):
+                    time.sleep(RETRY_DELAYS_S[attempt])
+                    attempt += 1
+                    continue
+                raise NetworkError(f"{self.gateway}: {exc or type(exc).__name__}") from None
+            if response.status_code < 400:
+                return response
+            if retry and response.status_code in RETRY_STATUSES and attempt < len(RETRY_DELAYS_S):
+                time.sleep(RETRY_DELAYS_S[attempt])
+                attempt += 1
+                continue
+            error = from_answer(
+                response.status_code,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.content,
+                response.reason_phrase,
+            )
+            if (
+                response.status_code == 401
+                and authenticated
+                and not renewed
+                and not isinstance(error, StepUpRequired)
+                and self.credentials is not None
+                and self.credentials.renew()
+            ):
+                renewed = True
+                continue
+            raise error
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError(f"{method} {path}: the answer is not JSON") from None
+
+    # iam: tokens
+
+    def password_grant(
+        self, username: str, password: str, tenant: str | None = None, otp: str | None = None
+    ) -> m.Token:
+        form = {"grant_type": "password", "username": username, "password": password}
+        if tenant:
+            form["tenant"] = tenant
+        if otp:
+            form["otp"] = otp
+        return self._token(form)
+
+    def refresh_token_grant(self, refresh_token: str) -> m.Token:
+        return self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def client_credentials_grant(self, api_key: str) -> m.Token:
+        return self._token({"grant_type": "client_credentials", "client_secret": api_key})
+
+    def _token(self, form: dict[str, str]) -> m.Token:
+        body = self._json("POST", "/v1/iam/token", data=form, authenticated=False, retry=False)
+        return m.Token.from_api(body)
+
+    # iam: who and where
+
+    def whoami(self) -> m.Me:
+        return m.Me.from_api(self._json("GET", "/v1/iam/me"))
+
+    def get_tenant(self, tenant_id: str) -> m.Tenant:
+        return m.Tenant.from_api(self._json("GET", f"/v1/iam/tenants/{_seg(tenant_id)}"))
+
+    def list_projects(self, tenant_id: str) -> list[m.Project]:
+        return m.Project.many(self._json("GET", f"/v1/iam/tenants/{_seg(tenant_id)}/projects"))
+
+    def get_project(self, tenant_id: str, project_id: str) -> m.Project:
+        path = f"/v1/iam/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}"
+        return m.Project.from_api(self._json("GET", path))
+
+    # iam: service accounts and their API keys
+
+    def _accounts(self, tenant_id: str, project_id: str) -> str:
+        return f"/v1/iam/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}/service-accounts"
+
+    def list_service_accounts(self, tenant_id: str, project_id: str) -> list[m.ServiceAccount]:
+        return m.ServiceAccount.many(self._json("GET", self._accounts(tenant_id, project_id)))
+
+    def create_service_account(
+        self, tenant_id: str, project_id: str, name: str, role: str = "member"
+    ) -> m.ServiceAccount:
+        body = self._json(
+            "POST", self._accounts(tenant_id, project_id), json={"name": name, "role": role}
+        )
+        return m.ServiceAccount.from_api(body)
+
+    def list_api_keys(
+        self, tenant_id: str, project_id: str, service_account_id: str
+    ) -> list[m.ApiKey]:
+        path = f"{self._accounts(tenant_id, project_id)}/{_seg(service_account_id)}/keys"
+        return m.ApiKey.many(self._json("GET", path))
+
+    def issue_api_key(
+        self,
+        tenant_id: str,
+        project_id: str,
+        service_account_id: str,
+        *,
+        expires_in_days: int = 90,
+        replaces: str | None = None,
+        overlap_hours: int = 24,
+    ) -> m.IssuedApiKey:
+        path = f"{self._accounts(tenant_id, project_id)}/{_seg(service_account_id)}/keys"
+        body: dict[str, Any] = {"expires_in_days": expires_in_days, "overlap_hours": overlap_hours}
+        if replaces:
+            body["replaces"] = replaces
+        return m.IssuedApiKey.from_api(self._json("POST", path, json=body))
+
+    def revoke_api_key(
+        self, tenant_id: str, project_id: str, service_account_id: str, key_id: str
+    ) -> None:
+        account = f"{self._accounts(tenant_id, project_id)}/{_seg(service_account_id)}"
+        path = f"{account}/keys/{_seg(key_id)}"
+        self.request("DELETE", path, retry=True)  # revoking twice changes nothing
+
+    # gpuaas
+
+    def list_skus(self) -> list[m.Sku]:
+        return m.Sku.many(self._json("GET", "/v1/gpu/skus"))
+
+    def _allocations(self, tenant_id: str, project_id: str) -> str:
+        return f"/v1/gpu/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}/allocations"
+
+    def create_allocation(
+        self,
+        tenant_id: str,
+        project_id: str,
+        sku: str,
+        *,
+        mig_profile: str | None = None,
+        count: int = 1,
+        idle_stop_after_s: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> m.Allocation:
+        body: dict[str, Any] = {"sku": sku, "count": count}
+        if mig_profile is not None:
+            body["mig_profile"] = mig_profile
+        if idle_stop_after_s is not None:
+            body["idle_stop_after_s"] = idle_stop_after_s
+        answer = self._json(
+            "POST",
+            self._allocations(tenant_id, project_id),
+            json=body,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return m.Allocation.from_api(answer)
+
+    def iter_allocations(self, tenant_id: str, project_id: str) -> Iterator[m.Allocation]:
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 500}
+            if after:
+                params["after"] = after
+            page = self._json("GET", self._allocations(tenant_id, project_id), params=params)
+            yield from m.Allocation.many(page.get("items"))
+            after = page.get("next_after")
+            if not after:
+                return
+
+    def list_allocations(self, tenant_id: str, project_id: str) -> list[m.Allocation]:
+        return list(self.iter_allocations(tenant_id, project_id))
+
+    def get_allocation(self, tenant_id: str, project_id: str, allocation_id: str) -> m.Allocation:
+        path = f"{self._allocations(tenant_id, project_id)}/{_seg(allocation_id)}"
+        return m.Allocation.from_api(self._json("GET", path))
+
+    def release_allocation(
+        self, tenant_id: str, project_id: str, allocation_id: str
+    ) -> m.Allocation:
+        path = f"{self._allocations(tenant_id, project_id)}/{_seg(allocation_id)}/release"
+        return m.Allocation.from_api(self._json("POST", path, retry=True))
+
+    # billing
+
+    def list_prices(self) -> list[m.Price]:
+        """The public price book and the caller's tenant's own prices."""
+        return m.Price.many(self._json("GET", "/v1/billing/prices"))
+
+    def get_balance(self, tenant_id: str) -> m.Balance:
+        return m.Balance.from_api(
+            self._json("GET", f"/v1/billing/tenants/{_seg(tenant_id)}/balance")
+        )
+
+    def get_usage(
+        self, tenant_id: str, since: str | None = None, until: str | None = None
+    ) -> m.UsageReport:
+        params = {k: v for k, v in (("since", since), ("until", until)) if v}
+        path = f"/v1/billing/tenants/{_seg(tenant_id)}/usage"
+        return m.UsageReport.from_api(self._json("GET", path, params=params))
+
+    def create_payment(
+        self, tenant_id: str, amount_micros: int, idempotency_key: str | None = None
+    ) -> m.Payment:
+        answer = self._json(
+            "POST",
+            f"/v1/billing/tenants/{_seg(tenant_id)}/payments",
+            json={"amount_micros": amount_micros},
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return m.Payment.from_api(answer)
+
+    def get_payment(self, tenant_id: str, payment_id: str) -> m.Payment:
+        path = f"/v1/billing/tenants/{_seg(tenant_id)}/payments/{_seg(payment_id)}"
+        return m.Payment.from_api(self._json("GET", path))
+
+    def get_statement(self, tenant_id: str, month: str) -> m.Statement:
+        path = f"/v1/billing/tenants/{_seg(tenant_id)}/statements/{_seg(month)}"
+        return m.Statement.from_api(self._json("GET", path))
+
+    def get_statement_csv(self, tenant_id: str, month: str) -> str:
+        path = f"/v1/billing/tenants/{_seg(tenant_id)}/statements/{_seg(month)}"
+        return self.request("GET", path, params={"format": "csv"}).text

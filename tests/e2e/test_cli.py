@@ -1,0 +1,277 @@
+"""The `gpucloud` command line against the real fleet, through the gateway, as a user walks
+it: sign in with a TOTP prompt, top up through the sandbox provider, launch --wait to
+running, ps/get against the API, release and see the balance move, bad input and its exit
+codes, a service account's API key (issue, sign in, re-mint, revoke), an expired and a
+reused refresh token, and once the installed `gpucloud` script as a real process.
+
+Commands run in-process with click's CliRunner (fast); each --json answer is checked to be
+exactly one JSON document valid against the CLI's published schema (gpucloud_cli.schemas).
+The tests of the class run in order on one tenant (its set-up is `sign_up` in conftest).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema_rs
+import pytest
+from click.testing import CliRunner, Result
+
+from gpucloud_cli.config import Store
+from gpucloud_cli.main import cli
+from gpucloud_cli.schemas import document_schema
+
+from .conftest import Person, bearer, sign_up
+from .conftest import until as _until
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "cli-" + uuid.uuid4().hex
+TOP_UP = "2.50"
+TOP_UP_MICROS = 2_500_000
+MIG = ("h100-80gb", "1g.10gb")
+
+
+def _document_name(args: tuple[str, ...]) -> str:
+    words = [a for a in args if not a.startswith("-")]
+    if words[0] in ("keys", "service-accounts"):
+        return " ".join(words[:2])
+    if words[0] == "use" and len(words) == 1:
+        return "use (no argument)"
+    return words[0]
+
+
+class Cli:
+    """`gpucloud` with its own config directory, against the fleet's gateway."""
+
+    def __init__(self, config_dir: Path, gateway: str) -> None:
+        self.config_dir, self.gateway = config_dir, gateway
+        self.env = {"GPUCLOUD_CONFIG_DIR": str(config_dir), "GPUCLOUD_GATEWAY": gateway}
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, expect: int = 0) -> Result:
+        result = self.runner.invoke(cli, list(args), input=input, env=self.env)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        assert result.exit_code == expect, (args, result.exit_code, result.output)
+        return result
+
+    def json(self, *args: str, input: str | None = None, expect: int = 0) -> dict[str, Any]:
+        result = self(*args, "--json", input=input, expect=expect)
+        document = json.loads(result.stdout)  # one document, nothing else on stdout
+        schema = document_schema("error" if expect else _document_name(args))
+        errors = [str(e) for e in jsonschema_rs.validator_for(schema).iter_errors(document)]
+        assert not errors, errors
+        return document
+
+    def error(self, *args: str, expect: int, input: str | None = None) -> dict[str, Any]:
+        return self.json(*args, input=input, expect=expect)["error"]
+
+    @property
+    def store(self) -> Store:
+        return Store(self.config_dir)
+
+    def session(self) -> Any:
+        state = self.store.load()
+        return state.sessions[state.context().session]
+
+    def api(self, path: str) -> Any:
+        """The API itself, with the token the CLI holds."""
+        with httpx.Client(base_url=self.gateway, timeout=15) as client:
+            response = client.get(path, headers=bearer(self.session().access_token))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def expire_access_token(self, refresh_token: str | None = None) -> None:
+        with self.store.edit() as state:
+            session = state.sessions[state.context().session]
+            session.access_expires_at = 0
+            if refresh_token is not None:
+                session.refresh_token = refresh_token
+
+
+@pytest.fixture(scope="module")
+def tenant(fleet) -> dict[str, Any]:
+    with fleet.client() as gateway:
+        body, owner = sign_up(gateway, "cli", PASSWORD)
+        owner.activate_totp(gateway, body["tenant"]["slug"])
+    return {"body": body, "owner": owner, "scratch": {}}
+
+
+@pytest.fixture(scope="module")
+def gpucloud(fleet, tmp_path_factory) -> Cli:
+    return Cli(tmp_path_factory.mktemp("gpucloud-config"), fleet.gateway)
+
+
+class TestCli:
+    def test_login_asks_for_the_second_factor(self, gpucloud: Cli, tenant) -> None:
+        owner: Person = tenant["owner"]
+        slug = tenant["body"]["tenant"]["slug"]
+        refused = gpucloud.error(
+            "login", "--email", owner.email, "--password-stdin", input=f"{PASSWORD}\n", expect=3
+        )
+        assert refused["title"] == "mfa_required" and "--otp" in refused["hint"]
+
+        # the interactive way: the password and then the TOTP code at their prompts
+        signed_in = gpucloud(
+            "login", "--email", owner.email, input=f"{PASSWORD}\n{owner.next_code()}\n"
+        )
+        assert "TOTP code" in signed_in.output and "second factor" in signed_in.stderr
+        assert (gpucloud.config_dir.stat().st_mode & 0o777) == 0o700
+        for name in ("config.json", "credentials.json"):
+            assert ((gpucloud.config_dir / name).stat().st_mode & 0o777) == 0o600
+
+        me = gpucloud.json("whoami")
+        assert me["context"]["name"] == f"{slug}/default" and me["context"]["current"]
+        assert me["me"]["amr"] == ["pwd", "otp"] and "owner" in me["me"]["roles"]
+        assert me["session"]["email"] == owner.email
+        used = gpucloud.json("use", f"{slug}/Default")  # a project by name
+        assert used["context"]["project_id"] == tenant["body"]["project"]["id"]
+        assert gpucloud.json("use")["current"] == f"{slug}/default"
+
+    def test_top_up_settles_through_the_sandbox(self, gpucloud: Cli) -> None:
+        # billing learns of the tenant from iam's event: wait until it answers for it
+        _until("billing knows the tenant", lambda: _balance_known(gpucloud))
+        paid = gpucloud.json("top-up", TOP_UP, "-y")
+        assert paid["payment"]["status"] == "settled"
+        assert paid["payment"]["amount_micros"] == TOP_UP_MICROS
+        assert paid["balance"]["available_micros"] == TOP_UP_MICROS
+
+    def test_launch_waits_until_running_and_ps_matches_the_api(self, gpucloud: Cli, tenant) -> None:
+        sku, profile = MIG
+        launched = gpucloud.json("launch", "--sku", sku, "--mig", profile, "--wait", "-y")
+        allocation = launched["allocation"]
+        assert allocation["state"] == "running" and launched["history"][-1]["state"] == "running"
+        assert allocation["instances"][0]["memory_slices"] == 1
+        # the plan's price is the price book's
+        book = gpucloud.api("/v1/billing/prices")
+        listed = [p for p in book if p["price_key"] == allocation["price_key"]]
+        quoted = launched["plan"]["price"]["micros_per_gpu_hour"]
+        assert quoted in {p["micros_per_gpu_hour"] for p in listed}
+        tenant["scratch"]["allocation"] = allocation
+
+        scope = f"/v1/gpu/tenants/{allocation['tenant_id']}/projects/{allocation['project_id']}"
+        api = gpucloud.api(f"{scope}/allocations")["items"]
+        shown = gpucloud.json("ps")["allocations"]
+        moving = {"updated_at", "last_active_at"}  # the agent's activity reports move them
+        assert [{k: v for k, v in a.items() if k not in moving} for a in shown] == [
+            {k: v for k, v in a.items() if k not in moving}
+            for a in api
+            if a["state"] not in ("released", "rejected")
+        ]
+        short = allocation["id"].replace("-", "")[-8:]
+        assert gpucloud.json("get", short)["allocation"]["id"] == allocation["id"]
+        assert short in gpucloud("ps").stdout
+
+    def test_release_and_the_balance_after_usage(self, gpucloud: Cli, tenant) -> None:
+        allocation = tenant["scratch"]["allocation"]
+        released = gpucloud.json("release", allocation["id"], "--wait")
+        assert released["allocation"]["state"] == "released"
+        assert released["allocation"]["reason"] == "user_release"
+
+        # the closing usage interval is rated: the balance goes down by what usage says it
+        # cost (read together until both show it: rating may land between two reads)
+        def spent_as_charged() -> int | None:
+            available = gpucloud.json("balance")["balance"]["available_micros"]
+            usage = gpucloud.json("usage", "--since", "1h")["usage"]["items"]
+            charged = sum(
+                u["net_micros"] for u in usage if u["price_key"] == allocation["price_key"]
+            )
+            spent = TOP_UP_MICROS - available
+            return spent if spent > 0 and spent == charged else None
+
+        assert _until("usage rated, balance and usage agreeing", spent_as_charged) > 0
+        month = time.strftime("%Y-%m", time.gmtime())
+        lines = gpucloud.json("statement", month)["statement"]["lines"]
+        assert {line["kind"] for line in lines} >= {"top_up", "usage"}
+
+    def test_down_releases_everything_of_the_project(self, gpucloud: Cli) -> None:
+        sku, profile = MIG
+        started = gpucloud.json("launch", "--sku", sku, "--mig", profile, "-y")["allocation"]
+        down = gpucloud.json("down", "-y", "--wait")
+        assert [a["id"] for a in down["released"]] == [started["id"]]
+        assert down["released"][0]["state"] == "released" and down["failed"] == []
+        assert gpucloud.json("ps")["allocations"] == []
+
+    def test_bad_input_gets_its_exit_code_and_names_the_field(self, gpucloud: Cli) -> None:
+        unknown = gpucloud.error("launch", "--sku", "h100-99gb", "-y", expect=5)
+        assert unknown["errors"][0]["field"] == "sku" and "h100-80gb" in unknown["detail"]
+        wrong = gpucloud.error("launch", "--sku", "h100-80gb", "--mig", "9g.99gb", "-y", expect=5)
+        assert wrong["errors"][0]["field"] == "mig_profile" and "1g.10gb" in wrong["detail"]
+        # refused by gpuaas itself: its problem+json, passed on
+        short = gpucloud.error("launch", "--sku", "h100-80gb", "--idle-stop", "30s", "-y", expect=5)
+        assert short["status"] == 400 and short["errors"][0]["field"] == "idle_stop_after_s"
+        missing = gpucloud.error("get", str(uuid.uuid4()), expect=4)
+        assert missing["status"] == 404 and missing["class"] == "not_found"
+        human = gpucloud("launch", "--sku", "h100-99gb", "-y", expect=5)
+        assert "sku" in human.stderr and human.stdout == ""
+
+    def test_a_service_account_signs_in_with_its_api_key(
+        self, gpucloud: Cli, tmp_path, fleet
+    ) -> None:
+        created = gpucloud.json("service-accounts", "create", f"ci-{uuid.uuid4().hex[:6]}")
+        account = created["service_account"]
+        issued = gpucloud.json("keys", "create", account["name"], "--expires-in-days", "1")
+        assert issued["api_key"].startswith("gck_")
+        listed = gpucloud.json("keys", "list", "-s", account["id"])["keys"]
+        assert [k["id"] for k in listed] == [issued["key"]["id"]]
+
+        robot = Cli(tmp_path / "robot", fleet.gateway)
+        login = robot.json("login", "--api-key", "--password-stdin", input=issued["api_key"] + "\n")
+        assert login["session"]["kind"] == "service_account"
+        assert login["context"]["project_id"] == account["project_id"]
+        assert robot.json("ps")["allocations"] == []
+        before = robot.session().access_token
+        robot.expire_access_token()
+        robot.json("ps")  # re-minted from the API key
+        assert robot.session().access_token != before
+
+        gpucloud.json("keys", "revoke", issued["key"]["id"], "-y")
+        # every service refuses the key's tokens within seconds; a new one cannot be minted
+        error = _until("revoked key refused", lambda: _refused(robot))
+        assert error["class"] == "auth" and "gpucloud login" in error["detail"]
+
+    def test_the_installed_script_as_a_real_process(self, gpucloud: Cli) -> None:
+        script = Path(sys.executable).with_name("gpucloud")
+        done = subprocess.run(
+            [str(script), "ps", "--json"],
+            env={**os.environ, **gpucloud.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["allocations"] == []
+
+    def test_an_expired_login_is_refreshed_and_a_replayed_one_is_refused(
+        self, gpucloud: Cli
+    ) -> None:
+        first = gpucloud.session().refresh_token
+        gpucloud.expire_access_token()
+        gpucloud.json("ps")  # refreshed transparently; iam rotated the refresh token
+        rotated = gpucloud.session().refresh_token
+        assert rotated and rotated != first
+        # presenting the spent one again: iam revokes the whole session (reuse detection)
+        gpucloud.expire_access_token(refresh_token=first)
+        error = gpucloud.error("ps", expect=3)
+        assert error["title"] == "Session expired" and "gpucloud login" in error["detail"]
+        gpucloud.expire_access_token(refresh_token=rotated)
+        assert gpucloud.error("balance", expect=3)["class"] == "auth"
+        assert "signed_out" in gpucloud.json("logout")
+        assert gpucloud.error("ps", expect=3)["title"] == "Not signed in"
+
+
+def _balance_known(gpucloud: Cli) -> bool:
+    return gpucloud.runner.invoke(cli, ["balance", "--json"], env=gpucloud.env).exit_code == 0
+
+
+def _refused(robot: Cli) -> dict[str, Any] | None:
+    result = robot.runner.invoke(cli, ["ps", "--json"], env=robot.env)
+    return json.loads(result.stdout)["error"] if result.exit_code == 3 else None
