@@ -293,6 +293,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=registry.KeyChanged,
         family="registry",
     ),
+    "registry.key.renewed": EventSpec(
+        type="registry.key.renewed",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
     "registry.key.revoked": EventSpec(
         type="registry.key.revoked",
         topic="registry.key.v1",

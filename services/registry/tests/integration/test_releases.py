@@ -5,6 +5,8 @@ needs to verify the pulled bundle offline."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import msgspec
 import psycopg
 import pytest
@@ -17,7 +19,7 @@ from gpucloud_trust.keys import PublicKey, SigningKey
 from registry.domain.apps import repository
 
 from .conftest import build_bundle
-from .helpers import Publisher
+from .helpers import Publisher, key
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +186,82 @@ async def test_rotation_successor_counts_and_yank_is_final(client, tmp_path):
     assert again.status_code == 409 and again.json()["errors"][0]["message"] == "yanked"
     keys = (await client.get(f"/v1/registry/tenants/{p.tenant}/keys", headers=p.owner)).json()
     assert [msgspec.convert(k, KeyChanged).status for k in keys["items"]] == ["rotated", "active"]
+
+
+async def test_trust_expiry_stops_a_key_counting_until_it_is_renewed(
+    client, registry_url, tmp_path
+):
+    p = Publisher(client)
+    signer = SigningKey.generate()
+    keys = f"/v1/registry/tenants/{p.tenant}/keys"
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
+    refused = await client.post(
+        keys,
+        json={"public_key": signer.public.to_pem(), "name": "ci", "expires_at": past},
+        headers=p.owner | key(),
+    )
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "expires_at"
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()
+    added = await client.post(
+        keys,
+        json={"public_key": signer.public.to_pem(), "name": "ci", "expires_at": later},
+        headers=p.owner | key(),
+    )
+    assert added.status_code == 201 and added.json()["expires_at"] is not None
+    record = added.json()
+    await p.create_app()
+    built = build_bundle(tmp_path)
+    await p.upload(built)
+    await p.publish("1.0.0", built)
+    await p.attach("1.0.0", p.release(built.digest, "1.0.0", signer))
+    release = (await client.get(p.version_path("1.0.0"), headers=p.owner)).json()
+    assert release["signers"][0]["expires_at"] is not None
+
+    # the trust runs out (the clock is moved, not waited for): the key counts for nothing
+    with psycopg.connect(registry_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE trusted_keys SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (record["id"],),
+        )
+    assert _reasons(await p.promote("1.0.0", "dev")) == ["unsigned"]  # no signature counts
+    second = build_bundle(tmp_path)
+    await p.upload(second)
+    await p.publish("1.1.0", second)
+    await p.attach("1.1.0", p.release(second.digest, "1.1.0", signer), expect=422)
+
+    renewed = await client.post(
+        f"{keys}/{record['id']}/renew", json={"expires_at": None}, headers=p.owner
+    )
+    assert renewed.status_code == 200 and renewed.json()["expires_at"] is None
+    assert (await p.promote("1.0.0", "dev")).status_code == 201
+    types = [t for t, topic, _ in _outbox(registry_url) if topic == "registry.key.v1"]
+    assert types == ["registry.key.added", "registry.key.renewed"]
+
+    bad = await client.post(
+        f"{keys}/{record['id']}/renew", json={"expires_at": past}, headers=p.owner
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "expires_at"
+    revoked = await client.post(
+        f"{keys}/{record['id']}/revoke", json={"reason": "lost"}, headers=p.owner
+    )
+    assert revoked.status_code == 200
+    again = await client.post(
+        f"{keys}/{record['id']}/renew", json={"expires_at": later}, headers=p.owner
+    )
+    assert again.status_code == 409 and again.json()["errors"][0]["message"] == "key-revoked"
+
+
+async def test_the_manifest_is_served_byte_for_byte(client, tmp_path):
+    p = Publisher(client)
+    await p.create_app()
+    built = build_bundle(tmp_path)
+    await p.upload(built)
+    await p.publish("1.0.0", built)
+    response = await client.get(f"{p.version_path('1.0.0')}/manifest", headers=p.owner)
+    assert response.status_code == 200
+    assert response.content == built.manifest.raw
+    assert response.headers["docker-content-digest"] == built.digest
+    assert response.headers["content-type"].startswith("application/vnd.oci.image.manifest.v1+json")
 
 
 async def test_versions_are_immutable_and_semver_ordered(client, tmp_path):

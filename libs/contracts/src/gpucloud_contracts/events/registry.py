@@ -98,6 +98,9 @@ class Signer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     public_key: str
     status: Literal["active", "rotated", "revoked"]
     revoked_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None | None = None
+    # When the tenant's trust in the key ends (null or absent, never); from then on its
+    # signatures count for nothing until it is renewed.
+    expires_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None | None = None
 
 
 class PolicyResult(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -133,3 +136,5 @@ class KeyChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     successor_key_id: str | None | None = None
     revoked_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None | None = None
     revocation_reason: Annotated[str, msgspec.Meta(max_length=1000)] | None | None = None
+    # When the tenant's trust in the key ends (null or absent, never).
+    expires_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)] | None | None = None

@@ -14,6 +14,8 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from gpucloud_contracts.events.registry import KeyChanged, ReleaseChanged, SignedStatement
+from gpucloud_trust.bundle import MANIFEST_MEDIA_TYPE
+from gpucloud_trust.digests import digest_bytes
 from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.errors import ValidationFailed
@@ -26,6 +28,7 @@ from registry.api.schemas import (
     BlobOut,
     KeyCreate,
     KeyList,
+    KeyRenew,
     KeyRevoke,
     KeyRotate,
     KeyRotation,
@@ -102,6 +105,7 @@ class TenantController(Controller):
                 data.name,
                 _actor(principal),
                 check_key(idempotency_key),
+                data.expires_at,
             )
         )
 
@@ -130,8 +134,21 @@ class TenantController(Controller):
                 data.name,
                 _actor(principal),
                 check_key(idempotency_key),
+                data.expires_at,
             )
         )
+
+    @post(
+        "/keys/{key_id:uuid}/renew",
+        operation_id="renewTrustedKey",
+        status_code=200,
+        **guarded(Action.KEYS_MANAGE),
+    )
+    async def renew_key(
+        self, tenant_id: uuid.UUID, key_id: uuid.UUID, data: KeyRenew, db: Database
+    ) -> KeyChanged:
+        """Set when the tenant's trust in the key ends (null: never)."""
+        return await keys.renew_key(db, tenant_id, key_id, data.expires_at)
 
     @post(
         "/keys/{key_id:uuid}/revoke",
@@ -177,6 +194,16 @@ class TenantController(Controller):
 
 APP = "/apps/{app:str}"
 VERSION = APP + "/versions/{version:str}"
+_MANIFEST: dict[str, Any] = {
+    "responses": {
+        200: ResponseSpec(
+            bytes,
+            description="The manifest bytes",
+            media_type=MANIFEST_MEDIA_TYPE,
+            generate_examples=False,
+        )
+    },
+}
 
 
 class ProjectController(Controller):
@@ -339,6 +366,13 @@ class ProjectController(Controller):
     ) -> ReleaseChanged:
         return await catalog.get_release(db, AppRef(tenant_id, project_id, app), version)
 
+    @get(VERSION + "/manifest", operation_id="getManifest", **_MANIFEST, **guarded(Action.READ))
+    async def get_manifest(
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, app: str, version: str, db: Database
+    ) -> Response[bytes]:
+        """The bundle's manifest bytes (their sha256 is the bundle digest)."""
+        return await _manifest(db, AppRef(tenant_id, project_id, app), version)
+
     @post(
         VERSION + "/statements",
         operation_id="attachStatement",
@@ -427,6 +461,12 @@ async def _blob_stream(db: Database, oci: OciClient, ref: AppRef, digest: str) -
     return Stream(body(), media_type="application/octet-stream", headers=headers)
 
 
+async def _manifest(db: Database, ref: AppRef, version: str) -> Response[bytes]:
+    raw, media_type = await catalog.get_manifest(db, ref, version)
+    headers = {"Docker-Content-Digest": digest_bytes(raw)}
+    return Response(raw, media_type=media_type, headers=headers)
+
+
 def _public(app: str) -> AppRef:
     return AppRef(PLATFORM, None, app)
 
@@ -458,6 +498,15 @@ class PublicController(Controller):
     @get(VERSION, operation_id="getPublicVersion", **guarded(Action.CATALOG))
     async def get_version(self, app: str, version: str, db: Database) -> ReleaseChanged:
         return await catalog.get_release(db, _public(app), version)
+
+    @get(
+        VERSION + "/manifest",
+        operation_id="getPublicManifest",
+        **_MANIFEST,
+        **guarded(Action.CATALOG),
+    )
+    async def get_manifest(self, app: str, version: str, db: Database) -> Response[bytes]:
+        return await _manifest(db, _public(app), version)
 
     @get(
         APP + "/blobs/{digest:str}",

@@ -80,11 +80,20 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True):
     # PEM (SubjectPublicKeyInfo) or the raw 32-byte Ed25519 key in base64.
     public_key: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # When the tenant's trust in the key ends (omitted: never); renewed with .../renew.
+    expires_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class KeyRotate(msgspec.Struct, forbid_unknown_fields=True):
     successor_public_key: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # The successor's trust expiry (omitted: never).
+    expires_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class KeyRenew(msgspec.Struct, forbid_unknown_fields=True):
+    # The new end of the tenant's trust in the key, in the future; null: it never expires.
+    expires_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None
 
 
 class KeyRevoke(msgspec.Struct, forbid_unknown_fields=True):

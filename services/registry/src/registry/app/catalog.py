@@ -292,3 +292,13 @@ async def get_release(db: Database, ref: AppRef, version: str):
         app = await require_app(uow, ref)
         row = await require_version(uow, app, version)
         return await release_document(uow, app, row)
+
+
+async def get_manifest(db: Database, ref: AppRef, version: str) -> tuple[bytes, str]:
+    """The version's manifest, the exact bytes the publisher signed, and their media type:
+    what a node pulls first (its sha256 is the bundle digest)."""
+    async with db.unit_of_work() as uow:
+        app = await require_app(uow, ref)
+        row = await require_version(uow, app, version)
+        bundle = await repo.bundle(uow, app["id"], row["manifest_digest"])
+    return bytes(bundle["manifest"]), bundle["media_type"]

@@ -1,5 +1,6 @@
-"""Trusted publisher keys (add, rotate to a successor, revoke) and promotion policies of a
-tenant. Every key change publishes its registry.key.* event in the same transaction."""
+"""Trusted publisher keys (add, rotate to a successor, renew its trust expiry, revoke) and
+promotion policies of a tenant. Every key change publishes its registry.key.* event in the
+same transaction."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from registry.domain.channels import ORDER, Channel, IllegalTransition
 from registry.domain.policy import InvalidPolicy, Policy
 from registry.store import repository as repo
 
-KEY_ADDED, KEY_ROTATED, KEY_REVOKED = (
+KEY_ADDED, KEY_ROTATED, KEY_RENEWED, KEY_REVOKED = (
     "registry.key.added",
     "registry.key.rotated",
+    "registry.key.renewed",
     "registry.key.revoked",
 )
 
@@ -48,13 +50,27 @@ def key_out(row: Any, successor_key_id: str | None = None) -> KeyChanged:
         successor_key_id=successor_key_id,
         revoked_at=row["revoked_at"],
         revocation_reason=row["revocation_reason"],
+        expires_at=row["expires_at"],
         created_at=row["created_at"],
         occurred_at=dt.datetime.now(dt.UTC),
     )
 
 
+def _expiry(expires_at: dt.datetime | None, field: str = "expires_at") -> dt.datetime | None:
+    try:
+        rules.check_expiry(expires_at, dt.datetime.now(dt.UTC))
+    except rules.InvalidExpiry as exc:
+        raise invalid(field, str(exc)) from None
+    return expires_at
+
+
 async def _insert(
-    uow: UnitOfWork, tenant_id: uuid.UUID, public: PublicKey, name: str, actor: Actor
+    uow: UnitOfWork,
+    tenant_id: uuid.UUID,
+    public: PublicKey,
+    name: str,
+    actor: Actor,
+    expires_at: dt.datetime | None,
 ):
     existing = await repo.find_key_by_key_id(uow, tenant_id, public.keyid)
     if existing is not None:
@@ -73,6 +89,7 @@ async def _insert(
             "public_key": public.raw,
             "name": name,
             "created_by": actor.subject,
+            "expires_at": expires_at,
         },
     )
     if row is None:
@@ -82,16 +99,24 @@ async def _insert(
 
 
 async def add_key(
-    db: Database, tenant_id: uuid.UUID, public_key: str, name: str, actor: Actor, key: str | None
+    db: Database,
+    tenant_id: uuid.UUID,
+    public_key: str,
+    name: str,
+    actor: Actor,
+    key: str | None,
+    expires_at: dt.datetime | None = None,
 ) -> tuple[int, bytes]:
     public = parse_public_key(public_key)
+    _expiry(expires_at)
 
     async def work(uow: UnitOfWork) -> tuple[int, Any]:
-        return 201, key_out(await _insert(uow, tenant_id, public, name, actor))
+        return 201, key_out(await _insert(uow, tenant_id, public, name, actor, expires_at))
 
-    return await idempotent(
-        db, f"registry.keys.{tenant_id}", key, {"k": public.keyid, "n": name}, work
-    )
+    request: dict[str, Any] = {"k": public.keyid, "n": name}
+    if expires_at is not None:  # only when set: keys stored before expiry keep their hash
+        request["e"] = expires_at.isoformat()
+    return await idempotent(db, f"registry.keys.{tenant_id}", key, request, work)
 
 
 async def _require_key(uow: UnitOfWork, tenant_id: uuid.UUID, key_id: uuid.UUID) -> Any:
@@ -109,8 +134,10 @@ async def rotate_key(
     name: str,
     actor: Actor,
     key: str | None,
+    expires_at: dt.datetime | None = None,
 ) -> tuple[int, bytes]:
     public = parse_public_key(successor_public_key, "successor_public_key")
+    _expiry(expires_at)
 
     async def work(uow: UnitOfWork) -> tuple[int, Any]:
         old = await _require_key(uow, tenant_id, key_id)
@@ -118,7 +145,7 @@ async def rotate_key(
             rules.rotate(old["status"])
         except IllegalTransition as exc:
             raise conflict(exc) from None
-        successor = await _insert(uow, tenant_id, public, name, actor)
+        successor = await _insert(uow, tenant_id, public, name, actor, expires_at)
         rotated = await repo.rotate_key(uow, old["id"], successor["id"])
         await emit(uow, KEY_ROTATED, tenant_id, key_out(rotated, successor["key_id"]), tenant_id)
         return 201, {
@@ -126,9 +153,30 @@ async def rotate_key(
             "successor": key_out(successor),
         }
 
-    return await idempotent(
-        db, f"registry.keys.{tenant_id}", key, {"r": str(key_id), "k": public.keyid}, work
-    )
+    request: dict[str, Any] = {"r": str(key_id), "k": public.keyid}
+    if expires_at is not None:
+        request["e"] = expires_at.isoformat()
+    return await idempotent(db, f"registry.keys.{tenant_id}", key, request, work)
+
+
+async def renew_key(
+    db: Database, tenant_id: uuid.UUID, key_id: uuid.UUID, expires_at: dt.datetime | None
+) -> KeyChanged:
+    """A new trust expiry (None: the key no longer expires). Idempotent by nature: the same
+    expiry again changes nothing but announces it again."""
+    async with db.unit_of_work() as uow:
+        old = await _require_key(uow, tenant_id, key_id)
+        try:
+            rules.renew(old["status"], expires_at, dt.datetime.now(dt.UTC))
+        except IllegalTransition as exc:
+            raise conflict(exc) from None
+        except rules.InvalidExpiry as exc:
+            raise invalid("expires_at", str(exc)) from None
+        renewed = await repo.renew_key(uow, old["id"], expires_at)
+        out = key_out(renewed, await _successor_key_id(uow, renewed))
+        await emit(uow, KEY_RENEWED, tenant_id, out, tenant_id)
+        await uow.commit()
+    return out
 
 
 async def revoke_key(

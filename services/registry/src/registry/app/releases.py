@@ -49,6 +49,7 @@ def signer_out(row: Any) -> Signer:
         public_key=base64.b64encode(bytes(row["public_key"])).decode(),
         status=row["status"],
         revoked_at=row["revoked_at"],
+        expires_at=row["expires_at"],
     )
 
 

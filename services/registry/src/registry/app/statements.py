@@ -95,7 +95,7 @@ async def attach_statement(
         if not signers:
             raise Refused(
                 ["untrusted-signer"],
-                "no signature verifies against an active trusted key of the tenant",
+                "no signature verifies against an active, unexpired trusted key of the tenant",
                 field="envelope",
             )
         row = await repo.insert_statement(

@@ -1,8 +1,10 @@
 """Verifying what is attached to a version, always against the tenant's keys as they are now
-(a revoked key counts for nothing, for old signatures as well as new ones)."""
+(a revoked key, or one whose trust expired, counts for nothing, for old signatures as well as
+new ones)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +17,14 @@ from registry.domain import keys as key_rules
 
 
 def trusted(keys: Sequence[Any], *, for_new: bool = False) -> list[PublicKey]:
-    """The tenant's keys whose signatures count (for_new: that may sign a new statement)."""
+    """The tenant's keys whose signatures count now (for_new: that may sign a new statement)."""
     allowed = key_rules.may_sign_new if for_new else key_rules.counts
-    return [PublicKey.from_raw(bytes(k["public_key"])) for k in keys if allowed(k["status"])]
+    now = dt.datetime.now(dt.UTC)
+    return [
+        PublicKey.from_raw(bytes(k["public_key"]))
+        for k in keys
+        if allowed(k["status"], k["expires_at"], now)
+    ]
 
 
 def successors(keys: Sequence[Any]) -> dict[str, str]:

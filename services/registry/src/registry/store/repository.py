@@ -3,6 +3,7 @@ commit; rows come back as mappings."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -182,8 +183,9 @@ async def statements(uow: UnitOfWork, version_id: uuid.UUID) -> list[Any]:
 
 async def insert_key(uow: UnitOfWork, row: dict[str, Any]) -> Any:
     return await uow.fetch_one(
-        "INSERT INTO trusted_keys (id, tenant_id, key_id, public_key, name, status, created_by)"
-        " VALUES (:id, :tenant_id, :key_id, :public_key, :name, 'active', :created_by)"
+        "INSERT INTO trusted_keys (id, tenant_id, key_id, public_key, name, status, created_by,"
+        " expires_at) VALUES (:id, :tenant_id, :key_id, :public_key, :name, 'active',"
+        " :created_by, :expires_at)"
         " ON CONFLICT (tenant_id, key_id) DO NOTHING RETURNING *",
         row,
     )
@@ -223,6 +225,13 @@ async def revoke_key(uow: UnitOfWork, key: uuid.UUID, reason: str) -> Any:
         "UPDATE trusted_keys SET status = 'revoked', revoked_at = now(), revocation_reason = :r"
         " WHERE id = :k RETURNING *",
         {"k": key, "r": reason},
+    )
+
+
+async def renew_key(uow: UnitOfWork, key: uuid.UUID, expires_at: dt.datetime | None) -> Any:
+    return await uow.fetch_one(
+        "UPDATE trusted_keys SET expires_at = :e WHERE id = :k RETURNING *",
+        {"k": key, "e": expires_at},
     )
 
 
