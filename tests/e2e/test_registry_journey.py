@@ -13,7 +13,7 @@ from gpucloud_trust import intoto
 from gpucloud_trust.dsse import Envelope
 from gpucloud_trust.keys import PublicKey, SigningKey
 
-from .conftest import bearer, idempotency_key, sign_up
+from .conftest import bearer, create_app, idempotency_key, sign_up
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "registry-" + uuid.uuid4().hex + "Aa1!"
@@ -32,7 +32,8 @@ def test_publish_sign_and_promote_through_the_gateway(fleet, gateway, tmp_path):
     assert trusted.status_code == 201, trusted.text
 
     base = f"/v1/registry/tenants/{tenant}/projects/{project}/apps"
-    assert gateway.post(base, json={"name": "inference"}, headers=auth).status_code == 201
+    namespace = f"/v1/registry/tenants/{tenant}/projects/{project}"
+    assert create_app(gateway, namespace, "inference", auth).status_code == 201
     source = tmp_path / "app"
     source.mkdir()
     (source / "serve.sh").write_text("#!/bin/sh\nexec python -m http.server\n")

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import Person, bearer, sign_up
+from .conftest import Person, bearer, create_app, sign_up
 from .conftest import idempotency_key as _key
 
 pytestmark = pytest.mark.e2e
@@ -195,7 +195,7 @@ def _registry_app(gateway: httpx.Client, namespace: str, headers: dict[str, str]
     blob = b'{"cmd": ["true"]}'
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     apps = f"{namespace}/apps"
-    _created_or_exists(gateway.post(apps, json={"name": "fuzz-app"}, headers=headers | _key()))
+    _created_or_exists(create_app(gateway, namespace, "fuzz-app", headers))
     _created(gateway.put(f"{apps}/fuzz-app/blobs/{digest}", content=blob, headers=headers))
     manifest = manifest_bytes(
         Descriptor(CONFIG_MEDIA_TYPE, digest, len(blob)),

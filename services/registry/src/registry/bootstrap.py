@@ -1,10 +1,13 @@
-"""Wires registry together: routes, migrations, the OCI registry client."""
+"""Wires registry together: routes, migrations, the project projection, the OCI registry
+client."""
 
 from litestar import Litestar
 
+from platformkit.consumers import Subscription
 from platformkit.http import ServiceDefinition, build_service_app
 from registry import __version__
 from registry.api.routes import ROUTES
+from registry.app.projects import PROJECT_TOPIC, project_handler
 from registry.oci import OciClient
 from registry.settings import RegistrySettings
 
@@ -30,6 +33,7 @@ DEFINITION = ServiceDefinition(
     description="Registry and trust: apps, versions, artifacts, signatures, promotions.",
     route_handlers=ROUTES,
     migrations="registry.store.migrations",
+    subscriptions=[Subscription("projects", (PROJECT_TOPIC,), project_handler())],
     on_startup=[open_blob_store],
 )
 

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 
+from gpucloud_contracts.events.iam import ProjectCreated
 from gpucloud_trust import intoto
 from gpucloud_trust.bundle import Bundle
 from gpucloud_trust.keys import SigningKey
+from platformkit.envelope import new_event
+from registry.app.projects import project_handler
 
 from .conftest import token
 
 
 def key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+async def project_created(client, tenant: uuid.UUID, project: uuid.UUID) -> None:
+    """What iam.project.created does to registry's projection (its own consumer's handler)."""
+    payload = ProjectCreated(
+        project_id=project,
+        tenant_id=tenant,
+        name="Project",
+        slug=f"p-{project.hex[:8]}",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    event = new_event(
+        type="iam.project.created", source="iam", subject=str(project), payload=payload
+    )
+    async with client.app.state.runtime.db.unit_of_work() as uow:
+        await project_handler()(event, uow)
+        await uow.commit()
 
 
 @dataclass
@@ -36,6 +57,7 @@ class Publisher:
         return f"{self.base}/{self.app}/versions/{version}"
 
     async def create_app(self, headers=None):
+        await project_created(self.client, self.tenant, self.project)
         response = await self.client.post(
             self.base, json={"name": self.app}, headers=(headers or self.owner) | key()
         )

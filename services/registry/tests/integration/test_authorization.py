@@ -131,3 +131,17 @@ async def test_a_ci_service_account_publishes_and_promotes_its_projects_apps(cli
         headers=ci,
     )
     assert add_key.status_code == 403
+
+
+async def test_apps_are_created_only_in_a_project_iam_made_in_the_tenant(client):
+    from .helpers import Publisher, key, project_created
+
+    p = Publisher(client)
+    unknown = await client.post(p.base, json={"name": p.app}, headers=p.owner | key())
+    assert unknown.status_code == 404 and "project" in unknown.json()["detail"]
+    # a project of another tenant is not this tenant's, whatever the path says
+    await project_created(client, uuid.uuid4(), p.project)
+    elsewhere = await client.post(p.base, json={"name": p.app}, headers=p.owner | key())
+    assert elsewhere.status_code == 404
+    mine = Publisher(client, tenant=p.tenant)
+    await mine.create_app()  # iam created it in this tenant: the app is made

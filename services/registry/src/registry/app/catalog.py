@@ -24,6 +24,7 @@ from platformkit.db import Database, UnitOfWork
 from platformkit.errors import NotFound, ServiceUnavailable
 from platformkit.ids import uuid7
 from registry.app.common import Actor, Refused, StateConflict, emit, idempotent, invalid
+from registry.app.projects import require_project
 from registry.app.releases import VERSION_PUBLISHED, release_document
 from registry.domain import apps as apps_domain
 from registry.domain.channels import ReleaseState
@@ -82,6 +83,7 @@ async def create_app(
         raise invalid("name", str(exc)) from None
 
     async def work(uow: UnitOfWork) -> tuple[int, Any]:
+        await require_project(uow, tenant_id, project_id)
         row = await repo.insert_app(
             uow,
             {

@@ -10,6 +10,27 @@ from typing import Any
 
 from platformkit.db import UnitOfWork
 
+# ----------------------------------------------------------------------------- projects
+
+
+async def remember_project(
+    uow: UnitOfWork, project_id: uuid.UUID, tenant_id: uuid.UUID, created_at: dt.datetime
+) -> None:
+    await uow.execute(
+        "INSERT INTO projects (project_id, tenant_id, created_at) VALUES (:p, :t, :c)"
+        " ON CONFLICT (project_id) DO NOTHING",
+        {"p": project_id, "t": tenant_id, "c": created_at},
+    )
+
+
+async def project_exists(uow: UnitOfWork, tenant_id: uuid.UUID, project_id: uuid.UUID) -> bool:
+    row = await uow.fetch_one(
+        "SELECT 1 AS known FROM projects WHERE project_id = :p AND tenant_id = :t",
+        {"p": project_id, "t": tenant_id},
+    )
+    return row is not None
+
+
 # ----------------------------------------------------------------------------- apps
 
 
