@@ -323,6 +323,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=registry.ReleaseChanged,
         family="registry",
     ),
+    "registry.statement.attached": EventSpec(
+        type="registry.statement.attached",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
     "registry.version.published": EventSpec(
         type="registry.version.published",
         topic="registry.release.v1",

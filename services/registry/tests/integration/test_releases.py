@@ -63,14 +63,18 @@ async def test_publish_sign_and_promote_through_every_channel(client, registry_u
     stable = await p.promote("1.4.0-rc.1", "stable")
     assert stable.status_code == 201, stable.text
     release = msgspec.convert(stable.json(), ReleaseChanged)
-    assert release.channels == ["dev", "staging", "stable"] and release.sequence == 4
+    # 1 + four statements + three promotions
+    assert release.channels == ["dev", "staging", "stable"] and release.sequence == 8
     assert sorted(release.policy.counted_key_ids) == sorted([alice.keyid, bob.keyid])
 
     # the outbox carries every change, in order, with the whole release document
     events = [(t, topic) for t, topic, _ in _outbox(registry_url)]
     assert [t for t, topic in events if topic == "registry.release.v1"] == [
         "registry.version.published",
-        *["registry.release.promoted"] * 3,
+        *["registry.statement.attached", "registry.release.promoted"],
+        *["registry.statement.attached"] * 2,
+        "registry.release.promoted",
+        *["registry.statement.attached", "registry.release.promoted"],
     ]
     assert [t for t, topic in events if topic == "registry.key.v1"] == ["registry.key.added"] * 2
     promoted = msgspec.json.decode(_outbox(registry_url)[-1][2], type=ReleaseChanged)

@@ -40,7 +40,8 @@ class ReleaseChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     # Channels the version is promoted to after this event (empty once yanked).
     channels: list[Literal["dev", "staging", "stable"]]
     yanked: bool
-    # 1 for published, then +1 with every promotion or yank of this version.
+    # 1 for published, then +1 with every statement attached to, promotion and yank of this
+    # version.
     sequence: Annotated[int, msgspec.Meta(ge=1)]
     occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
     # The project the app belongs to (null in the platform-public namespace).

@@ -24,6 +24,7 @@ from registry.domain.channels import ReleaseState
 from registry.store import repository as repo
 
 VERSION_PUBLISHED = "registry.version.published"
+STATEMENT_ATTACHED = "registry.statement.attached"
 RELEASE_PROMOTED = "registry.release.promoted"
 RELEASE_YANKED = "registry.release.yanked"
 
@@ -101,7 +102,8 @@ async def release_document(
         yanked=state.yanked,
         yank_reason=yank["reason"] if yank else None,
         actor=actor or (latest["actor"] if latest else version["published_by"]),
-        sequence=1 + len(promotion_rows),
+        # Both logs are append-only, so the sequence only grows.
+        sequence=1 + len(statement_rows) + len(promotion_rows),
         occurred_at=(latest["occurred_at"] if latest else version["published_at"])
         if actor is None
         else dt.datetime.now(dt.UTC),

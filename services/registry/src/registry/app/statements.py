@@ -17,8 +17,8 @@ from gpucloud_trust.bundle import ReleaseClaim
 from platformkit.db import Database, UnitOfWork
 from platformkit.ids import uuid7
 from registry.app.catalog import AppRef, require_app, require_version
-from registry.app.common import Actor, Refused, StateConflict, idempotent, invalid
-from registry.app.releases import state_of, statement_out
+from registry.app.common import Actor, Refused, StateConflict, emit, idempotent, invalid
+from registry.app.releases import STATEMENT_ATTACHED, release_document, state_of, statement_out
 from registry.app.trust import trusted
 from registry.store import repository as repo
 
@@ -114,6 +114,8 @@ async def attach_statement(
                 "attached_by": actor.subject,
             },
         )
+        document = await release_document(uow, app, version, actor=actor.subject)
+        await emit(uow, STATEMENT_ATTACHED, version["id"], document, app["tenant_id"])
         return 201, statement_out(row)
 
     scope = f"registry.statements.{ref.tenant_id}"
