@@ -65,8 +65,6 @@ SERVICES: dict[str, ServiceAccess] = {
             "billing.price.v1",
             "iam.membership.v1",
             "iam.service-account.v1",
-            "registry.key.v1",
-            "registry.release.v1",
         ),
     ),
     "iam": ServiceAccess(

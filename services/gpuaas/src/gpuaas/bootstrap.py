@@ -1,5 +1,4 @@
-"""Wires gpuaas together: routes, migrations, the balance, price and launch-gate consumers,
-the sweeper."""
+"""Wires gpuaas together: routes, migrations, the balance consumer and the sweeper."""
 
 import asyncio
 import contextlib
@@ -9,7 +8,6 @@ from litestar import Litestar
 from gpuaas import __version__
 from gpuaas.api.routes import AllocationController, NodeController, SkuController
 from gpuaas.app.balance import BALANCE_TOPIC, balance_handler
-from gpuaas.app.launch_gate import KEY_TOPIC, RELEASE_TOPIC, registry_handler
 from gpuaas.app.prices import PRICE_TOPIC, price_handler
 from gpuaas.app.providers import provider_from_env
 from gpuaas.app.sweeper import sweep_forever
@@ -59,7 +57,6 @@ DEFINITION = ServiceDefinition(
     subscriptions=[
         Subscription("balance-standing", (BALANCE_TOPIC,), balance_handler(SETTINGS)),
         Subscription("price-book", (PRICE_TOPIC,), price_handler()),
-        Subscription("launch-gate", (RELEASE_TOPIC, KEY_TOPIC), registry_handler()),
     ],
     on_startup=[start_sweeper, start_node_wakeups],
 )

@@ -16,13 +16,9 @@ from gpuaas.api.schemas import (
     AllocationCreate,
     AllocationOut,
     AllocationPage,
-    BundleOut,
     DesiredAllocation,
-    DesiredBundle,
     DesiredState,
     InstanceOut,
-    LaunchPolicyIn,
-    LaunchPolicyOut,
     NodeOut,
     NodeRegister,
     NodeRegistered,
@@ -39,13 +35,6 @@ from gpuaas.app.allocations import (
     get_allocation,
     list_allocations,
     release_allocation,
-)
-from gpuaas.app.launch_gate import (
-    PLATFORM,
-    BundleRequest,
-    LaunchPolicy,
-    get_launch_policy,
-    put_launch_policy,
 )
 from gpuaas.app.nodes import (
     GpuInventory,
@@ -79,12 +68,11 @@ async def _held_sync(
     observed: dict[str, str],
     settings: GpuaasSettings,
     activity: dict[str, dt.datetime] | None = None,
-    failures: dict[str, str] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Sync (a heartbeat); when the agent has nothing to do, wait for a change of the node's
     desired state (or the hold to pass) and sync again (the second heartbeat)."""
     async with wakeups.watching(node_id) as changed:
-        desired = await sync_node(db, node_id, observed, settings, activity, failures)
+        desired = await sync_node(db, node_id, observed, settings, activity)
         if differs({str(a.id) for a, _ in desired}, observed):
             return desired
         changed.clear()  # our own transitions notified too; the first check re-reads
@@ -129,41 +117,6 @@ def _out(view: AllocationView) -> AllocationOut:
         running_since=a.running_since,
         idle_stop_after_s=a.idle_stop_after_s,
         last_active_at=a.last_active_at,
-        bundle=BundleOut(
-            tenant_id=a.bundle.tenant_id,
-            app=a.bundle.app,
-            version=a.bundle.version,
-            digest=a.bundle.digest,
-            channel=a.bundle.channel,
-            withdrawn=a.bundle_withdrawn,
-        )
-        if a.bundle
-        else None,
-    )
-
-
-def _desired_bundle(a: Allocation) -> DesiredBundle | None:
-    if a.bundle is None:
-        return None
-    return DesiredBundle(
-        tenant_id=a.bundle.tenant_id,
-        project_id=None if a.bundle.tenant_id == PLATFORM else a.project_id,
-        app=a.bundle.app,
-        version=a.bundle.version,
-        digest=a.bundle.digest,
-        channel=a.bundle.channel,
-    )
-
-
-def _launch_policy_out(
-    tenant_id: uuid.UUID, project_id: uuid.UUID, p: LaunchPolicy
-) -> LaunchPolicyOut:
-    return LaunchPolicyOut(
-        tenant_id=tenant_id,
-        project_id=project_id,
-        required_channel=p.required_channel,
-        require_bundle=p.require_bundle,
-        configured=p.configured,
     )
 
 
@@ -214,14 +167,6 @@ class AllocationController(Controller):
                 data.count,
                 check_key(idempotency_key),
                 data.idle_stop_after_s,
-                BundleRequest(
-                    data.bundle.app,
-                    data.bundle.version,
-                    data.bundle.digest,
-                    platform=data.bundle.namespace == "platform",
-                )
-                if data.bundle
-                else None,
             ),
             _settings(state),
             lambda view: msgspec.json.encode(_out(view)),
@@ -312,39 +257,6 @@ class AllocationController(Controller):
         principal.require_operator()
         await set_quota(db, tenant_id, project_id, data.max_compute_slices)
         return await _quota(db, tenant_id, project_id, _settings(state))
-
-    @get("/launch-policy", operation_id="getLaunchPolicy")
-    async def launch_policy(
-        self, tenant_id: uuid.UUID, project_id: uuid.UUID, db: Database, principal: Principal
-    ) -> LaunchPolicyOut:
-        """The channel a launched bundle must be promoted to, and whether a launch must name
-        a bundle (the launch gate, docs/gpuaas.md)."""
-        _authorize(principal, tenant_id, project_id)
-        policy = await get_launch_policy(db, tenant_id, project_id)
-        return _launch_policy_out(tenant_id, project_id, policy)
-
-    @put("/launch-policy", operation_id="setLaunchPolicy")
-    async def put_launch_policy(
-        self,
-        tenant_id: uuid.UUID,
-        project_id: uuid.UUID,
-        data: LaunchPolicyIn,
-        db: Database,
-        principal: Principal,
-    ) -> LaunchPolicyOut:
-        """Tenant owners and admins, with a recent second factor: the policy decides what
-        may run in the project."""
-        _authorize(principal, tenant_id, project_id)
-        principal.require_role("owner", "admin")
-        principal.require_recent_mfa()
-        policy = await put_launch_policy(
-            db,
-            tenant_id,
-            project_id,
-            LaunchPolicy(data.required_channel, data.require_bundle),
-            principal.subject,
-        )
-        return _launch_policy_out(tenant_id, project_id, policy)
 
 
 async def _quota(
@@ -452,12 +364,10 @@ class NodeController(Controller):
         settings = _settings(state)
         wakeups = getattr(state, "node_wakeups", None)
         if not data.hold or wakeups is None:
-            desired = await sync_node(
-                db, node_id, data.allocations, settings, data.activity, data.failures
-            )
+            desired = await sync_node(db, node_id, data.allocations, settings, data.activity)
         else:
             desired = await _held_sync(
-                db, wakeups, node_id, data.allocations, settings, data.activity, data.failures
+                db, wakeups, node_id, data.allocations, settings, data.activity
             )
         return DesiredState(
             node_id=node_id,
@@ -468,7 +378,6 @@ class NodeController(Controller):
                     mig_profile=a.mig_profile,
                     state=a.state.value,
                     instances=_instances(rows),
-                    bundle=_desired_bundle(a),
                 )
                 for a, rows in desired
             ],

@@ -6,21 +6,6 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Digest = Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")]
-AppName = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9-]{0,62}$")]
-Version = Annotated[str, msgspec.Meta(min_length=5, max_length=128)]
-Channel = Literal["dev", "staging", "stable"]
-
-
-class BundleIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A registry release to run: an app of this project (namespace `tenant`) or of the
-    platform-public catalog (`platform`), its version, and the bundle digest expected."""
-
-    app: AppName
-    version: Version
-    digest: Digest
-    namespace: Literal["tenant", "platform"] = "tenant"
-
 
 class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
     sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -36,8 +21,6 @@ class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
         ]
         | None
     ) = None
-    # Run this signed, promoted bundle (the launch gate checks it first).
-    bundle: BundleIn | None = None
 
 
 class InstanceOut(msgspec.Struct):
@@ -47,17 +30,6 @@ class InstanceOut(msgspec.Struct):
     memory_slices: int
     compute_slices: int
     profile_id: int | None = None
-
-
-class BundleOut(msgspec.Struct):
-    tenant_id: uuid.UUID  # the app's namespace (00000000-...: platform-public)
-    app: str
-    version: str
-    digest: str
-    channel: str  # the channel the project required when the launch passed the gate
-    # Why the release no longer passes the gate (yanked, revoked, expired, ...), while the
-    # allocation lives; null while it still passes.
-    withdrawn: str | None = None
 
 
 class AllocationOut(msgspec.Struct):
@@ -77,7 +49,6 @@ class AllocationOut(msgspec.Struct):
     running_since: dt.datetime | None = None
     idle_stop_after_s: int | None = None
     last_active_at: dt.datetime | None = None
-    bundle: BundleOut | None = None
 
 
 class AllocationPage(msgspec.Struct):
@@ -146,20 +117,6 @@ class NodeSync(msgspec.Struct, forbid_unknown_fields=True):
     # Optional (older agents omit it): allocation id -> when its workload was last seen
     # active (simulated nodes: it used CPU). Feeds the idle stop.
     activity: dict[str, dt.datetime] = {}
-    # Optional: allocation id -> why the agent refused to run it (the bundle failed its
-    # verification after pulling: gpucloud_trust reason codes such as blob-digest).
-    failures: dict[str, Annotated[str, msgspec.Meta(max_length=64)]] = {}
-
-
-class DesiredBundle(msgspec.Struct):
-    """What the agent pulls from registry and verifies before running it."""
-
-    tenant_id: uuid.UUID  # the app's namespace (00000000-...: the platform-public one)
-    project_id: uuid.UUID | None  # the app's project; null in the platform-public namespace
-    app: str
-    version: str
-    digest: str
-    channel: str
 
 
 class DesiredAllocation(msgspec.Struct):
@@ -168,7 +125,6 @@ class DesiredAllocation(msgspec.Struct):
     mig_profile: str | None
     state: str
     instances: list[InstanceOut]
-    bundle: DesiredBundle | None = None
 
 
 class DesiredState(msgspec.Struct):
@@ -184,19 +140,3 @@ class NodeOut(msgspec.Struct):
     gpu_count: int
     last_heartbeat_at: dt.datetime
     sku: str | None = None
-
-
-class LaunchPolicyIn(msgspec.Struct, forbid_unknown_fields=True):
-    # The channel a bundle named by a launch must be promoted to.
-    required_channel: Channel = "stable"
-    # Refuse launches that name no bundle (the node's configured workload).
-    require_bundle: bool = False
-
-
-class LaunchPolicyOut(msgspec.Struct):
-    tenant_id: uuid.UUID
-    project_id: uuid.UUID
-    required_channel: str
-    require_bundle: bool
-    # False: none is set and the default applies (stable; bundles optional).
-    configured: bool

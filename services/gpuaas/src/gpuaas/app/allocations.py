@@ -10,15 +10,8 @@ from typing import Any
 import msgspec
 from sqlalchemy.exc import IntegrityError
 
-from gpuaas.app import launch_gate
 from gpuaas.app.capacity import LiveIndex, live_index
-from gpuaas.app.errors import (
-    BalanceExhausted,
-    IllegalState,
-    LaunchRefusedProblem,
-    NoCapacity,
-    QuotaExceededProblem,
-)
+from gpuaas.app.errors import BalanceExhausted, IllegalState, NoCapacity, QuotaExceededProblem
 from gpuaas.app.lifecycle import emit, move, now_utc, release
 from gpuaas.app.prices import runway_shortfall
 from gpuaas.domain.allocations import (
@@ -59,9 +52,6 @@ class CreateAllocation:
     count: int
     idempotency_key: str | None = None
     idle_stop_after_s: int | None = None
-    # The signed, promoted bundle to run (the launch gate checks it); None: the node's
-    # configured workload, unless the project's launch policy requires a bundle.
-    bundle: launch_gate.BundleRequest | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +123,6 @@ async def create_allocation(
     if command.idle_stop_after_s is not None:
         # Only when set: keys stored before the idle policy existed keep their hash.
         hashed.append(command.idle_stop_after_s)
-    if command.bundle is not None:
-        b = command.bundle
-        hashed.append([b.app, b.version, b.digest, b.platform])
     body_hash = idempotency.request_hash(msgspec.json.encode(hashed))
     scope = f"gpuaas.allocations:{command.project_id}"
     period = dt.timedelta(seconds=settings.metering_period_s)
@@ -172,18 +159,6 @@ async def _create_in(
         if stored is not None:
             return stored.status, stored.body, None
     now = now_utc()
-    # The launch gate first: a refused bundle is refused like a malformed request, before
-    # anything is recorded (the transaction rolls back).
-    policy = await launch_gate.launch_policy(uow, command.tenant_id, command.project_id)
-    launched = None
-    if command.bundle is not None:
-        launched = await launch_gate.check(
-            uow, command.tenant_id, command.project_id, command.bundle, policy.required_channel, now
-        )
-    elif policy.require_bundle:
-        raise LaunchRefusedProblem(
-            "bundle-required", "this project launches only signed, promoted bundles"
-        )
     requested = units(profile, command.count)
     a, first = new_allocation(
         uuid7(),
@@ -194,7 +169,6 @@ async def _create_in(
         command.count,
         now,
         command.idle_stop_after_s,
-        launched,
     )
     repo = AllocationRepository(uow)
     await repo.add(a, requested)

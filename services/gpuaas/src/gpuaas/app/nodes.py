@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from gpuaas.app.lifecycle import SOURCE, move, now_utc, release
-from gpuaas.domain.allocations import Allocation, AllocationState, failure_reason, later_activity
+from gpuaas.domain.allocations import Allocation, AllocationState, later_activity
 from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.nodes import NODE_TOPIC, IllegalNodeTransition, NodeState, node_transition
 from gpuaas.settings import GpuaasSettings
@@ -169,14 +169,11 @@ async def sync_node(
     observed: dict[str, str],
     settings: GpuaasSettings,
     activity: dict[str, dt.datetime] | None = None,
-    failures: dict[str, str] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Apply the node's observed allocation states (also a heartbeat); return what the node
     should run. Observed states: provisioning, running, failed; an allocation the node no
     longer reports is torn down there. `activity` (optional; older agents omit it) is the
-    last time each running workload was seen active: it feeds the idle stop. `failures`
-    (optional) says why the agent refused to run one: a bundle that failed its verification
-    fails with reason `bundle_<code>` instead of `provision_error`."""
+    last time each running workload was seen active: it feeds the idle stop."""
     now = now_utc()
     period = dt.timedelta(seconds=settings.metering_period_s)
     async with db.unit_of_work() as uow:
@@ -200,9 +197,10 @@ async def sync_node(
             if a.state == S.PROVISIONING and seen == "running":
                 a = await move(uow, a, S.RUNNING, now=now, period=period)
             elif a.state in (S.SCHEDULED, S.PROVISIONING) and seen == "failed":
-                why = failure_reason((failures or {}).get(str(a.id)))
-                a = await move(uow, a, S.FAILED, now=now, period=period, reason=why)
-                a = await move(uow, a, S.RELEASING, now=now, period=period, reason=why)
+                a = await move(uow, a, S.FAILED, now=now, period=period, reason="provision_error")
+                a = await move(
+                    uow, a, S.RELEASING, now=now, period=period, reason="provision_error"
+                )
             elif a.state == S.RUNNING and seen in (None, "failed"):
                 # The workload vanished under a running allocation: release it.
                 a = await release(uow, a, now=now, period=period, reason="workload_lost")

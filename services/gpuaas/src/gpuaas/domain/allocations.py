@@ -76,19 +76,6 @@ class IllegalTransition(Exception):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LaunchedBundle:
-    """The registry release an allocation runs (it passed the launch gate): the app's
-    namespace (a tenant, or the platform-public one), app, version, bundle digest, and the
-    channel the project required."""
-
-    tenant_id: uuid.UUID
-    app: str
-    version: str
-    digest: str
-    channel: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Allocation:
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -111,10 +98,6 @@ class Allocation:
     # (None: never). last_active_at starts at running and moves with the node's reports.
     idle_stop_after_s: int | None = None
     last_active_at: dt.datetime | None = None
-    # The bundle it runs (None: the node's configured workload), and, while it is live, why
-    # its release no longer passes the launch gate (reported, not acted on).
-    bundle: LaunchedBundle | None = None
-    bundle_withdrawn: str | None = None
 
     @property
     def holds_capacity(self) -> bool:
@@ -141,7 +124,6 @@ def new_allocation(
     count: int,
     now: dt.datetime,
     idle_stop_after_s: int | None = None,
-    bundle: LaunchedBundle | None = None,
 ) -> tuple[Allocation, Transition]:
     allocation = Allocation(
         allocation_id,
@@ -154,29 +136,8 @@ def new_allocation(
         now,
         now,
         idle_stop_after_s=idle_stop_after_s,
-        bundle=bundle,
     )
     return allocation, Transition(AllocationEvent.REQUESTED, allocation, None, None)
-
-
-# Why a node agent refused to run the bundle it pulled (gpucloud_trust's reason codes, and
-# pull-failed when registry did not hand it over). Any other report is a provision error:
-# a node never chooses the reason text gpuaas records.
-BUNDLE_FAILURES = frozenset(
-    {
-        "unknown-release", "manifest-digest", "manifest-invalid", "yanked", "unsigned",
-        "untrusted", "revoked", "expired", "below-threshold", "unpromoted", "statement",
-        "subject-mismatch", "blob-missing", "blob-size", "blob-digest", "pull-failed",
-    }
-)  # fmt: skip
-PROVISION_ERROR = "provision_error"
-
-
-def failure_reason(code: str | None) -> str:
-    """The reason recorded when a node reports an allocation failed (with its code)."""
-    if code in BUNDLE_FAILURES:
-        return "bundle_" + code.replace("-", "_")
-    return PROVISION_ERROR
 
 
 MIN_IDLE_STOP_S = 60

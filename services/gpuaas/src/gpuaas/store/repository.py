@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from gpuaas.domain.allocations import HOLDS_CAPACITY, Allocation, AllocationState, LaunchedBundle
+from gpuaas.domain.allocations import HOLDS_CAPACITY, Allocation, AllocationState
 from gpuaas.domain.geometry import Instance, Layout
 from gpuaas.domain.nodes import NodeState
 from gpuaas.domain.placement import Booking, GpuState, NodeCapacity
@@ -21,8 +21,7 @@ _LIVE = tuple(s.value for s in HOLDS_CAPACITY)
 _ALLOCATION_COLUMNS = (
     "id, tenant_id, project_id, sku, mig_profile, count, state, created_at, updated_at,"
     " node_id, reason, running_since, usage_cursor, usage_sequence, release_attempts,"
-    " next_release_at, idle_stop_after_s, last_active_at, bundle_tenant_id, bundle_app,"
-    " bundle_version, bundle_digest, bundle_channel, bundle_withdrawn"
+    " next_release_at, idle_stop_after_s, last_active_at"
 )
 
 
@@ -50,16 +49,6 @@ def _allocation(row: Any) -> Allocation:
         next_release_at=row["next_release_at"],
         idle_stop_after_s=row["idle_stop_after_s"],
         last_active_at=row["last_active_at"],
-        bundle=LaunchedBundle(
-            row["bundle_tenant_id"],
-            row["bundle_app"],
-            row["bundle_version"],
-            row["bundle_digest"],
-            row["bundle_channel"],
-        )
-        if row["bundle_digest"] is not None
-        else None,
-        bundle_withdrawn=row["bundle_withdrawn"],
     )
 
 
@@ -72,9 +61,7 @@ class AllocationRepository:
             f"INSERT INTO allocations ({_ALLOCATION_COLUMNS}, units) VALUES (:id, :tenant_id,"  # noqa: S608
             " :project_id, :sku, :mig_profile, :count, :state, :created_at, :updated_at,"
             " :node_id, :reason, :running_since, :usage_cursor, :usage_sequence,"
-            " :release_attempts, :next_release_at, :idle_stop_after_s, :last_active_at,"
-            " :bundle_tenant_id, :bundle_app, :bundle_version, :bundle_digest, :bundle_channel,"
-            " :bundle_withdrawn, :units)",
+            " :release_attempts, :next_release_at, :idle_stop_after_s, :last_active_at, :units)",
             {**_params(allocation), "units": units},
         )
 
@@ -229,12 +216,6 @@ def _params(a: Allocation) -> dict[str, Any]:
         "next_release_at": a.next_release_at,
         "idle_stop_after_s": a.idle_stop_after_s,
         "last_active_at": a.last_active_at,
-        "bundle_tenant_id": a.bundle.tenant_id if a.bundle else None,
-        "bundle_app": a.bundle.app if a.bundle else None,
-        "bundle_version": a.bundle.version if a.bundle else None,
-        "bundle_digest": a.bundle.digest if a.bundle else None,
-        "bundle_channel": a.bundle.channel if a.bundle else None,
-        "bundle_withdrawn": a.bundle_withdrawn,
     }
 
 
@@ -557,97 +538,4 @@ class NodeRepository:
             f"SELECT {self._COLUMNS} FROM nodes WHERE last_heartbeat_at < :b"  # noqa: S608
             " AND state NOT IN (:offline, :retired) FOR UPDATE SKIP LOCKED",
             {"b": before, "offline": NodeState.OFFLINE.value, "retired": NodeState.RETIRED.value},
-        )
-
-
-class LaunchGateRepository:
-    """The launch gate's projection (registry's releases and publisher keys), the projects'
-    launch policies, and the live allocations a release change may withdraw."""
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self.uow = uow
-
-    async def apply_release(self, row: dict[str, Any]) -> bool:
-        """Keep the event with the highest sequence; every event still adds the threshold of
-        the channel it promoted to. True when this event became the row."""
-        applied = await self.uow.fetch_one(
-            "INSERT INTO releases (version_id, tenant_id, project_id, app, version,"
-            " manifest_digest, channels, yanked, envelopes, thresholds, sequence, occurred_at)"
-            " VALUES (:version_id, :tenant_id, :project_id, :app, :version, :manifest_digest,"
-            " :channels, :yanked, :envelopes, CAST(:thresholds AS jsonb), :sequence, :occurred_at)"
-            " ON CONFLICT (version_id) DO UPDATE SET"
-            " channels = CASE WHEN EXCLUDED.sequence > releases.sequence"
-            "   THEN EXCLUDED.channels ELSE releases.channels END,"
-            " yanked = releases.yanked OR EXCLUDED.yanked,"
-            " envelopes = CASE WHEN EXCLUDED.sequence > releases.sequence"
-            "   THEN EXCLUDED.envelopes ELSE releases.envelopes END,"
-            " thresholds = releases.thresholds || EXCLUDED.thresholds,"
-            " occurred_at = GREATEST(releases.occurred_at, EXCLUDED.occurred_at),"
-            " sequence = GREATEST(releases.sequence, EXCLUDED.sequence)"
-            " RETURNING sequence",
-            {**row, "thresholds": json.dumps(row["thresholds"])},
-        )
-        return applied is not None and applied["sequence"] == row["sequence"]
-
-    async def apply_key(self, row: dict[str, Any]) -> None:
-        """The furthest status (active < rotated < revoked) and the latest expiry win."""
-        await self.uow.execute(
-            "INSERT INTO publisher_keys (tenant_id, key_id, public_key, status, expires_at,"
-            " expiry_as_of) VALUES (:tenant_id, :key_id, :public_key, :status, :expires_at,"
-            " :as_of) ON CONFLICT (tenant_id, key_id) DO UPDATE SET"
-            " status = CASE WHEN array_position(ARRAY['active', 'rotated', 'revoked'],"
-            "   EXCLUDED.status) > array_position(ARRAY['active', 'rotated', 'revoked'],"
-            "   publisher_keys.status) THEN EXCLUDED.status ELSE publisher_keys.status END,"
-            " expires_at = CASE WHEN EXCLUDED.expiry_as_of >= publisher_keys.expiry_as_of"
-            "   THEN EXCLUDED.expires_at ELSE publisher_keys.expires_at END,"
-            " expiry_as_of = GREATEST(publisher_keys.expiry_as_of, EXCLUDED.expiry_as_of)",
-            row,
-        )
-
-    async def release(self, tenant_id: uuid.UUID, app: str, version: str) -> Any:
-        return await self.uow.fetch_one(
-            "SELECT * FROM releases WHERE tenant_id = :t AND app = :a AND version = :v",
-            {"t": tenant_id, "a": app, "v": version},
-        )
-
-    async def keys(self, tenant_id: uuid.UUID) -> list[Any]:
-        return await self.uow.fetch_all(
-            "SELECT public_key, status, expires_at FROM publisher_keys WHERE tenant_id = :t",
-            {"t": tenant_id},
-        )
-
-    async def policy(self, project_id: uuid.UUID) -> Any:
-        return await self.uow.fetch_one(
-            "SELECT * FROM launch_policies WHERE project_id = :p", {"p": project_id}
-        )
-
-    async def set_policy(self, row: dict[str, Any]) -> Any:
-        return await self.uow.fetch_one(
-            "INSERT INTO launch_policies (project_id, tenant_id, required_channel,"
-            " require_bundle, updated_by, updated_at) VALUES (:project_id, :tenant_id,"
-            " :required_channel, :require_bundle, :updated_by, :updated_at)"
-            " ON CONFLICT (project_id) DO UPDATE SET required_channel = EXCLUDED.required_channel,"
-            " require_bundle = EXCLUDED.require_bundle, updated_by = EXCLUDED.updated_by,"
-            " updated_at = EXCLUDED.updated_at WHERE launch_policies.tenant_id = EXCLUDED.tenant_id"
-            " RETURNING *",
-            row,
-        )
-
-    async def live_with_bundle(
-        self, tenant_id: uuid.UUID, app: str | None = None, version: str | None = None
-    ) -> list[Any]:
-        """Live allocations running a release of the namespace (of one app@version)."""
-        return await self.uow.fetch_all(
-            "SELECT id, bundle_tenant_id, bundle_app, bundle_version, bundle_digest,"
-            " bundle_channel, bundle_withdrawn FROM allocations WHERE bundle_tenant_id = :t"
-            " AND (CAST(:a AS text) IS NULL OR bundle_app = CAST(:a AS text))"
-            " AND (CAST(:v AS text) IS NULL OR bundle_version = CAST(:v AS text))"
-            " AND bundle_digest IS NOT NULL AND state NOT IN ('rejected', 'released')",
-            {"t": tenant_id, "a": app, "v": version},
-        )
-
-    async def set_withdrawn(self, allocation_id: uuid.UUID, reason: str | None) -> None:
-        await self.uow.execute(
-            "UPDATE allocations SET bundle_withdrawn = :r WHERE id = :id",
-            {"id": allocation_id, "r": reason},
         )
