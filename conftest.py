@@ -25,7 +25,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
-from platformkit.kafka import KafkaSettings, admin_client, idempotent_producer
+from platformkit import kafka
+from platformkit.kafka import KafkaSettings
+from platformkit.settings import ServiceSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,22 @@ class TestInfra:
             base = f"{scheme}://{role}:{password}@{host.rpartition('@')[2]}"
         return f"{base}/{database}"
 
+    @contextlib.contextmanager
+    def scratch_database(self, prefix: str = "test") -> Iterator[str]:
+        """A new, empty database, dropped (connections forced out) afterwards."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.database_url(name)
+        finally:
+            with psycopg.connect(self.pg_admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def settings(self, service_name: str = "tests", **overrides) -> ServiceSettings:
+        """Service settings on this Kafka: what every kit Kafka client is built from."""
+        return ServiceSettings(service_name=service_name, kafka=self.kafka, **overrides)
+
 
 def _docker_answers() -> bool:
     if shutil.which("docker") is None:
@@ -57,10 +75,10 @@ def _docker_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[TestInfra]:
-    kafka = os.environ.get("GPUCLOUD_TEST_KAFKA_BOOTSTRAP")
+    bootstrap = os.environ.get("GPUCLOUD_TEST_KAFKA_BOOTSTRAP")
     pg = os.environ.get("GPUCLOUD_TEST_PG_ADMIN_URL")
-    if kafka and pg:
-        yield TestInfra(KafkaSettings(kafka), pg)
+    if bootstrap and pg:
+        yield TestInfra(KafkaSettings(bootstrap), pg)
     elif _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
@@ -80,14 +98,8 @@ def infra() -> Iterator[TestInfra]:
 @pytest.fixture
 def fresh_database(infra: TestInfra) -> Iterator[str]:
     """A new, empty database for one test, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield infra.database_url(name)
-    finally:
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with infra.scratch_database() as url:
+        yield url
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +151,7 @@ def unique_topic() -> str:
 @pytest.fixture
 async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
     """A new topic (4 partitions) and its `.dlq` twin, deleted afterwards."""
-    admin = admin_client(infra.kafka, "tests")
+    admin = kafka.admin_client(infra.settings())
     await admin.start()
     try:
         await admin.create_topics(
@@ -154,7 +166,7 @@ async def topic(infra: TestInfra, unique_topic: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def producer(infra: TestInfra) -> AsyncIterator[AIOKafkaProducer]:
     """The platform's idempotent producer (acks=all), as services and relays use it."""
-    p = idempotent_producer(infra.kafka, "tests")
+    p = kafka.producer(infra.settings())
     await p.start()
     yield p
     await p.stop()

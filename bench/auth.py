@@ -19,11 +19,13 @@ import httpx
 import jwt
 
 from bench.common import environment, print_table, save_results, summarize_ms
+from devstack import fleet
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import verifier_from_settings
 
 SUMMARY = "token verifications/s in a service and sign-in p50/p99 (needs `just up`)"
-GATEWAY = "http://127.0.0.1:8080"
+# The devstack's gateway (GPUCLOUD_DEVSTACK_PORT_OFFSET shifts it with every port).
+GATEWAY = f"http://127.0.0.1:{fleet.load().gateway.port}"
 IAM = "http://127.0.0.1:8101"
 
 

@@ -26,10 +26,11 @@ from typing import Any
 import httpx
 
 from bench.common import environment, print_table, save_results, summarize_ms
-from devstack import credentials
+from devstack import credentials, fleet
 
 SUMMARY = "allocation-to-running p50/p99 through the gateway (needs `just up`)"
-GATEWAY = "http://127.0.0.1:8080"
+# The devstack's gateway (GPUCLOUD_DEVSTACK_PORT_OFFSET shifts it with every port).
+GATEWAY = f"http://127.0.0.1:{fleet.load().gateway.port}"
 TARGET_P99_MS = 500.0
 TOP_UP_MICROS = 1_000_000_000  # 1,000 USD: far more than N short-lived slices cost
 SETUP_TIMEOUT_S = 60.0

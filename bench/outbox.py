@@ -1,11 +1,12 @@
 """Outbox benchmark: commit-to-consumer latency at a steady rate, and relay throughput.
 
 Part 1, latency. A writer commits one outbox event per transaction through platformkit
-(`Database.unit_of_work()` + `add_event` + `commit()`, like a request handler) at a steady
-rate; the real `OutboxRelay.run()`, woken by LISTEN/NOTIFY, publishes them; a real
-`EventConsumer` (faststream KafkaBroker, manual offset commit, inbox dedup) applies them with
-a handler that writes one row. Per event, latency = when the consumer's transaction committed
-minus when the writer's commit returned. Events scheduled in the warm-up are left out.
+(`Database.unit_of_work()` + an outbox insert + `commit()`, like a request handler) at a
+steady rate; the real `OutboxRelay.run()`, woken by LISTEN/NOTIFY, publishes them; a real
+subscription run by the kit's `ServiceRuntime` (its `EventConsumer`: manual offset commit,
+inbox dedup) applies them with a handler that writes one row. Per event, latency = when the
+consumer's transaction committed minus when the writer's commit returned. Events scheduled
+in the warm-up are left out.
 
 Layout: the writer and the relay share this process, as in a service, where the relay is a
 task of the same ServiceRuntime that serves the writes; the consumer runs in a child process,
@@ -45,14 +46,18 @@ from bench.common import (
     summarize_ms,
 )
 from devstack.infra import ensure_infra
-from platformkit.consumers import EventConsumer, Subscription
+from platformkit import kafka as kafka_clients
+from platformkit.consumers import Subscription
 from platformkit.db import Database, UnitOfWork, libpq_url
+from platformkit.definition import ServiceDefinition
 from platformkit.envelope import CloudEvent, new_event
-from platformkit.kafka import KafkaSettings, broker, idempotent_producer
+from platformkit.kafka import KafkaSettings
 from platformkit.migrate import apply_migrations
-from platformkit.outbox import add_event
+from platformkit.outbox import write_events
 from platformkit.relay import OutboxRelay
+from platformkit.runtime import ServiceRuntime
 from platformkit.service import KIT_MIGRATIONS
+from platformkit.settings import ServiceSettings
 
 SUMMARY = "outbox -> relay -> Kafka -> consumer: latency at a steady rate, relay throughput"
 TARGET_P99_MS = 50.0
@@ -181,12 +186,19 @@ class ConsumerSide:
         self.applied: dict[str, tuple[float, float]] = {}  # id -> (handler entered, committed)
         self.expected: int | None = None
         self.all_applied = asyncio.Event()
-        self.db = Database(db_url)
-        self.producer = idempotent_producer(kafka, "bench-consumer")  # for its DLQ
-        self.broker = broker(kafka, "bench-consumer")
-        subscription = Subscription(f"consumer-{topic}", (topic,), self.handle)
-        self.consumer = EventConsumer(subscription, "bench", self.db, self.producer)
-        self.consumer.register(self.broker)
+        definition = ServiceDefinition(
+            name="bench",
+            version="0",
+            description="the consuming service of the outbox bench",
+            route_handlers=[],
+            subscriptions=[Subscription(f"consumer-{topic}", (topic,), self.handle)],
+            relay=False,
+        )
+        settings = ServiceSettings(
+            "bench", kafka=kafka, database_url=db_url, heartbeat_interval_s=0
+        )
+        self.runtime = ServiceRuntime(definition, settings)
+        self.consumer = self.runtime.consumers[0]
         self.started = (0.0, 0.0)  # (clock, process CPU) once ready
         self.closed = False
 
@@ -202,15 +214,11 @@ class ConsumerSide:
 
     async def start(self) -> None:
         """Returns once the group has its partitions, so no event waits for a rebalance."""
-        await self.producer.start()
-        await self.broker.start()
+        await self.runtime.start()
         async with asyncio.timeout(30):
-            while not self._assigned():  # noqa: ASYNC110 (aiokafka signals no assignment)
+            while not self.consumer.assigned:  # noqa: ASYNC110 (aiokafka signals no assignment)
                 await asyncio.sleep(0.05)
         self.started = (now(), time.process_time())
-
-    def _assigned(self) -> bool:
-        return all(s.consumer and s.consumer.assignment() for s in self.broker.subscribers)
 
     async def finish(self, expected: int, wait_s: float) -> dict[str, Any]:
         """Wait until `expected` events are applied (or `wait_s`), stop, return the stamps."""
@@ -234,9 +242,7 @@ class ConsumerSide:
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            await self.broker.stop()
-            await self.producer.stop()
-            await self.db.dispose()
+            await self.runtime.stop()
 
 
 class ConsumerProcess:
@@ -301,7 +307,8 @@ async def write_steadily(
 
     async def write_one(i: int, due: float) -> None:
         async with db.unit_of_work() as uow:
-            event = await add_event(uow, topic=topic, **event_fields(i))
+            event = new_event(**event_fields(i))
+            await write_events(uow, topic, [event])
             await uow.commit()
         writes[str(event.id)] = (due, now())
 
@@ -334,7 +341,7 @@ async def measure_latency(
         else ConsumerProcess(db_url, kafka, topic)
     )
     db = Database(db_url)
-    producer = idempotent_producer(kafka, "bench-relay")
+    producer = kafka_clients.producer(kafka, "bench-relay")
     relay = TimedRelay(db_url, producer)  # the defaults a ServiceRuntime uses
     relay_task: asyncio.Task[None] | None = None
     try:
@@ -491,7 +498,7 @@ async def _relay_round(
 ) -> dict[str, Any]:
     """Pre-fill the outbox, then time the relay's batch loop until nothing is left."""
     prefill_s = await _prefill(db_url, topic, events)
-    producer = idempotent_producer(kafka, "bench-relay")
+    producer = kafka_clients.producer(kafka, "bench-relay")
     await producer.start()
     try:
         await producer.partitions_for(topic)  # metadata in place before the clock starts
@@ -556,7 +563,7 @@ async def _produce(
 ) -> float:
     """Seconds for a bare idempotent producer to get every record acknowledged; `window`
     waits for the acks every that many records, None keeps them all in flight."""
-    producer = idempotent_producer(kafka, "bench-baseline")
+    producer = kafka_clients.producer(kafka, "bench-baseline")
     await producer.start()
     try:
         await producer.partitions_for(topic)

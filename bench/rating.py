@@ -5,16 +5,16 @@ One run, on a scratch topic (12 partitions) and scratch billing databases (migra
 1. N `metering.usage.recorded` events (keyed by allocation, spread over tenants and
    allocations) are produced to the topic;
 2. ceiling A, **bare consumer**: aiokafka `getmany` over the whole topic, each envelope
-   parsed (the batch consumer's `parse_record`), nothing else;
+   parsed (the consumer engine's `parse_record`), nothing else;
 3. ceiling B, **PostgreSQL insert-only**: the same transfer rows (one per interval, wallet
    -> revenue) inserted by billing's ledger statement (`LedgerRepository.post`: ON CONFLICT
    DO NOTHING + one balance update per account per batch), no Kafka, no decoding, pricing
    or standings;
 4. breakdown, **rating without Kafka**: billing's whole `UsageRater` use case (decode,
    price, split, insert, balances, standings) on the same events, batch by batch;
-5. **end to end**: platformkit's `BatchConsumer` + billing's `UsageRater`, as billing's
-   bootstrap wires them, from the first batch to the last committed offset (the consumer
-   group join is reported apart).
+5. **end to end**: billing's `rating` batch subscription (`UsageRater`) in the kit's
+   `ServiceRuntime`, as billing's definition declares it, from the first batch to the last
+   committed offset (the consumer group join is reported apart).
 
 The headline is (5); its ratio to the lower of (2) and (3) says how much of the raw
 capacity the pipeline uses. (4) and (5) also report the bench process's CPU time per event
@@ -27,6 +27,7 @@ default) before the first stage.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -60,12 +61,12 @@ from billing.settings import BillingSettings
 from billing.store.ledger import LedgerRepository, TransferColumns
 from devstack.infra import ensure_infra
 from gpucloud_contracts.events.metering import UsageRecorded
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription, parse_record
-from platformkit.consumers import dlq_topic
+from platformkit import kafka as kafka_clients
+from platformkit.consumers import dlq_topic, parse_record
 from platformkit.db import Database
 from platformkit.envelope import CloudEvent, new_event
-from platformkit.kafka import KafkaSettings, admin_client, idempotent_producer
-from platformkit.kafka import consumer as kafka_consumer
+from platformkit.kafka import KafkaSettings
+from platformkit.runtime import ServiceRuntime
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
 
@@ -131,7 +132,7 @@ def make_events(n: int, tenants: int, allocations: int) -> list[CloudEvent]:
 async def _usage_topic(kafka: KafkaSettings) -> AsyncIterator[str]:
     """A scratch usage topic and its dead-letter topic (the batch consumer's DLQ)."""
     topic = f"bench.{uuid.uuid4().hex[:10]}.v1"
-    admin = admin_client(kafka, "bench-rating")
+    admin = kafka_clients.admin_client(kafka, "bench-rating")
     await admin.start()
     try:
         await admin.create_topics(
@@ -154,7 +155,7 @@ async def _priced(url: str) -> Database:
 
 
 async def produce(kafka: KafkaSettings, topic: str, events: list[CloudEvent]) -> float:
-    producer = idempotent_producer(kafka, "bench-rating")
+    producer = kafka_clients.producer(kafka, "bench-rating")
     await producer.start()
     try:
         started = now()
@@ -169,7 +170,7 @@ async def produce(kafka: KafkaSettings, topic: str, events: list[CloudEvent]) ->
 
 async def bare_consumer(kafka: KafkaSettings, topic: str, n: int) -> float:
     """Ceiling A: read and parse every record, from the first fetched batch to the last."""
-    consumer = kafka_consumer(
+    consumer = kafka_clients.consumer(  # the engine's fetch sizes, no group
         kafka,
         topic,
         client_id="bench-rating",
@@ -262,21 +263,31 @@ async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -
 async def end_to_end(
     url: str, kafka: KafkaSettings, topic: str, n: int, batch: int
 ) -> dict[str, Any]:
-    """The headline: BatchConsumer + UsageRater as billing wires them, until every event is
-    rated and the group's lag is 0 (offsets committed)."""
-    db = await _priced(url)
-    producer = idempotent_producer(kafka, "bench-rating")
-    await producer.start()
+    """The headline: billing's rating batch subscription (UsageRater) run by the kit's
+    ServiceRuntime as billing's definition declares it, until every event is rated and the
+    group's lag is 0 (offsets committed)."""
+    await (await _priced(url)).dispose()
     rater = UsageRater(BillingSettings())
-    consumer = BatchConsumer(
-        BatchSubscription("bench-rating", (topic,), rater, max_records=batch),
-        service=f"bench-{uuid.uuid4().hex[:6]}",
-        db=db,
-        producer=producer,
-        kafka=kafka,
+    (rating,) = DEFINITION.batch_subscriptions
+    definition = dataclasses.replace(
+        DEFINITION,
+        subscriptions=(),
+        batch_subscriptions=[
+            dataclasses.replace(rating, topics=(topic,), handle=rater, max_records=batch)
+        ],
+        jobs=(),
+        relay=False,
     )
+    settings = ServiceSettings(
+        f"bench-{uuid.uuid4().hex[:6]}",
+        kafka=kafka,
+        database_url=url,
+        heartbeat_interval_s=0,
+    )
+    runtime = ServiceRuntime(definition, settings)
+    (consumer,) = runtime.consumers
     joining = now()
-    await consumer.start()
+    await runtime.start()
     first: tuple[float, int, float] | None = None
     try:
         while rater.stats.rated + rater.stats.duplicates < n or await consumer.lag() != 0:
@@ -286,9 +297,7 @@ async def end_to_end(
             await asyncio.sleep(0.01)
         done, cpu_done = now(), time.process_time()
     finally:
-        await consumer.stop()
-        await producer.stop()
-        await db.dispose()
+        await runtime.stop()
     if first is None:
         raise RuntimeError("the consumer finished before a batch was seen")
     return {
@@ -371,7 +380,7 @@ def _report(r: dict[str, Any]) -> None:
         f"rating, {r['args']['events']:,} events, batch {r['args']['batch']} (events/s)",
         ["stage", "events/s"],
         [
-            ["end to end (BatchConsumer + UsageRater)", e2e["events_per_s"]],
+            ["end to end (rating subscription + UsageRater)", e2e["events_per_s"]],
             ["ceiling: bare consumer (read + parse)", r["ceiling_bare_consumer_per_s"]],
             [
                 "ceiling: PostgreSQL insert-only (same rows)",

@@ -517,6 +517,13 @@ def _report(results: dict[str, Any]) -> None:
 # --- live: through gpuaas's create_allocation use case on PostgreSQL -------------------
 
 
+def _status_only(outcome: Any) -> Any:
+    """The reply without a body: the status the route would answer."""
+    from platformkit.idempotency import StoredResponse
+
+    return StoredResponse(outcome.rejection.status if outcome.rejection else 201, b"{}")
+
+
 def _seed_fleet(db_url: str, n_nodes: int) -> None:
     """`n_nodes` ready nodes x 8 H100 written in bulk (registration one by one would take
     minutes and is not what is measured)."""
@@ -572,8 +579,7 @@ async def _live(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
 
         async def create(profile: str | None, count: int) -> int:
             command = CreateAllocation(uuid.uuid4(), uuid.uuid4(), "h100-80gb", profile, count)
-            status, _, _ = await create_allocation(db, command, settings, lambda v: b"{}")
-            return status
+            return (await create_allocation(db, command, settings, _status_only)).status
 
         # Sequential, then with concurrent requests (one replica).
         half = len(requests) // 2
@@ -597,7 +603,7 @@ async def _live(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
             other,
             CreateAllocation(uuid.uuid4(), uuid.uuid4(), "h100-80gb", "1g.10gb", 1),
             settings,
-            lambda v: b"{}",
+            _status_only,
         )
         live = live_index(db, "h100-80gb")
         reloads = live.reloads

@@ -20,6 +20,9 @@ Steps:
 5. contracts/openapi/<service>.json for every [[service]] and the [gateway] of
    deploy/fleet.toml: `<package>.bootstrap.build_app().openapi_schema`, exported in a
    child process per service (each service has its own SQL metadata and settings).
+5. Checks: every topic a service subscribes to (its DEFINITION) has a `receive` operation
+   in its own AsyncAPI document (the kit's feeds: in platform.yaml); the migrations' seed
+   rows agree with the GPU catalog (gpucloud_contracts.gpus).
 
 Python files go through `ruff format`, so the output is byte-for-byte stable.
 """
@@ -389,6 +392,10 @@ def catalog_source(topics: dict[str, Topic], events: dict[str, Event]) -> str:
         f"replicas={t.replicas}),\n"
         for t in sorted(topics.values(), key=lambda t: t.name)
     )
+    topic_members = "".join(
+        f'    {re.sub(r"[^A-Z0-9]+", "_", t.name.upper())} = "{t.name}"\n'
+        for t in sorted(topics.values(), key=lambda t: t.name)
+    )
     event_lines = "".join(
         f'    "{e.type}": EventSpec(type="{e.type}", topic="{e.topic}", '
         f'payload={e.family}.{e.struct}, family="{e.family}",),\n'
@@ -398,42 +405,28 @@ def catalog_source(topics: dict[str, Topic], events: dict[str, Event]) -> str:
     return f'''{header}"""Every event type and Kafka topic declared in contracts/asyncapi.
 
 `EVENT_TYPES` maps a CloudEvents type (the message name) to its topic, payload Struct and
-family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding.
-Every topic `t` also has a dead-letter topic `t.dlq` with the same partitions.
+family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding;
+`Topic` names every topic for the code that subscribes to one (a publisher never names a
+topic: the event type says where it goes). Every topic `t` also has a dead-letter topic
+`t.dlq` with the same partitions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
 
 import msgspec
 
 from gpucloud_contracts.events import {", ".join(families)}
+from gpucloud_contracts.specs import EventSpec, TopicSpec, spec_of
+
+__all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_type", "topic_for"]
 
 
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A Kafka topic as its AsyncAPI channel binding declares it."""
+class Topic(enum.StrEnum):
+    """Every topic of the contracts, by name."""
 
-    name: str
-    partitions: int
-    replicas: int
-
-    @property
-    def dlq(self) -> str:
-        """The dead-letter topic of this topic."""
-        return f"{{self.name}}.dlq"
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """One CloudEvents type: the topic it is published on and its payload Struct."""
-
-    type: str
-    topic: str
-    payload: type[msgspec.Struct]
-    family: str
-
+{topic_members}
 
 TOPICS: dict[str, TopicSpec] = {{
 {topic_lines}}}
@@ -442,21 +435,14 @@ EVENT_TYPES: dict[str, EventSpec] = {{
 {event_lines}}}
 
 
-def _spec(ce_type: str) -> EventSpec:
-    try:
-        return EVENT_TYPES[ce_type]
-    except KeyError:
-        raise KeyError(f"unknown event type {{ce_type!r}}: not in contracts/asyncapi") from None
-
-
 def payload_type(ce_type: str) -> type[msgspec.Struct]:
     """The payload Struct of an event type (KeyError for an unknown type)."""
-    return _spec(ce_type).payload
+    return spec_of(EVENT_TYPES, ce_type).payload
 
 
 def topic_for(ce_type: str) -> str:
     """The topic an event type is published on (KeyError for an unknown type)."""
-    return _spec(ce_type).topic
+    return spec_of(EVENT_TYPES, ce_type).topic
 '''
 
 
@@ -620,6 +606,8 @@ from litestar.serialization import encode_json
 schema = bootstrap.build_app().openapi_schema.to_schema()
 with open(out, "wb") as f:
     f.write(encode_json(schema))  # litestar's encoder, as its /schema/openapi.json route
+with open(out + ".consumes", "w") as f:
+    f.write(" ".join(sorted(bootstrap.DEFINITION.consumed_topics)))
 """
 NO_BOOTSTRAP = 3
 
@@ -634,8 +622,15 @@ def fleet_apps() -> dict[str, str]:
     return apps
 
 
-def export_openapi(name: str, package: str) -> str | None:
-    """The OpenAPI JSON of one deployable, or None when it has no bootstrap module yet."""
+@dataclass(frozen=True)
+class Exported:
+    openapi: str
+    consumes: frozenset[str]  # the topics its subscriptions read
+
+
+def export_openapi(name: str, package: str) -> Exported | None:
+    """The OpenAPI JSON of one deployable and the topics it consumes, or None when it has
+    no bootstrap module yet."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "openapi.json"
         env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -654,11 +649,14 @@ def export_openapi(name: str, package: str) -> str | None:
                 f"{name}: exporting OpenAPI from {package}.bootstrap failed:\n{result.stderr}"
             )
         schema = json.loads(out.read_text(encoding="utf-8"))
-    return json.dumps(schema, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        consumes = frozenset(Path(f"{out}.consumes").read_text().split())
+    document = json.dumps(schema, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return Exported(document, consumes)
 
 
-def generate_openapi(strict: bool) -> tuple[dict[Path, str], set[Path]]:
-    """The OpenAPI file of every deployable, and the files of those without a bootstrap."""
+def generate_openapi(strict: bool, docs: Documents) -> tuple[dict[Path, str], set[Path]]:
+    """The OpenAPI file of every deployable, and the files of those without a bootstrap.
+    Each deployable's subscriptions are checked against its AsyncAPI document."""
     apps = fleet_apps()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         exported = dict(zip(apps, pool.map(export_openapi, apps, apps.values()), strict=True))
@@ -667,13 +665,223 @@ def generate_openapi(strict: bool) -> tuple[dict[Path, str], set[Path]]:
     for name, document in exported.items():
         path = OPENAPI_DIR / f"{name}.json"
         if document is not None:
-            files[path] = document
+            check_receives(docs, name, document.consumes)
+            files[path] = document.openapi
             continue
         if strict:
             raise ContractError(f"{name}: {apps[name]}.bootstrap does not exist (--strict)")
         print(f"contracts: warning: {name}: no {apps[name]}.bootstrap yet, OpenAPI skipped")
         skipped.add(path)
     return files, skipped
+
+
+# --------------------------------------------------------------------------- receives
+
+
+def received_topics(docs: Documents, stem: str) -> set[str]:
+    """The topics the `receive` operations of contracts/asyncapi/<stem>.yaml name."""
+    path = ASYNCAPI_DIR / f"{stem}.yaml"
+    if not path.exists():
+        return set()
+    topics = set()
+    for op_id, operation in (docs.load(path).get("operations") or {}).items():
+        if not isinstance(operation, dict) or operation.get("action") != "receive":
+            continue
+        _, channel = docs.resolve(path, operation.get("channel"))
+        if not isinstance(channel, dict) or "address" not in channel:
+            raise ContractError(f"{path.name}#/operations/{op_id}: channel does not resolve")
+        topics.add(channel["address"])
+    return topics
+
+
+def check_receives(docs: Documents, service: str, consumes: frozenset[str]) -> None:
+    """A service may subscribe only to channels its own document receives."""
+    missing = sorted(consumes - received_topics(docs, service))
+    if missing:
+        raise ContractError(
+            f"{service} subscribes to {', '.join(missing)} but contracts/asyncapi/"
+            f"{service}.yaml declares no `receive` operation on it: declare it first"
+        )
+
+
+def check_kit_receives(docs: Documents) -> None:
+    """The kit's own readers (the token projections every verifying service runs) are
+    declared as receive operations of platform.yaml."""
+    from platformkit.runtime import kit_consumed_topics
+
+    kit = kit_consumed_topics()
+    missing = sorted(kit - received_topics(docs, "platform"))
+    if missing:
+        raise ContractError(
+            f"platformkit reads {', '.join(missing)} for every token-verifying service but"
+            " contracts/asyncapi/platform.yaml declares no `receive` operation on it"
+        )
+
+
+# --------------------------------------------------------------------------- data ownership
+
+OWNERSHIP = ROOT / "docs" / "data-ownership.md"
+KIT_MIGRATIONS = ROOT / "libs" / "platformkit" / "src" / "platformkit" / "migrations"
+_CREATE_TABLE = re.compile(r"^CREATE TABLE (?:IF NOT EXISTS )?([a-z_][a-z0-9_]*)", re.M)
+_RUNTIME_GRANT = re.compile(r"for_runtime_role\(\s*'((?:GRANT|REVOKE|ALTER)[^']*)'", re.M)
+OWNERSHIP_INTRO = """\
+Each service owns one PostgreSQL database, reached with its own two login roles (an owner
+that runs the migrations, a runtime role that serves with only the DML the migrations grant
+it; docs/operations.md, "Database roles"), neither of which can connect to any other
+database. No service reads another's tables; it keeps a projection fed by events instead.
+The portal and the gateway own no table: the portal's only state is each browser's session
+cookie (docs/portal.md), and what it shows is read through the public API of its owners.
+
+<!-- Generated by tools/contracts/generate.py from every migration (the comment lines just
+above each CREATE TABLE say what the table is) and from contracts/asyncapi. DO NOT EDIT:
+change the migration's comment or the contract, then run `just contracts`; `just lint`
+fails on drift. -->
+"""
+
+
+def migration_tables(directory: Path, namespace: str) -> list[tuple[str, str, str]]:
+    """(table, migration, what) for every CREATE TABLE of the `.sql` files in `directory`;
+    `what` is the comment block right above the statement."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            match = _CREATE_TABLE.match(line)
+            if not match:
+                continue
+            comment: list[str] = []
+            for above in reversed(lines[:number]):
+                if not above.startswith("--"):
+                    break
+                comment.insert(0, above.removeprefix("--").strip())
+            what = " ".join(c for c in comment if c).replace("|", "\\|")
+            if not what:
+                raise ContractError(
+                    f"{rel(path)}: CREATE TABLE {match[1]} needs a comment saying what it holds"
+                )
+            found.append((match[1], f"{namespace}/{path.name}", what))
+    return found
+
+
+def runtime_privileges(directory: Path, namespace: str) -> list[tuple[str, str]]:
+    """(statement, migration) for every `for_runtime_role(...)` of the `.sql` files in
+    `directory`: what the runtime role is granted or refused."""
+    return [
+        (" ".join(statement.replace("%I", "runtime").split()), f"{namespace}/{path.name}")
+        for path in sorted(directory.glob("*.sql"))
+        for statement in _RUNTIME_GRANT.findall(path.read_text(encoding="utf-8"))
+    ]
+
+
+def _channel_address(docs: Documents, path: Path, operation: Any) -> str | None:
+    if not isinstance(operation, dict):
+        return None
+    _, channel = docs.resolve(path, operation.get("channel"))
+    return channel.get("address") if isinstance(channel, dict) else None
+
+
+def ownership_source(docs: Documents) -> str:
+    with FLEET.open("rb") as f:
+        fleet = tomllib.load(f)
+    with_database = [s for s in fleet.get("service", []) if s.get("database")]
+    rows = [
+        ("every service with a database", table, migration, what)
+        for table, migration, what in migration_tables(KIT_MIGRATIONS, "kit")
+    ]
+    rows.append(
+        (
+            "every service with a database",
+            "schema_migrations",
+            "platformkit/migrate.py",
+            "The migrations applied, one row per file (created by the migration runner).",
+        )
+    )
+    privileges = [
+        ("every service with a database", statement, migration)
+        for statement, migration in runtime_privileges(KIT_MIGRATIONS, "kit")
+    ]
+    for service in with_database:
+        for directory in sorted(ROOT.glob(f"services/*/src/{service['package']}/store/migrations")):
+            rows += [
+                (service["name"], table, migration, what)
+                for table, migration, what in migration_tables(directory, service["package"])
+            ]
+            privileges += [
+                (service["name"], statement, migration)
+                for statement, migration in runtime_privileges(directory, service["package"])
+            ]
+    tables = "".join(f"| {d} | `{t}` | `{m}` | {w} |\n" for d, t, m, w in rows)
+    grants = "".join(f"| {d} | `{s}` | `{m}` |\n" for d, s, m in privileges)
+    sends: dict[str, list[str]] = {}
+    receives: dict[str, list[str]] = {}
+    declared: dict[str, str] = {}
+    for path in asyncapi_files():
+        doc = docs.load(path)
+        for channel in (doc.get("channels") or {}).values():
+            if isinstance(channel, dict) and "address" in channel:
+                declared[channel["address"]] = path.name
+        for operation in (doc.get("operations") or {}).values():
+            address = _channel_address(docs, path, operation)
+            if address is None:
+                continue
+            title = one_line(operation.get("title", path.stem))
+            target = sends if operation.get("action") == "send" else receives
+            target.setdefault(address, []).append(title)
+
+    def listed(titles: list[str]) -> str:
+        return "; ".join(titles) or "-"
+
+    events = "".join(
+        f"| `{topic}` | `contracts/asyncapi/{declared.get(topic, '?')}` |"
+        f" {listed(sends.get(topic, []))} | {listed(receives.get(topic, []))} |\n"
+        for topic in sorted(declared)
+    )
+    services = ", ".join(s["name"] for s in with_database)
+    return (
+        "# Data ownership\n\n"
+        + OWNERSHIP_INTRO
+        + f"\nServices with a database: {services}. Each also holds the kit's tables.\n"
+        + "\n## Tables\n\n| database | table | created by | what |\n|---|---|---|---|\n"
+        + tables
+        + "\n## The runtime role's privileges\n\n"
+        + "What the migrations grant the runtime role (`runtime` below) or take from it, in"
+        + " order; the owner keeps everything else.\n\n"
+        + "| database | statement | migration |\n|---|---|---|\n"
+        + grants
+        + "\n## Events\n\n| topic | contract | published | received |\n|---|---|---|---|\n"
+        + events
+    )
+
+
+# --------------------------------------------------------------------------- seed rows
+
+SKU_SEED = ROOT / "services/gpuaas/src/gpuaas/store/migrations/0001_gpuaas.sql"
+PRICE_SEED = ROOT / "services/billing/src/billing/store/migrations/0004_price_events.sql"
+_SKU_ROW = re.compile(r"\('([^']+)', '([^']+)', (\d+), (true|false)\)")
+_PRICE_ROW = re.compile(r"\('[0-9a-f-]{36}', '([^']+)', (\d+)\)")
+
+
+def check_seed_rows() -> None:
+    """The migrations' seed rows (gpuaas's `skus`, billing's list price book) are the GPU
+    catalog's (libs/contracts gpucloud_contracts.gpus). A catalog change must come with a
+    new migration that brings existing databases along, and the seeds here updated."""
+    from gpucloud_contracts.gpus import SKUS, list_price_book
+
+    skus = {(k, n, int(m), b == "true") for k, n, m, b in _SKU_ROW.findall(SKU_SEED.read_text())}
+    catalog = {(s.key, s.name, s.memory_gb, s.mig_capable) for s in SKUS.values()}
+    if skus != catalog:
+        raise ContractError(
+            f"{rel(SKU_SEED)} seeds SKUs {sorted(skus ^ catalog)} differently from the GPU"
+            " catalog (gpucloud_contracts/gpus.py)"
+        )
+    prices = {k: int(v) for k, v in _PRICE_ROW.findall(PRICE_SEED.read_text())}
+    book = list_price_book()
+    if prices != book:
+        wrong = sorted(k for k in prices.keys() | book.keys() if prices.get(k) != book.get(k))
+        raise ContractError(
+            f"{rel(PRICE_SEED)} seeds list prices for {wrong} that differ from the GPU catalog"
+            " (gpucloud_contracts/gpus.py list_price_book)"
+        )
 
 
 # --------------------------------------------------------------------------- validation
@@ -752,8 +960,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         validate_asyncapi()
-        expected = generate_python(Documents())
-        openapi, skipped = generate_openapi(args.strict)
+        docs = Documents()
+        expected = generate_python(docs)
+        expected[OWNERSHIP] = ownership_source(docs)
+        check_kit_receives(docs)
+        check_seed_rows()
+        openapi, skipped = generate_openapi(args.strict, docs)
         expected.update(openapi)
     except ContractError as exc:
         print(f"contracts: error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from gpucloud_contracts import catalog
 from gpucloud_contracts.events.audit import CheckpointCreated
 from gpucloud_contracts.events.iam import TenantCreated, TenantSuspended
 from gpucloud_contracts.events.platform import ServiceHeartbeat
-from gpucloud_contracts.provision import declared_topics
+from platformkit.provision import declared_topics
 
 ASYNCAPI_DIR = Path(__file__).resolve().parents[3] / "contracts" / "asyncapi"
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.UTC)

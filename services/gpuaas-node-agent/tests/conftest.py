@@ -1,5 +1,6 @@
 """A stand-in terminal-gateway signer: a locally generated Ed25519 key, its JWKS, and
-session tokens minted with it (valid ones, and each way of getting one wrong)."""
+session tokens minted with it (valid ones, and each way of getting one wrong); desired
+allocations as gpuaas sends them."""
 
 import json
 import time
@@ -11,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from node_agent.session_tokens import SESSION_TOKEN_TYPE
 
 
@@ -58,3 +60,30 @@ def signer() -> SessionSigner:
 def stranger() -> SessionSigner:
     """A signer whose key terminal-gateway never published."""
     return SessionSigner()
+
+
+@pytest.fixture
+def desired():
+    """A desired allocation as gpuaas's sync answers it; each instance is (device uuid, start,
+    MIG profile id or None for a whole GPU)."""
+
+    def make(allocation_id: str, *instances: tuple[str, int, int | None]) -> DesiredAllocation:
+        return DesiredAllocation(
+            id=allocation_id,  # type: ignore[arg-type]
+            sku="h100-80gb",
+            mig_profile=None,
+            state="scheduled",
+            instances=[
+                InstanceOut(
+                    gpu_index=0,
+                    device_uuid=device,
+                    start=start,
+                    memory_slices=1,
+                    compute_slices=1,
+                    profile_id=profile_id,
+                )
+                for device, start, profile_id in instances
+            ],
+        )
+
+    return make

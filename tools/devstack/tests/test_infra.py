@@ -11,7 +11,8 @@ import pytest
 
 from devstack import fleet
 from devstack.infra import Infra, ensure_infra
-from platformkit.kafka import KafkaSettings, consumer, idempotent_producer
+from platformkit import kafka
+from platformkit.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +29,13 @@ def test_ensure_infra_is_idempotent(infra: Infra) -> None:
 async def test_kafka_round_trip(infra: Infra) -> None:
     topic = f"devstack-test-{uuid.uuid4().hex[:8]}"
     admin = KafkaSettings.from_env(infra.kafka_env())
-    producer = idempotent_producer(admin, "devstack-test")
+    producer = kafka.producer(admin, "devstack-test")
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"ping")
     finally:
         await producer.stop()
-    reader = consumer(
+    reader = kafka.consumer(
         admin,
         topic,
         client_id="devstack-test",

@@ -66,7 +66,7 @@ def test_home_and_derived_urls(monkeypatch, fresh_fleet, tmp_path: Path) -> None
     assert gateway["GPUCLOUD_KAFKA_BOOTSTRAP"] == "127.0.0.1:20092"
     billing = processes.environment(f.find("billing"), f, infra)
     assert billing["GPUCLOUD_DATABASE_URL"].startswith("postgresql://billing_runtime:")
-    assert ":56432/billing" in billing["GPUCLOUD_DATABASE_URL"]
+    assert ":16432/billing" in billing["GPUCLOUD_DATABASE_URL"]
     assert billing["GPUCLOUD_DATABASE_OWNER_URL"].startswith("postgresql://billing:")
     assert billing["GPUCLOUD_KAFKA_SASL_USERNAME"] == "billing"
     assert billing["GPUCLOUD_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"

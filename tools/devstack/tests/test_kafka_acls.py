@@ -17,18 +17,10 @@ from aiokafka.errors import (
 )
 
 from devstack.infra import Infra, ensure_infra
-from gpucloud_contracts.acls import (
-    Acl,
-    Operation,
-    PatternType,
-    ResourceType,
-    create_acls,
-    describe_acls,
-    entry,
-    fleet_acls,
-)
-from platformkit.kafka import KafkaSettings, admin_client, consumer, idempotent_producer
-from platformkit.provision import provision
+from gpucloud_contracts.acls import Acl, Operation, PatternType, ResourceType, fleet_acls
+from platformkit import kafka
+from platformkit.kafka import KafkaSettings
+from platformkit.provision import create_acls, describe_acls, entry, provision
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +38,7 @@ def as_principal(infra: Infra, principal: str) -> KafkaSettings:
 async def admin(infra: Infra) -> AsyncIterator:
     settings = as_principal(infra, "admin")
     await provision(settings, report=lambda _: None)  # topics and ACLs, as `up` makes them
-    client = admin_client(settings, "acl-tests")
+    client = kafka.admin_client(settings, "acl-tests")
     await client.start()
     yield client
     await client.close()
@@ -61,8 +53,8 @@ async def billing_scratch_topic(admin) -> AsyncIterator[str]:
     await admin.delete_topics([name])
 
 
-async def _send(kafka: KafkaSettings, topic: str) -> None:
-    producer = idempotent_producer(kafka, "acl-tests", request_timeout_ms=5000)
+async def _send(settings: KafkaSettings, topic: str) -> None:
+    producer = kafka.producer(settings, "acl-tests", request_timeout_ms=5000)
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"{}", key=b"acl-test")
@@ -70,8 +62,8 @@ async def _send(kafka: KafkaSettings, topic: str) -> None:
         await producer.stop()
 
 
-async def _join(kafka: KafkaSettings, topic: str, group: str) -> None:
-    reader = consumer(kafka, topic, client_id="acl-tests", group_id=group)
+async def _join(settings: KafkaSettings, topic: str, group: str) -> None:
+    reader = kafka.consumer(settings, topic, client_id="acl-tests", group_id=group)
     try:
         await reader.start()
         await reader.getmany(timeout_ms=200)

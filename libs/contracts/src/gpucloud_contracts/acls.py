@@ -15,10 +15,8 @@ Each service authenticates as its own principal `User:<service>` and may:
 Nothing else: no topic creation, no other group, no cluster operation. Topic provisioning,
 ACLs and DLQ replay run as an admin principal the broker lists in `super.users`.
 
-`reconcile_acls` makes a cluster's ACLs of these principals exactly the table (missing ones
-created, stale ones deleted; other principals' ACLs untouched). aiokafka's admin client has
-no ACL calls, so the CreateAcls/DescribeAcls/DeleteAcls requests of its protocol module are
-sent directly.
+The table is a contract fact; `python -m platformkit.provision` makes a cluster's ACLs of
+these principals exactly the table (platformkit.provision.reconcile_acls).
 
 `publishers(topic)` answers which services may publish on a topic: consumers compare it with
 the CloudEvents `source` of what they read (platformkit.envelope.verify_source).
@@ -29,18 +27,9 @@ from __future__ import annotations
 import argparse
 import enum
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
-
-from aiokafka.errors import SecurityDisabled, for_code
-from aiokafka.protocol.admin import (
-    CreateAclsRequest_v1,
-    DeleteAclsRequest_v1,
-    DescribeAclsRequest_v1,
-)
-from aiokafka.protocol.api import Request
 
 from gpucloud_contracts.principals import SERVICES, ServiceAccess
 
@@ -125,106 +114,6 @@ def publishers(topic: str) -> frozenset[str] | None:
     return names or None
 
 
-# --------------------------------------------------------------------------- on a cluster
-
-
-# (resource type, name, pattern type, principal, host, operation, permission): an ACL as the
-# protocol carries it.
-Entry = tuple[int, str, int, str, str, int, int]
-
-
-def entry(acl: Acl) -> Entry:
-    return (acl.resource, acl.name, acl.pattern, acl.principal, ANY_HOST, acl.operation, ALLOW)
-
-
-class _CreateAcls(Request[CreateAclsRequest_v1]):
-    API_KEY = 30
-
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        self.entries = list(entries)
-
-    def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-        return request_struct_class(self.entries)
-
-
-class _DeleteAcls(Request[DeleteAclsRequest_v1]):
-    """Filters matching exactly one ACL each."""
-
-    API_KEY = 31
-
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        self.entries = list(entries)
-
-    def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
-        return request_struct_class(self.entries)
-
-
-class _DescribeAllAcls(Request[DescribeAclsRequest_v1]):
-    API_KEY = 29
-
-    def build(self, request_struct_class: type[DescribeAclsRequest_v1]) -> DescribeAclsRequest_v1:
-        return request_struct_class(
-            ResourceType.ANY, None, PatternType.ANY, None, None, Operation.ANY, ANY_PERMISSION
-        )
-
-
-def _raise(code: int, message: str | None, what: str) -> None:
-    if code:
-        error = for_code(code)
-        raise error(f"{what}: {message or error.description}")
-
-
-async def describe_acls(admin: Any) -> set[Entry]:
-    """Every ACL the cluster holds. Raises SecurityDisabled when the broker runs no
-    authorizer."""
-    response = await admin._send_request(_DescribeAllAcls())
-    _raise(response.error_code, response.error_message, "DescribeAcls")
-    return {
-        (resource_type, name, pattern, who, host, operation, permission)
-        for resource_type, name, pattern, entries in response.resources
-        for who, host, operation, permission in entries
-    }
-
-
-@dataclass(frozen=True)
-class AclChanges:
-    created: int
-    deleted: int
-    kept: int
-
-
-async def reconcile_acls(
-    admin: Any, services: Mapping[str, ServiceAccess] = SERVICES
-) -> AclChanges:
-    """Make the ACLs of the fleet's principals exactly the table, on the cluster `admin`
-    (a started aiokafka admin client of a super user) talks to: missing ones are created,
-    any other ACL of those principals (a consumer that went away, a hand-made grant) is
-    deleted; other principals' ACLs are left alone."""
-    wanted = {entry(acl) for acl in fleet_acls(services)}
-    ours = {principal(name) for name in services}
-    existing = {e for e in await describe_acls(admin) if e[3] in ours}
-    create, delete = sorted(wanted - existing), sorted(existing - wanted)
-    await create_acls(admin, create)
-    await delete_acls(admin, delete)
-    return AclChanges(len(create), len(delete), len(wanted & existing))
-
-
-async def create_acls(admin: Any, entries: Sequence[Entry]) -> None:
-    if not entries:
-        return
-    response = await admin._send_request(_CreateAcls(entries))
-    for (code, message), made in zip(response.creation_responses, entries, strict=True):
-        _raise(code, message, f"CreateAcls {made}")
-
-
-async def delete_acls(admin: Any, entries: Sequence[Entry]) -> None:
-    if not entries:
-        return
-    response = await admin._send_request(_DeleteAcls(entries))
-    for code, message, _matching in response.filter_responses:
-        _raise(code, message, "DeleteAcls")
-
-
 # --------------------------------------------------------------------------- printing
 
 HEADER = ("PRINCIPAL", "OPERATION", "RESOURCE", "PATTERN", "NAME")
@@ -260,21 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = [
-    "Acl",
-    "AclChanges",
-    "Entry",
-    "SecurityDisabled",
-    "create_acls",
-    "delete_acls",
-    "describe_acls",
-    "entry",
-    "fleet_acls",
-    "publishers",
-    "reconcile_acls",
-    "service_acls",
-    "table",
-]
+__all__ = ["Acl", "fleet_acls", "principal", "publishers", "service_acls", "table"]
 
 if __name__ == "__main__":
     sys.exit(main())

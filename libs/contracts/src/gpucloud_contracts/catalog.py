@@ -3,41 +3,42 @@
 """Every event type and Kafka topic declared in contracts/asyncapi.
 
 `EVENT_TYPES` maps a CloudEvents type (the message name) to its topic, payload Struct and
-family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding.
-Every topic `t` also has a dead-letter topic `t.dlq` with the same partitions.
+family; `TOPICS` maps a topic to the partitions and replicas of its Kafka channel binding;
+`Topic` names every topic for the code that subscribes to one (a publisher never names a
+topic: the event type says where it goes). Every topic `t` also has a dead-letter topic
+`t.dlq` with the same partitions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
 
 import msgspec
 
 from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform, registry
+from gpucloud_contracts.specs import EventSpec, TopicSpec, spec_of
+
+__all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_type", "topic_for"]
 
 
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A Kafka topic as its AsyncAPI channel binding declares it."""
+class Topic(enum.StrEnum):
+    """Every topic of the contracts, by name."""
 
-    name: str
-    partitions: int
-    replicas: int
-
-    @property
-    def dlq(self) -> str:
-        """The dead-letter topic of this topic."""
-        return f"{self.name}.dlq"
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """One CloudEvents type: the topic it is published on and its payload Struct."""
-
-    type: str
-    topic: str
-    payload: type[msgspec.Struct]
-    family: str
+    AUDIT_CHECKPOINT_V1 = "audit.checkpoint.v1"
+    BILLING_BALANCE_V1 = "billing.balance.v1"
+    BILLING_PAYMENT_V1 = "billing.payment.v1"
+    BILLING_PRICE_V1 = "billing.price.v1"
+    GPUAAS_ALLOCATION_V1 = "gpuaas.allocation.v1"
+    GPUAAS_NODE_V1 = "gpuaas.node.v1"
+    IAM_MEMBERSHIP_V1 = "iam.membership.v1"
+    IAM_PROJECT_V1 = "iam.project.v1"
+    IAM_SERVICE_ACCOUNT_V1 = "iam.service-account.v1"
+    IAM_TENANT_V1 = "iam.tenant.v1"
+    IAM_USER_V1 = "iam.user.v1"
+    METERING_USAGE_V1 = "metering.usage.v1"
+    PLATFORM_HEARTBEAT_V1 = "platform.heartbeat.v1"
+    REGISTRY_KEY_V1 = "registry.key.v1"
+    REGISTRY_RELEASE_V1 = "registry.release.v1"
 
 
 TOPICS: dict[str, TopicSpec] = {
@@ -338,18 +339,11 @@ EVENT_TYPES: dict[str, EventSpec] = {
 }
 
 
-def _spec(ce_type: str) -> EventSpec:
-    try:
-        return EVENT_TYPES[ce_type]
-    except KeyError:
-        raise KeyError(f"unknown event type {ce_type!r}: not in contracts/asyncapi") from None
-
-
 def payload_type(ce_type: str) -> type[msgspec.Struct]:
     """The payload Struct of an event type (KeyError for an unknown type)."""
-    return _spec(ce_type).payload
+    return spec_of(EVENT_TYPES, ce_type).payload
 
 
 def topic_for(ce_type: str) -> str:
     """The topic an event type is published on (KeyError for an unknown type)."""
-    return _spec(ce_type).topic
+    return spec_of(EVENT_TYPES, ce_type).topic

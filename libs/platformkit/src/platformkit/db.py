@@ -26,6 +26,9 @@ def libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
 class UnitOfWork:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -40,6 +43,11 @@ class UnitOfWork:
 
     async def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         return list((await self.execute(sql, params)).mappings().all())
+
+    def savepoint(self) -> Any:
+        """`async with uow.savepoint():` a failure inside rolls back to here only, and the
+        unit of work stays usable (e.g. to report a conflict after a refused insert)."""
+        return self.session.begin_nested()
 
     def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
         self._after_commit.append(callback)
@@ -61,9 +69,13 @@ class Database:
         )
 
     @contextlib.asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+    async def unit_of_work(self, *, snapshot: bool = False) -> AsyncIterator[UnitOfWork]:
+        """With `snapshot`, a read-only transaction that sees one consistent snapshot
+        (REPEATABLE READ): reports whose totals must add up (statements, verification)."""
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
             uow = UnitOfWork(session)
+            if snapshot:
+                await session.execute(text(_SNAPSHOT))
             try:
                 yield uow
             finally:

@@ -16,44 +16,40 @@ import sys
 
 from aiokafka import TopicPartition
 
+from platformkit import kafka
 from platformkit.consumers import dlq_topic
-from platformkit.kafka import KafkaSettings, Settings, consumer, idempotent_producer
+from platformkit.settings import ServiceSettings
 
 
-async def replay(topic: str, settings: Settings) -> int:
+async def replay(topic: str, settings: ServiceSettings) -> int:
     """Republish what the dead-letter topic holds now. Records dead-lettered again while
     we replay (a still-broken event) wait for the next replay instead of looping."""
     dead = dlq_topic(topic)
-    reader = consumer(
-        settings,
-        client_id=f"dlq-replay.{topic}",
-        group_id=f"dlq-replay.{topic}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = idempotent_producer(settings, client_id=f"dlq-replay.{topic}")
-    await reader.start()
+    name = f"dlq-replay.{topic}"
+    consumer = kafka.offsets_reader(settings, client_id=name, group_id=name)
+    producer = kafka.producer(settings, client_id=name)
+    await consumer.start()
     await producer.start()
     replayed = 0
     try:
         partitions = await producer.partitions_for(dead)
         assigned = [TopicPartition(dead, p) for p in sorted(partitions)]
-        reader.assign(assigned)
-        end = await reader.end_offsets(assigned)
-        while [tp for tp in assigned if await reader.position(tp) < end[tp]]:
-            batches = await reader.getmany(*assigned, timeout_ms=1000, max_records=500)
+        consumer.assign(assigned)
+        end = await consumer.end_offsets(assigned)
+        while [tp for tp in assigned if await consumer.position(tp) < end[tp]]:
+            batches = await consumer.getmany(*assigned, timeout_ms=1000, max_records=500)
             for tp, records in batches.items():
                 for record in records:
                     if record.offset >= end[tp]:
-                        reader.seek(tp, end[tp])
+                        consumer.seek(tp, end[tp])
                         break
                     headers = [h for h in record.headers if not h[0].startswith("dlq_")]
                     await producer.send(topic, value=record.value, key=record.key, headers=headers)
                     replayed += 1
             await producer.flush()
-            await reader.commit()
+            await consumer.commit()
     finally:
-        await reader.stop()
+        await consumer.stop()
         await producer.stop()
     return replayed
 
@@ -63,11 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rp = sub.add_parser("replay", help="republish a dead-letter topic to its original topic")
     rp.add_argument("topic", help="the original topic, e.g. iam.tenant.v1")
-    rp.add_argument("--bootstrap", help="brokers (default: GPUCLOUD_KAFKA_BOOTSTRAP)")
+    rp.add_argument("--bootstrap", help="Kafka brokers (default: GPUCLOUD_KAFKA_BOOTSTRAP)")
     args = parser.parse_args(argv)
-    settings = KafkaSettings.from_env()
+    settings = ServiceSettings.from_env("dlq-replay")
     if args.bootstrap:
-        settings = dataclasses.replace(settings, bootstrap=args.bootstrap)
+        settings = dataclasses.replace(
+            settings, kafka=dataclasses.replace(settings.kafka, bootstrap=args.bootstrap)
+        )
     count = asyncio.run(replay(args.topic, settings))
     print(f"replayed {count} record(s) from {dlq_topic(args.topic)} to {args.topic}")
     return 0

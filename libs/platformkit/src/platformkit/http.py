@@ -1,13 +1,19 @@
-"""The HTTP face every service shares: health routes, RFC 9457 errors, tracing.
+"""The HTTP face every service shares: health routes, RFC 9457 errors, tracing, replies.
 
-`build_service_app` turns a ServiceDefinition into a litestar app whose lifespan starts the
-service runtime (database, relay, consumers, heartbeat). Building the app opens no
-connection, so the OpenAPI document can be exported without infrastructure.
+`build_service_app` turns a ServiceDefinition (platformkit.definition) into a litestar app
+whose lifespan builds the service runtime, runs the definition's start-up hooks, starts the
+runtime (relay, consumers, feeds, heartbeat, jobs), and on shutdown stops it before the
+shutdown hooks. Building the app opens no connection, so the OpenAPI document can be
+exported without infrastructure.
+
+Routes answer a use case's `StoredResponse` (an idempotent request's reply, stored or
+replayed) with `respond`; `json_reply` and `problem_reply` are the encoders they hand to
+`platformkit.idempotency.run_once`.
 """
 
-import dataclasses
+import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -21,9 +27,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from platformkit.auth import provide_principal
-from platformkit.consumers import Subscription
 from platformkit.db import Database
+from platformkit.definition import ServiceDefinition
 from platformkit.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem, ProblemError
+from platformkit.idempotency import StoredResponse
 from platformkit.metrics import ServiceMetrics, metrics_middleware, metrics_route
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
@@ -33,18 +40,21 @@ from platformkit.tokens import verifier_from_settings
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class ServiceDefinition:
-    name: str
-    version: str
-    description: str
-    route_handlers: Sequence[Any]
-    migrations: str | None = None
-    subscriptions: Sequence[Subscription] = ()
-    dependencies: Mapping[str, Provide] = dataclasses.field(default_factory=dict)
-    relay: bool = True
-    kafka: bool = True
-    on_startup: Sequence[Callable[[Litestar], Any]] = ()
+def respond(reply: StoredResponse, headers: Mapping[str, str] | None = None) -> Response[bytes]:
+    """A use case's reply (fresh or replayed) as the HTTP response."""
+    return Response(
+        reply.body, status_code=reply.status, media_type=reply.media_type, headers=headers
+    )
+
+
+def json_reply(body: Any, status: int = 201) -> StoredResponse:
+    """A msgspec-encodable body as a reply."""
+    return StoredResponse(status, msgspec.json.encode(body))
+
+
+def problem_reply(error: ProblemError, instance: str) -> StoredResponse:
+    """A problem (e.g. a rejection that was recorded and must replay) as a reply."""
+    return StoredResponse(error.status, msgspec.json.encode(error.to_problem(instance)))
 
 
 def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> Response[Any]:
@@ -209,23 +219,21 @@ def build_service_app(
     provider = configure_tracing(settings.service_name, settings.version)
 
     async def start_runtime(app: Litestar) -> None:
-        app.state.runtime = ServiceRuntime(
-            settings,
-            subscriptions=definition.subscriptions,
-            relay=definition.relay,
-            kafka=definition.kafka,
-        )
+        runtime = ServiceRuntime(definition, settings, app.state)
+        app.state.runtime = runtime
         verifier = getattr(app.state, "token_verifier", None)
-        if verifier is not None and app.state.runtime.revocations is not None:
-            verifier.revocations = app.state.runtime.revocations
-        if verifier is not None and app.state.runtime.memberships is not None:
-            verifier.memberships = app.state.runtime.memberships
-        await app.state.runtime.start()
+        if verifier is not None and runtime.revocations is not None:
+            verifier.revocations = runtime.revocations
+        if verifier is not None and runtime.memberships is not None:
+            verifier.memberships = runtime.memberships
+        await _run_hooks(definition.on_startup, app)
+        await runtime.start()
 
     async def stop_runtime(app: Litestar) -> None:
         runtime: ServiceRuntime | None = getattr(app.state, "runtime", None)
         if runtime is not None:
             await runtime.stop()
+        await _run_hooks(definition.on_shutdown, app)
 
     app = Litestar(
         route_handlers=[healthz, readyz, version, metrics_route, *definition.route_handlers],
@@ -237,7 +245,7 @@ def build_service_app(
             **definition.dependencies,
         },
         state=State(_initial_state(settings)),
-        on_startup=[start_runtime, *definition.on_startup],
+        on_startup=[start_runtime],
         on_shutdown=[stop_runtime],
         after_request=_add_trace_header,
         exception_handlers={
@@ -261,4 +269,17 @@ def build_service_app(
     return app
 
 
-__all__ = ["ServiceDefinition", "build_service_app", "problem_response"]
+async def _run_hooks(hooks: Any, app: Litestar) -> None:
+    for hook in hooks:
+        result = hook(app)
+        if inspect.isawaitable(result):
+            await result
+
+
+__all__ = [
+    "build_service_app",
+    "json_reply",
+    "problem_reply",
+    "problem_response",
+    "respond",
+]

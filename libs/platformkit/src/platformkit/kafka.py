@@ -1,17 +1,22 @@
-"""Every Kafka client of the platform is built here, so the connection and its security
-(SASL/SCRAM, TLS) are configured in one place.
+"""Every Kafka client of the platform is made here, so the connection and its security
+(SASL/SCRAM, TLS) are configured in one place; a client built by any other means is a bug.
 
 `KafkaSettings` holds where the brokers are and who the client is: the bootstrap list, the
 security protocol (PLAINTEXT, SASL_PLAINTEXT, SASL_SSL or SSL), the SASL mechanism
 (SCRAM-SHA-512 by default), the principal's username and password, and a CA file for TLS.
 It comes from the environment (GPUCLOUD_KAFKA_*) or is built directly (tests, tools). Each
 factory takes those settings, or any object carrying them as `.kafka` (ServiceSettings), and
-returns an unstarted client:
+returns an unstarted client whose connection options come from `connection()`:
 
-- `idempotent_producer`: acks=all + idempotence (the relay, heartbeats, dead letters);
-- `consumer`: an aiokafka consumer (batch consumers, topic feeds, tools);
-- `admin_client`: topic provisioning, ACLs;
-- `broker`: the faststream KafkaBroker of the per-event consumers.
+- `producer`: acks=all + idempotence, for the outbox relay, heartbeats and dead letters;
+- `group_consumer`: a consumer group member with manual offset commits (every
+  subscription of `platformkit.consumers`);
+- `feed_consumer`: group-less, every partition from the beginning, nothing committed
+  (the in-memory projections, `platformkit.consumers.TopicFeed`);
+- `offsets_reader`: group-less and subscribed to nothing, for reading offsets (DLQ depth)
+  and for assigning partitions by hand (DLQ replay);
+- `admin_client`: topics and ACLs (platformkit.provision, tests);
+- `consumer`: any other consumer (tests and tools that need options of their own).
 
 The password is never part of `repr()`.
 """
@@ -25,17 +30,10 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
-from faststream.kafka import KafkaBroker
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
-_FASTSTREAM_SASL = {
-    "SCRAM-SHA-512": SASLScram512,
-    "SCRAM-SHA-256": SASLScram256,
-    "PLAIN": SASLPlaintext,
-}
 
 
 @dataclass(frozen=True)
@@ -118,12 +116,17 @@ def kafka_settings(settings: Settings) -> KafkaSettings:
     return settings if isinstance(settings, KafkaSettings) else settings.kafka
 
 
-def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
-    return create_ssl_context(cafile=kafka.ssl_cafile) if kafka.tls else None
+def _client_id(settings: Settings, client_id: str | None, suffix: str = "") -> str:
+    if client_id:
+        return client_id
+    name = getattr(settings, "service_name", None)
+    if not name:
+        raise TypeError("a client of bare KafkaSettings needs a client_id")
+    return f"{name}{suffix}"
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka keyword arguments for the connection: brokers, protocol, SASL, TLS."""
+def connection(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments every client connects with: brokers, protocol, SASL, TLS."""
     kafka = kafka_settings(settings)
     options: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap,
@@ -138,7 +141,13 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def idempotent_producer(settings: Settings, client_id: str, **overrides: Any) -> AIOKafkaProducer:
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    return create_ssl_context(cafile=kafka.ssl_cafile) if kafka.tls else None
+
+
+def producer(
+    settings: Settings, client_id: str | None = None, **overrides: Any
+) -> AIOKafkaProducer:
     """acks=all + idempotence: no loss on leader change, no duplicates from producer retries,
     and records of one partition stay in send order."""
     options: dict[str, Any] = {
@@ -149,39 +158,63 @@ def idempotent_producer(settings: Settings, client_id: str, **overrides: Any) ->
         "request_timeout_ms": 15_000,
         **overrides,
     }
-    return AIOKafkaProducer(client_id=client_id, **client_options(settings), **options)
+    return AIOKafkaProducer(
+        **connection(settings), client_id=_client_id(settings, client_id), **options
+    )
 
 
 def consumer(settings: Settings, *topics: str, client_id: str, **options: Any) -> AIOKafkaConsumer:
-    """An aiokafka consumer of `topics` (none: assign partitions yourself)."""
-    return AIOKafkaConsumer(*topics, client_id=client_id, **client_options(settings), **options)
+    """An aiokafka consumer of `topics` (none: assign partitions yourself); the factories
+    below are the platform's usual ones."""
+    return AIOKafkaConsumer(*topics, **connection(settings), client_id=client_id, **options)
 
 
-def admin_client(settings: Settings, client_id: str) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(client_id=client_id, **client_options(settings))
+def group_consumer(
+    settings: Settings, topics: Any, *, group_id: str, client_id: str | None = None
+) -> AIOKafkaConsumer:
+    """A member of `group_id`; offsets are committed by the caller, after its database.
+    Fetches are sized for batches of thousands of records (the rating consumer)."""
+    return consumer(
+        settings,
+        *topics,
+        group_id=group_id,
+        client_id=client_id or group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
 
 
-def faststream_security(settings: Settings) -> BaseSecurity | None:
-    """The same connection security in faststream's terms (None for PLAINTEXT)."""
-    kafka = kafka_settings(settings)
-    if kafka.sasl:
-        return _FASTSTREAM_SASL[kafka.sasl_mechanism](
-            username=kafka.username or "",
-            password=kafka.password or "",
-            ssl_context=_ssl_context(kafka),
-            use_ssl=kafka.tls,
-        )
-    if kafka.tls:
-        return BaseSecurity(ssl_context=_ssl_context(kafka), use_ssl=True)
-    return None
-
-
-def broker(settings: Settings, client_id: str, **options: Any) -> KafkaBroker:
-    """A faststream KafkaBroker (per-event consumers subscribe to it)."""
-    kafka = kafka_settings(settings)
-    return KafkaBroker(
-        kafka.bootstrap,
+def feed_consumer(settings: Settings, topic: str, client_id: str) -> AIOKafkaConsumer:
+    """Every partition of `topic` from the beginning, no group, nothing committed."""
+    return consumer(
+        settings,
+        topic,
         client_id=client_id,
-        security=faststream_security(kafka),
-        **{"logger": None, **options},
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        metadata_max_age_ms=30_000,  # pick up the topic's partitions soon after creation
+        fetch_max_wait_ms=200,
+    )
+
+
+def offsets_reader(
+    settings: Settings, client_id: str, *, group_id: str | None = None
+) -> AIOKafkaConsumer:
+    """Subscribed to nothing: partitions are assigned by hand or only their offsets read.
+    With `group_id`, positions can be committed for that group (DLQ replay)."""
+    return consumer(
+        settings,
+        client_id=client_id,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+
+def admin_client(settings: Settings, client_id: str | None = None) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        **connection(settings), client_id=_client_id(settings, client_id, "-admin")
     )

@@ -34,13 +34,12 @@ from collections.abc import Mapping
 
 import msgspec
 
-from platformkit import kafka as kafka_clients
 from platformkit.auth import Principal
-from platformkit.feeds import TopicFeed
+from platformkit.consumers import TopicFeed
+from platformkit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-MEMBERSHIP_TOPIC = "iam.membership.v1"
 MEMBERSHIP_GRANTED = "iam.membership.granted"
 MEMBERSHIP_REVOKED = "iam.membership.revoked"
 USER = "user"
@@ -73,15 +72,10 @@ class _Holder:
 
 class MembershipProjection(TopicFeed):
     name = "membership projection"
+    event_type = MEMBERSHIP_GRANTED
 
-    def __init__(
-        self,
-        settings: kafka_clients.Settings,
-        *,
-        topic: str = MEMBERSHIP_TOPIC,
-        client_id: str = "memberships",
-    ) -> None:
-        super().__init__(settings, topic, client_id)
+    def __init__(self, settings: ServiceSettings) -> None:
+        super().__init__(settings)
         self._holders: dict[tuple[uuid.UUID, uuid.UUID], _Holder] = {}
         # Revoked membership ids: a redelivered grant of one must not resurrect it.
         self._revoked: set[uuid.UUID] = set()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from litestar import Request, Response, get
@@ -41,9 +41,6 @@ LATENCY_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 # A scrape never waits long on Kafka or PostgreSQL: a slow probe reports what it has.
 PROBE_TIMEOUT_S = 2.0
 
-# (group, topic, partition) -> records behind; None while nothing is assigned.
-LagReader = Callable[[], Awaitable[dict[tuple[str, str, int], int]]]
-
 
 class ServiceMetrics:
     def __init__(self, service: str) -> None:
@@ -56,7 +53,6 @@ class ServiceMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
-        self.lag_readers: list[LagReader] = []
         self._snapshot: list[Metric] = []
         self.registry.register(_Snapshot(self))
 
@@ -80,9 +76,7 @@ class ServiceMetrics:
             labels=["group", "topic", "partition"],
         )
         readers = [consumer.lag_by_partition for consumer in runtime.consumers]
-        for result in await asyncio.gather(
-            *(_bounded(read(), {}) for read in [*readers, *self.lag_readers])
-        ):
+        for result in await asyncio.gather(*(_bounded(read(), {}) for read in readers)):
             for (group, topic, partition), behind in sorted(result.items()):
                 lag.add_metric([group, topic, str(partition)], behind)
         metrics.append(lag)

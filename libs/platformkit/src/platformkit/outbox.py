@@ -1,7 +1,19 @@
 """Transactional outbox: events are rows written in the caller's transaction.
 
-`add_event` never commits; the event exists exactly when the domain change that caused it
-commits. The relay (platformkit.relay) publishes committed rows to Kafka.
+A service publishes through its `EventPublisher` (one per service, made with the service's
+name as the CloudEvents source):
+
+    EVENTS = EventPublisher("gpuaas")
+    await EVENTS.add_event(uow, "gpuaas.allocation.running", subject=..., payload=...)
+
+The topic comes from the contract catalog (`gpucloud_contracts.catalog`: event type ->
+topic), and the payload must be the event type's generated Struct, so a service cannot
+publish an event on a topic its AsyncAPI document does not give it, nor a payload of
+another shape. `add_event` never commits: the event exists exactly when the domain change
+that caused it commits. The relay (platformkit.relay) publishes committed rows to Kafka.
+
+`write_events(uow, topic, events)` is the layer below (one `unnest` insert, any topic): for
+the kit's own tests and benchmarks.
 """
 
 import uuid
@@ -11,16 +23,12 @@ from typing import Any
 from sqlalchemy import DateTime, LargeBinary, Text, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
+from gpucloud_contracts.catalog import EVENT_TYPES
+from gpucloud_contracts.specs import spec_of
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent, new_event
 from platformkit.telemetry import current_traceparent
 
-_INSERT = (
-    "INSERT INTO outbox (id, topic, key, type, source, subject, tenant, traceparent,"
-    " occurred_at, payload) VALUES (:id, :topic, :key, :type, :source, :subject, :tenant,"
-    " :traceparent, :occurred_at, :payload)"
-)
-_INSERT_STMT = text(_INSERT)
 _INSERT_MANY = text(
     "INSERT INTO outbox (id, topic, key, type, source, subject, tenant, traceparent,"
     " occurred_at, payload) SELECT * FROM unnest(:id, :topic, :key, :type, :source, :subject,"
@@ -36,40 +44,68 @@ _INSERT_MANY = text(
 )
 
 
-async def add_event(
-    uow: UnitOfWork,
-    *,
-    topic: str,
-    type: str,
-    source: str,
-    subject: str,
-    payload: Any,
-    tenant: str | None = None,
-    event_id: uuid.UUID | None = None,
-) -> CloudEvent:
-    event = new_event(
-        type=type,
-        source=source,
-        subject=subject,
-        payload=payload,
-        tenant=tenant,
-        traceparent=current_traceparent(),
-        event_id=event_id,
-    )
-    await uow.session.execute(_INSERT_STMT, _row(topic, event))
-    return event
+class EventPublisher:
+    """The events one service writes to its outbox."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def event(
+        self,
+        type: str,
+        *,
+        subject: str,
+        payload: Any,
+        tenant: str | None = None,
+        event_id: uuid.UUID | None = None,
+        traceparent: str | None = None,
+    ) -> CloudEvent:
+        """A CloudEvent of a contract type, for `add_events` (hot paths build many)."""
+        spec = spec_of(EVENT_TYPES, type)
+        if not isinstance(payload, spec.payload):
+            raise TypeError(f"{type} carries {spec.payload.__name__}, not {type_name(payload)}")
+        return new_event(
+            type=type,
+            source=self.source,
+            subject=subject,
+            payload=payload,
+            tenant=tenant,
+            traceparent=traceparent or current_traceparent(),
+            event_id=event_id,
+        )
+
+    async def add_event(
+        self,
+        uow: UnitOfWork,
+        type: str,
+        *,
+        subject: str,
+        payload: Any,
+        tenant: str | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> CloudEvent:
+        event = self.event(type, subject=subject, payload=payload, tenant=tenant, event_id=event_id)
+        await self.add_events(uow, [event])
+        return event
+
+    async def add_events(self, uow: UnitOfWork, events: Sequence[CloudEvent]) -> None:
+        """Bulk form (a rating batch announcing hundreds of balances): one insert."""
+        await _insert(uow, [EVENT_TYPES[e.type].topic for e in events], events)
 
 
-async def add_events(uow: UnitOfWork, topic: str, events: Sequence[CloudEvent]) -> None:
-    """Bulk form for hot paths (a rating batch announcing hundreds of balances): one
-    `unnest` insert of prepared events, in the caller's transaction like `add_event`."""
+async def write_events(uow: UnitOfWork, topic: str, events: Sequence[CloudEvent]) -> None:
+    """Events of any type to one topic, in the caller's transaction (kit tests, benches)."""
+    await _insert(uow, [topic] * len(events), events)
+
+
+async def _insert(uow: UnitOfWork, topics: list[str], events: Sequence[CloudEvent]) -> None:
     if not events:
         return
     await uow.session.execute(
         _INSERT_MANY,
         {
             "id": [e.id for e in events],
-            "topic": [topic] * len(events),
+            "topic": topics,
             "key": [e.subject for e in events],
             "type": [e.type for e in events],
             "source": [e.source for e in events],
@@ -82,16 +118,5 @@ async def add_events(uow: UnitOfWork, topic: str, events: Sequence[CloudEvent]) 
     )
 
 
-def _row(topic: str, event: CloudEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "topic": topic,
-        "key": event.subject,
-        "type": event.type,
-        "source": event.source,
-        "subject": event.subject,
-        "tenant": event.tenant,
-        "traceparent": event.traceparent,
-        "occurred_at": event.time,
-        "payload": event.data,
-    }
+def type_name(value: Any) -> str:
+    return type(value).__name__

@@ -5,6 +5,8 @@ relay started after the commit). Each batch runs under a transaction-scoped advi
 so with several replicas one batch at a time is in flight and per-key order holds.
 A crash after Kafka acknowledged a batch but before `sent_at` is written republishes it:
 consumers deduplicate on the CloudEvents id (the outbox row id), so that costs nothing.
+The runtime runs `run()` as a supervised job (platformkit.jobs): a failure ends the
+session, the next one starts after a backoff.
 """
 
 import asyncio
@@ -45,20 +47,9 @@ class OutboxRelay:
         self.published = 0
         self._last_purge = time.monotonic()
 
-    async def run(self) -> None:
-        """Publish until cancelled; reconnects after database or Kafka failures."""
-        backoff = 0.2
-        while True:
-            try:
-                await self._run_connected()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _run_connected(self) -> None:
+    async def run(self, _runtime: Any = None) -> None:
+        """One connected session: publish until cancelled. A database or Kafka failure ends
+        it; the runtime's supervisor (platformkit.jobs) starts the next one with backoff."""
         async with (
             await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as listen,
             await psycopg.AsyncConnection.connect(self.database_url) as work,

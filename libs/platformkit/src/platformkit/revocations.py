@@ -23,12 +23,11 @@ from collections.abc import Callable
 
 import msgspec
 
-from platformkit import kafka as kafka_clients
-from platformkit.feeds import TopicFeed
+from platformkit.consumers import TopicFeed
+from platformkit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_TOPIC = "iam.service-account.v1"
 API_KEY_REVOKED = "iam.api-key.revoked"
 
 
@@ -39,17 +38,16 @@ class _Revoked(msgspec.Struct):
 
 class RevocationProjection(TopicFeed):
     name = "api-key revocations"
+    event_type = API_KEY_REVOKED
 
     def __init__(
         self,
-        settings: kafka_clients.Settings,
+        settings: ServiceSettings,
         *,
-        topic: str = SERVICE_ACCOUNT_TOPIC,
-        client_id: str = "revocations",
         retention_s: float = 900.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(settings, topic, client_id)
+        super().__init__(settings)
         self.retention_s = retention_s
         self.clock = clock
         self._revoked: dict[str, float] = {}  # key id -> revoked_at (epoch seconds)

@@ -1,6 +1,20 @@
-"""The running parts of a service besides its HTTP routes: database, Kafka producer,
-outbox relay, event consumers, heartbeat and (for a service that verifies iam's tokens)
-the API-key revocation and membership projections, started and stopped with the HTTP app.
+"""The running parts of a service besides its HTTP routes, started and stopped with the app.
+
+`ServiceRuntime(definition, settings, state)` holds the database, the idempotent Kafka
+producer and every supervised job (platformkit.jobs) of the service:
+
+- the outbox relay (`platformkit.relay`);
+- one `EventConsumer` per subscription and batch subscription (`platformkit.consumers`);
+- for a service that verifies iam's tokens, the API-key revocation and membership
+  projections (`TopicFeed`s fed by iam's topics);
+- the heartbeat (`platformkit.service.heartbeat` on `platform.heartbeat.v1`, direct, not
+  through the outbox: telemetry, a newer one follows every few seconds);
+- the service's own `jobs`.
+
+`start()` connects the producer (retrying until Kafka answers) and starts a task per job;
+`stop()` cancels them all, waits for them, then closes the producer and the database. A job
+reaches shared resources through `runtime.database`, `runtime.settings` and
+`runtime.state` (the app's state, where start-up hooks put providers and clients).
 """
 
 import asyncio
@@ -12,23 +26,33 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from gpucloud_contracts.catalog import topic_for
 from gpucloud_contracts.events.platform import ServiceHeartbeat
-from platformkit import kafka as kafka_clients
-from platformkit.consumers import EventConsumer, Subscription, build_consumers, dlq_topic
+from platformkit import kafka
+from platformkit.consumers import EventConsumer, TopicFeed, dlq_topic
 from platformkit.db import Database
+from platformkit.definition import ServiceDefinition
 from platformkit.envelope import new_event
+from platformkit.jobs import Job, retrying, supervise
 from platformkit.memberships import MembershipProjection
 from platformkit.relay import OutboxRelay
 from platformkit.revocations import RevocationProjection
 from platformkit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-HEARTBEAT_TOPIC = "platform.heartbeat.v1"
 HEARTBEAT_TYPE = "platform.service.heartbeat"
+# Long-running kit loops restart this soon after a failure, backing off to 5 s.
+_RESTART_S, _RESTART_MAX_S = 0.2, 5.0
+
+
+def kit_consumed_topics() -> set[str]:
+    """The topics the kit itself reads for a token-verifying service (its feeds), which
+    contracts/asyncapi/platform.yaml declares as receive operations (lint checks it)."""
+    return {RevocationProjection.feed_topic(), MembershipProjection.feed_topic()}
 
 
 @dataclasses.dataclass
@@ -43,101 +67,97 @@ class Readiness:
 
 class ServiceRuntime:
     def __init__(
-        self,
-        settings: ServiceSettings,
-        *,
-        subscriptions: Sequence[Subscription] = (),
-        relay: bool = True,
-        kafka: bool = True,
+        self, definition: ServiceDefinition, settings: ServiceSettings, state: Any = None
     ) -> None:
+        self.definition = definition
         self.settings = settings
+        self.state = state
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = dt.datetime.now(dt.UTC)
         self.db = Database(settings.database_url) if settings.database_url else None
-        self.kafka = kafka
-        self.producer = kafka_clients.idempotent_producer(settings, settings.service_name)
-        self.broker = kafka_clients.broker(settings, settings.service_name)
+        self.kafka = definition.kafka
+        self.producer = kafka.producer(settings)
         self.relay = (
             OutboxRelay(
                 settings.database_url,
                 self.producer,
                 poll_interval_s=settings.outbox_poll_interval_s,
             )
-            if relay and kafka and settings.database_url
+            if definition.relay and self.kafka and settings.database_url
             else None
         )
         self.consumers: list[EventConsumer] = []
-        if subscriptions:
+        subscriptions = [*definition.subscriptions, *definition.batch_subscriptions]
+        if subscriptions and self.kafka:
             if self.db is None:
                 raise RuntimeError("event consumers need a database for their inbox")
-            self.consumers = build_consumers(
-                subscriptions,
-                service=settings.service_name,
-                db=self.db,
-                producer=self.producer,
-                max_attempts=settings.consumer_max_attempts,
-            )
-            for consumer in self.consumers:
-                consumer.register(self.broker)
+            self.consumers = [
+                EventConsumer(s, settings=settings, db=self.db, producer=self.producer)
+                for s in subscriptions
+            ]
         # A service that accepts iam's tokens also learns of revoked API keys (fleet-wide
-        # revocation within seconds); its token verifier consults this set.
-        self.revocations = (
-            RevocationProjection(settings.kafka, client_id=f"{settings.service_name}-revocations")
-            if kafka and settings.jwks_url
-            else None
-        )
-        # ... and of the memberships iam changes, so a revoked role stops counting before
-        # the tokens that carry it expire (the verifier intersects the token's roles).
-        self.memberships = (
-            MembershipProjection(settings.kafka, client_id=f"{settings.service_name}-memberships")
-            if kafka and settings.jwks_url
-            else None
-        )
-        self._tasks: list[asyncio.Task[None]] = []
+        # revocation within seconds) and of the memberships iam changes, so a revoked role
+        # stops counting before the tokens that carry it expire.
+        verifies_tokens = self.kafka and bool(settings.jwks_url)
+        self.revocations = RevocationProjection(settings) if verifies_tokens else None
+        self.memberships = MembershipProjection(settings) if verifies_tokens else None
+        self.jobs: list[Job] = [*self._kit_jobs(), *definition.jobs]
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._readiness: Readiness | None = None
         self._offsets: AIOKafkaConsumer | None = None  # group-less, for /metrics only
 
-    async def start(self) -> None:
-        if not self.kafka:
-            return
-        await self._start_producer()
-        if self.relay is not None:
-            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
-        if self.consumers:
-            await self.broker.start()
-        if self.revocations is not None:
-            await self.revocations.start()
-        if self.memberships is not None:
-            await self.memberships.start()
-        if self.settings.heartbeat_interval_s > 0:  # 0 turns heartbeats off (test harnesses)
-            self._tasks.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+    @property
+    def database(self) -> Database:
+        if self.db is None:
+            raise RuntimeError(f"{self.settings.service_name} runs without a database")
+        return self.db
 
-    async def _start_producer(self) -> None:
-        # Kafka may come up after us (a restart of the broker, a fresh devstack): keep trying.
-        delay = 0.2
-        while True:
-            try:
-                await self.producer.start()
-                return
-            except Exception as exc:
-                log.warning("kafka not reachable yet", extra={"fields": {"error": repr(exc)}})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    @property
+    def feeds(self) -> list[TopicFeed]:
+        return [f for f in (self.revocations, self.memberships) if f is not None]
+
+    def _kit_jobs(self) -> list[Job]:
+        if not self.kafka:
+            return []
+
+        def loop(name: str, run: Any) -> Job:
+            return Job(name, _RESTART_S, run, immediate=True, max_backoff_s=_RESTART_MAX_S)
+
+        jobs = []
+        if self.relay is not None:
+            jobs.append(loop("outbox-relay", self.relay.run))
+        jobs += [loop(f"consumer:{c.group_id}", c.run) for c in self.consumers]
+        jobs += [loop(feed.name, feed.run) for feed in self.feeds]
+        # An interval of 0 turns heartbeats off (test harnesses).
+        jobs.append(
+            Job("heartbeat", self.settings.heartbeat_interval_s, self._beat, immediate=True)
+        )
+        return jobs
+
+    def running_jobs(self) -> list[str]:
+        return [name for name, task in self._tasks.items() if not task.done()]
+
+    async def start(self) -> None:
+        if self.kafka:
+            async for attempt in retrying(
+                first_wait_s=0.2, max_wait_s=5.0, what="kafka producer start"
+            ):
+                with attempt:
+                    await self.producer.start()
+        for job in self.jobs:
+            if job.enabled:
+                self._tasks[job.name] = asyncio.create_task(supervise(job, self), name=job.name)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        for task in self._tasks:
+        for task in self._tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.revocations is not None:
-            await self.revocations.stop()
-        if self.memberships is not None:
-            await self.memberships.stop()
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
-        with contextlib.suppress(Exception):
-            await self.producer.stop()
+        self._tasks.clear()
+        if self.kafka:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
         if self._offsets is not None:
             with contextlib.suppress(Exception):
                 await self._offsets.stop()
@@ -161,10 +181,8 @@ class ServiceRuntime:
         if not self.kafka:
             return {}
         if self._offsets is None:
-            offsets = kafka_clients.consumer(
-                self.settings,
-                client_id=f"{self.settings.service_name}-metrics",
-                enable_auto_commit=False,
+            offsets = kafka.offsets_reader(
+                self.settings, client_id=f"{self.settings.service_name}-metrics"
             )
             await offsets.start()
             self._offsets = offsets
@@ -183,34 +201,27 @@ class ServiceRuntime:
         await self.producer.client.fetch_all_metadata()
         return True
 
-    async def _heartbeat(self) -> None:
-        while True:
-            try:
-                state = await self.readiness()
-                beat = ServiceHeartbeat(
-                    service=self.settings.service_name,
-                    instance=self.instance,
-                    version=self.settings.version,
-                    git_sha=self.settings.git_sha,
-                    ready=state.ready,
-                    checks=state.checks,
-                    started_at=self.started_at,
-                    sent_at=dt.datetime.now(dt.UTC),
-                )
-                event = new_event(
-                    type=HEARTBEAT_TYPE,
-                    source=self.settings.service_name,
-                    subject=self.instance,
-                    payload=msgspec.json.encode(beat),
-                )
-                await self.producer.send(
-                    HEARTBEAT_TOPIC, value=event.data, key=event.key, headers=event.headers()
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("heartbeat not sent", extra={"fields": {"error": repr(exc)}})
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+    async def _beat(self, _runtime: Any = None) -> None:
+        state = await self.readiness()
+        beat = ServiceHeartbeat(
+            service=self.settings.service_name,
+            instance=self.instance,
+            version=self.settings.version,
+            git_sha=self.settings.git_sha,
+            ready=state.ready,
+            checks=state.checks,
+            started_at=self.started_at,
+            sent_at=dt.datetime.now(dt.UTC),
+        )
+        event = new_event(
+            type=HEARTBEAT_TYPE,
+            source=self.settings.service_name,
+            subject=self.instance,
+            payload=beat,
+        )
+        await self.producer.send(
+            topic_for(HEARTBEAT_TYPE), value=event.data, key=event.key, headers=event.headers()
+        )
 
 
 async def _probe(check: Awaitable[bool]) -> bool:

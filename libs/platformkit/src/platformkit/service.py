@@ -11,7 +11,8 @@ import os
 
 import uvicorn
 
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 from platformkit.migrate import apply_migrations
 from platformkit.settings import ServiceSettings
 from platformkit.telemetry import configure_logging

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from platformkit.kafka import KafkaSettings, consumer
+from platformkit import kafka
+from platformkit.definition import ServiceDefinition
+from platformkit.kafka import KafkaSettings
 from platformkit.migrate import apply_migrations
+from platformkit.runtime import ServiceRuntime
 from platformkit.service import KIT_MIGRATIONS
 
 WORKER = Path(__file__).with_name("kit_worker.py")
@@ -27,16 +30,11 @@ def kit_database(fresh_database: str) -> str:
     return fresh_database
 
 
-async def read_all(kafka: KafkaSettings, topic: str, *, idle_ms: int = 1500, min_records: int = 0):
+async def read_all(
+    settings: KafkaSettings, topic: str, *, idle_ms: int = 1500, min_records: int = 0
+):
     """Every record of a topic from the beginning, until nothing arrives for idle_ms."""
-    reader = consumer(
-        kafka,
-        topic,
-        client_id="tests",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    reader = kafka.feed_consumer(settings, topic, "tests-read-all")
     await reader.start()
     records = []
     try:
@@ -52,11 +50,31 @@ async def read_all(kafka: KafkaSettings, topic: str, *, idle_ms: int = 1500, min
     return records
 
 
+def kit_runtime(
+    infra, db_url: str, *, subscriptions=(), batch_subscriptions=(), max_attempts: int = 5
+) -> ServiceRuntime:
+    """A service `kit` on the test's Kafka and database that only consumes (no relay, no
+    heartbeat), run by the real ServiceRuntime."""
+    definition = ServiceDefinition(
+        name="kit",
+        version="0",
+        description="a consuming test service",
+        route_handlers=[],
+        subscriptions=subscriptions,
+        batch_subscriptions=batch_subscriptions,
+        relay=False,
+    )
+    settings = infra.settings(
+        "kit", database_url=db_url, heartbeat_interval_s=0, consumer_max_attempts=max_attempts
+    )
+    return ServiceRuntime(definition, settings)
+
+
 def run_worker(
-    kafka: KafkaSettings, *args: str, faults: str = "", timeout: float = 60
+    settings: KafkaSettings, *args: str, faults: str = "", timeout: float = 60
 ) -> subprocess.CompletedProcess:
-    """kit_worker.py in a child process, connecting to Kafka with `kafka` (its env)."""
-    env = {**os.environ, **kafka.as_env(), "GPUCLOUD_FAULTS": faults}
+    """kit_worker.py in a child process, connecting to Kafka with `settings` (its env)."""
+    env = {**os.environ, **settings.as_env(), "GPUCLOUD_FAULTS": faults}
     return subprocess.run(
         [sys.executable, str(WORKER), *args],
         env=env,

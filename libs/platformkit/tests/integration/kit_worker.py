@@ -17,19 +17,30 @@ import sys
 
 import psycopg
 
-from platformkit.consumers import EventConsumer, Subscription
-from platformkit.db import Database, UnitOfWork
+from platformkit import kafka
+from platformkit.consumers import Subscription
+from platformkit.db import UnitOfWork
+from platformkit.definition import ServiceDefinition
 from platformkit.envelope import CloudEvent
-from platformkit.kafka import KafkaSettings, broker, idempotent_producer
+from platformkit.kafka import KafkaSettings
 from platformkit.relay import OutboxRelay
+from platformkit.runtime import ServiceRuntime
+from platformkit.settings import ServiceSettings
 
 
 async def record_effect(event: CloudEvent, uow: UnitOfWork) -> None:
     await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
 
+def _settings(db_url: str) -> ServiceSettings:
+    """The worker's settings: its Kafka connection from GPUCLOUD_KAFKA_* (the parent's)."""
+    return ServiceSettings(
+        "kit", kafka=KafkaSettings.from_env(), database_url=db_url, heartbeat_interval_s=0
+    )
+
+
 async def relay(db_url: str) -> None:
-    producer = idempotent_producer(KafkaSettings.from_env(), "kit-worker")
+    producer = kafka.producer(_settings(db_url), "kit-worker")
     await producer.start()
     try:
         worker = OutboxRelay(db_url, producer)
@@ -41,15 +52,19 @@ async def relay(db_url: str) -> None:
 
 
 async def consume(db_url: str, topic: str, group: str, expected: int) -> None:
-    db = Database(db_url)
-    kafka = KafkaSettings.from_env()
-    producer = idempotent_producer(kafka, "kit-worker")
-    events = broker(kafka, "kit-worker")
-    consumer = EventConsumer(Subscription(group, (topic,), record_effect), "kit", db, producer)
-    consumer.register(events)
-    await producer.start()
-    await events.start()
+    definition = ServiceDefinition(
+        name="kit",
+        version="0",
+        description="kit worker",
+        route_handlers=[],
+        subscriptions=[Subscription(group, (topic,), record_effect)],
+        relay=False,
+    )
+    runtime = ServiceRuntime(definition, _settings(db_url))
+    db, consumer = runtime.database, None
+    await runtime.start()
     try:
+        consumer = runtime.consumers[0]
         for _ in range(600):
             async with db.unit_of_work() as uow:
                 row = await uow.fetch_one("SELECT count(*) AS n FROM inbox")
@@ -59,9 +74,7 @@ async def consume(db_url: str, topic: str, group: str, expected: int) -> None:
         # let the last acknowledgement reach Kafka before we go
         await asyncio.sleep(0.3)
     finally:
-        await events.stop()
-        await producer.stop()
-        await db.dispose()
+        await runtime.stop()
     print(json.dumps({"processed": consumer.processed, "duplicates": consumer.duplicates}))
 
 

@@ -6,11 +6,10 @@ import asyncio
 import psycopg
 import pytest
 
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription
-from platformkit.db import Database
+from platformkit.consumers import BatchSubscription
 from platformkit.envelope import new_event
 
-from .conftest import read_all
+from .conftest import kit_runtime, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +42,16 @@ class TestBatchConsumer:
                 topic, value=event.data, key=event.key, headers=event.headers()
             )
 
-        db = Database(kit_database, pool_size=2)
-        consumer = BatchConsumer(
-            BatchSubscription("batchy", (topic,), handle, max_records=100, max_wait_ms=200),
-            service="kit",
-            db=db,
-            producer=producer,
-            kafka=infra.kafka,
+        runtime = kit_runtime(
+            infra,
+            kit_database,
+            batch_subscriptions=[
+                BatchSubscription("batchy", (topic,), handle, max_records=100, max_wait_ms=200)
+            ],
             max_attempts=2,
         )
-        await consumer.start()
+        consumer = runtime.consumers[0]
+        await runtime.start()
         try:
             for _ in range(400):
                 if consumer.dead_lettered >= 2 and await consumer.lag() == 0:
@@ -61,8 +60,7 @@ class TestBatchConsumer:
             assert consumer.dead_lettered == 2
             assert await consumer.lag() == 0  # offsets committed past the whole batch
         finally:
-            await consumer.stop()
-            await db.dispose()
+            await runtime.stop()
         assert sorted(_effects(kit_database)) == sorted(e.id for e in good)
         dead = await read_all(infra.kafka, topic + ".dlq", min_records=2)
         errors = sorted(dict(r.headers)["dlq_error"] for r in dead)

@@ -5,13 +5,11 @@ import asyncio
 import psycopg
 import pytest
 
-from platformkit.consumers import EventConsumer, Subscription
-from platformkit.db import Database
+from platformkit.consumers import Subscription
 from platformkit.dlq import replay
 from platformkit.envelope import new_event
-from platformkit.kafka import broker as kafka_broker
 
-from .conftest import read_all, run_worker, worker_stats
+from .conftest import kit_runtime, read_all, run_worker, worker_stats
 
 pytestmark = pytest.mark.integration
 
@@ -58,12 +56,13 @@ class TestPoisonMessages:
                 raise RuntimeError("handler refuses this one")
             await uow.execute("INSERT INTO effects (event_id) VALUES (:id)", {"id": event.id})
 
-        db = Database(kit_database)
-        broker = kafka_broker(infra.kafka, "tests")
-        consumer = EventConsumer(
-            Subscription("poison", (topic,), handle), "kit", db, producer, max_attempts=3
+        runtime = kit_runtime(
+            infra,
+            kit_database,
+            subscriptions=[Subscription("poison", (topic,), handle)],
+            max_attempts=3,
         )
-        consumer.register(broker)
+        consumer = runtime.consumers[0]
         bad = new_event(
             type="test.thing.happened", source="tests", subject="k", payload={"fail": True}
         )
@@ -72,7 +71,7 @@ class TestPoisonMessages:
         await _send(producer, topic, bad)
         await _send(producer, topic, good)
 
-        await broker.start()
+        await runtime.start()
         try:
             for _ in range(300):
                 if consumer.processed >= 1 and consumer.dead_lettered >= 2:
@@ -89,7 +88,7 @@ class TestPoisonMessages:
             assert b"handler refuses" in headers[1]["dlq_error"]
 
             failing["on"] = False
-            assert await replay(topic, infra.kafka) == 2
+            assert await replay(topic, infra.settings("dlq-replay")) == 2
             for _ in range(300):
                 if _effects(kit_database) >= 2 and consumer.dead_lettered >= 3:
                     break
@@ -98,5 +97,4 @@ class TestPoisonMessages:
             assert _effects(kit_database) == 2
             assert consumer.dead_lettered == 3
         finally:
-            await broker.stop()
-            await db.dispose()
+            await runtime.stop()

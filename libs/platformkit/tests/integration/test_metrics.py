@@ -10,8 +10,9 @@ from litestar import get
 from litestar.testing import AsyncTestClient
 
 from platformkit.consumers import Subscription
+from platformkit.definition import ServiceDefinition
 from platformkit.envelope import new_event
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.http import build_service_app
 from platformkit.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 
 from platformkit.db import Database
 from platformkit.envelope import new_event
-from platformkit.outbox import add_event, add_events
+from platformkit.outbox import write_events
 from platformkit.relay import OutboxRelay
 
 from .conftest import read_all, run_worker, worker_stats
@@ -17,15 +17,11 @@ pytestmark = pytest.mark.integration
 
 
 async def _write(db: Database, topic: str, subject: str, *, commit: bool) -> uuid.UUID:
+    event = new_event(
+        type="test.thing.happened", source="tests", subject=subject, payload={"subject": subject}
+    )
     async with db.unit_of_work() as uow:
-        event = await add_event(
-            uow,
-            topic=topic,
-            type="test.thing.happened",
-            source="tests",
-            subject=subject,
-            payload={"subject": subject},
-        )
+        await write_events(uow, topic, [event])
         if commit:
             await uow.commit()
     return event.id
@@ -122,7 +118,7 @@ class TestBulkOutbox:
             for n in range(5)
         ]
         async with db.unit_of_work() as uow:
-            await add_events(uow, topic, events)
+            await write_events(uow, topic, events)
             await uow.commit()
         await db.dispose()
         assert await _publish_all(kit_database, producer) == 5

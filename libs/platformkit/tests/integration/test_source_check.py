@@ -7,13 +7,11 @@ import uuid
 import pytest
 from aiokafka.admin import NewTopic
 
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription
-from platformkit.consumers import EventConsumer, Subscription
-from platformkit.db import Database
+from platformkit.consumers import BatchSubscription, Subscription
 from platformkit.envelope import new_event
-from platformkit.kafka import admin_client, broker
+from platformkit.kafka import admin_client
 
-from .conftest import read_all
+from .conftest import kit_runtime, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -54,51 +52,37 @@ async def _applied_and_dead(kafka, topic, applied, counter, forged, genuine):
     assert b"SourceMismatch" in headers["dlq_error"]
 
 
-async def test_the_event_consumer_dead_letters_a_forged_source(
-    infra, kit_database, gpuaas_topic, producer
+@pytest.mark.parametrize("kind", ["per-event", "batch"])
+async def test_the_consumer_dead_letters_a_forged_source(
+    infra, kit_database, gpuaas_topic, producer, kind
 ):
+    """Both paths of the one engine: a Subscription and a BatchSubscription."""
     applied = []
 
     async def handle(event, uow):
         applied.append(event.id)
 
-    forged, genuine = await _send_forged_and_genuine(producer, gpuaas_topic)
-    db = Database(kit_database)
-    events = broker(infra.kafka, "tests")
-    consumer = EventConsumer(Subscription("sources", (gpuaas_topic,), handle), "kit", db, producer)
-    consumer.register(events)
-    await events.start()
-    try:
-        await _applied_and_dead(
-            infra.kafka, gpuaas_topic, applied, lambda: consumer.dead_lettered, forged, genuine
-        )
-    finally:
-        await events.stop()
-        await db.dispose()
-
-
-async def test_the_batch_consumer_dead_letters_a_forged_source(
-    infra, kit_database, gpuaas_topic, producer
-):
-    applied = []
-
-    async def handle(batch, uow):
+    async def handle_batch(batch, uow):
         applied.extend(event.id for event in batch)
 
     forged, genuine = await _send_forged_and_genuine(producer, gpuaas_topic)
-    db = Database(kit_database, pool_size=1)
-    consumer = BatchConsumer(
-        BatchSubscription("sources", (gpuaas_topic,), handle, max_wait_ms=200),
-        service="kit",
-        db=db,
-        producer=producer,
-        kafka=infra.kafka,
-    )
-    await consumer.start()
+    if kind == "batch":
+        runtime = kit_runtime(
+            infra,
+            kit_database,
+            batch_subscriptions=[
+                BatchSubscription("sources", (gpuaas_topic,), handle_batch, max_wait_ms=200)
+            ],
+        )
+    else:
+        runtime = kit_runtime(
+            infra, kit_database, subscriptions=[Subscription("sources", (gpuaas_topic,), handle)]
+        )
+    consumer = runtime.consumers[0]
+    await runtime.start()
     try:
         await _applied_and_dead(
             infra.kafka, gpuaas_topic, applied, lambda: consumer.dead_lettered, forged, genuine
         )
     finally:
-        await consumer.stop()
-        await db.dispose()
+        await runtime.stop()

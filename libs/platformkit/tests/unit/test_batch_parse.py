@@ -6,7 +6,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from platformkit.batch_consumers import parse_record
+from platformkit.consumers import parse_record
 from platformkit.envelope import EnvelopeError, from_kafka, new_event
 
 

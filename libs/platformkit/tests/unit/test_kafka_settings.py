@@ -5,7 +5,7 @@ import ssl
 import pytest
 
 from platformkit.envelope import SourceMismatch, new_event, source_allowed, verify_source
-from platformkit.kafka import KafkaSettings, client_options, faststream_security, kafka_settings
+from platformkit.kafka import KafkaSettings, connection, kafka_settings
 from platformkit.settings import ServiceSettings
 
 SASL_ENV = {
@@ -29,23 +29,20 @@ class TestKafkaSettings:
         assert "s3cret" not in repr(ServiceSettings("billing", kafka=kafka))
 
     def test_defaults_are_a_plaintext_local_broker(self):
-        assert client_options(KafkaSettings.from_env({})) == {
+        assert connection(KafkaSettings.from_env({})) == {
             "bootstrap_servers": "127.0.0.1:19092",
             "security_protocol": "PLAINTEXT",
         }
-        assert faststream_security(KafkaSettings()) is None
 
-    def test_sasl_ssl_options_for_aiokafka_and_faststream(self):
+    def test_sasl_ssl_options(self):
         kafka = KafkaSettings.from_env(SASL_ENV)
-        options = client_options(ServiceSettings("billing", kafka=kafka))  # or its settings
+        options = connection(ServiceSettings("billing", kafka=kafka))  # or its settings
         assert options["sasl_mechanism"] == "SCRAM-SHA-512"
         assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
             "billing",
             "s3cret",
         )
         assert isinstance(options["ssl_context"], ssl.SSLContext)
-        security = faststream_security(kafka)
-        assert security is not None and security.use_ssl
         assert kafka_settings(ServiceSettings("billing", kafka=kafka)) is kafka
 
     @pytest.mark.parametrize(

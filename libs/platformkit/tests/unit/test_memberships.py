@@ -16,13 +16,12 @@ from jwt.algorithms import OKPAlgorithm
 from platformkit.auth import OPERATOR, Principal
 from platformkit.kafka import KafkaSettings
 from platformkit.memberships import MEMBERSHIP_GRANTED, MEMBERSHIP_REVOKED, MembershipProjection
-from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, JwksCache
 
 TENANT, USER, PROJECT, OTHER_PROJECT = (uuid.uuid4() for _ in range(4))
 
-UNUSED = KafkaSettings("unused:9092")  # never connected
+UNUSED = ServiceSettings("tests", kafka=KafkaSettings("unused:9092"))  # never connected
 
 
 def _event(
@@ -187,13 +186,3 @@ async def test_the_verifier_intersects_user_tokens_with_the_projection():
     assert (await verifier.verify(token)).roles == {"admin"}
     projection.apply(MEMBERSHIP_REVOKED, _event(admin, "admin"))
     assert (await verifier.verify(token)).roles == frozenset()
-
-
-async def test_the_runtime_runs_the_projection_only_for_token_verifying_services():
-    plain = ServiceRuntime(ServiceSettings(service_name="a"))
-    verifying = ServiceRuntime(ServiceSettings(service_name="b", jwks_url="http://iam/jwks"))
-    offline = ServiceRuntime(
-        ServiceSettings(service_name="c", jwks_url="http://iam/jwks"), kafka=False
-    )
-    assert plain.memberships is None and offline.memberships is None
-    assert isinstance(verifying.memberships, MembershipProjection)

@@ -10,7 +10,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
+from platformkit.definition import ServiceDefinition
 from platformkit.kafka import KafkaSettings
+from platformkit.memberships import MembershipProjection
 from platformkit.revocations import API_KEY_REVOKED, RevocationProjection
 from platformkit.runtime import ServiceRuntime
 from platformkit.settings import ServiceSettings
@@ -18,7 +20,11 @@ from platformkit.tokens import AccessTokenVerifier, InvalidToken, JwksCache
 
 NOW = 1_750_000_000.0
 
-UNUSED = KafkaSettings("unused:9092")  # never connected
+UNUSED = ServiceSettings("tests", kafka=KafkaSettings("unused:9092"))  # never connected
+
+
+def _definition(kafka: bool = True) -> ServiceDefinition:
+    return ServiceDefinition("t", "0", "a token-verifying service", [], kafka=kafka)
 
 
 def _revoked(key_id: uuid.UUID, at: float, **extra) -> bytes:
@@ -85,11 +91,16 @@ async def test_the_verifier_refuses_tokens_of_revoked_keys():
     assert (await verifier.verify(other)).kind == "service_account"
 
 
-async def test_the_runtime_runs_the_projection_only_for_token_verifying_services():
-    plain = ServiceRuntime(ServiceSettings(service_name="a"))
-    verifying = ServiceRuntime(ServiceSettings(service_name="b", jwks_url="http://iam/jwks"))
+async def test_the_runtime_runs_the_projections_only_for_token_verifying_services():
+    """Both token projections: revoked API keys and memberships (test_memberships.py)."""
+    plain = ServiceRuntime(_definition(), ServiceSettings(service_name="a"))
+    verifying = ServiceRuntime(
+        _definition(), ServiceSettings(service_name="b", jwks_url="http://iam/jwks")
+    )
     offline = ServiceRuntime(
-        ServiceSettings(service_name="c", jwks_url="http://iam/jwks"), kafka=False
+        _definition(kafka=False), ServiceSettings(service_name="c", jwks_url="http://iam/jwks")
     )
     assert plain.revocations is None and offline.revocations is None
     assert isinstance(verifying.revocations, RevocationProjection)
+    assert plain.memberships is None and offline.memberships is None
+    assert isinstance(verifying.memberships, MembershipProjection)

@@ -4,7 +4,8 @@ platform's shared parts: its database (kit migrations), outbox relay and heartbe
 from litestar import Litestar
 
 from appplatform import __version__
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 
 DEFINITION = ServiceDefinition(
     name="appplatform",

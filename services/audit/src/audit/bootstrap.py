@@ -5,11 +5,12 @@ from litestar import Litestar
 from audit import __version__
 from audit.api.routes import AuditController
 from audit.app.handlers import record_heartbeat, record_privileged_event
+from gpucloud_contracts.catalog import Topic
 from platformkit.consumers import Subscription
-from platformkit.http import ServiceDefinition, build_service_app
-from platformkit.runtime import HEARTBEAT_TOPIC
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 
-PRIVILEGED_TOPICS = ("iam.tenant.v1", "iam.membership.v1", "iam.service-account.v1")
+PRIVILEGED_TOPICS = (Topic.IAM_TENANT_V1, Topic.IAM_MEMBERSHIP_V1, Topic.IAM_SERVICE_ACCOUNT_V1)
 
 DEFINITION = ServiceDefinition(
     name="audit",
@@ -20,7 +21,9 @@ DEFINITION = ServiceDefinition(
     subscriptions=[
         Subscription("privileged-events", PRIVILEGED_TOPICS, record_privileged_event),
         # Heartbeats upsert "latest wins" and are idempotent by themselves: no inbox rows.
-        Subscription("service-status", (HEARTBEAT_TOPIC,), record_heartbeat, deduplicate=False),
+        Subscription(
+            "service-status", (Topic.PLATFORM_HEARTBEAT_V1,), record_heartbeat, deduplicate=False
+        ),
     ],
 )
 

@@ -1,87 +1,36 @@
-"""Wires billing together: routes, migrations, the tenant projection, the rating consumer,
-the balance announcer, the grant-expiry sweeper, the re-rating of parked usage, the price
-announcements, the payment provider and the reconciliation schedule."""
+"""Wires billing together: routes, migrations, the tenant projection, the rating consumer
+(a batch subscription), the jobs (balance announcer, grant expiry, re-rating of parked
+usage, scheduled reconciliation), the price announcements and the payment provider."""
 
-import asyncio
-import contextlib
 import gc
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 from litestar import Litestar
 
-from billing import __version__
+from billing import SERVICE, __version__
 from billing.api.routes import ROUTES
 from billing.app.balances import announce_moved_balances
 from billing.app.funds import expire_grants
 from billing.app.prices import announce_pending_prices
-from billing.app.rating import USAGE_TOPIC, UsageRater
+from billing.app.rating import UsageRater
 from billing.app.reconciliation import Schedule, scheduled_reconciliation
 from billing.app.rerating import rerate_parked
-from billing.app.tenants import TENANT_TOPIC, tenant_projection
+from billing.app.tenants import tenant_projection
 from billing.providers.base import PaymentProvider
 from billing.providers.sandbox import SandboxProvider
 from billing.providers.stripe import StripeProvider
 from billing.settings import BillingSettings
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription
-from platformkit.consumers import Subscription
-from platformkit.http import ServiceDefinition, build_service_app
+from gpucloud_contracts.catalog import Topic
+from platformkit.consumers import BatchSubscription, Subscription
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
+from platformkit.jobs import Job
+from platformkit.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
 SETTINGS = BillingSettings.from_env()
-
-
-async def start_rating(app: Litestar) -> None:
-    """The rating consumer is a batch consumer (platformkit.batch_consumers), which the
-    kit's runtime does not start: it starts here and stops with the app."""
-    runtime = app.state.runtime
-    if runtime.db is not None:
-        # The seeded list price book (and any version a crash left unannounced).
-        await announce_pending_prices(runtime.db)
-    if not runtime.kafka or runtime.db is None:
-        return
-    tune_gc(SETTINGS.gc_gen0_threshold)
-    rater = UsageRater(SETTINGS)
-    consumer = BatchConsumer(
-        BatchSubscription("rating", (USAGE_TOPIC,), rater, max_records=SETTINGS.rating_batch_size),
-        service=runtime.settings.service_name,
-        db=runtime.db,
-        producer=runtime.producer,
-        kafka=runtime.settings.kafka,
-        max_attempts=runtime.settings.consumer_max_attempts,
-    )
-    await consumer.start()
-    app.state.rating = consumer
-    app.state.metrics.lag_readers.append(consumer.lag_by_partition)  # GET /metrics
-    app.state.rater = rater
-    db = runtime.db
-    tasks = [
-        asyncio.create_task(
-            _every(SETTINGS.announce_interval_s, lambda: announce_moved_balances(db)),
-            name="balance-announcer",
-        ),
-        asyncio.create_task(
-            _every(SETTINGS.grant_expiry_interval_s, lambda: expire_grants(db)),
-            name="grant-expiry",
-        ),
-        asyncio.create_task(
-            _every(SETTINGS.rerate_interval_s, lambda: rerate_parked(db, SETTINGS)),
-            name="re-rating",
-        ),
-    ]
-
-    async def stop_rating(_: Any = None) -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await consumer.stop()
-
-    # Stop before the runtime disposes of the database (shutdown hooks run in order).
-    app.on_shutdown.insert(0, stop_rating)
 
 
 def tune_gc(gen0_threshold: int) -> None:
@@ -96,17 +45,6 @@ def tune_gc(gen0_threshold: int) -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gen0_threshold, gen1, gen2)
-
-
-async def _every(interval_s: float, job: Callable[[], Awaitable[Any]]) -> None:
-    if interval_s <= 0:
-        return
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await job()
-        except Exception as exc:
-            log.warning("periodic job failed", extra={"fields": {"error": repr(exc)}})
 
 
 def payment_provider(billing: BillingSettings, deliver_to: str) -> PaymentProvider:
@@ -134,46 +72,60 @@ def payment_provider(billing: BillingSettings, deliver_to: str) -> PaymentProvid
     return SandboxProvider(secret=secret, deliver=deliver)
 
 
-def start_payments(app: Litestar) -> None:
+async def start_billing(app: Litestar) -> None:
+    """The payment provider (read from the app's state by the routes and the reconciliation
+    job: tests swap it), the seeded list price book (and any version a crash left
+    unannounced), and the rating hot path's GC tuning."""
     settings = app.state.settings
     url = f"http://127.0.0.1:{settings.http_port}/v1/billing/webhooks/sandbox"
     app.state.payment_provider = payment_provider(SETTINGS, url)
+    runtime: ServiceRuntime = app.state.runtime
+    if runtime.db is not None:
+        await announce_pending_prices(runtime.db)
+    if runtime.consumers:
+        tune_gc(SETTINGS.gc_gen0_threshold)
 
 
-def start_reconciliation(app: Litestar, billing: BillingSettings | None = None) -> None:
-    """Reconcile with the provider every `reconcile_interval_s` (0: never). The provider is
-    read from the app's state at each run (tests swap it)."""
-    billing = billing or SETTINGS
-    db = app.state.runtime.db
-    if db is None or billing.reconcile_interval_s <= 0:
-        return
+def jobs(billing: BillingSettings) -> list[Job]:
+    """billing's periodic jobs (an interval of 0 disables one)."""
     schedule = Schedule(
         billing.reconcile_interval_s, billing.reconcile_lookback_s, billing.reconcile_grace_s
     )
-    task = asyncio.create_task(
-        _every(
-            schedule.interval_s,
-            lambda: scheduled_reconciliation(db, app.state.payment_provider, schedule),
+    return [
+        Job(
+            "balance-announcer",
+            billing.announce_interval_s,
+            lambda rt: announce_moved_balances(rt.database),
         ),
-        name="reconciliation",
-    )
-
-    async def stop(_: Any = None) -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app.on_shutdown.insert(0, stop)
+        Job("grant-expiry", billing.grant_expiry_interval_s, lambda rt: expire_grants(rt.database)),
+        Job("re-rating", billing.rerate_interval_s, lambda rt: rerate_parked(rt.database, billing)),
+        Job(
+            "reconciliation",
+            schedule.interval_s,
+            lambda rt: scheduled_reconciliation(rt.database, rt.state.payment_provider, schedule),
+        ),
+    ]
 
 
 DEFINITION = ServiceDefinition(
-    name="billing",
+    name=SERVICE,
     version=__version__,
     description="Billing, metering, payments: price book, ledger, balances, statements.",
     route_handlers=ROUTES,
     migrations="billing.store.migrations",
-    subscriptions=[Subscription("tenants", (TENANT_TOPIC,), tenant_projection(SETTINGS))],
-    on_startup=[start_rating, start_payments, start_reconciliation],
+    subscriptions=[
+        Subscription("tenants", (Topic.IAM_TENANT_V1,), tenant_projection(SETTINGS)),
+    ],
+    batch_subscriptions=[
+        BatchSubscription(
+            "rating",
+            (Topic.METERING_USAGE_V1,),
+            UsageRater(SETTINGS),
+            max_records=SETTINGS.rating_batch_size,
+        ),
+    ],
+    jobs=jobs(SETTINGS),
+    on_startup=[start_billing],
 )
 
 

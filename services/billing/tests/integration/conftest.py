@@ -1,3 +1,4 @@
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -131,16 +132,9 @@ def worker_stats(result: subprocess.CompletedProcess) -> dict:
 @pytest.fixture
 def second_billing_url(infra):
     """Another migrated billing database, for a reference run beside the one under test."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = infra.database_url(name)
-    migrate(DEFINITION, ServiceSettings("billing", database_url=url))
-    try:
+    with infra.scratch_database() as url:
+        migrate(DEFINITION, ServiceSettings("billing", database_url=url))
         yield url
-    finally:
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex
@@ -166,14 +160,21 @@ def as_tenant(tenant, role, project=None) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.fixture
-async def client(billing_url) -> AsyncIterator[AsyncTestClient]:
+@contextlib.asynccontextmanager
+async def billing_client(billing_url: str, jobs=()) -> AsyncIterator[AsyncTestClient]:
+    """billing's app on its database, without Kafka, with the given jobs (none by default)."""
     settings = ServiceSettings(
         service_name="billing", database_url=billing_url, operator_token=OPERATOR_TOKEN
     )
-    app = build_service_app(dataclasses.replace(DEFINITION, kafka=False), settings)
+    app = build_service_app(dataclasses.replace(DEFINITION, kafka=False, jobs=jobs), settings)
     app.state.token_verifier = _Tokens()
     async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def client(billing_url) -> AsyncIterator[AsyncTestClient]:
+    async with billing_client(billing_url) as test_client:
         yield test_client
 
 

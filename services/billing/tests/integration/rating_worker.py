@@ -2,36 +2,43 @@
 
     python rating_worker.py DB_URL TOPIC GROUP EXPECTED     (Kafka: GPUCLOUD_KAFKA_*)
 
-Rates usage from TOPIC with platformkit's BatchConsumer until EXPECTED distinct intervals
-are settled (in the ledger or set aside as unrated) and the group's offsets reach the end,
-then prints its counters as JSON. Set GPUCLOUD_FAULTS to crash at a named point.
+Rates usage from TOPIC with a rating batch subscription run by a ServiceRuntime, as billing's
+bootstrap wires it, until EXPECTED distinct intervals are settled (in the ledger or set
+aside as unrated) and the group's offsets reach the end, then prints its counters as JSON.
+Set GPUCLOUD_FAULTS to crash at a named point.
 """
 
 import asyncio
+import dataclasses
 import json
 import sys
 
 from billing.app.rating import UsageRater
+from billing.bootstrap import DEFINITION
 from billing.settings import BillingSettings
-from platformkit.batch_consumers import BatchConsumer, BatchSubscription
-from platformkit.db import Database
-from platformkit.kafka import KafkaSettings, idempotent_producer
+from platformkit.consumers import BatchSubscription
+from platformkit.kafka import KafkaSettings
+from platformkit.runtime import ServiceRuntime
+from platformkit.settings import ServiceSettings
 
 
 async def main(url: str, topic: str, group: str, expected: int) -> None:
-    db = Database(url, pool_size=2)
-    kafka = KafkaSettings.from_env()
-    producer = idempotent_producer(kafka, "rating-worker")
     rater = UsageRater(BillingSettings(rating_batch_size=7))
-    consumer = BatchConsumer(
-        BatchSubscription(group, (topic,), rater, max_records=7, max_wait_ms=50),
-        service="billing",
-        db=db,
-        producer=producer,
-        kafka=kafka,
+    definition = dataclasses.replace(
+        DEFINITION,
+        subscriptions=(),
+        batch_subscriptions=[
+            BatchSubscription(group, (topic,), rater, max_records=7, max_wait_ms=50)
+        ],
+        jobs=(),
+        relay=False,
     )
-    await producer.start()
-    await consumer.start()
+    settings = ServiceSettings(
+        "billing", kafka=KafkaSettings.from_env(), database_url=url, heartbeat_interval_s=0
+    )
+    runtime = ServiceRuntime(definition, settings)
+    db, consumer = runtime.database, runtime.consumers[0]
+    await runtime.start()
     try:
         for _ in range(1200):
             async with db.unit_of_work() as uow:
@@ -43,9 +50,7 @@ async def main(url: str, topic: str, group: str, expected: int) -> None:
                 break
             await asyncio.sleep(0.05)
     finally:
-        await consumer.stop()
-        await producer.stop()
-        await db.dispose()
+        await runtime.stop()
     print(json.dumps({"batches": consumer.batches, **rater.stats.__dict__}))
 
 

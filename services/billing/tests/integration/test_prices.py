@@ -8,9 +8,10 @@ import uuid
 import msgspec
 import pytest
 
-from billing.app.prices import PRICE_CHANGED, PRICE_TOPIC, announce_pending_prices
+from billing.app.prices import PRICE_CHANGED, announce_pending_prices
 from billing.app.rating import UsageRater
 from billing.settings import BillingSettings
+from gpucloud_contracts.catalog import topic_for
 from gpucloud_contracts.events.billing import PriceChanged
 
 from .conftest import OP, T0, new_tenant, usage_event
@@ -24,7 +25,7 @@ async def _price_events(db) -> list[tuple[str, PriceChanged]]:
     async with db.unit_of_work() as uow:
         rows = await uow.fetch_all(
             "SELECT key, type, payload FROM outbox WHERE topic = :topic ORDER BY id",
-            {"topic": PRICE_TOPIC},
+            {"topic": topic_for(PRICE_CHANGED)},
         )
     assert all(r.type == PRICE_CHANGED for r in rows)
     return [(r.key, msgspec.json.decode(r.payload, type=PriceChanged)) for r in rows]

@@ -8,11 +8,11 @@ import datetime as dt
 import pytest
 
 from billing.app.reconciliation import Schedule, scheduled_reconciliation
-from billing.bootstrap import start_reconciliation
+from billing.bootstrap import jobs
 from billing.providers.sandbox import Behaviour
 from billing.settings import BillingSettings
 
-from .conftest import OP, new_tenant
+from .conftest import OP, billing_client, new_tenant
 from .test_payments import Sandbox, _pay, _status, _wallet
 
 pytestmark = pytest.mark.integration
@@ -91,24 +91,31 @@ class TestScheduledReconciliation:
         assert [r["mismatches"] for r in runs] == [1, 0]
         assert await _status(client, tenant, lost["id"]) == "pending"  # nothing corrected
 
-    async def test_the_app_runs_the_schedule(self, client, db, sandbox):
+    async def test_the_app_runs_the_schedule(self, billing_url, db):
         """The timer as bootstrap wires it: a short interval on the test's app."""
-        tenant = await new_tenant(db)
-        sandbox.next_behaviour = Behaviour(copies=0)
-        lost = await _pay(client, tenant, amount=1_000_000)
-        await sandbox.drain()
         billing = BillingSettings(
             reconcile_interval_s=0.05, reconcile_lookback_s=3600, reconcile_grace_s=-60
         )
-        start_reconciliation(client.app, billing)
-        for _ in range(200):  # the first turn comes one interval after the start
-            listed = (await client.get("/v1/billing/reconciliation/mismatches", headers=OP)).json()
-            if listed:
-                break
-            await asyncio.sleep(0.05)
+        schedule = [job for job in jobs(billing) if job.name == "reconciliation"]
+        async with billing_client(billing_url, jobs=schedule) as client:
+            sandbox = Sandbox(client)
+            tenant = await new_tenant(db)
+            sandbox.next_behaviour = Behaviour(copies=0)
+            lost = await _pay(client, tenant, amount=1_000_000)
+            await sandbox.drain()
+            for _ in range(200):  # a turn comes every interval
+                mismatches = "/v1/billing/reconciliation/mismatches"
+                listed = (await client.get(mismatches, headers=OP)).json()
+                if listed:
+                    break
+                await asyncio.sleep(0.05)
         assert [(m["kind"], m["payment_id"]) for m in listed] == [("missing_in_ledger", lost["id"])]
 
-    async def test_interval_zero_disables_the_schedule(self, client):
-        before = len(client.app.on_shutdown)
-        start_reconciliation(client.app, BillingSettings(reconcile_interval_s=0))
-        assert len(client.app.on_shutdown) == before
+    async def test_interval_zero_disables_the_schedule(self, billing_url):
+        schedule = [
+            job
+            for job in jobs(BillingSettings(reconcile_interval_s=0))
+            if job.name == "reconciliation"
+        ]
+        async with billing_client(billing_url, jobs=schedule) as client:
+            assert "reconciliation" not in client.app.state.runtime.running_jobs()

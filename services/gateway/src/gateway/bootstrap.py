@@ -9,7 +9,8 @@ from gateway import __version__
 from gateway.portal import cookie_free_jar, portal, portal_from_env
 from gateway.routes import forward, status
 from gateway.upstreams import upstreams_from_env
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 
 
 async def open_client(app: Litestar) -> None:

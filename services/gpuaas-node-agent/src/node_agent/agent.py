@@ -2,17 +2,26 @@
 long poll: report observed state (the heartbeat) and receive desired state, which gpuaas
 holds back (up to its GPUCLOUD_NODE_SYNC_HOLD_S) until it differs from the report;
 reconcile, and report again at once. GPUCLOUD_NODE_SYNC_INTERVAL_S is only a floor between
-unchanged answers (a gpuaas that does not hold) and the first back-off after an error."""
+unchanged answers (a gpuaas that does not hold). The loop is the `node-sync` job of the
+agent's service runtime, which restarts it (with backoff) after an error."""
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import httpx
+import msgspec
 
+from gpucloud_contracts.node_sync import (
+    DesiredState,
+    GpuIn,
+    NodeRegister,
+    NodeRegistered,
+    NodeSync,
+)
 from node_agent.discovery import Discovery, Gpu, choose_discovery
 from node_agent.mig import mig_driver_for
 from node_agent.reconcile import DEFAULT_WORKLOAD, Reconciler
@@ -20,6 +29,8 @@ from node_agent.reconcile import DEFAULT_WORKLOAD, Reconciler
 log = logging.getLogger(__name__)
 
 SYNC_READ_TIMEOUT_S = 60.0
+# After a failed sync session the next starts this soon, backing off to 10 s.
+SESSION_RESTART_S, SESSION_MAX_BACKOFF_S = 1.0, 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,63 +80,77 @@ class NodeAgent:
 
     async def register(self, client: httpx.AsyncClient) -> None:
         self.gpus = self.discovery.discover()
+        request = NodeRegister(
+            name=self.settings.node_name,
+            provider=self.settings.provider,  # type: ignore[arg-type]
+            agent_url=self.settings.agent_url,
+            gpus=[GpuIn(index=g.index, sku=g.sku, device_uuid=g.device_uuid) for g in self.gpus],
+        )
         r = await client.post(
             "/v1/gpu/nodes/register",
-            json={
-                "name": self.settings.node_name,
-                "provider": self.settings.provider,
-                "agent_url": self.settings.agent_url,
-                "gpus": [dataclasses.asdict(g) for g in self.gpus],
+            content=msgspec.json.encode(request),
+            headers={
+                "Authorization": f"Bearer {self.settings.bootstrap_token}",
+                "Content-Type": "application/json",
             },
-            headers={"Authorization": f"Bearer {self.settings.bootstrap_token}"},
         )
         r.raise_for_status()
-        body = r.json()
-        self.node_id, self._credential = body["node_id"], body["credential"]
+        registered = msgspec.json.decode(r.content, type=NodeRegistered)
+        self.node_id, self._credential = str(registered.node_id), registered.credential
         log.info("registered", extra={"fields": {"node_id": self.node_id, "gpus": len(self.gpus)}})
 
     async def sync_once(self, client: httpx.AsyncClient, *, hold: bool = False) -> bool:
         """One sync; with `hold`, gpuaas may hold the answer until there is work."""
         if self.node_id is None:
             await self.register(client)
-        body: dict[str, Any] = {"allocations": self.reconciler.observed()}
-        if activity := await asyncio.to_thread(self.reconciler.activity):
-            # Optional field; gpuaas refuses unknown fields, so gpuaas is upgraded first.
-            body["activity"] = activity
-        if hold:
-            body["hold"] = True
+        activity = await asyncio.to_thread(self.reconciler.activity)
+        # Defaults are left out on the wire (an empty activity, no hold): gpuaas refuses
+        # unknown fields, so an older gpuaas still takes what this agent sends.
+        report = NodeSync(
+            allocations=self.reconciler.observed(),  # type: ignore[arg-type]
+            hold=hold,
+            activity={k: dt.datetime.fromisoformat(v) for k, v in activity.items()},
+        )
         r = await client.post(
             f"/v1/gpu/nodes/{self.node_id}/sync",
-            json=body,
-            headers={"Authorization": f"Bearer {self._credential}"},
+            content=msgspec.json.encode(report),
+            headers={
+                "Authorization": f"Bearer {self._credential}",
+                "Content-Type": "application/json",
+            },
         )
         if r.status_code in (401, 404):
             self.node_id = None  # gpuaas forgot us or rotated the credential: register again
             return True
         r.raise_for_status()
         self.syncs += 1
-        desired: list[dict[str, Any]] = r.json()["allocations"]
+        desired = msgspec.json.decode(r.content, type=DesiredState).allocations
         return await asyncio.to_thread(self.reconciler.reconcile, desired)
 
-    async def run(self) -> None:
-        delay = self.settings.sync_interval_s
+    async def run(self, _runtime: object = None) -> None:
+        """One sync session: sync (long poll) until an error. A session that synced at least
+        once ends quietly (the runtime starts the next one after SESSION_RESTART_S); one
+        that could not sync at all raises, and the runtime backs off (to 10 s) before the
+        next."""
         loop = asyncio.get_running_loop()
         # The read timeout outlasts any hold gpuaas may apply (under half its offline timeout).
         timeout = httpx.Timeout(10.0, read=SYNC_READ_TIMEOUT_S)
+        synced = False
         async with httpx.AsyncClient(base_url=self.settings.gpuaas_url, timeout=timeout) as client:
             while True:
+                started = loop.time()
                 try:
-                    started = loop.time()
                     changed = await self.sync_once(client, hold=True)
-                    delay = self.settings.sync_interval_s
-                    if changed:
-                        continue
-                    # An unchanged answer came back: normally after a hold; a gpuaas that
-                    # does not hold must not make this loop spin.
-                    delay = max(0.0, delay - (loop.time() - started))
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:
+                    if not synced:
+                        raise
                     log.warning("sync failed", extra={"fields": {"error": repr(exc)}})
-                    delay = min(max(delay, 0.5) * 2, 10.0)
-                await asyncio.sleep(delay)
+                    return
+                synced = True
+                if changed:
+                    continue
+                # An unchanged answer came back: normally after a hold; a gpuaas that does
+                # not hold must not make this loop spin.
+                await asyncio.sleep(
+                    max(0.0, self.settings.sync_interval_s - (loop.time() - started))
+                )

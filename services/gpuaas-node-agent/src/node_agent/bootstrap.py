@@ -1,17 +1,21 @@
 """Wires the node agent. No database, no Kafka: it talks to gpuaas over HTTP only."""
 
-import asyncio
-import contextlib
-
 from litestar import Litestar, get
 from litestar.datastructures import State
 
 from node_agent import __version__
-from node_agent.agent import AgentSettings, NodeAgent
+from node_agent.agent import (
+    SESSION_MAX_BACKOFF_S,
+    SESSION_RESTART_S,
+    AgentSettings,
+    NodeAgent,
+)
 from node_agent.session_tokens import SessionTokenVerifier
 from node_agent.terminal import TerminalService, TerminalSettings, terminal
 from platformkit.auth import Principal
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
+from platformkit.jobs import Job
 
 
 @get("/v1/node/state", operation_id="nodeState", tags=["node"])
@@ -41,19 +45,15 @@ def terminal_service(agent: NodeAgent, settings: TerminalSettings) -> TerminalSe
     return TerminalService(settings, verifier, agent.reconciler, workspaces)
 
 
-async def start_agent(app: Litestar) -> None:
+def start_agent(app: Litestar) -> None:
     agent = NodeAgent(AgentSettings.from_env())
     app.state.agent = agent
     app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
-    task = asyncio.create_task(agent.run(), name="node-agent")
 
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        agent.reconciler.stop_all()
 
-    app.on_shutdown.insert(0, stop)
+def stop_agent(app: Litestar) -> None:
+    """After the sync job stopped: the workloads keep running (a restart adopts them)."""
+    app.state.agent.reconciler.stop_all()
 
 
 DEFINITION = ServiceDefinition(
@@ -63,7 +63,17 @@ DEFINITION = ServiceDefinition(
     route_handlers=[node_state, terminal],
     kafka=False,
     relay=False,
+    jobs=[
+        Job(
+            "node-sync",
+            SESSION_RESTART_S,
+            lambda rt: rt.state.agent.run(),
+            immediate=True,
+            max_backoff_s=SESSION_MAX_BACKOFF_S,
+        )
+    ],
     on_startup=[start_agent],
+    on_shutdown=[stop_agent],
 )
 
 

@@ -12,9 +12,11 @@ import os
 import uuid
 from typing import Protocol
 
+from gpucloud_contracts.gpus import SKUS
+
 log = logging.getLogger(__name__)
 DEFAULT_INVENTORY = "h100-80gb:8"
-KNOWN_SKUS = ("a100-40gb", "a100-80gb", "h100-80gb", "h200-141gb")
+KNOWN_SKUS = tuple(SKUS)  # the platform's GPU catalog (libs/contracts)
 _UUID_NAMESPACE = uuid.UUID("0b8f3f0e-3d8c-4a57-9f0d-8a0c7f1f2b6e")
 
 

@@ -29,8 +29,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
 from node_agent.mig import MigDriver, MigError, SimulatedMig, Slice
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Workload:
     pid: int
     devices: str
     process: subprocess.Popen[bytes] | None = None
-    tenant_id: str | None = None  # when gpuaas's desired state names it
+    tenant_id: str | None = None  # kept from the saved state; gpuaas does not send it yet
     slices: tuple[Slice, ...] = ()  # the MIG instances made for it
     cpu_ticks: int | None = None  # the last CPU sample of its process group
     last_active_at: dt.datetime | None = None  # when a sample last showed CPU used
@@ -178,12 +178,12 @@ class Reconciler:
                 out[allocation_id] = w.last_active_at.isoformat()
         return out
 
-    def reconcile(self, desired: list[dict[str, Any]]) -> bool:
+    def reconcile(self, desired: list[DesiredAllocation]) -> bool:
         """Converge once; True when anything changed (worth an immediate report)."""
         changed = False
         if not self._swept:
             self._sweep_orphans()
-        wanted = {str(d["id"]): d for d in desired}
+        wanted = {str(d.id): d for d in desired}
         for allocation_id in list(self.workloads):
             if allocation_id not in wanted:
                 self._release(self.workloads.pop(allocation_id))
@@ -199,7 +199,7 @@ class Reconciler:
                 # Died under us: start it again (on the same instances) rather than lose it.
                 self.workloads.pop(allocation_id)
             try:
-                workload = self._start(allocation_id, d["instances"])
+                workload = self._start(allocation_id, d.instances)
             except (OSError, MigError) as exc:
                 log.error(
                     "allocation did not start",
@@ -207,8 +207,6 @@ class Reconciler:
                 )
                 self.failed.add(allocation_id)
             else:
-                tenant = d.get("tenant_id")
-                workload.tenant_id = str(tenant) if tenant is not None else None
                 self.workloads[allocation_id] = workload
             changed = True
         if self.undestroyed:
@@ -217,15 +215,15 @@ class Reconciler:
             self._save()
         return changed
 
-    def _start(self, allocation_id: str, instances: list[dict[str, Any]]) -> Workload:
+    def _start(self, allocation_id: str, instances: list[InstanceOut]) -> Workload:
         devices: list[str] = []
         made: list[Slice] = []
         try:
             for i in instances:
-                if i.get("profile_id") is None:
-                    devices.append(str(i["device_uuid"]))  # a whole GPU
+                if i.profile_id is None:
+                    devices.append(i.device_uuid)  # a whole GPU
                     continue
-                s = Slice(str(i["device_uuid"]), int(i["start"]), int(i["profile_id"]))
+                s = Slice(i.device_uuid, i.start, i.profile_id)
                 devices.append(self.mig.create(s))
                 made.append(s)
             env = workload_environment(allocation_id, ",".join(devices))

@@ -62,11 +62,6 @@ def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
     r.reconcile([])
 
 
-def _desired(allocation_id: str) -> dict[str, Any]:
-    instance = {"device_uuid": "GPU-pty", "start": 0, "profile_id": 19, "gpu_index": 0}
-    return {"id": allocation_id, "instances": [instance]}
-
-
 @pytest.fixture
 async def agent(
     jwks_url: str, reconciler: Reconciler, tmp_path: Path
@@ -82,7 +77,7 @@ async def agent(
     async def install(app: Litestar) -> None:
         app.state.terminal = service  # the sync loop against gpuaas is not needed here
 
-    definition = dataclasses.replace(DEFINITION, on_startup=[install])
+    definition = dataclasses.replace(DEFINITION, on_startup=[install], on_shutdown=(), jobs=())
     app = build_service_app(definition, ServiceSettings(service_name=f"agent-{NODE}"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -129,11 +124,13 @@ async def _closed_with(ws: ClientConnection) -> tuple[int, str]:
     return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
-async def test_a_shell_in_the_allocation_round_trip(agent, reconciler, signer, monkeypatch):
+async def test_a_shell_in_the_allocation_round_trip(
+    agent, reconciler, signer, monkeypatch, desired
+):
     base, service = agent
     monkeypatch.setenv("GPUCLOUD_OPERATOR_TOKEN", "agent-secret")  # must not reach the shell
     aid = str(uuid.uuid4())
-    reconciler.reconcile([_desired(aid)])
+    reconciler.reconcile([desired(aid, ("GPU-pty", 0, 19))])
     token = signer.token(NODE, aid)
 
     async with connect(_url(base, aid), additional_headers=_bearer(token)) as ws:
@@ -155,20 +152,20 @@ async def test_a_shell_in_the_allocation_round_trip(agent, reconciler, signer, m
     assert service.sessions == {}
 
 
-async def test_the_session_ends_when_the_shell_exits(agent, reconciler, signer):
+async def test_the_session_ends_when_the_shell_exits(agent, reconciler, signer, desired):
     base, _ = agent
     aid = str(uuid.uuid4())
-    reconciler.reconcile([_desired(aid)])
+    reconciler.reconcile([desired(aid, ("GPU-pty", 0, 19))])
     async with connect(_url(base, aid), additional_headers=_bearer(signer.token(NODE, aid))) as ws:
         await ws.send(b"exit\n")
         code, _ = await _closed_with(ws)
     assert code == 1000
 
 
-async def test_the_session_ends_when_the_allocation_is_released(agent, reconciler, signer):
+async def test_the_session_ends_when_the_allocation_is_released(agent, reconciler, signer, desired):
     base, service = agent
     aid = str(uuid.uuid4())
-    reconciler.reconcile([_desired(aid)])
+    reconciler.reconcile([desired(aid, ("GPU-pty", 0, 19))])
     async with connect(_url(base, aid), additional_headers=_bearer(signer.token(NODE, aid))) as ws:
         await ws.send(b'echo rea""dy\n')
         await _read_until(ws, b"ready\r\n", bytearray())
@@ -191,10 +188,10 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))
-async def test_refused_callers_get_no_shell(agent, reconciler, signer, case):
+async def test_refused_callers_get_no_shell(agent, reconciler, signer, case, desired):
     base, service = agent
     aid = str(uuid.uuid4())
-    reconciler.reconcile([_desired(aid)])
+    reconciler.reconcile([desired(aid, ("GPU-pty", 0, 19))])
     token = REFUSALS[case](signer, aid)
     headers = _bearer(token) if token else {}
     async with connect(_url(base, aid), additional_headers=headers) as ws:
@@ -203,10 +200,10 @@ async def test_refused_callers_get_no_shell(agent, reconciler, signer, case):
     assert service.sessions == {}
 
 
-async def test_a_replayed_token_is_refused(agent, reconciler, signer):
+async def test_a_replayed_token_is_refused(agent, reconciler, signer, desired):
     base, _ = agent
     aid = str(uuid.uuid4())
-    reconciler.reconcile([_desired(aid)])
+    reconciler.reconcile([desired(aid, ("GPU-pty", 0, 19))])
     token = signer.token(NODE, aid)
     async with connect(_url(base, aid), additional_headers=_bearer(token)) as ws:
         await ws.send(b"exit\n")

@@ -11,25 +11,6 @@ BUSY = f"{sys.executable} -c 'while True: pass'"
 SLEEPY = f"{sys.executable} -c 'import time; time.sleep(600)'"
 
 
-def _desired(aid: str) -> dict:
-    return {
-        "id": aid,
-        "sku": "h100-80gb",
-        "mig_profile": None,
-        "state": "scheduled",
-        "instances": [
-            {
-                "gpu_index": 0,
-                "device_uuid": "GPU-x",
-                "start": 0,
-                "memory_slices": 8,
-                "compute_slices": 7,
-                "profile_id": None,
-            }
-        ],
-    }
-
-
 def _wait_for_cpu(pgid: int, above: int) -> int:
     """Until the group has used CPU beyond `above` (a busy loop gets there in ticks)."""
     for _ in range(500):
@@ -52,12 +33,12 @@ def _settled(pgid: int) -> None:
     raise AssertionError("the sleeping workload never settled")
 
 
-def test_a_busy_workload_is_active_and_a_sleeping_one_is_not(tmp_path):
+def test_a_busy_workload_is_active_and_a_sleeping_one_is_not(tmp_path, desired):
     busy = Reconciler(tmp_path / "b.json", BUSY)
     sleepy = Reconciler(tmp_path / "s.json", SLEEPY)
     try:
-        busy.reconcile([_desired("busy")])
-        sleepy.reconcile([_desired("sleepy")])
+        busy.reconcile([desired("busy", ("GPU-x", 0, None))])
+        sleepy.reconcile([desired("sleepy", ("GPU-x", 0, None))])
         _settled(sleepy.workloads["sleepy"].pid)
         t1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         # The first sample is a baseline: nothing is reported yet.
@@ -71,10 +52,10 @@ def test_a_busy_workload_is_active_and_a_sleeping_one_is_not(tmp_path):
         sleepy.reconcile([])
 
 
-def test_a_stopped_workload_keeps_its_last_activity_time(tmp_path):
+def test_a_stopped_workload_keeps_its_last_activity_time(tmp_path, desired):
     r = Reconciler(tmp_path / "r.json", BUSY)
     try:
-        r.reconcile([_desired("a")])
+        r.reconcile([desired("a", ("GPU-x", 0, None))])
         w = r.workloads["a"]
         t1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         r.activity(t1)

@@ -45,15 +45,6 @@ class TestDiscovery:
         assert sku_of("Tesla T4", 16 * gib) is None
 
 
-def _desired(aid: str, profile_id: int | None = 19):
-    return {
-        "id": aid,
-        "instances": [
-            {"device_uuid": "GPU-abc", "start": 6, "profile_id": profile_id, "gpu_index": 0}
-        ],
-    }
-
-
 class TestReconciler:
     def test_simulated_mig_handles_are_stable(self):
         handle = SimulatedMig().create(Slice("GPU-abc", 6, 19))
@@ -62,14 +53,14 @@ class TestReconciler:
         with pytest.raises(MigError):
             SimulatedMig().create(Slice("GPU-abc", 0, 42))
 
-    def test_starts_stops_and_survives_an_agent_restart(self, tmp_path):
+    def test_starts_stops_and_survives_an_agent_restart(self, tmp_path, desired):
         out = tmp_path / "env.json"
         command = (
             f'{sys.executable} -c "import os, json, time; json.dump(dict(os.environ),'
             f" open('{out}', 'w')); time.sleep(600)\""
         )
         r = Reconciler(tmp_path / "state.json", command)
-        assert r.reconcile([_desired("a1")])
+        assert r.reconcile([desired("a1", ("GPU-abc", 6, 19))])
         assert r.observed() == {"a1": "running"}
         deadline = time.time() + 10
         while (not out.exists() or not out.read_text()) and time.time() < deadline:
@@ -81,7 +72,7 @@ class TestReconciler:
 
         restarted = Reconciler(tmp_path / "state.json", command)  # adopts, starts nothing
         assert restarted.observed() == {"a1": "running"}
-        assert not restarted.reconcile([_desired("a1")])
+        assert not restarted.reconcile([desired("a1", ("GPU-abc", 6, 19))])
         assert restarted.workloads["a1"].pid == pid
 
         assert restarted.reconcile([])
@@ -92,12 +83,12 @@ class TestReconciler:
         with pytest.raises(OSError):
             os.kill(pid, 0)
 
-    def test_a_dead_workload_is_started_again(self, tmp_path):
+    def test_a_dead_workload_is_started_again(self, tmp_path, desired):
         r = Reconciler(tmp_path / "s.json", f"{sys.executable} -c 'import time; time.sleep(600)'")
-        r.reconcile([_desired("a1")])
+        r.reconcile([desired("a1", ("GPU-abc", 6, 19))])
         first = r.workloads["a1"]
         first.stop()
         assert r.observed() == {"a1": "failed"}
-        assert r.reconcile([_desired("a1")])
+        assert r.reconcile([desired("a1", ("GPU-abc", 6, 19))])
         assert r.observed() == {"a1": "running"} and r.workloads["a1"].pid != first.pid
         r.reconcile([])

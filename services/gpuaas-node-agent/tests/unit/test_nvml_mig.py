@@ -228,26 +228,16 @@ class TestNvmlMig:
         assert len(nvml.called("nvmlGpuInstanceDestroy")) == 1
 
 
-def _desired(aid: str, *instances: tuple[str, int, int | None]) -> dict[str, Any]:
-    return {
-        "id": aid,
-        "instances": [
-            {"device_uuid": gpu, "start": start, "profile_id": pid, "gpu_index": 0}
-            for gpu, start, pid in instances
-        ],
-    }
-
-
 SLEEP = f"{sys.executable} -c 'import time; time.sleep(600)'"
 
 
 class TestReconcilerOnNvml:
     """The reconciler is the same code on both drivers; here it drives the NVML one."""
 
-    def test_instances_follow_the_allocation(self, nvml, tmp_path):
+    def test_instances_follow_the_allocation(self, nvml, tmp_path, desired):
         r = Reconciler(tmp_path / "s.json", SLEEP, NvmlMig(nvml))
         try:
-            assert r.reconcile([_desired("a1", ("GPU-0", 0, 19), ("GPU-0", 1, 19))])
+            assert r.reconcile([desired("a1", ("GPU-0", 0, 19), ("GPU-0", 1, 19))])
             assert r.observed() == {"a1": "running"}
             assert r.workloads["a1"].devices == "MIG-GPU-0-1,MIG-GPU-0-2"
             assert len(nvml.instances) == 2
@@ -255,35 +245,37 @@ class TestReconcilerOnNvml:
             r.reconcile([])
         assert nvml.instances == {} and r.observed() == {}
 
-    def test_a_placement_the_gpu_refuses_is_reported_failed_and_not_retried(self, nvml, tmp_path):
+    def test_a_placement_the_gpu_refuses_is_reported_failed_and_not_retried(
+        self, nvml, tmp_path, desired
+    ):
         NvmlMig(nvml).create(Slice("GPU-0", 0, 0))  # 7g: the whole GPU is taken
         r = Reconciler(tmp_path / "s.json", SLEEP, NvmlMig(nvml))
         r._swept = True  # keep the 7g (not an orphan sweep test)
-        assert r.reconcile([_desired("a1", ("GPU-0", 6, 19))])
+        assert r.reconcile([desired("a1", ("GPU-0", 6, 19))])
         assert r.observed() == {"a1": "failed"}
-        assert not r.reconcile([_desired("a1", ("GPU-0", 6, 19))])
+        assert not r.reconcile([desired("a1", ("GPU-0", 6, 19))])
         assert len(nvml.called("nvmlDeviceCreateGpuInstanceWithPlacement")) == 2
 
-    def test_a_partly_made_allocation_gives_its_slices_back(self, nvml, tmp_path):
+    def test_a_partly_made_allocation_gives_its_slices_back(self, nvml, tmp_path, desired):
         r = Reconciler(tmp_path / "s.json", SLEEP, NvmlMig(nvml))
-        r.reconcile([_desired("a1", ("GPU-0", 0, 19), ("GPU-1", 0, 19))])  # GPU-1: MIG off
+        r.reconcile([desired("a1", ("GPU-0", 0, 19), ("GPU-1", 0, 19))])  # GPU-1: MIG off
         assert r.observed() == {"a1": "failed"} and nvml.instances == {}
 
-    def test_a_restart_keeps_owned_instances_and_destroys_orphans(self, nvml, tmp_path):
+    def test_a_restart_keeps_owned_instances_and_destroys_orphans(self, nvml, tmp_path, desired):
         r = Reconciler(tmp_path / "s.json", SLEEP, NvmlMig(nvml))
-        r.reconcile([_desired("a1", ("GPU-0", 0, 9))])
+        r.reconcile([desired("a1", ("GPU-0", 0, 9))])
         NvmlMig(nvml).create(Slice("GPU-0", 4, 9))  # made, then the agent crashed before saving
         try:
             restarted = Reconciler(tmp_path / "s.json", SLEEP, NvmlMig(nvml))
-            assert not restarted.reconcile([_desired("a1", ("GPU-0", 0, 9))])
+            assert not restarted.reconcile([desired("a1", ("GPU-0", 0, 9))])
             assert [(g.start, g.profile_id) for g in nvml.instances.values()] == [(0, 9)]
             assert restarted.workloads["a1"].pid == r.workloads["a1"].pid
         finally:
             r.reconcile([])
 
-    def test_an_instance_still_in_use_is_destroyed_later(self, nvml, tmp_path):
+    def test_an_instance_still_in_use_is_destroyed_later(self, nvml, tmp_path, desired):
         r = Reconciler(tmp_path / "s.json", SLEEP, NvmlMig(nvml))
-        r.reconcile([_desired("a1", ("GPU-0", 0, 19))])
+        r.reconcile([desired("a1", ("GPU-0", 0, 19))])
         nvml.in_use.add("MIG-GPU-0-1")
         assert r.reconcile([])
         assert r.undestroyed == {Slice("GPU-0", 0, 19)} and len(nvml.instances) == 1

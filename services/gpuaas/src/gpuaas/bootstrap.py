@@ -1,64 +1,74 @@
-"""Wires gpuaas together: routes, migrations, the balance consumer and the sweeper."""
-
-import asyncio
-import contextlib
+"""Wires gpuaas together: routes, migrations, the balance and price projections, and the
+jobs (the sweeper, the node-sync wakeups listener)."""
 
 from litestar import Litestar
 
-from gpuaas import __version__
+from gpuaas import SERVICE, __version__
 from gpuaas.api.routes import AllocationController, NodeController, SkuController
-from gpuaas.app.balance import BALANCE_TOPIC, balance_handler
-from gpuaas.app.prices import PRICE_TOPIC, price_handler
+from gpuaas.app.balance import balance_handler
+from gpuaas.app.prices import price_handler
 from gpuaas.app.providers import provider_from_env
-from gpuaas.app.sweeper import sweep_forever
+from gpuaas.app.sweeper import Sweeper
 from gpuaas.app.wakeups import NodeWakeups
 from gpuaas.settings import GpuaasSettings
+from gpucloud_contracts.catalog import Topic
 from platformkit.consumers import Subscription
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
+from platformkit.jobs import Job
 
 SETTINGS = GpuaasSettings.from_env()
+# The wakeups listener reconnects after half a second, backing off to 10 s.
+WAKEUPS_RECONNECT_S, WAKEUPS_MAX_BACKOFF_S = 0.5, 10.0
 
 
-async def start_sweeper(app: Litestar) -> None:
-    app.state.gpuaas_settings = SETTINGS
-    runtime = app.state.runtime
-    if runtime.db is None:
+def start_gpuaas(app: Litestar) -> None:
+    """What the routes and the jobs share: gpuaas's settings (tests replace them), the node
+    provider, the sweeper and, when syncs are held, the wakeups listener."""
+    state = app.state
+    state.gpuaas_settings = SETTINGS
+    db = state.runtime.db
+    if db is None:
         return
-    provider = provider_from_env(SETTINGS, app.state.settings.operator_token)
-    app.state.provider = provider
-    task = asyncio.create_task(sweep_forever(runtime.db, SETTINGS, provider), name="gpuaas-sweeper")
+    state.provider = provider_from_env(SETTINGS, state.settings.operator_token)
+    state.sweeper = Sweeper(db, SETTINGS, state.provider)
+    if SETTINGS.node_sync_hold_s > 0:
+        state.node_wakeups = NodeWakeups(db.url)
 
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+
+def stop_gpuaas(app: Litestar) -> None:
+    provider = getattr(app.state, "provider", None)
+    if provider is not None:
         provider.close()
-
-    # Stop before the runtime disposes of the database engine.
-    app.on_shutdown.insert(0, stop)
-
-
-async def start_node_wakeups(app: Litestar) -> None:
-    runtime = app.state.runtime
-    if runtime.db is None or SETTINGS.node_sync_hold_s <= 0:
-        return
-    wakeups = NodeWakeups(runtime.db.url)
-    wakeups.start()
-    app.state.node_wakeups = wakeups
-    app.on_shutdown.insert(0, wakeups.stop)
 
 
 DEFINITION = ServiceDefinition(
-    name="gpuaas",
+    name=SERVICE,
     version=__version__,
     description="GPU runtime: SKUs, MIG profiles, providers, nodes, allocations, quotas, metering.",
     route_handlers=[AllocationController, SkuController, NodeController],
     migrations="gpuaas.store.migrations",
     subscriptions=[
-        Subscription("balance-standing", (BALANCE_TOPIC,), balance_handler(SETTINGS)),
-        Subscription("price-book", (PRICE_TOPIC,), price_handler()),
+        Subscription("balance-standing", (Topic.BILLING_BALANCE_V1,), balance_handler(SETTINGS)),
+        Subscription("price-book", (Topic.BILLING_PRICE_V1,), price_handler()),
     ],
-    on_startup=[start_sweeper, start_node_wakeups],
+    jobs=[
+        Job(
+            "sweeper",
+            SETTINGS.sweep_interval_s,
+            lambda rt: rt.state.sweeper.sweep(),
+            immediate=True,
+        ),
+        Job(
+            "node-wakeups",
+            WAKEUPS_RECONNECT_S if SETTINGS.node_sync_hold_s > 0 else 0,
+            lambda rt: rt.state.node_wakeups.listen(),
+            immediate=True,
+            max_backoff_s=WAKEUPS_MAX_BACKOFF_S,
+        ),
+    ],
+    on_startup=[start_gpuaas],
+    on_shutdown=[stop_gpuaas],
 )
 
 

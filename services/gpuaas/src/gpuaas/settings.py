@@ -1,5 +1,6 @@
 """gpuaas's own settings (GPUCLOUD_* environment), beside the kit's ServiceSettings."""
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 
@@ -31,6 +32,11 @@ class GpuaasSettings:
                 " under half of GPUCLOUD_NODE_HEARTBEAT_TIMEOUT_S"
                 f"={self.node_heartbeat_timeout_s}"
             )
+
+    @property
+    def metering_period(self) -> dt.timedelta:
+        """The length of a closed usage interval (app/lifecycle.py carries it)."""
+        return dt.timedelta(seconds=self.metering_period_s)
 
     @classmethod
     def from_env(cls) -> "GpuaasSettings":

@@ -1,9 +1,14 @@
+import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from gpuaas.api.routes import encode_outcome
+from gpuaas.app.allocations import CreateAllocation, create_allocation
 from gpuaas.app.nodes import GpuInventory, register_node
+from gpuaas.settings import GpuaasSettings
 from platformkit.db import Database
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
@@ -40,3 +45,11 @@ async def outbox(db: Database, subject: uuid.UUID, topic: str | None = None) -> 
             " AND (CAST(:t AS text) IS NULL OR topic = CAST(:t AS text)) ORDER BY seq",
             {"s": str(subject), "t": topic},
         )
+
+
+async def create(
+    db: Database, command: CreateAllocation, settings: GpuaasSettings
+) -> tuple[int, Any]:
+    """The use case as the route runs it: (status, JSON body), a rejection as its problem."""
+    reply = await create_allocation(db, command, settings, encode_outcome("/allocations"))
+    return reply.status, json.loads(reply.body)

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import uuid
 
-import msgspec
 import psycopg
 import pytest
 
@@ -18,14 +17,10 @@ from gpuaas.domain.nodes import NodeState
 from gpuaas.settings import GpuaasSettings
 from platformkit.errors import IdempotencyMismatch, ValidationFailed
 
-from .conftest import add_node, outbox
+from .conftest import add_node, create, outbox
 
 pytestmark = pytest.mark.integration
 SETTINGS = GpuaasSettings(metering_period_s=60)
-
-
-def _render(view) -> bytes:
-    return msgspec.json.encode({"id": str(view.allocation.id), "state": view.allocation.state})
 
 
 async def _create(
@@ -42,8 +37,7 @@ async def _create(
     command = CreateAllocation(
         tenant or uuid.uuid4(), project or uuid.uuid4(), sku, profile, count, key
     )
-    status, body, _ = await create_allocation(db, command, settings, _render)
-    return status, json.loads(body)
+    return await create(db, command, settings)
 
 
 class TestLifecycleThroughTheNode:
@@ -317,11 +311,11 @@ class TestLiveIndexAcrossReplicas:
     async def test_a_rolled_back_booking_does_not_hide_capacity(self, db):
         await add_node(db)  # one GPU: one 4g
 
-        def failing_render(view) -> bytes:
+        def failing_encode(outcome):
             raise RuntimeError("after the booking, before the commit")
 
         command = CreateAllocation(uuid.uuid4(), uuid.uuid4(), "h100-80gb", "4g.40gb", 1)
         with pytest.raises(RuntimeError):
-            await create_allocation(db, command, SETTINGS, failing_render)
+            await create_allocation(db, command, SETTINGS, failing_encode)
         # The booking was applied to this replica's index, then rolled back.
         assert (await _create(db, profile="4g.40gb"))[0] == 201

@@ -6,33 +6,28 @@ import datetime as dt
 import json
 import uuid
 
-import msgspec
 import psycopg
 import pytest
 
-from gpuaas.app.allocations import CreateAllocation, create_allocation, get_allocation
+from gpuaas.app.allocations import CreateAllocation, get_allocation
 from gpuaas.app.nodes import sync_node
 from gpuaas.app.sweeper import stop_idle_allocations
 from gpuaas.settings import GpuaasSettings
 from platformkit.errors import ValidationFailed
 
-from .conftest import add_node, outbox
+from .conftest import add_node, create, outbox
 
 pytestmark = pytest.mark.integration
 SETTINGS = GpuaasSettings(metering_period_s=60)
-
-
-def _render(view) -> bytes:
-    return msgspec.json.encode({"id": str(view.allocation.id)})
 
 
 async def _create(db, idle_stop_after_s):
     command = CreateAllocation(
         uuid.uuid4(), uuid.uuid4(), "h100-80gb", "1g.10gb", 1, None, idle_stop_after_s
     )
-    status, body, _ = await create_allocation(db, command, SETTINGS, _render)
+    status, body = await create(db, command, SETTINGS)
     assert status == 201, body
-    return uuid.UUID(json.loads(body)["id"])
+    return uuid.UUID(body["id"])
 
 
 async def test_idle_allocation_is_released_and_an_active_one_is_not(db, gpuaas_url):

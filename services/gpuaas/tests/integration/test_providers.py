@@ -68,7 +68,10 @@ async def test_simulated_cloud_creates_and_retires_nodes(gpuaas_server, db, tmp_
     try:
         await provider.reconcile(db, settings)
         assert len(provider.processes) == 1
-        for _ in range(200):
+        # a fresh interpreter importing the agent (litestar, the kit): seconds on a busy
+        # machine, so a generous deadline, polled every 0.1 s
+        deadline = asyncio.get_running_loop().time() + 90
+        while asyncio.get_running_loop().time() < deadline:
             nodes = await _nodes(db)
             if nodes and nodes[0]["state"] == "ready":
                 break

@@ -12,10 +12,10 @@ from litestar.testing import AsyncTestClient
 
 from gpuaas.bootstrap import DEFINITION
 from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
+from platformkit import kafka
 from platformkit.envelope import new_event
 from platformkit.http import build_service_app
-from platformkit.kafka import KafkaSettings, idempotent_producer
-from platformkit.kafka import consumer as kafka_consumer
+from platformkit.kafka import KafkaSettings
 from platformkit.settings import ServiceSettings
 
 pytestmark = pytest.mark.integration
@@ -76,15 +76,8 @@ async def _eventually(check, within=30.0):
         await asyncio.sleep(0.3)
 
 
-async def _keys_on(kafka: KafkaSettings, topic: str, key: str, want: int) -> list[str]:
-    consumer = kafka_consumer(
-        kafka,
-        topic,
-        client_id="gpuaas-tests",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+async def _keys_on(settings: KafkaSettings, topic: str, key: str, want: int) -> list[str]:
+    consumer = kafka.feed_consumer(settings, topic, "gpuaas-tests")
     await consumer.start()
     found: list[str] = []
     try:
@@ -185,7 +178,7 @@ async def test_exhausted_balance_releases_and_gates(client, infra):
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = idempotent_producer(infra.kafka, "gpuaas-tests")
+    producer = kafka.producer(infra.kafka, "gpuaas-tests")
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -239,7 +232,7 @@ async def test_foreign_tenant_and_project_read_as_not_found(http_only):
 
 
 async def _publish(
-    kafka: KafkaSettings, topic: str, type_: str, subject: str, payload, tenant
+    settings: KafkaSettings, topic: str, type_: str, subject: str, payload, tenant
 ) -> None:
     event = new_event(
         type=type_,
@@ -248,7 +241,7 @@ async def _publish(
         payload=msgspec.json.encode(payload),
         tenant=str(tenant),
     )
-    producer = idempotent_producer(kafka, "gpuaas-tests")
+    producer = kafka.producer(settings, "gpuaas-tests")
     await producer.start()
     try:
         await producer.send_and_wait(

@@ -5,14 +5,15 @@ import logging
 from litestar import Litestar
 from litestar.di import Provide
 
-from iam import __version__
+from iam import SERVICE, __version__
 from iam.api.authorization import provide_authorized_principal
 from iam.api.routes import ROUTES
 from iam.app.context import IamContext
 from iam.app.secrets import SecretBox
 from iam.app.signing import SigningKeys
 from iam.settings import IamSettings
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import AccessTokenVerifier, CallableJwks, JwksCache
 
@@ -54,7 +55,7 @@ async def install_iam(app: Litestar) -> None:
 
 
 DEFINITION = ServiceDefinition(
-    name="iam",
+    name=SERVICE,
     version=__version__,
     description="Identity and access: tenants, projects, members, service accounts, tokens.",
     route_handlers=ROUTES,

@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import psycopg
 import pyotp
 import pytest
 from litestar.testing import AsyncTestClient
@@ -23,14 +22,8 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def iam_database(infra):
-    name = f"test_iam_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield infra.database_url(name)
-    finally:
-        with psycopg.connect(infra.pg_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with infra.scratch_database("test_iam") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +140,7 @@ async def iam_with_token_consumers(
     with platformkit's `build_service_app` exactly as the fleet builds them (JWKS URL set, so
     their runtime starts the revocation and membership projections). Their JWKS source is
     pointed at the in-process iam, which has no HTTP port; the rest is production wiring."""
-    from platformkit.http import ServiceDefinition
+    from platformkit.definition import ServiceDefinition
     from platformkit.provision import provision
 
     from .test_sign_in import JwksFrom

@@ -3,11 +3,13 @@ client."""
 
 from litestar import Litestar
 
+from gpucloud_contracts.catalog import Topic
 from platformkit.consumers import Subscription
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 from registry import __version__
 from registry.api.routes import ROUTES
-from registry.app.projects import PROJECT_TOPIC, project_handler
+from registry.app.projects import project_handler
 from registry.oci import OciClient
 from registry.settings import RegistrySettings
 
@@ -21,10 +23,9 @@ async def open_blob_store(app: Litestar) -> None:
     url = settings.oci_url or "http://127.0.0.1:15000"
     app.state.oci = OciClient(url, settings.oci_username, settings.oci_password)
 
-    async def close(_: Litestar) -> None:
-        await app.state.oci.close()
 
-    app.on_shutdown.insert(0, close)
+async def close_blob_store(app: Litestar) -> None:
+    await app.state.oci.close()
 
 
 DEFINITION = ServiceDefinition(
@@ -33,8 +34,9 @@ DEFINITION = ServiceDefinition(
     description="Registry and trust: apps, versions, artifacts, signatures, promotions.",
     route_handlers=ROUTES,
     migrations="registry.store.migrations",
-    subscriptions=[Subscription("projects", (PROJECT_TOPIC,), project_handler())],
+    subscriptions=[Subscription("projects", (Topic.IAM_PROJECT_V1,), project_handler())],
     on_startup=[open_blob_store],
+    on_shutdown=[close_blob_store],
 )
 
 

@@ -3,7 +3,8 @@ platform's shared parts: its database (kit migrations), outbox relay and heartbe
 
 from litestar import Litestar
 
-from platformkit.http import ServiceDefinition, build_service_app
+from platformkit.definition import ServiceDefinition
+from platformkit.http import build_service_app
 from terminal_gateway import __version__
 
 DEFINITION = ServiceDefinition(

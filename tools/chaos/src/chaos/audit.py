@@ -25,16 +25,18 @@ from typing import Any
 
 import psycopg
 
+from gpucloud_contracts.catalog import Topic
+
 FINAL_ALLOCATION_STATES = ("released", "rejected")
 # (publisher database, topic) -> (consumer database, inbox consumer name)
 INBOX_CONSUMERS = (
-    ("iam", "iam.tenant.v1", "billing", "tenants"),
-    ("iam", "iam.tenant.v1", "audit", "privileged-events"),
-    ("iam", "iam.membership.v1", "audit", "privileged-events"),
-    ("iam", "iam.service-account.v1", "audit", "privileged-events"),
-    ("billing", "billing.balance.v1", "gpuaas", "balance-standing"),
+    ("iam", Topic.IAM_TENANT_V1, "billing", "tenants"),
+    ("iam", Topic.IAM_TENANT_V1, "audit", "privileged-events"),
+    ("iam", Topic.IAM_MEMBERSHIP_V1, "audit", "privileged-events"),
+    ("iam", Topic.IAM_SERVICE_ACCOUNT_V1, "audit", "privileged-events"),
+    ("billing", Topic.BILLING_BALANCE_V1, "gpuaas", "balance-standing"),
 )
-USAGE_TOPIC = "metering.usage.v1"
+USAGE_TOPIC = Topic.METERING_USAGE_V1
 
 
 @dataclasses.dataclass(frozen=True)

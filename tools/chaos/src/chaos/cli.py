@@ -21,8 +21,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port-offset",
         default="auto",
-        help="added to every port of deploy/fleet.toml; default 'auto': the first of 1000, "
-        "1100, ... at which no port answers",
+        help="added to every port of deploy/fleet.toml; default 'auto': the first of "
+        "$GPUCLOUD_DEVSTACK_PORT_OFFSET + 1000, + 1100, ... at which no port answers",
     )
     p.add_argument("--home", type=Path, default=None, help="state folder (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the home (logs) afterwards")

@@ -50,12 +50,19 @@ def isolate(home: Path | None, port_offset: int) -> Path:
     return home
 
 
-def free_port_offset(start: int = DEFAULT_PORT_OFFSET, step: int = 100, tries: int = 40) -> int:
+def free_port_offset(start: int | None = None, step: int = 100, tries: int = 40) -> int:
     """The first offset (start, start + step, ...) at which no port of the fleet answers:
-    two chaos runs on one machine (CI beside a developer's) do not collide."""
+    two chaos runs on one machine (CI beside a developer's) do not collide. By default the
+    search starts 1000 above the offset of the stack this process belongs to
+    (GPUCLOUD_DEVSTACK_PORT_OFFSET), so a chaos run next to an offset stack skips its ports
+    and those of the stacks below it."""
     import tomllib
 
+    from devstack.fleet import port_offset
     from devstack.paths import fleet_file
+
+    if start is None:
+        start = port_offset() + DEFAULT_PORT_OFFSET
 
     data = tomllib.loads(fleet_file().read_text())
     base = [
@@ -76,8 +83,19 @@ def free_port_offset(start: int = DEFAULT_PORT_OFFSET, step: int = 100, tries: i
 
 
 def _answers(port: int) -> bool:
+    """Whether the port is taken: a listener answers, or a socket holds it (an outgoing
+    connection's local port, say), so a server could not bind it (PostgreSQL binds with
+    SO_REUSEADDR, as this probe does: a TIME_WAIT leftover does not count)."""
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            return True
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def _share_kafka_jars(home: Path) -> None:

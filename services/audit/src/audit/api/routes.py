@@ -6,22 +6,13 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import Parameter
-from sqlalchemy import text
 
 from audit.api.schemas import AuditPage, AuditRecord, ChainVerification, ServiceState, StatusReport
-from audit.app.chain import GENESIS, chained_fields, record_hash
+from audit.app.queries import list_records, service_status, verify_chain
 from platformkit.auth import require_operator
 from platformkit.db import Database
 
 STALE_AFTER = dt.timedelta(seconds=float(os.environ.get("GPUCLOUD_STATUS_STALE_AFTER_S", "20")))
-_VERIFY_SCAN = text(
-    "SELECT seq, id, event_id, event_type, source, subject, tenant, occurred_at, payload,"
-    " prev_hash, hash FROM audit_records ORDER BY seq"
-)
-_COLUMNS = (
-    "seq, id, event_id, event_type, source, subject, tenant, trace_id, occurred_at,"
-    " recorded_at, payload, hash"
-)
 
 
 class AuditController(Controller):
@@ -38,57 +29,32 @@ class AuditController(Controller):
         after: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
     ) -> AuditPage:
-        async with db.unit_of_work() as uow:
-            rows = await uow.fetch_all(
-                f"SELECT {_COLUMNS} FROM audit_records WHERE seq > :after"  # noqa: S608
-                " AND (CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
-                " AND (CAST(:subject AS text) IS NULL OR subject = :subject)"
-                " AND (CAST(:event_type AS text) IS NULL OR event_type = :event_type)"
-                " ORDER BY seq LIMIT :limit",
-                {
-                    "after": after,
-                    "tenant": tenant,
-                    "subject": subject,
-                    "event_type": event_type,
-                    "limit": limit,
-                },
-            )
+        rows = await list_records(db, after, limit, tenant, subject, event_type)
         items = [AuditRecord(**dict(r)) for r in rows]
         return AuditPage(items=items, next_after=items[-1].seq if len(items) == limit else None)
 
     @get("/records/verify", operation_id="verifyAuditChain", guards=[require_operator])
     async def verify(self, db: Database) -> ChainVerification:
-        count, prev = 0, GENESIS
-        async with db.unit_of_work() as uow:
-            result = await uow.session.stream(_VERIFY_SCAN)
-            async for row in result.mappings():
-                count += 1
-                if row["prev_hash"] != prev or row["hash"] != record_hash(
-                    prev, chained_fields(row)
-                ):
-                    return ChainVerification(
-                        records=count, valid=False, first_broken_seq=row["seq"]
-                    )
-                prev = row["hash"]
-        return ChainVerification(records=count, valid=True)
+        checked = await verify_chain(db)
+        return ChainVerification(
+            records=checked.records, valid=checked.valid, first_broken_seq=checked.first_broken_seq
+        )
 
     @get("/status", operation_id="getServiceStatus")
     async def status(self, db: Database) -> StatusReport:
         now = dt.datetime.now(dt.UTC)
-        async with db.unit_of_work() as uow:
-            rows = await uow.fetch_all("SELECT * FROM service_status ORDER BY service")
         services = [
             ServiceState(
-                name=r["service"],
-                version=r["version"],
-                git_sha=r["git_sha"],
-                ready=r["ready"] and now - r["last_seen_at"] <= STALE_AFTER,
-                checks=r["checks"],
-                instance=r["instance"],
-                started_at=r["started_at"],
-                last_seen_at=r["last_seen_at"],
-                stale=now - r["last_seen_at"] > STALE_AFTER,
+                name=s.row["service"],
+                version=s.row["version"],
+                git_sha=s.row["git_sha"],
+                ready=s.ready,
+                checks=s.row["checks"],
+                instance=s.row["instance"],
+                started_at=s.row["started_at"],
+                last_seen_at=s.row["last_seen_at"],
+                stale=s.stale,
             )
-            for r in rows
+            for s in await service_status(db, now, STALE_AFTER)
         ]
         return StatusReport(services=services, generated_at=now)

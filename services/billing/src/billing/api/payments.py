@@ -86,7 +86,7 @@ class PaymentController(Controller):
         key = check_key(idempotency_key)
         if key is None:
             raise ValidationFailed.for_field("Idempotency-Key", "is required to pay")
-        _, payment_id = await initiate_payment(
+        payment_id = await initiate_payment(
             db, _provider(state), InitiatePayment(tenant_id, data.amount_micros, key)
         )
         return _out(await get_payment(db, tenant_id, payment_id))

@@ -31,13 +31,12 @@ from billing.api.schemas import (
     VerificationOut,
 )
 from billing.app.funds import (
+    AddPrice,
+    Grant,
     GrantCredit,
+    ReverseTransaction,
     TopUp,
-    add_price,
-    grant_credit,
-    idempotent,
-    reverse_transaction,
-    top_up,
+    record,
 )
 from billing.app.queries import get_balance, list_entries, list_prices, usage_report
 from billing.app.rerating import list_parked, rerate_parked
@@ -48,7 +47,8 @@ from billing.domain.pricing import PriceVersion
 from billing.settings import BillingSettings
 from platformkit.auth import Principal
 from platformkit.db import Database
-from platformkit.idempotency import check_key
+from platformkit.http import json_reply, respond
+from platformkit.idempotency import StoredResponse, check_key
 
 BILLING_ROLES = ("owner", "admin", "billing")
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key")]
@@ -69,11 +69,6 @@ def _transfer_out(t: Transfer | Any) -> TransferOut:
             reverses=t.reverses,
         )
     return TransferOut(**{f: t[f] for f in TransferOut.__struct_fields__})
-
-
-def _json(status_body: tuple[int, bytes]) -> Response[bytes]:
-    status, body = status_body
-    return Response(body, status_code=status, media_type="application/json")
 
 
 def _reader(principal: Principal, tenant_id: uuid.UUID) -> None:
@@ -163,21 +158,9 @@ class BillingController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
         principal.require_operator()
-
-        async def work(uow: Any) -> TransferOut:
-            return _transfer_out(
-                await top_up(uow, TopUp(tenant_id, data.amount_micros, data.reference))
-            )
-
-        return _json(
-            await idempotent(
-                db,
-                f"billing.top-ups.{tenant_id}",
-                check_key(idempotency_key),
-                msgspec.to_builtins(data),
-                work,
-            )
-        )
+        command = TopUp(tenant_id, data.amount_micros, data.reference, check_key(idempotency_key))
+        reply = await record(db, command, lambda t: json_reply(_transfer_out(t)))
+        return respond(reply)
 
     @post(
         "/tenants/{tenant_id:uuid}/grants",
@@ -196,22 +179,18 @@ class BillingController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[bytes]:
         principal.require_operator()
-
-        async def work(uow: Any) -> GrantCreated:
-            grant_id, transfer = await grant_credit(
-                uow, GrantCredit(tenant_id, data.amount_micros, data.expires_at, data.priority)
-            )
-            return GrantCreated(grant_id, _transfer_out(transfer))
-
-        return _json(
-            await idempotent(
-                db,
-                f"billing.grants.{tenant_id}",
-                check_key(idempotency_key),
-                msgspec.to_builtins(data),
-                work,
-            )
+        command = GrantCredit(
+            tenant_id,
+            data.amount_micros,
+            data.expires_at,
+            data.priority,
+            check_key(idempotency_key),
         )
+
+        def encode(grant: Grant) -> StoredResponse:
+            return json_reply(GrantCreated(grant.grant_id, _transfer_out(grant.transfer)))
+
+        return respond(await record(db, command, encode))
 
     @post(
         "/transactions/{transaction_id:uuid}/reversal",
@@ -232,19 +211,13 @@ class BillingController(Controller):
     ) -> Response[bytes]:
         principal.require_operator()
 
-        async def work(uow: Any) -> ReversalOut:
-            transfers = await reverse_transaction(uow, transaction_id)
-            return ReversalOut(transfers[0].transaction_id, [_transfer_out(t) for t in transfers])
-
-        return _json(
-            await idempotent(
-                db,
-                "billing.reversals",
-                check_key(idempotency_key),
-                {"transaction_id": str(transaction_id)},
-                work,
+        def encode(transfers: list[Transfer]) -> StoredResponse:
+            return json_reply(
+                ReversalOut(transfers[0].transaction_id, [_transfer_out(t) for t in transfers])
             )
-        )
+
+        command = ReverseTransaction(transaction_id, check_key(idempotency_key))
+        return respond(await record(db, command, encode))
 
     @post(
         "/prices",
@@ -271,23 +244,21 @@ class BillingController(Controller):
             min_increment_s=data.min_increment_s,
         )
 
-        async def work(uow: Any) -> PriceOut:
-            price_id = await add_price(uow, version)
-            return PriceOut(
-                price_id,
-                version.price_key,
-                version.currency,
-                version.micros_per_gpu_hour,
-                version.min_increment_s,
-                version.effective_from,
-                version.tenant_id,
+        def encode(price_id: uuid.UUID) -> StoredResponse:
+            return json_reply(
+                PriceOut(
+                    price_id,
+                    version.price_key,
+                    version.currency,
+                    version.micros_per_gpu_hour,
+                    version.min_increment_s,
+                    version.effective_from,
+                    version.tenant_id,
+                )
             )
 
-        return _json(
-            await idempotent(
-                db, "billing.prices", check_key(idempotency_key), msgspec.to_builtins(data), work
-            )
-        )
+        command = AddPrice(version, check_key(idempotency_key))
+        return respond(await record(db, command, encode))
 
     @get("/prices", operation_id="listPrices")
     async def prices(

@@ -8,16 +8,14 @@ per period (GPUCLOUD_BILLING_ANNOUNCE_INTERVAL_S)."""
 import datetime as dt
 from collections.abc import Sequence
 
-from billing.domain.balance import BALANCE_TOPIC, Standing, standing_of
+from billing.app.events import EVENTS
+from billing.domain.balance import Standing, standing_of
 from billing.domain.rating import StandingChange, TenantLedger, standing_changes
 from billing.store.ledger import LedgerRepository
 from gpucloud_contracts.events.billing import BalanceChanged
 from platformkit.db import Database, UnitOfWork
-from platformkit.envelope import CloudEvent, new_event
-from platformkit.outbox import add_events
+from platformkit.envelope import CloudEvent
 from platformkit.telemetry import current_traceparent
-
-SOURCE = "billing"
 
 
 def balance_events(changes: Sequence[StandingChange], at: dt.datetime) -> list[CloudEvent]:
@@ -34,9 +32,8 @@ def balance_events(changes: Sequence[StandingChange], at: dt.datetime) -> list[C
         )
         for event_type in change.events:
             events.append(
-                new_event(
-                    type=event_type.value,
-                    source=SOURCE,
+                EVENTS.event(
+                    event_type.value,
                     subject=str(change.tenant_id),
                     tenant=str(change.tenant_id),
                     payload=payload,
@@ -63,7 +60,7 @@ async def announce_standings(
         tenants = [t for t in tenants if standing_of_now(t, at) != t.standing]
     changes = standing_changes(tenants, at)
     await LedgerRepository(uow).save_standings(changes)
-    await add_events(uow, BALANCE_TOPIC, balance_events(changes, at))
+    await EVENTS.add_events(uow, balance_events(changes, at))
     return changes
 
 

@@ -9,8 +9,8 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable
+from typing import Protocol, TypeVar
 
-import msgspec
 from sqlalchemy.exc import IntegrityError
 
 from billing.app.balances import announce_standings
@@ -24,13 +24,42 @@ from billing.domain.ledger import (
     wallet_id,
 )
 from billing.domain.pricing import PriceVersion
-from billing.store.ledger import DuplicateTransfer, LedgerRepository, TransferColumns
-from platformkit import idempotency
+from billing.store.ledger import (
+    DuplicateTransfer,
+    LedgerRepository,
+    PriceExists,
+    TransferColumns,
+)
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ValidationFailed
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
 
 _MAX_MICROS = 10**15
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Movement(Protocol[T_co]):
+    """An operator's movement, run once per Idempotency-Key by `record`."""
+
+    idempotency_key: str | None
+
+    @property
+    def scope(self) -> str: ...
+
+    def fingerprint(self) -> object: ...
+
+    async def apply(self, uow: UnitOfWork) -> T_co: ...
+
+
+async def record(
+    db: Database, command: Movement[T], encode: Callable[[T], StoredResponse]
+) -> StoredResponse:
+    """Run the movement in one transaction, once per Idempotency-Key: the API's encoding of
+    its result is stored (and committed) with it and replayed for the same key and body."""
+    request = IdempotentRequest.of(command.scope, command.idempotency_key, command.fingerprint())
+    return await run_once(db, request, command.apply, encode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +67,17 @@ class TopUp:
     tenant_id: uuid.UUID
     amount_micros: int
     reference: str | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return f"billing.top-ups.{self.tenant_id}"
+
+    def fingerprint(self) -> object:
+        return {"amount_micros": self.amount_micros, "reference": self.reference}
+
+    async def apply(self, uow: UnitOfWork) -> "Transfer":
+        return await top_up(uow, self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +86,52 @@ class GrantCredit:
     amount_micros: int
     expires_at: dt.datetime
     priority: int = 0
+    idempotency_key: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return f"billing.grants.{self.tenant_id}"
+
+    def fingerprint(self) -> object:
+        # The request body's fields in its order: keys stored before keep matching.
+        fields = ("amount_micros", "expires_at", "priority")
+        return {f: getattr(self, f) for f in fields}
+
+    async def apply(self, uow: UnitOfWork) -> "Grant":
+        return await grant_credit(uow, self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverseTransaction:
+    transaction_id: uuid.UUID
+    idempotency_key: str | None = None
+    scope = "billing.reversals"
+
+    def fingerprint(self) -> object:
+        return {"transaction_id": str(self.transaction_id)}
+
+    async def apply(self, uow: UnitOfWork) -> list[Transfer]:
+        return await reverse_transaction(uow, self.transaction_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class AddPrice:
+    version: PriceVersion
+    idempotency_key: str | None = None
+    scope = "billing.prices"
+
+    def fingerprint(self) -> object:
+        fields = ("price_key", "micros_per_gpu_hour", "effective_from", "currency")
+        return {f: getattr(self.version, f) for f in (*fields, "tenant_id", "min_increment_s")}
+
+    async def apply(self, uow: UnitOfWork) -> uuid.UUID:
+        return await add_price(uow, self.version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    grant_id: uuid.UUID
+    transfer: Transfer
 
 
 def _check_amount(amount: int) -> None:
@@ -67,28 +153,6 @@ async def post_and_announce(
     await repo.post(columns)
     ledgers = await repo.tenant_ledgers(await repo.lock_tenants([tenant_id]))
     await announce_standings(uow, list(ledgers.values()), dt.datetime.now(dt.UTC))
-
-
-async def idempotent(
-    db: Database,
-    scope: str,
-    key: str | None,
-    request: object,
-    work: Callable[[UnitOfWork], object],
-) -> tuple[int, bytes]:
-    """Run `work` once per Idempotency-Key: same key and body replays the stored response."""
-    body_hash = idempotency.request_hash(msgspec.json.encode(request))
-    async with db.unit_of_work() as uow:
-        if key:
-            stored = await idempotency.find(uow, scope, key, body_hash)
-            if stored is not None:
-                return stored.status, stored.body
-        result = await work(uow)  # type: ignore[misc]
-        body = msgspec.json.encode(result)
-        if key:
-            await idempotency.remember(uow, scope, key, body_hash, 201, body)
-        await uow.commit()
-    return 201, body
 
 
 async def top_up(uow: UnitOfWork, command: TopUp) -> Transfer:
@@ -116,7 +180,7 @@ async def top_up(uow: UnitOfWork, command: TopUp) -> Transfer:
     return transfer
 
 
-async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> tuple[uuid.UUID, Transfer]:
+async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> Grant:
     """Open a promotional account for the grant and fund it from promo_funding."""
     _check_amount(command.amount_micros)
     now = dt.datetime.now(dt.UTC)
@@ -126,16 +190,8 @@ async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> tuple[uuid.UUID
     locked = await _locked_tenant(repo, command.tenant_id)
     currency = locked[command.tenant_id]["currency"]
     grant_id = uuid7()
-    await uow.execute(
-        "INSERT INTO accounts (id, tenant_id, kind, currency, priority, expires_at)"
-        " VALUES (:id, :tenant, 'promo', :currency, :priority, :expires_at)",
-        {
-            "id": grant_id,
-            "tenant": command.tenant_id,
-            "currency": currency,
-            "priority": command.priority,
-            "expires_at": command.expires_at,
-        },
+    await repo.open_grant(
+        grant_id, command.tenant_id, currency, command.priority, command.expires_at
     )
     transfer = Transfer(
         id=grant_id,
@@ -151,7 +207,7 @@ async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> tuple[uuid.UUID
     columns = TransferColumns()
     columns.add(transfer)
     await post_and_announce(uow, command.tenant_id, columns)
-    return grant_id, transfer
+    return Grant(grant_id, transfer)
 
 
 async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
@@ -160,24 +216,14 @@ async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
     sweep finds nothing left to expire."""
     now = now or dt.datetime.now(dt.UTC)
     async with db.unit_of_work() as uow:
-        rows = await uow.fetch_all(
-            "SELECT DISTINCT tenant_id FROM accounts WHERE kind = 'promo'"
-            " AND expires_at <= :now AND credits_posted > debits_posted",
-            {"now": now},
-        )
+        tenants = await LedgerRepository(uow).tenants_with_expired_grants(now)
     expired = 0
-    for row in rows:
+    for tenant_id in tenants:
         async with db.unit_of_work() as uow:
             repo = LedgerRepository(uow)
-            await repo.lock_tenants([row["tenant_id"]])
-            grants = await uow.fetch_all(
-                "SELECT id, currency, credits_posted - debits_posted AS left_micros"
-                " FROM accounts WHERE tenant_id = :t AND kind = 'promo'"
-                " AND expires_at <= :now AND credits_posted > debits_posted",
-                {"t": row["tenant_id"], "now": now},
-            )
+            await repo.lock_tenants([tenant_id])
             columns = TransferColumns()
-            for grant in grants:
+            for grant in await repo.expired_grants(tenant_id, now):
                 tid = uuid7()
                 columns.add(
                     Transfer(
@@ -190,12 +236,12 @@ async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
                         amount_micros=grant["left_micros"],
                         currency=grant["currency"],
                         kind=TransferKind.EXPIRY,
-                        tenant_id=row["tenant_id"],
+                        tenant_id=tenant_id,
                         occurred_at=now,
                     )
                 )
             if columns.id:
-                await post_and_announce(uow, row["tenant_id"], columns)
+                await post_and_announce(uow, tenant_id, columns)
                 await uow.commit()
                 expired += len(columns.id)
     return expired
@@ -203,44 +249,22 @@ async def expire_grants(db: Database, now: dt.datetime | None = None) -> int:
 
 async def reverse_transaction(uow: UnitOfWork, transaction_id: uuid.UUID) -> list[Transfer]:
     """Correct a transaction by reversing every transfer of it (never by editing it)."""
-    legs = await uow.fetch_all(
-        "SELECT id, transaction_id, debit_account_id, credit_account_id, amount_micros,"
-        " currency, kind, tenant_id, leg, occurred_at FROM transfers"
-        " WHERE transaction_id = :tx ORDER BY leg",
-        {"tx": transaction_id},
-    )
+    repo = LedgerRepository(uow)
+    legs = await repo.transaction_legs(transaction_id)
     if not legs:
         raise NotFound(f"transaction {transaction_id} not found")
-    if any(leg["kind"] == TransferKind.REVERSAL for leg in legs):
+    if any(leg.kind == TransferKind.REVERSAL for leg in legs):
         raise Conflict("a reversal cannot be reversed; post a new movement instead")
-    tenant_id = legs[0]["tenant_id"]
-    await _locked_tenant(LedgerRepository(uow), tenant_id)
+    tenant_id = legs[0].tenant_id
+    await _locked_tenant(repo, tenant_id)
     reversal_tx = uuid.uuid5(transaction_id, "reversal")
     now = dt.datetime.now(dt.UTC)
-    reversals = [
-        reversing(
-            Transfer(
-                id=leg["id"],
-                transaction_id=leg["transaction_id"],
-                debit_account_id=leg["debit_account_id"],
-                credit_account_id=leg["credit_account_id"],
-                amount_micros=leg["amount_micros"],
-                currency=leg["currency"],
-                kind=TransferKind(leg["kind"]),
-                tenant_id=leg["tenant_id"],
-                occurred_at=leg["occurred_at"],
-                leg=leg["leg"],
-            ),
-            reversal_tx,
-            now,
-        )
-        for leg in legs
-    ]
+    reversals = [reversing(leg, reversal_tx, now) for leg in legs]
     columns = TransferColumns()
     for transfer in reversals:
         columns.add(transfer)
     try:
-        async with uow.session.begin_nested():
+        async with uow.savepoint():
             await post_and_announce(uow, tenant_id, columns)
     except DuplicateTransfer:
         raise Conflict(f"transaction {transaction_id} is already reversed") from None
@@ -258,22 +282,8 @@ async def add_price(uow: UnitOfWork, version: PriceVersion) -> uuid.UUID:
         raise ValidationFailed.for_field("min_increment_s", "must be >= 1")
     price_id = uuid7()
     try:
-        async with uow.session.begin_nested():
-            await uow.execute(
-                "INSERT INTO prices (id, price_key, currency, tenant_id, micros_per_gpu_hour,"
-                " min_increment_s, effective_from) VALUES (:id, :key, :currency, :tenant,"
-                " :micros, :inc, :from)",
-                {
-                    "id": price_id,
-                    "key": version.price_key,
-                    "currency": version.currency,
-                    "tenant": version.tenant_id,
-                    "micros": version.micros_per_gpu_hour,
-                    "inc": version.min_increment_s,
-                    "from": version.effective_from,
-                },
-            )
-    except IntegrityError:
+        await LedgerRepository(uow).add_price(price_id, version)
+    except PriceExists:
         raise Conflict("a version of this price already takes effect at that time") from None
     await announce_prices(uow)
     return price_id

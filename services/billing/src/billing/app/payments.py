@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from billing.app.events import EVENTS
 from billing.app.funds import post_and_announce
 from billing.domain.ledger import (
     AccountKind,
@@ -24,7 +25,6 @@ from billing.domain.ledger import (
     wallet_id,
 )
 from billing.domain.payments import (
-    PAYMENT_TOPIC,
     IllegalTransition,
     PaymentEvent,
     PaymentStatus,
@@ -32,12 +32,12 @@ from billing.domain.payments import (
 )
 from billing.providers.base import PaymentProvider, WebhookEvent
 from billing.store.ledger import LedgerRepository, TransferColumns
+from billing.store.payments import PaymentRepository
 from gpucloud_contracts.events.billing import PaymentChanged
-from platformkit import idempotency
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ValidationFailed
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
 
 SETTLEMENT = "settlement"
 
@@ -55,62 +55,62 @@ def settlement_transfer_id(payment_id: uuid.UUID) -> uuid.UUID:
 
 async def get_payment(db: Database, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> Any:
     async with db.unit_of_work() as uow:
-        row = await uow.fetch_one(
-            "SELECT * FROM payments WHERE id = :id AND tenant_id = :t",
-            {"id": payment_id, "t": tenant_id},
-        )
+        row = await PaymentRepository(uow).of_tenant(tenant_id, payment_id)
     if row is None:
         raise NotFound(f"payment {payment_id} not found")
     return row
 
 
+def _payment_reference(payment_id: uuid.UUID) -> StoredResponse:
+    """What the Idempotency-Key record of a payment holds: its id (the response is read
+    fresh each time, since the payment moves on)."""
+    return StoredResponse(201, str(payment_id).encode())
+
+
 async def initiate_payment(
     db: Database, provider: PaymentProvider, command: InitiatePayment
-) -> tuple[int, uuid.UUID]:
-    """Returns (HTTP status, payment id); a repeated Idempotency-Key returns the same id."""
+) -> uuid.UUID:
+    """Returns the payment id; a repeated Idempotency-Key returns the same id (and the
+    provider is not asked again)."""
     if not 0 < command.amount_micros <= 10**13:
         raise ValidationFailed.for_field("amount_micros", "must be 1 to 10000000000000")
-    scope = f"billing.payments.{command.tenant_id}"
-    body_hash = idempotency.request_hash({"amount_micros": command.amount_micros})
-    async with db.unit_of_work() as uow:
-        stored = await idempotency.find(uow, scope, command.idempotency_key, body_hash)
-        if stored is not None:
-            return stored.status, uuid.UUID(stored.body.decode())
+    request = IdempotentRequest.of(
+        f"billing.payments.{command.tenant_id}",
+        command.idempotency_key,
+        {"amount_micros": command.amount_micros},
+    )
+
+    async def record(uow: UnitOfWork) -> uuid.UUID:
         locked = await LedgerRepository(uow).lock_tenants([command.tenant_id])
         if command.tenant_id not in locked:
             raise NotFound(f"tenant {command.tenant_id} is not known to billing")
         payment_id = uuid7()
-        await uow.execute(
-            "INSERT INTO payments (id, tenant_id, amount_micros, currency, provider, status)"
-            " VALUES (:id, :t, :amount, :currency, :provider, 'initiated')",
-            {
-                "id": payment_id,
-                "t": command.tenant_id,
-                "amount": command.amount_micros,
-                "currency": locked[command.tenant_id]["currency"],
-                "provider": provider.name,
-            },
+        await PaymentRepository(uow).add(
+            payment_id,
+            command.tenant_id,
+            command.amount_micros,
+            locked[command.tenant_id]["currency"],
+            provider.name,
         )
-        await idempotency.remember(
-            uow, scope, command.idempotency_key, body_hash, 201, str(payment_id).encode()
-        )
-        await uow.commit()
-        currency = locked[command.tenant_id]["currency"]
+        return payment_id
+
+    reply = await run_once(db, request, record, _payment_reference)
+    payment_id = uuid.UUID(reply.body.decode())
+    if reply.replayed:
+        return payment_id
+    payment = await get_payment(db, command.tenant_id, payment_id)
     try:
-        ref = await provider.create_payment(payment_id, command.amount_micros, currency)
+        ref = await provider.create_payment(payment_id, command.amount_micros, payment["currency"])
     except Exception as exc:
         async with db.unit_of_work() as uow:
             await _move(uow, payment_id, PaymentStatus.FAILED, reason=repr(exc)[:1000])
             await uow.commit()
-        return 201, payment_id
+        return payment_id
     async with db.unit_of_work() as uow:
-        await uow.execute(
-            "UPDATE payments SET provider_ref = :ref WHERE id = :id AND provider_ref IS NULL",
-            {"ref": ref, "id": payment_id},
-        )
+        await PaymentRepository(uow).set_provider_ref(payment_id, ref)
         await _move(uow, payment_id, PaymentStatus.PENDING)
         await uow.commit()
-    return 201, payment_id
+    return payment_id
 
 
 async def apply_webhook(
@@ -121,12 +121,10 @@ async def apply_webhook(
     if event is None:
         return "ignored"
     async with db.unit_of_work() as uow:
-        first = await uow.execute(
-            "INSERT INTO provider_events (provider, event_id, payment_id, type)"
-            " VALUES (:p, :e, :pid, :type) ON CONFLICT DO NOTHING",
-            {"p": provider.name, "e": event.event_id, "pid": event.payment_id, "type": event.type},
-        )
-        if first.rowcount == 0:
+        payments = PaymentRepository(uow)
+        if not await payments.first_delivery(
+            provider.name, event.event_id, event.payment_id, event.type
+        ):
             return "duplicate"
         target = PaymentStatus.SETTLED if event.type == "payment.settled" else PaymentStatus.FAILED
         outcome = await _move(uow, event.payment_id, target, event=event, reason=event.reason)
@@ -142,9 +140,8 @@ async def _move(
     event: WebhookEvent | None = None,
     reason: str | None = None,
 ) -> str:
-    payment = await uow.fetch_one(
-        "SELECT * FROM payments WHERE id = :id FOR UPDATE", {"id": payment_id}
-    )
+    payments = PaymentRepository(uow)
+    payment = await payments.get(payment_id, lock=True)
     if payment is None:
         raise NotFound(f"payment {payment_id} not found")
     if event is not None and payment["provider_ref"] not in (None, event.provider_ref):
@@ -156,24 +153,15 @@ async def _move(
         raise Conflict(str(exc)) from None
     if not steps:
         return "unchanged"
-    await uow.execute(
-        "UPDATE payments SET status = :s, failure_reason = coalesce(:r, failure_reason),"
-        " provider_ref = coalesce(provider_ref, :ref), updated_at = now() WHERE id = :id",
-        {
-            "s": target.value,
-            "r": reason,
-            "ref": event.provider_ref if event else None,
-            "id": payment_id,
-        },
+    await payments.move(
+        payment_id, target, reason=reason, provider_ref=event.provider_ref if event else None
     )
     if target == PaymentStatus.SETTLED:
         await _credit(uow, payment)
     if target in (PaymentStatus.SETTLED, PaymentStatus.FAILED):
-        await add_event(
+        await EVENTS.add_event(
             uow,
-            topic=PAYMENT_TOPIC,
-            type=(PaymentEvent.SETTLED if target == PaymentStatus.SETTLED else PaymentEvent.FAILED),
-            source="billing",
+            PaymentEvent.SETTLED if target == PaymentStatus.SETTLED else PaymentEvent.FAILED,
             subject=str(payment_id),
             tenant=str(payment["tenant_id"]),
             payload=PaymentChanged(
@@ -210,7 +198,4 @@ async def _credit(uow: UnitOfWork, payment: Any) -> None:
         )
     )
     await post_and_announce(uow, tenant_id, columns)
-    await uow.execute(
-        "UPDATE payments SET settlement_transfer_id = :t WHERE id = :id",
-        {"t": transfer_id, "id": payment["id"]},
-    )
+    await PaymentRepository(uow).set_settlement(payment["id"], transfer_id)

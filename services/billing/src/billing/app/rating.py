@@ -8,7 +8,8 @@
    ON CONFLICT DO NOTHING and move each touched account's cached balance once;
 5. announce standing crossings (low, exhausted, back to ok) through the outbox; other
    movements are announced by the periodic announcer (app/balances.py).
-The caller (platformkit's BatchConsumer) commits, then commits the Kafka offsets.
+The caller (the kit's consumer engine, billing's `rating` batch subscription) commits the
+database, then the Kafka offsets.
 """
 
 import dataclasses
@@ -27,7 +28,6 @@ from gpucloud_contracts.events.metering import UsageRecorded
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent
 
-USAGE_TOPIC = "metering.usage.v1"
 USAGE_RECORDED = "metering.usage.recorded"
 _decode_usage = msgspec.json.Decoder(UsageRecorded).decode
 

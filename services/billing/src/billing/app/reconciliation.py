@@ -18,13 +18,13 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from billing.domain.payments import PAYMENT_TOPIC
+from billing.app.events import EVENTS
 from billing.providers.base import PaymentProvider
+from billing.store.payments import PaymentRepository, ReconciliationRepository
 from gpucloud_contracts.events.billing import ReconciliationMismatch
 from platformkit.db import Database
 from platformkit.errors import ValidationFailed
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
 
 MISMATCH_EVENT = "billing.reconciliation.mismatch"
 
@@ -89,59 +89,21 @@ async def reconcile(
     provider_side = {s.payment_id: s for s in report}
     run_id = uuid7()
     async with db.unit_of_work() as uow:
-        # The ledger's settlements of this provider in the window, plus the ones the report
-        # names wherever they fall (a settlement booked just outside the window is no mismatch).
-        rows = await uow.fetch_all(
-            "SELECT p.id AS payment_id, p.provider_ref, t.amount_micros FROM payments p"
-            " JOIN transfers t ON t.id = p.settlement_transfer_id"
-            " WHERE p.provider = :provider AND ((t.posted_at >= :since AND t.posted_at < :until)"
-            " OR p.id = ANY(CAST(:reported AS uuid[])))",
-            {
-                "provider": provider.name,
-                "since": since,
-                "until": until,
-                "reported": [str(p) for p in provider_side],
-            },
+        rows = await PaymentRepository(uow).settlements(
+            provider.name, since, until, list(provider_side)
         )
         ledger_side = {r["payment_id"]: r for r in rows}
         mismatches = compare(provider_side, ledger_side)
-        await uow.execute(
-            "INSERT INTO reconciliation_runs (id, provider, since, until, checked, mismatches)"
-            " VALUES (:id, :provider, :since, :until, :checked, :n)",
-            {
-                "id": run_id,
-                "provider": provider.name,
-                "since": since,
-                "until": until,
-                "checked": len(set(provider_side) | set(ledger_side)),
-                "n": len(mismatches),
-            },
-        )
+        checked = len(set(provider_side) | set(ledger_side))
+        runs = ReconciliationRepository(uow)
+        await runs.add_run(run_id, provider.name, since, until, checked, len(mismatches))
         now = dt.datetime.now(dt.UTC)
         for m in mismatches:
             mismatch_id = uuid7()
-            inserted = await uow.execute(
-                "INSERT INTO reconciliation_mismatches (id, run_id, kind, payment_id, provider,"
-                " provider_ref, provider_amount_micros, ledger_amount_micros) VALUES (:id, :run,"
-                " :kind, :pid, :provider, :ref, :pa, :la)"
-                " ON CONFLICT (kind, payment_id) DO NOTHING",
-                {
-                    "id": mismatch_id,
-                    "run": run_id,
-                    "kind": m.kind,
-                    "pid": m.payment_id,
-                    "provider": provider.name,
-                    "ref": m.provider_ref,
-                    "pa": m.provider_amount_micros,
-                    "la": m.ledger_amount_micros,
-                },
-            )
-            if inserted.rowcount:
-                await add_event(
+            if await runs.add_mismatch(mismatch_id, run_id, provider.name, m):
+                await EVENTS.add_event(
                     uow,
-                    topic=PAYMENT_TOPIC,
-                    type=MISMATCH_EVENT,
-                    source="billing",
+                    MISMATCH_EVENT,
                     subject=str(m.payment_id),
                     payload=ReconciliationMismatch(
                         mismatch_id=mismatch_id,
@@ -156,7 +118,7 @@ async def reconcile(
                     ),
                 )
         await uow.commit()
-    return RunResult(run_id, len(set(provider_side) | set(ledger_side)), mismatches)
+    return RunResult(run_id, checked, mismatches)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,32 +134,19 @@ async def scheduled_reconciliation(
     """One scheduled run, or None when another run (any replica, or an operator's) was
     recorded for this provider within the last interval."""
     now = now or dt.datetime.now(dt.UTC)
+    after = now - dt.timedelta(seconds=schedule.interval_s * 0.9)
     async with db.unit_of_work() as uow:
-        recent = await uow.fetch_one(
-            "SELECT 1 AS seen FROM reconciliation_runs WHERE provider = :p AND ran_at > :after"
-            " LIMIT 1",
-            {"p": provider.name, "after": now - dt.timedelta(seconds=schedule.interval_s * 0.9)},
-        )
-    if recent is not None:
-        return None
+        if await ReconciliationRepository(uow).ran_since(provider.name, after):
+            return None
     until = now - dt.timedelta(seconds=schedule.grace_s)
     return await reconcile(db, provider, until - dt.timedelta(seconds=schedule.lookback_s), until)
 
 
 async def list_runs(db: Database, limit: int) -> list[Any]:
     async with db.unit_of_work() as uow:
-        return await uow.fetch_all(
-            "SELECT id, provider, since, until, checked, mismatches, ran_at"
-            " FROM reconciliation_runs ORDER BY ran_at DESC LIMIT :limit",
-            {"limit": limit},
-        )
+        return await ReconciliationRepository(uow).runs(limit)
 
 
 async def list_mismatches(db: Database, limit: int) -> list[Any]:
     async with db.unit_of_work() as uow:
-        return await uow.fetch_all(
-            "SELECT id, run_id, kind, payment_id, provider, provider_ref,"
-            " provider_amount_micros, ledger_amount_micros, detected_at"
-            " FROM reconciliation_mismatches ORDER BY detected_at DESC LIMIT :limit",
-            {"limit": limit},
-        )
+        return await ReconciliationRepository(uow).mismatches(limit)

@@ -21,6 +21,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from billing.app.events import EVENTS
 from billing.app.funds import post_and_announce
 from billing.domain.ledger import (
     AccountKind,
@@ -31,21 +32,22 @@ from billing.domain.ledger import (
     wallet_id,
 )
 from billing.domain.payments import (
-    PAYMENT_TOPIC,
     PaymentEvent,
     PaymentStatus,
     RefundRefused,
+    RefundStatus,
     check_refund,
+    refund_transition,
     status_after_refund,
 )
 from billing.providers.base import PaymentProvider, RefundDeclined, RefundResult
 from billing.store.ledger import LedgerRepository, TransferColumns
+from billing.store.payments import PaymentRepository, RefundRepository
 from gpucloud_contracts.events.billing import RefundChanged
-from platformkit import idempotency
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ValidationFailed
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +64,7 @@ def refund_transfer_id(refund_id: uuid.UUID) -> uuid.UUID:
 
 async def get_refund(db: Database, tenant_id: uuid.UUID, refund_id: uuid.UUID) -> Any:
     async with db.unit_of_work() as uow:
-        row = await uow.fetch_one(
-            "SELECT * FROM refunds WHERE id = :id AND tenant_id = :t",
-            {"id": refund_id, "t": tenant_id},
-        )
+        row = await RefundRepository(uow).of_tenant(tenant_id, refund_id)
     if row is None:
         raise NotFound(f"refund {refund_id} not found")
     return row
@@ -76,25 +75,21 @@ async def refund_payment(
 ) -> uuid.UUID:
     """Returns the refund id; a repeated Idempotency-Key returns the same refund (and asks
     the provider again when its outcome is still unknown)."""
-    scope = f"billing.refunds.{command.payment_id}"
-    body_hash = idempotency.request_hash({"amount_micros": command.amount_micros})
+    request = IdempotentRequest.of(
+        f"billing.refunds.{command.payment_id}",
+        command.idempotency_key,
+        {"amount_micros": command.amount_micros},
+    )
+    reply = await run_once(
+        db,
+        request,
+        lambda uow: _reserve(uow, command),
+        lambda refund_id: StoredResponse(201, str(refund_id).encode()),
+    )
+    refund_id = uuid.UUID(reply.body.decode())
     async with db.unit_of_work() as uow:
-        stored = await idempotency.find(uow, scope, command.idempotency_key, body_hash)
-        if stored is not None:
-            refund_id = uuid.UUID(stored.body.decode())
-        else:
-            refund_id = await _reserve(uow, command)
-            await idempotency.remember(
-                uow, scope, command.idempotency_key, body_hash, 201, str(refund_id).encode()
-            )
-            await uow.commit()
-    async with db.unit_of_work() as uow:
-        refund = await uow.fetch_one(
-            "SELECT r.status, r.amount_micros, r.currency, p.provider_ref FROM refunds r"
-            " JOIN payments p ON p.id = r.payment_id WHERE r.id = :id",
-            {"id": refund_id},
-        )
-    if refund["status"] != "requested":
+        refund = await RefundRepository(uow).to_ask(refund_id)
+    if refund["status"] != RefundStatus.REQUESTED:
         return refund_id
     outcome: RefundResult | RefundDeclined
     try:
@@ -110,14 +105,12 @@ async def refund_payment(
 
 
 async def _reserve(uow: UnitOfWork, command: RequestRefund) -> uuid.UUID:
-    repo = LedgerRepository(uow)
-    locked = await repo.lock_tenants([command.tenant_id])
+    ledger = LedgerRepository(uow)
+    locked = await ledger.lock_tenants([command.tenant_id])
     if command.tenant_id not in locked:
         raise NotFound(f"tenant {command.tenant_id} is not known to billing")
-    payment = await uow.fetch_one(
-        "SELECT * FROM payments WHERE id = :id AND tenant_id = :t FOR UPDATE",
-        {"id": command.payment_id, "t": command.tenant_id},
-    )
+    payments = PaymentRepository(uow)
+    payment = await payments.of_tenant(command.tenant_id, command.payment_id, lock=True)
     if payment is None:
         raise NotFound(f"payment {command.payment_id} not found")
     amount, refunded = payment["amount_micros"], payment["refunded_micros"]
@@ -133,35 +126,17 @@ async def _reserve(uow: UnitOfWork, command: RequestRefund) -> uuid.UUID:
         raise Conflict(str(exc)) from None
     currency = payment["currency"]
     wallet = wallet_id(command.tenant_id, currency)
-    balance = (
-        await uow.fetch_one(
-            "SELECT credits_posted - debits_posted AS balance FROM accounts WHERE id = :id",
-            {"id": wallet},
-        )
-    )["balance"]
+    balance = await ledger.account_balance(wallet)
     if balance < requested:
         raise Conflict(
             f"the wallet holds {balance} micro-units; a refund cannot return credit already spent"
         )
     refund_id = uuid7()
     debit_id = refund_transfer_id(refund_id)
-    await uow.execute(
-        "INSERT INTO refunds (id, payment_id, tenant_id, amount_micros, currency, status,"
-        " debit_transfer_id) VALUES (:id, :p, :t, :amount, :currency, 'requested', :debit)",
-        {
-            "id": refund_id,
-            "p": command.payment_id,
-            "t": command.tenant_id,
-            "amount": requested,
-            "currency": currency,
-            "debit": debit_id,
-        },
+    await RefundRepository(uow).add(
+        refund_id, command.payment_id, command.tenant_id, requested, currency, debit_id
     )
-    await uow.execute(
-        "UPDATE payments SET refund_reserved_micros = refund_reserved_micros + :amount,"
-        " updated_at = now() WHERE id = :id",
-        {"amount": requested, "id": command.payment_id},
-    )
+    await payments.reserve_refund(command.payment_id, requested)
     columns = TransferColumns()
     columns.add(
         Transfer(
@@ -180,60 +155,43 @@ async def _reserve(uow: UnitOfWork, command: RequestRefund) -> uuid.UUID:
     return refund_id
 
 
+def _outcome_status(outcome: RefundResult | RefundDeclined) -> RefundStatus:
+    if isinstance(outcome, RefundDeclined):
+        return RefundStatus.FAILED
+    return RefundStatus.PENDING if outcome.status == "pending" else RefundStatus.SUCCEEDED
+
+
 async def record_refund_outcome(
     uow: UnitOfWork, refund_id: uuid.UUID, outcome: RefundResult | RefundDeclined
 ) -> str:
     """Apply the provider's answer once; a refund already settled either way is left as is."""
-    head = await uow.fetch_one("SELECT tenant_id FROM refunds WHERE id = :id", {"id": refund_id})
+    refunds, payments = RefundRepository(uow), PaymentRepository(uow)
+    head = await refunds.get(refund_id)
     if head is None:
         raise NotFound(f"refund {refund_id} not found")
     await LedgerRepository(uow).lock_tenants([head["tenant_id"]])
-    refund = await uow.fetch_one(
-        "SELECT * FROM refunds WHERE id = :id FOR UPDATE", {"id": refund_id}
-    )
-    if refund["status"] in ("succeeded", "failed"):
+    refund = await refunds.get(refund_id, lock=True)
+    target = _outcome_status(outcome)
+    if not refund_transition(RefundStatus(refund["status"]), target):
         return refund["status"]
-    payment = await uow.fetch_one(
-        "SELECT * FROM payments WHERE id = :id FOR UPDATE", {"id": refund["payment_id"]}
-    )
+    payment = await payments.get(refund["payment_id"], lock=True)
     amount = refund["amount_micros"]
-    if isinstance(outcome, RefundResult) and outcome.status == "pending":
-        await uow.execute(
-            "UPDATE refunds SET status = 'pending', provider_ref = :ref, updated_at = now()"
-            " WHERE id = :id",
-            {"ref": outcome.provider_ref, "id": refund_id},
-        )
-        return "pending"
+    if isinstance(outcome, RefundResult) and target == RefundStatus.PENDING:
+        await refunds.move(refund_id, target, provider_ref=outcome.provider_ref)
+        return target.value
     if isinstance(outcome, RefundResult):
         refunded = payment["refunded_micros"] + amount
         status = status_after_refund(
             PaymentStatus(payment["status"]), payment["amount_micros"], refunded
         )
-        await uow.execute(
-            "UPDATE payments SET refunded_micros = :refunded, status = :status,"
-            " refund_reserved_micros = refund_reserved_micros - :amount, updated_at = now()"
-            " WHERE id = :id",
-            {"refunded": refunded, "status": status.value, "amount": amount, "id": payment["id"]},
-        )
-        await uow.execute(
-            "UPDATE refunds SET status = 'succeeded', provider_ref = :ref, updated_at = now()"
-            " WHERE id = :id",
-            {"ref": outcome.provider_ref, "id": refund_id},
-        )
-        await _announce(uow, refund, payment, "succeeded", refunded, status, outcome.provider_ref)
-        return "succeeded"
+        await payments.refunded(payment["id"], amount, status)
+        await refunds.move(refund_id, target, provider_ref=outcome.provider_ref)
+        await _announce(uow, refund, payment, target, refunded, status, outcome.provider_ref)
+        return target.value
     # Declined: the reservation is released and the wallet debit reversed.
-    await uow.execute(
-        "UPDATE payments SET refund_reserved_micros = refund_reserved_micros - :amount,"
-        " updated_at = now() WHERE id = :id",
-        {"amount": amount, "id": payment["id"]},
-    )
+    await payments.release_refund(payment["id"], amount)
     reason = str(outcome)[:1000]
-    await uow.execute(
-        "UPDATE refunds SET status = 'failed', failure_reason = :r, updated_at = now()"
-        " WHERE id = :id",
-        {"r": reason, "id": refund_id},
-    )
+    await refunds.move(refund_id, target, reason=reason)
     debit = refund["debit_transfer_id"]
     original = Transfer(
         id=debit,
@@ -253,30 +211,29 @@ async def record_refund_outcome(
         uow,
         refund,
         payment,
-        "failed",
+        target,
         payment["refunded_micros"],
         PaymentStatus(payment["status"]),
         None,
         reason,
     )
-    return "failed"
+    return target.value
 
 
 async def _announce(
     uow: UnitOfWork,
     refund: Any,
     payment: Any,
-    status: str,
+    status: RefundStatus,
     refunded: int,
     payment_status: PaymentStatus,
     provider_ref: str | None,
     reason: str | None = None,
 ) -> None:
-    await add_event(
+    succeeded = status == RefundStatus.SUCCEEDED
+    await EVENTS.add_event(
         uow,
-        topic=PAYMENT_TOPIC,
-        type=(PaymentEvent.REFUNDED if status == "succeeded" else PaymentEvent.REFUND_FAILED),
-        source="billing",
+        PaymentEvent.REFUNDED if succeeded else PaymentEvent.REFUND_FAILED,
         subject=str(payment["id"]),
         tenant=str(payment["tenant_id"]),
         payload=RefundChanged(
@@ -287,7 +244,7 @@ async def _announce(
             currency=refund["currency"].strip(),
             provider=payment["provider"],
             provider_ref=provider_ref,
-            status=status,  # type: ignore[arg-type]
+            status=status.value,  # type: ignore[arg-type]
             failure_reason=reason,
             refunded_micros=refunded,
             payment_status=payment_status.value,  # type: ignore[arg-type]

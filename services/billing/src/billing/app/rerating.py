@@ -16,17 +16,8 @@ from typing import Any
 
 from billing.app.rating import UsageRater, decode_usage
 from billing.settings import BillingSettings
+from billing.store.ledger import LedgerRepository
 from platformkit.db import Database
-
-# Parked intervals that a price now covers, oldest first.
-_COVERED = (
-    "SELECT u.interval_id, u.payload FROM unrated_usage u JOIN tenants t ON t.id = u.tenant_id"
-    " WHERE u.rated_at IS NULL AND EXISTS (SELECT 1 FROM prices p"
-    " WHERE p.price_key = u.price_key AND p.currency = t.currency"
-    " AND p.effective_from <= u.started_at"
-    " AND (p.tenant_id IS NULL OR p.tenant_id = u.tenant_id))"
-    " ORDER BY u.received_at LIMIT :limit"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,18 +29,15 @@ class RerateResult:
 async def rerate_parked(db: Database, settings: BillingSettings, limit: int = 2000) -> RerateResult:
     """One pass over at most `limit` covered intervals, in one transaction."""
     async with db.unit_of_work() as uow:
-        rows = await uow.fetch_all(_COVERED, {"limit": limit})
+        repo = LedgerRepository(uow)
+        rows = await repo.covered_parked(limit)
         if not rows:
             return RerateResult(0, 0)
         usages = {r["interval_id"]: (decode_usage(r["payload"]), r["payload"]) for r in rows}
         _, unrated = await UsageRater(settings).rate_usages(usages, uow)
         left = [iid for iid in usages if iid not in set(unrated)]
         if left:
-            await uow.execute(
-                "UPDATE unrated_usage SET rated_at = now()"
-                " WHERE interval_id = ANY(CAST(:ids AS uuid[])) AND rated_at IS NULL",
-                {"ids": [str(i) for i in left]},
-            )
+            await repo.mark_rated(left)
         await uow.commit()
     return RerateResult(len(left), len(unrated))
 
@@ -58,10 +46,4 @@ async def list_parked(
     db: Database, tenant_id: uuid.UUID | None, include_rated: bool, limit: int
 ) -> list[Any]:
     async with db.unit_of_work() as uow:
-        return await uow.fetch_all(
-            "SELECT interval_id, tenant_id, price_key, started_at, reason, received_at,"
-            " rated_at FROM unrated_usage"
-            " WHERE (CAST(:tenant AS uuid) IS NULL OR tenant_id = CAST(:tenant AS uuid))"
-            " AND (:all OR rated_at IS NULL) ORDER BY received_at LIMIT :limit",
-            {"tenant": tenant_id, "all": include_rated, "limit": limit},
-        )
+        return await LedgerRepository(uow).parked(tenant_id, include_rated, limit)

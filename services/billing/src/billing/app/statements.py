@@ -63,8 +63,7 @@ def _sku_profile(price_key: str | None) -> tuple[str | None, str | None]:
 
 async def monthly_statement(db: Database, tenant_id: uuid.UUID, month: str) -> Statement:
     start, end = month_bounds(month)
-    async with db.unit_of_work() as uow:
-        await uow.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    async with db.unit_of_work(snapshot=True) as uow:
         tenant = await BillingReads(uow).tenant(tenant_id)
         if tenant is None:
             raise NotFound(f"tenant {tenant_id} is not known to billing")

@@ -14,8 +14,6 @@ from gpucloud_contracts.events.iam import TenantCreated, TenantSuspended
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent
 
-TENANT_TOPIC = "iam.tenant.v1"
-
 
 def tenant_projection(settings: BillingSettings):
     async def project_tenant(event: CloudEvent, uow: UnitOfWork) -> None:
@@ -25,14 +23,8 @@ def tenant_projection(settings: BillingSettings):
             opened = await repo.open_tenants(
                 [created.tenant_id], settings.currency, settings.low_threshold_micros
             )
-            await uow.execute(
-                "UPDATE tenants SET name = :name, slug = :slug, status = :status WHERE id = :id",
-                {
-                    "id": created.tenant_id,
-                    "name": created.name,
-                    "slug": created.slug,
-                    "status": created.status,
-                },
+            await repo.describe_tenant(
+                created.tenant_id, created.name, created.slug, created.status
             )
             if opened:
                 # A new tenant starts exhausted (nothing prepaid): say so, so gpuaas's
@@ -42,9 +34,6 @@ def tenant_projection(settings: BillingSettings):
                 await announce_standings(uow, list(ledgers.values()), dt.datetime.now(dt.UTC))
         elif event.type == "iam.tenant.suspended":
             suspended = event.decode(TenantSuspended)
-            await uow.execute(
-                "UPDATE tenants SET status = 'suspended' WHERE id = :id",
-                {"id": suspended.tenant_id},
-            )
+            await LedgerRepository(uow).suspend_tenant(suspended.tenant_id)
 
     return project_tenant

@@ -34,8 +34,7 @@ class Verification:
 
 
 async def verify_ledger(db: Database) -> Verification:
-    async with db.unit_of_work() as uow:
-        await uow.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    async with db.unit_of_work(snapshot=True) as uow:
         check = LedgerCheck(uow)
         differences = [
             AccountDifference(

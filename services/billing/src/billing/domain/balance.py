@@ -22,8 +22,6 @@ class BalanceEvent(enum.StrEnum):
     EXHAUSTED = "billing.balance.exhausted"
 
 
-BALANCE_TOPIC = "billing.balance.v1"
-
 _SEVERITY = {Standing.OK: 0, Standing.LOW: 1, Standing.EXHAUSTED: 2}
 
 

@@ -1,4 +1,6 @@
-"""Payments: the state machine of a top-up. Pure rules.
+"""Payments and refunds: the state machines of a top-up and of each refund. Pure rules.
+
+Payment:
 
     initiated -> pending -> settled -> refunded
                               settled -> partially_refunded -> refunded
@@ -8,6 +10,13 @@
 The ledger is credited on `settled` only (clearing -> wallet, transfer id derived from the
 payment id). A transition to the state a payment is already in is a no-op (a provider that
 repeats itself); any other transition not listed is refused.
+
+Refund (its own row; a payment may be refunded in several parts):
+
+    requested -> pending | succeeded | failed
+    pending -> pending | succeeded | failed
+
+`succeeded` and `failed` are final: a later answer of the provider changes nothing.
 """
 
 import enum
@@ -28,8 +37,6 @@ class PaymentEvent(enum.StrEnum):
     REFUNDED = "billing.payment.refunded"
     REFUND_FAILED = "billing.payment.refund_failed"
 
-
-PAYMENT_TOPIC = "billing.payment.v1"
 
 _ALLOWED = {
     PaymentStatus.INITIATED: {PaymentStatus.PENDING, PaymentStatus.FAILED},
@@ -92,3 +99,29 @@ def status_after_refund(status: PaymentStatus, amount: int, refunded: int) -> Pa
     target = PaymentStatus.REFUNDED if refunded >= amount else PaymentStatus.PARTIALLY_REFUNDED
     transition(status, target)  # raises on an illegal edge; a further partial refund stays
     return target
+
+
+class RefundStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+_REFUND_ALLOWED = {
+    RefundStatus.REQUESTED: {RefundStatus.PENDING, RefundStatus.SUCCEEDED, RefundStatus.FAILED},
+    RefundStatus.PENDING: {RefundStatus.PENDING, RefundStatus.SUCCEEDED, RefundStatus.FAILED},
+    RefundStatus.SUCCEEDED: set(),
+    RefundStatus.FAILED: set(),
+}
+FINAL_REFUND = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED})
+
+
+def refund_transition(current: RefundStatus, outcome: RefundStatus) -> bool:
+    """True when the provider's `outcome` moves the refund; False when the refund is final
+    already (the answer is ignored); raises on an edge that does not exist."""
+    if current in FINAL_REFUND:
+        return False
+    if outcome not in _REFUND_ALLOWED[current]:
+        raise IllegalTransition(f"a {current} refund cannot become {outcome}")
+    return True

@@ -14,9 +14,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from billing.domain.balance import Standing
-from billing.domain.ledger import Account, AccountKind, Transfer, platform_account_id, wallet_id
+from billing.domain.ledger import (
+    Account,
+    AccountKind,
+    Transfer,
+    TransferKind,
+    platform_account_id,
+    wallet_id,
+)
 from billing.domain.pricing import PriceVersion
 from billing.domain.rating import StandingChange, TenantLedger, UsageCharge
 from billing.store.arrays import with_array_literals
@@ -95,6 +103,36 @@ _SAVE_STANDINGS = text(
 class DuplicateTransfer(Exception):
     """A transfer id the caller believed new was already in the ledger (a concurrent
     writer won): the transaction must be retried from the start."""
+
+
+class Overdrawn(Exception):
+    """The transfers would take more from an account than its constraints allow (a
+    promotional grant holds less than a reversal takes back)."""
+
+
+class PriceExists(Exception):
+    """A version of this price already takes effect at that instant."""
+
+
+_CLAIM_PRICES = text(
+    "WITH claimed AS ("
+    " INSERT INTO price_announcements (price_id)"
+    " SELECT id FROM prices p WHERE NOT EXISTS"
+    " (SELECT 1 FROM price_announcements a WHERE a.price_id = p.id)"
+    " ORDER BY version ON CONFLICT (price_id) DO NOTHING RETURNING price_id)"
+    " SELECT p.id, p.price_key, p.tenant_id, p.currency, p.micros_per_gpu_hour,"
+    " p.min_increment_s, p.effective_from, p.version"
+    " FROM prices p JOIN claimed c ON c.price_id = p.id ORDER BY p.version"
+)
+# Parked intervals that a price now covers, oldest first.
+_COVERED = text(
+    "SELECT u.interval_id, u.payload FROM unrated_usage u JOIN tenants t ON t.id = u.tenant_id"
+    " WHERE u.rated_at IS NULL AND EXISTS (SELECT 1 FROM prices p"
+    " WHERE p.price_key = u.price_key AND p.currency = t.currency"
+    " AND p.effective_from <= u.started_at"
+    " AND (p.tenant_id IS NULL OR p.tenant_id = u.tenant_id))"
+    " ORDER BY u.received_at LIMIT :limit"
+)
 
 
 class LedgerRepository:
@@ -210,10 +248,14 @@ class LedgerRepository:
 
     async def post(self, rows: "TransferColumns") -> int:
         """Insert transfers and move the cached balances of their accounts; returns how many
-        were new. Raises DuplicateTransfer when fewer were new than the caller planned."""
+        were new. Raises DuplicateTransfer when fewer were new than the caller planned,
+        Overdrawn when an account's constraint refuses the movement."""
         if not rows.id:
             return 0
-        result = (await self._run(_POST, rows.params())).mappings().one()
+        try:
+            result = (await self._run(_POST, rows.params())).mappings().one()
+        except IntegrityError as exc:
+            raise Overdrawn(str(exc.orig)) from exc
         if result["inserted"] != len(rows.id):
             raise DuplicateTransfer(f"{len(rows.id) - result['inserted']} transfers existed")
         return result["inserted"]
@@ -245,6 +287,151 @@ class LedgerRepository:
                     for i, t, k, at, p in rows
                 ],
             )
+
+    async def describe_tenant(
+        self, tenant_id: uuid.UUID, name: str, slug: str, status: str
+    ) -> None:
+        """The descriptive fields of iam's tenant (the projection)."""
+        await self._run(
+            text("UPDATE tenants SET name = :name, slug = :slug, status = :status WHERE id = :id"),
+            {"id": tenant_id, "name": name, "slug": slug, "status": status},
+        )
+
+    async def suspend_tenant(self, tenant_id: uuid.UUID) -> None:
+        await self._run(
+            text("UPDATE tenants SET status = 'suspended' WHERE id = :id"), {"id": tenant_id}
+        )
+
+    async def account_balance(self, account_id: uuid.UUID) -> int:
+        return (
+            await self._run(
+                text("SELECT credits_posted - debits_posted FROM accounts WHERE id = :id"),
+                {"id": account_id},
+            )
+        ).scalar_one()
+
+    async def open_grant(
+        self,
+        grant_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        currency: str,
+        priority: int,
+        expires_at: dt.datetime,
+    ) -> None:
+        await self._run(
+            text(
+                "INSERT INTO accounts (id, tenant_id, kind, currency, priority, expires_at)"
+                " VALUES (:id, :tenant, 'promo', :currency, :priority, :expires_at)"
+            ),
+            {
+                "id": grant_id,
+                "tenant": tenant_id,
+                "currency": currency,
+                "priority": priority,
+                "expires_at": expires_at,
+            },
+        )
+
+    async def tenants_with_expired_grants(self, now: dt.datetime) -> list[uuid.UUID]:
+        rows = await self._all(
+            text(
+                "SELECT DISTINCT tenant_id FROM accounts WHERE kind = 'promo'"
+                " AND expires_at <= :now AND credits_posted > debits_posted"
+            ),
+            {"now": now},
+        )
+        return [r["tenant_id"] for r in rows]
+
+    async def expired_grants(self, tenant_id: uuid.UUID, now: dt.datetime) -> list[Any]:
+        """The tenant's expired grants with what they still hold (`left_micros`)."""
+        return await self._all(
+            text(
+                "SELECT id, currency, credits_posted - debits_posted AS left_micros"
+                " FROM accounts WHERE tenant_id = :t AND kind = 'promo'"
+                " AND expires_at <= :now AND credits_posted > debits_posted"
+            ),
+            {"t": tenant_id, "now": now},
+        )
+
+    async def transaction_legs(self, transaction_id: uuid.UUID) -> list[Transfer]:
+        rows = await self._all(
+            text(
+                "SELECT id, transaction_id, debit_account_id, credit_account_id, amount_micros,"
+                " currency, kind, tenant_id, leg, occurred_at FROM transfers"
+                " WHERE transaction_id = :tx ORDER BY leg"
+            ),
+            {"tx": transaction_id},
+        )
+        return [
+            Transfer(
+                id=r["id"],
+                transaction_id=r["transaction_id"],
+                debit_account_id=r["debit_account_id"],
+                credit_account_id=r["credit_account_id"],
+                amount_micros=r["amount_micros"],
+                currency=r["currency"],
+                kind=TransferKind(r["kind"]),
+                tenant_id=r["tenant_id"],
+                occurred_at=r["occurred_at"],
+                leg=r["leg"],
+            )
+            for r in rows
+        ]
+
+    async def add_price(self, price_id: uuid.UUID, version: PriceVersion) -> None:
+        """A new price version (append-only); PriceExists when one takes effect at the same
+        instant. In a savepoint, so the caller's transaction stays usable."""
+        try:
+            async with self.session.begin_nested():
+                await self._run(
+                    text(
+                        "INSERT INTO prices (id, price_key, currency, tenant_id,"
+                        " micros_per_gpu_hour, min_increment_s, effective_from) VALUES (:id,"
+                        " :key, :currency, :tenant, :micros, :inc, :from)"
+                    ),
+                    {
+                        "id": price_id,
+                        "key": version.price_key,
+                        "currency": version.currency,
+                        "tenant": version.tenant_id,
+                        "micros": version.micros_per_gpu_hour,
+                        "inc": version.min_increment_s,
+                        "from": version.effective_from,
+                    },
+                )
+        except IntegrityError:
+            raise PriceExists(version.price_key) from None
+
+    async def claim_unannounced_prices(self) -> list[Any]:
+        """Every price version not yet announced, oldest first, claimed once (the insert
+        into price_announcements returns a version only to the transaction that wins it)."""
+        return await self._all(_CLAIM_PRICES, {})
+
+    async def covered_parked(self, limit: int) -> list[Any]:
+        """Parked intervals a price now covers (interval_id, payload), oldest first."""
+        return await self._all(_COVERED, {"limit": limit})
+
+    async def mark_rated(self, interval_ids: Sequence[uuid.UUID]) -> None:
+        await self._run(
+            text(
+                "UPDATE unrated_usage SET rated_at = now()"
+                " WHERE interval_id = ANY(CAST(:ids AS uuid[])) AND rated_at IS NULL"
+            ),
+            {"ids": list(interval_ids)},
+        )
+
+    async def parked(
+        self, tenant_id: uuid.UUID | None, include_rated: bool, limit: int
+    ) -> list[Any]:
+        return await self._all(
+            text(
+                "SELECT interval_id, tenant_id, price_key, started_at, reason, received_at,"
+                " rated_at FROM unrated_usage"
+                " WHERE (CAST(:tenant AS uuid) IS NULL OR tenant_id = CAST(:tenant AS uuid))"
+                " AND (:all OR rated_at IS NULL) ORDER BY received_at LIMIT :limit"
+            ),
+            {"tenant": tenant_id, "all": include_rated, "limit": limit},
+        )
 
 
 @dataclasses.dataclass

@@ -4,9 +4,9 @@ operator only; the node agent's sync call carries its node credential."""
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
@@ -29,6 +29,7 @@ from gpuaas.api.schemas import (
     SkuOut,
 )
 from gpuaas.app.allocations import (
+    AllocationOutcome,
     AllocationView,
     CreateAllocation,
     create_allocation,
@@ -54,7 +55,8 @@ from gpuaas.settings import GpuaasSettings
 from platformkit.auth import Principal, bearer_token
 from platformkit.db import Database
 from platformkit.errors import PROBLEM_JSON, NotFound, Problem
-from platformkit.idempotency import check_key
+from platformkit.http import json_reply, problem_reply, respond
+from platformkit.idempotency import StoredResponse, check_key
 
 
 def _settings(state: State) -> GpuaasSettings:
@@ -120,6 +122,18 @@ def _out(view: AllocationView) -> AllocationOut:
     )
 
 
+def encode_outcome(instance: str) -> Callable[[AllocationOutcome], StoredResponse]:
+    """A scheduled allocation answers 201 with it; a recorded rejection answers its problem
+    (both are what a repeated Idempotency-Key replays)."""
+
+    def encode(outcome: AllocationOutcome) -> StoredResponse:
+        if outcome.rejection is not None:
+            return problem_reply(outcome.rejection, instance)
+        return json_reply(_out(outcome.view))
+
+    return encode
+
+
 def _authorize(principal: Principal, tenant_id: uuid.UUID, project_id: uuid.UUID) -> None:
     principal.require_tenant(tenant_id)
     principal.require_project(project_id)
@@ -153,11 +167,12 @@ class AllocationController(Controller):
         db: Database,
         state: State,
         principal: Principal,
+        request: Request[Any, Any, Any],
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
     ) -> Response[bytes]:
         _authorize(principal, tenant_id, project_id)
         principal.require_role("owner", "admin", "member")
-        status, body, problem = await create_allocation(
+        reply = await create_allocation(
             db,
             CreateAllocation(
                 tenant_id,
@@ -169,10 +184,9 @@ class AllocationController(Controller):
                 data.idle_stop_after_s,
             ),
             _settings(state),
-            lambda view: msgspec.json.encode(_out(view)),
+            encode_outcome(request.url.path),
         )
-        media = PROBLEM_JSON if problem else "application/json"
-        return Response(body, status_code=status, media_type=media)
+        return respond(reply)
 
     @get("/allocations", operation_id="listAllocations")
     async def index(

@@ -2,9 +2,37 @@
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
+
+from gpucloud_contracts.node_sync import (  # the node agent's contract, shared with it
+    DesiredAllocation,
+    DesiredState,
+    GpuIn,
+    InstanceOut,
+    NodeRegister,
+    NodeRegistered,
+    NodeSync,
+)
+
+__all__ = [
+    "AllocationCreate",
+    "AllocationOut",
+    "AllocationPage",
+    "DesiredAllocation",
+    "DesiredState",
+    "GpuIn",
+    "InstanceOut",
+    "NodeOut",
+    "NodeRegister",
+    "NodeRegistered",
+    "NodeSync",
+    "ProfileAvailability",
+    "QuotaIn",
+    "QuotaOut",
+    "SkuOut",
+]
 
 
 class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -21,15 +49,6 @@ class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
         ]
         | None
     ) = None
-
-
-class InstanceOut(msgspec.Struct):
-    gpu_index: int
-    device_uuid: str
-    start: int
-    memory_slices: int
-    compute_slices: int
-    profile_id: int | None = None
 
 
 class AllocationOut(msgspec.Struct):
@@ -87,49 +106,6 @@ class QuotaOut(msgspec.Struct):
     project_id: uuid.UUID
     max_compute_slices: int
     in_use: int
-
-
-class GpuIn(msgspec.Struct, forbid_unknown_fields=True):
-    index: Annotated[int, msgspec.Meta(ge=0, le=63)]
-    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    device_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-
-
-class NodeRegister(msgspec.Struct, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    gpus: list[GpuIn]
-    provider: Literal["static", "simulated-cloud"] = "static"
-    agent_url: str | None = None
-
-
-class NodeRegistered(msgspec.Struct):
-    node_id: uuid.UUID
-    credential: str
-
-
-class NodeSync(msgspec.Struct, forbid_unknown_fields=True):
-    """Observed state: allocation id -> provisioning | running | failed."""
-
-    allocations: dict[str, Literal["provisioning", "running", "failed"]] = {}
-    # Long poll: when nothing differs, hold the answer until the node's desired state
-    # changes or GPUCLOUD_NODE_SYNC_HOLD_S passes (both ends are heartbeats).
-    hold: bool = False
-    # Optional (older agents omit it): allocation id -> when its workload was last seen
-    # active (simulated nodes: it used CPU). Feeds the idle stop.
-    activity: dict[str, dt.datetime] = {}
-
-
-class DesiredAllocation(msgspec.Struct):
-    id: uuid.UUID
-    sku: str
-    mig_profile: str | None
-    state: str
-    instances: list[InstanceOut]
-
-
-class DesiredState(msgspec.Struct):
-    node_id: uuid.UUID
-    allocations: list[DesiredAllocation]
 
 
 class NodeOut(msgspec.Struct):

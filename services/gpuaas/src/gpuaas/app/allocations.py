@@ -7,20 +7,20 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-from sqlalchemy.exc import IntegrityError
-
 from gpuaas.app.capacity import LiveIndex, live_index
 from gpuaas.app.errors import BalanceExhausted, IllegalState, NoCapacity, QuotaExceededProblem
-from gpuaas.app.lifecycle import emit, move, now_utc, release
+from gpuaas.app.lifecycle import Lifecycle, emit
 from gpuaas.app.prices import runway_shortfall
 from gpuaas.domain.allocations import (
+    BALANCE_EXHAUSTED,
     RELEASABLE,
+    USER_RELEASE,
     Allocation,
     AllocationState,
     IllegalTransition,
     idle_stop_error,
     new_allocation,
+    release_steps,
 )
 from gpuaas.domain.catalog import SKUS, MigProfile
 from gpuaas.domain.placement import Decision
@@ -33,9 +33,9 @@ from gpuaas.store.repository import (
     QuotaRepository,
     SliceTaken,
 )
-from platformkit import idempotency
 from platformkit.db import Database, UnitOfWork
-from platformkit.errors import Conflict, NotFound, ProblemError, ValidationFailed
+from platformkit.errors import NotFound, ProblemError, ValidationFailed
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
 
 MAX_GPUS_PER_NODE = 8
@@ -53,11 +53,31 @@ class CreateAllocation:
     idempotency_key: str | None = None
     idle_stop_after_s: int | None = None
 
+    @property
+    def idempotency(self) -> IdempotentRequest | None:
+        fingerprint: list[object] = [str(self.project_id), self.sku, self.mig_profile]
+        fingerprint.append(self.count)
+        if self.idle_stop_after_s is not None:
+            # Only when set: keys stored before the idle policy existed keep their hash.
+            fingerprint.append(self.idle_stop_after_s)
+        return IdempotentRequest.of(
+            f"gpuaas.allocations:{self.project_id}", self.idempotency_key, fingerprint
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class AllocationView:
     allocation: Allocation
     instances: list[Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class AllocationOutcome:
+    """What a request came to: the allocation, scheduled, or recorded as rejected with the
+    reason (answered as a problem, and replayed as one for its Idempotency-Key)."""
+
+    view: AllocationView
+    rejection: ProblemError | None = None
 
 
 def validate(command: CreateAllocation) -> MigProfile | None:
@@ -105,82 +125,53 @@ async def _schedule(
     return None
 
 
-def _problem_body(error: ProblemError, instance: str) -> tuple[int, bytes]:
-    return error.status, msgspec.json.encode(error.to_problem(instance))
-
-
 async def create_allocation(
     db: Database,
     command: CreateAllocation,
     settings: GpuaasSettings,
-    render: Callable[[AllocationView], bytes],
-) -> tuple[int, bytes, bool]:
-    """Returns (status, body, is_problem). A rejection (no capacity, quota, balance) is
-    recorded as a rejected allocation with its events, and answered as a problem."""
+    encode: Callable[[AllocationOutcome], StoredResponse],
+) -> StoredResponse:
+    """One request, once per Idempotency-Key. A rejection (no capacity, quota, balance) is
+    recorded as a rejected allocation with its events, and encoded as the API answers it."""
     profile = validate(command)
-    hashed: list[object] = [str(command.project_id), command.sku, command.mig_profile]
-    hashed.append(command.count)
-    if command.idle_stop_after_s is not None:
-        # Only when set: keys stored before the idle policy existed keep their hash.
-        hashed.append(command.idle_stop_after_s)
-    body_hash = idempotency.request_hash(msgspec.json.encode(hashed))
-    scope = f"gpuaas.allocations:{command.project_id}"
-    period = dt.timedelta(seconds=settings.metering_period_s)
     live = live_index(db, command.sku)
     booked: list[Decision] = []
-    generation: int | None = None
+    committed: list[bool] = []
+
+    async def work(uow: UnitOfWork) -> AllocationOutcome:
+        outcome, generation = await _create_in(uow, command, profile, settings, live, booked)
+
+        def on_commit() -> None:
+            committed.append(True)
+            if booked:
+                live.committed(generation)
+
+        uow.after_commit(on_commit)
+        return outcome
+
     try:
-        async with db.unit_of_work() as uow:
-            status, body, generation = await _create_in(
-                uow, command, profile, body_hash, scope, period, settings, render, live, booked
-            )
+        return await run_once(db, command.idempotency, work, encode)
     finally:
-        if booked and uow.committed:
-            live.committed(generation)
-        elif booked:
+        if booked and not committed:
             live.mark_dirty([d.node_id for d in booked])
-    return status, body, status >= 400
 
 
-async def _create_in(
+async def _rejection(
     uow: UnitOfWork,
     command: CreateAllocation,
-    profile: MigProfile | None,
-    body_hash: str,
-    scope: str,
-    period: dt.timedelta,
+    a: Allocation,
+    requested: int,
     settings: GpuaasSettings,
-    render: Callable[[AllocationView], bytes],
-    live: LiveIndex,
-    booked: list[Decision],
-) -> tuple[int, bytes, int | None]:
-    if command.idempotency_key:
-        stored = await idempotency.find(uow, scope, command.idempotency_key, body_hash)
-        if stored is not None:
-            return stored.status, stored.body, None
-    now = now_utc()
-    requested = units(profile, command.count)
-    a, first = new_allocation(
-        uuid7(),
-        command.tenant_id,
-        command.project_id,
-        command.sku,
-        command.mig_profile,
-        command.count,
-        now,
-        command.idle_stop_after_s,
-    )
-    repo = AllocationRepository(uow)
-    await repo.add(a, requested)
-    await emit(uow, first)
-    rejection: ProblemError | None = None
+    now: dt.datetime,
+) -> tuple[ProblemError, str] | None:
+    """Why the request is refused before placement (balance, runway, quota), or None."""
     limit = await QuotaRepository(uow).lock(
         command.tenant_id, command.project_id, settings.default_project_quota
     )
     if await BalanceRepository(uow).standing(command.tenant_id) == "exhausted":
         rejection = BalanceExhausted(f"allocation {a.id} rejected: balance exhausted")
-        reason = "balance_exhausted"
-    elif shortfall := await runway_shortfall(
+        return rejection, BALANCE_EXHAUSTED
+    if shortfall := await runway_shortfall(
         uow,
         command.tenant_id,
         SKUS[command.sku].price_key(command.mig_profile),
@@ -189,50 +180,63 @@ async def _create_in(
         now,
     ):
         # The same problem type as an exhausted balance: both mean "top up first".
-        rejection = BalanceExhausted(f"allocation {a.id} rejected: {shortfall}")
-        reason = "insufficient_runway"
-    else:
-        try:
-            check_quota(limit, await repo.units_in_use(command.project_id), requested)
-        except QuotaExceeded as exc:
-            rejection = QuotaExceededProblem(f"allocation {a.id} rejected: {exc}")
-            reason = "quota_exceeded"
+        return BalanceExhausted(f"allocation {a.id} rejected: {shortfall}"), "insufficient_runway"
+    try:
+        check_quota(
+            limit, await AllocationRepository(uow).units_in_use(command.project_id), requested
+        )
+    except QuotaExceeded as exc:
+        return QuotaExceededProblem(f"allocation {a.id} rejected: {exc}"), "quota_exceeded"
+    return None
+
+
+async def _create_in(
+    uow: UnitOfWork,
+    command: CreateAllocation,
+    profile: MigProfile | None,
+    settings: GpuaasSettings,
+    live: LiveIndex,
+    booked: list[Decision],
+) -> tuple[AllocationOutcome, int | None]:
+    life = Lifecycle(uow, settings)
+    requested = units(profile, command.count)
+    a, first = new_allocation(
+        uuid7(),
+        command.tenant_id,
+        command.project_id,
+        command.sku,
+        command.mig_profile,
+        command.count,
+        life.now,
+        command.idle_stop_after_s,
+    )
+    repo = AllocationRepository(uow)
+    await repo.add(a, requested)
+    await emit(uow, first)
+    refused = await _rejection(uow, command, a, requested, settings, life.now)
     decision = None
-    if rejection is None:
+    if refused is None:
         decision = await _schedule(uow, live, a, profile)
         if decision is not None:
             booked.append(decision)
         else:
-            rejection = NoCapacity(
-                f"allocation {a.id} rejected: no {command.mig_profile or command.sku}"
-                f" x{command.count} free on one ready node"
+            refused = (
+                NoCapacity(
+                    f"allocation {a.id} rejected: no {command.mig_profile or command.sku}"
+                    f" x{command.count} free on one ready node"
+                ),
+                "no_capacity",
             )
-            reason = "no_capacity"
-    if rejection is not None:
-        a = await move(uow, a, AllocationState.REJECTED, now=now, period=period, reason=reason)
-        status, body = _problem_body(rejection, "/v1/gpu/allocations")
-    else:
-        a = await move(
-            uow, a, AllocationState.SCHEDULED, now=now, period=period, node_id=decision.node_id
-        )
-        instances = (await repo.instances([a.id])).get(a.id, [])
-        status, body = 201, render(AllocationView(a, instances))
-    if command.idempotency_key:
-        try:
-            await idempotency.remember(uow, scope, command.idempotency_key, body_hash, status, body)
-        except IntegrityError:
-            # The same key raced us and committed first: roll all of this back.
-            raise Conflict(
-                f"a request with Idempotency-Key {command.idempotency_key!r} completed"
-                " concurrently; retry to get its response"
-            ) from None
-    generation = None
-    if decision is not None:
-        # Last statement before commit: the generation row's lock serializes only this.
-        bumped = await GenerationRepository(uow).bump([b.gpu_id for b in decision.bookings])
-        generation = bumped.get(command.sku)
-    await uow.commit()
-    return status, body, generation
+    if refused is not None:
+        rejection, reason = refused
+        a = await life.move(a, AllocationState.REJECTED, reason=reason)
+        return AllocationOutcome(AllocationView(a, []), rejection), None
+    assert decision is not None
+    a = await life.move(a, AllocationState.SCHEDULED, node_id=decision.node_id)
+    instances = (await repo.instances([a.id])).get(a.id, [])
+    # Last statement before commit: the generation row's lock serializes only this.
+    bumped = await GenerationRepository(uow).bump([b.gpu_id for b in decision.bookings])
+    return AllocationOutcome(AllocationView(a, instances)), bumped.get(command.sku)
 
 
 async def get_allocation(db: Database, allocation_id: uuid.UUID) -> AllocationView:
@@ -259,7 +263,7 @@ async def release_allocation(
     allocation_id: uuid.UUID,
     settings: GpuaasSettings,
     authorize: Callable[[Allocation], None],
-    reason: str = "user_release",
+    reason: str = USER_RELEASE,
 ) -> AllocationView:
     async with db.unit_of_work() as uow:
         repo = AllocationRepository(uow)
@@ -270,13 +274,7 @@ async def release_allocation(
         if a.state not in RELEASABLE and a.state != AllocationState.RELEASING:
             raise IllegalState(f"allocation {a.id} is {a.state}; it cannot be released")
         try:
-            a = await release(
-                uow,
-                a,
-                now=now_utc(),
-                period=dt.timedelta(seconds=settings.metering_period_s),
-                reason=reason,
-            )
+            a = await Lifecycle(uow, settings).apply(a, release_steps(a.state, reason))
         except IllegalTransition as exc:
             raise IllegalState(str(exc)) from None
         view = AllocationView(a, (await repo.instances([a.id])).get(a.id, []))

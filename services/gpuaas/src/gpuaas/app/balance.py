@@ -1,11 +1,10 @@
 """The tenant balance projection, fed by billing.balance.v1 (inbox consumer). It gates new
 allocations; `billing.balance.exhausted` also releases the tenant's live allocations."""
 
-import datetime as dt
-
 import msgspec
 
-from gpuaas.app.lifecycle import now_utc, release
+from gpuaas.app.lifecycle import Lifecycle
+from gpuaas.domain.allocations import BALANCE_EXHAUSTED, DESIRED_ON_NODE, release_steps
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository, BalanceRepository
 from gpucloud_contracts.events.billing import BalanceChanged
@@ -13,7 +12,6 @@ from platformkit.consumers import Handler
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent
 
-BALANCE_TOPIC = "billing.balance.v1"
 EXHAUSTED = "billing.balance.exhausted"
 
 
@@ -33,13 +31,9 @@ def balance_handler(settings: GpuaasSettings) -> Handler:
         # An older (reordered) event changes nothing, not even a release.
         if not applied or (event.type != EXHAUSTED and balance.standing != "exhausted"):
             return
-        now = now_utc()
-        period = dt.timedelta(seconds=settings.metering_period_s)
-        for a in await AllocationRepository(uow).lock_where(
-            "tenant_id = :t AND state = ANY(:s)",
-            {"t": balance.tenant_id, "s": ["scheduled", "provisioning", "running"]},
-            skip_locked=False,  # the stop condition must reach every running allocation
-        ):
-            await release(uow, a, now=now, period=period, reason="balance_exhausted")
+        life = Lifecycle(uow, settings)
+        repo = AllocationRepository(uow)
+        for a in await repo.lock_of_tenant(balance.tenant_id, DESIRED_ON_NODE):
+            await life.apply(a, release_steps(a.state, BALANCE_EXHAUSTED))
 
     return apply_balance_event

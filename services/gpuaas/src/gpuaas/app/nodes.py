@@ -10,22 +10,30 @@ import secrets
 import uuid
 from typing import Any
 
-from gpuaas.app.lifecycle import SOURCE, move, now_utc, release
-from gpuaas.domain.allocations import Allocation, AllocationState, later_activity
+from gpuaas.app.events import EVENTS
+from gpuaas.app.lifecycle import Lifecycle, now_utc
+from gpuaas.domain.allocations import (
+    DESIRED_ON_NODE,
+    HOLDS_CAPACITY,
+    NODE_DRAIN,
+    NODE_LOST,
+    RELEASABLE,
+    Allocation,
+    AllocationState,
+    later_activity,
+    on_node_report,
+    release_steps,
+)
 from gpuaas.domain.catalog import SKUS
-from gpuaas.domain.nodes import NODE_TOPIC, IllegalNodeTransition, NodeState, node_transition
+from gpuaas.domain.nodes import IllegalNodeTransition, NodeEvent, NodeState, node_transition
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository, GenerationRepository, NodeRepository
 from gpucloud_contracts.events.gpuaas import NodeChanged
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
 
 S = AllocationState
-# Allocations the node should be running (desired state).
-DESIRED = (S.SCHEDULED, S.PROVISIONING, S.RUNNING)
-LIVE_ON_NODE = ("scheduled", "provisioning", "running", "failed", "releasing", "release_failed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,11 +63,9 @@ async def _node_event(
     event_type: str | None = None,
 ) -> None:
     gpus = await NodeRepository(uow).gpus(node["id"])
-    await add_event(
+    await EVENTS.add_event(
         uow,
-        topic=NODE_TOPIC,
-        type=event_type or node_transition(previous or NodeState.REGISTERING, target).value,
-        source=SOURCE,
+        event_type or node_transition(previous or NodeState.REGISTERING, target).value,
         subject=str(node["id"]),
         payload=NodeChanged(
             node_id=node["id"],
@@ -128,7 +134,7 @@ async def register_node(
         await GenerationRepository(uow).bump_node(node_id)
         node = await nodes.get(node_id)
         await _node_event(
-            uow, node, NodeState(node["state"]), None, now, event_type="gpuaas.node.registered"
+            uow, node, NodeState(node["state"]), None, now, event_type=NodeEvent.REGISTERED
         )
         if node["state"] in (NodeState.REGISTERING, NodeState.OFFLINE):
             await _set_state(uow, node, NodeState.READY, now)
@@ -152,15 +158,9 @@ async def _locked_node(uow: UnitOfWork, node_id: uuid.UUID) -> Any:
     return node
 
 
-async def _release_node_allocations(
-    uow: UnitOfWork, node_id: uuid.UUID, now: dt.datetime, period: dt.timedelta, reason: str
-) -> None:
-    for a in await AllocationRepository(uow).lock_where(
-        "node_id = :n AND state = ANY(:s)",
-        {"n": node_id, "s": ["scheduled", "provisioning", "running", "failed"]},
-        skip_locked=False,
-    ):
-        await release(uow, a, now=now, period=period, reason=reason)
+async def _release_node_allocations(life: Lifecycle, node_id: uuid.UUID, reason: str) -> None:
+    for a in await AllocationRepository(life.uow).lock_on_node(node_id, RELEASABLE):
+        await life.apply(a, release_steps(a.state, reason))
 
 
 async def sync_node(
@@ -174,50 +174,23 @@ async def sync_node(
     should run. Observed states: provisioning, running, failed; an allocation the node no
     longer reports is torn down there. `activity` (optional; older agents omit it) is the
     last time each running workload was seen active: it feeds the idle stop."""
-    now = now_utc()
-    period = dt.timedelta(seconds=settings.metering_period_s)
     async with db.unit_of_work() as uow:
+        life = Lifecycle(uow, settings)
+        now = life.now
         nodes = NodeRepository(uow)
         node = await _locked_node(uow, node_id)
         await nodes.update(node_id, last_heartbeat_at=now, observed=observed)
         if node["state"] == NodeState.OFFLINE:
             await _set_state(uow, node, NodeState.READY, now)
         repo = AllocationRepository(uow)
-        # Wait for rows another transaction holds (the metering sweep closing an interval):
-        # skipping one would drop it from the desired state and tear its workload down.
-        live = await repo.lock_where(
-            "node_id = :n AND state = ANY(:live)",
-            {"n": node_id, "live": list(LIVE_ON_NODE)},
-            skip_locked=False,
-        )
-        for a in live:
-            seen = observed.get(str(a.id))
-            if a.state == S.SCHEDULED and seen in ("provisioning", "running"):
-                a = await move(uow, a, S.PROVISIONING, now=now, period=period)
-            if a.state == S.PROVISIONING and seen == "running":
-                a = await move(uow, a, S.RUNNING, now=now, period=period)
-            elif a.state in (S.SCHEDULED, S.PROVISIONING) and seen == "failed":
-                a = await move(uow, a, S.FAILED, now=now, period=period, reason="provision_error")
-                a = await move(
-                    uow, a, S.RELEASING, now=now, period=period, reason="provision_error"
-                )
-            elif a.state == S.RUNNING and seen in (None, "failed"):
-                # The workload vanished under a running allocation: release it.
-                a = await release(uow, a, now=now, period=period, reason="workload_lost")
-            if a.state == S.RELEASE_FAILED and seen is None:
-                a = await move(uow, a, S.RELEASING, now=now, period=period, reason="retry")
-            if a.state == S.RELEASING and seen is None:
-                a = await move(uow, a, S.RELEASED, now=now, period=period)
+        for a in await repo.lock_on_node(node_id, HOLDS_CAPACITY):
+            a = await life.apply(a, on_node_report(a.state, observed.get(str(a.id))))
             reported = (activity or {}).get(str(a.id))
             if a.state == S.RUNNING and reported is not None:
                 kept = later_activity(a.last_active_at, reported, now)
                 if kept != a.last_active_at:
                     await repo.save(dataclasses.replace(a, last_active_at=kept))
-        desired = await repo.lock_where(
-            "node_id = :n AND state = ANY(:d)",
-            {"n": node_id, "d": [s.value for s in DESIRED]},
-            skip_locked=False,
-        )
+        desired = await repo.lock_on_node(node_id, DESIRED_ON_NODE)
         instances = await repo.instances([a.id for a in desired])
         await uow.commit()
     return [(a, instances.get(a.id, [])) for a in desired]
@@ -228,16 +201,15 @@ async def set_node_state(
 ) -> Any:
     """Operator cordon / uncordon (ready) / drain / retire. Draining releases the node's
     allocations (reason node_drain)."""
-    now = now_utc()
-    period = dt.timedelta(seconds=settings.metering_period_s)
     async with db.unit_of_work() as uow:
+        life = Lifecycle(uow, settings)
         node = await _locked_node(uow, node_id)
         try:
-            await _set_state(uow, node, target, now)
+            await _set_state(uow, node, target, life.now)
         except IllegalNodeTransition as exc:
             raise Conflict(str(exc)) from None
         if target in (NodeState.DRAINING, NodeState.RETIRED):
-            await _release_node_allocations(uow, node_id, now, period, "node_drain")
+            await _release_node_allocations(life, node_id, NODE_DRAIN)
         node = await NodeRepository(uow).get(node_id)
         await uow.commit()
     return node
@@ -252,15 +224,14 @@ async def mark_silent_nodes_offline(db: Database, settings: GpuaasSettings) -> i
     """Nodes silent for longer than the heartbeat timeout go offline; their allocations take
     the failure path (scheduled/provisioning -> failed -> releasing; running -> releasing).
     Releasing allocations stay until the node confirms the teardown or the retries run out."""
-    now = now_utc()
-    period = dt.timedelta(seconds=settings.metering_period_s)
     async with db.unit_of_work() as uow:
+        life = Lifecycle(uow, settings)
         stale = await NodeRepository(uow).stale(
-            now - dt.timedelta(seconds=settings.node_heartbeat_timeout_s)
+            life.now - dt.timedelta(seconds=settings.node_heartbeat_timeout_s)
         )
         for node in stale:
-            await _set_state(uow, node, NodeState.OFFLINE, now)
-            await _release_node_allocations(uow, node["id"], now, period, "node_lost")
+            await _set_state(uow, node, NodeState.OFFLINE, life.now)
+            await _release_node_allocations(life, node["id"], NODE_LOST)
         await uow.commit()
     return len(stale)
 
@@ -268,4 +239,4 @@ async def mark_silent_nodes_offline(db: Database, settings: GpuaasSettings) -> i
 async def desired_ids(db: Database, node_id: uuid.UUID) -> set[str]:
     """The ids of what the node should run (a read-only look, no heartbeat)."""
     async with db.unit_of_work() as uow:
-        return await NodeRepository(uow).desired_ids(node_id, [s.value for s in DESIRED])
+        return await NodeRepository(uow).desired_ids(node_id, DESIRED_ON_NODE)

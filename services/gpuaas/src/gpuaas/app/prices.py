@@ -14,8 +14,6 @@ from platformkit.consumers import Handler
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent
 
-PRICE_TOPIC = "billing.price.v1"
-
 
 def price_handler() -> Handler:
     async def apply_price_event(event: CloudEvent, uow: UnitOfWork) -> None:

@@ -24,6 +24,7 @@ from gpuaas.app.lifecycle import now_utc
 from gpuaas.app.nodes import set_node_state
 from gpuaas.domain.nodes import NodeState
 from gpuaas.settings import GpuaasSettings
+from gpuaas.store.repository import NodeRepository
 from platformkit.db import Database
 
 
@@ -64,21 +65,11 @@ class SimulatedCloudProvider:
 
     async def reconcile(self, db: Database, settings: GpuaasSettings) -> None:
         async with db.unit_of_work() as uow:
-            free = await uow.fetch_one(
-                "SELECT count(*) AS n FROM gpus g JOIN nodes n ON n.id = g.node_id"
-                " WHERE n.state = 'ready' AND NOT EXISTS (SELECT 1 FROM allocation_instances i"
-                " WHERE i.gpu_id = g.id AND i.released_at IS NULL)"
+            nodes = NodeRepository(uow)
+            free_gpus = await nodes.free_ready_gpus()
+            idle = await nodes.idle_of_provider(
+                self.name, now_utc() - dt.timedelta(seconds=self.idle_retire_s)
             )
-            idle = await uow.fetch_all(
-                "SELECT n.id, n.name, (SELECT count(*) FROM gpus g WHERE g.node_id = n.id) AS gpus"
-                " FROM nodes n WHERE n.provider = 'simulated-cloud' AND n.state = 'ready'"
-                " AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.node_id = n.id"
-                " AND a.state NOT IN ('rejected', 'released'))"
-                " AND greatest(n.registered_at, coalesce((SELECT max(a.updated_at) FROM"
-                " allocations a WHERE a.node_id = n.id), n.registered_at)) < :cutoff",
-                {"cutoff": now_utc() - dt.timedelta(seconds=self.idle_retire_s)},
-            )
-        free_gpus = int(free["n"])
         starting = [p for p in self.processes.values() if p.poll() is None]
         if free_gpus < self.min_free_gpus and len(starting) < self.max_nodes:
             self.start_node()

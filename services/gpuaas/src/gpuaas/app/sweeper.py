@@ -1,24 +1,23 @@
 """Periodic work of gpuaas, safe with several replicas (rows are claimed with SKIP LOCKED):
-silent nodes go offline, due release retries run (with backoff, then release_failed), and
+silent nodes go offline, due release retries run (with backoff, then release_failed),
 running allocations close their usage intervals every metering period, and running
-allocations idle for longer than their idle policy are released (reason idle_stop)."""
+allocations idle for longer than their idle policy are released (reason idle_stop). The
+domain decides each transition (domain/allocations.py); these use cases apply them.
 
-import asyncio
+`Sweeper.sweep` is one pass over every step, run by the service runtime as the `sweeper`
+job every GPUCLOUD_SWEEP_INTERVAL_S; a step that fails is logged and the next one runs.
+"""
+
 import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from gpuaas.app.lifecycle import close_usage, move, now_utc, release
+from gpuaas.app.lifecycle import Lifecycle, now_utc
 from gpuaas.app.nodes import mark_silent_nodes_offline
 from gpuaas.app.providers import Provider
-from gpuaas.domain.allocations import (
-    IDLE_STOP_REASON,
-    MAX_RELEASE_ATTEMPTS,
-    AllocationState,
-    is_idle,
-)
+from gpuaas.domain.allocations import on_idle_check, on_release_retry_due
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository
 from platformkit.db import Database
@@ -27,66 +26,38 @@ log = logging.getLogger(__name__)
 
 
 async def retry_releases(db: Database, settings: GpuaasSettings) -> int:
-    now = now_utc()
-    period = dt.timedelta(seconds=settings.metering_period_s)
     async with db.unit_of_work() as uow:
-        due = await AllocationRepository(uow).lock_where(
-            "state = 'releasing' AND next_release_at <= :now", {"now": now}, limit=200
-        )
+        life = Lifecycle(uow, settings)
+        due = await AllocationRepository(uow).lock_release_retries_due(life.now, limit=200)
         for a in due:
-            if a.release_attempts >= MAX_RELEASE_ATTEMPTS:
-                await move(
-                    uow,
-                    a,
-                    AllocationState.RELEASE_FAILED,
-                    now=now,
-                    period=period,
-                    reason="release_retries_exhausted",
-                )
-            else:
-                await move(
-                    uow, a, AllocationState.RELEASING, now=now, period=period, reason="retry"
-                )
+            await life.apply(a, [on_release_retry_due(a)])
         await uow.commit()
     return len(due)
 
 
 async def close_usage_intervals(db: Database, settings: GpuaasSettings) -> int:
-    now = now_utc()
-    period = dt.timedelta(seconds=settings.metering_period_s)
-    repo_count = 0
+    closed = 0
     async with db.unit_of_work() as uow:
+        life = Lifecycle(uow, settings)
         repo = AllocationRepository(uow)
-        due = await repo.lock_where(
-            "state = 'running' AND usage_cursor <= :edge", {"edge": now - period}, limit=500
-        )
-        for a in due:
-            updated = await close_usage(uow, a, now, period, final=False)
+        for a in await repo.lock_usage_due(life.now - life.period, limit=500):
+            updated = await life.close_usage(a, final=False)
             await repo.save(updated)
-            repo_count += updated.usage_sequence - a.usage_sequence
+            closed += updated.usage_sequence - a.usage_sequence
         await uow.commit()
-    return repo_count
+    return closed
 
 
 async def stop_idle_allocations(
     db: Database, settings: GpuaasSettings, clock: Callable[[], dt.datetime] = now_utc
 ) -> int:
-    """Release running allocations whose idle policy has run out (the query narrows, the
-    domain's is_idle decides)."""
-    now = clock()
-    period = dt.timedelta(seconds=settings.metering_period_s)
+    """Release running allocations whose idle policy has run out."""
     stopped = 0
     async with db.unit_of_work() as uow:
-        candidates = await AllocationRepository(uow).lock_where(
-            "state = 'running' AND idle_stop_after_s IS NOT NULL"
-            " AND last_active_at <= CAST(:now AS timestamptz)"
-            " - make_interval(secs => idle_stop_after_s)",
-            {"now": now},
-            limit=200,
-        )
-        for a in candidates:
-            if is_idle(a, now):
-                await release(uow, a, now=now, period=period, reason=IDLE_STOP_REASON)
+        life = Lifecycle(uow, settings, clock())
+        for a in await AllocationRepository(uow).lock_idle_candidates(life.now, limit=200):
+            if steps := on_idle_check(a, life.now):
+                await life.apply(a, steps)
                 stopped += 1
         await uow.commit()
     return stopped
@@ -110,32 +81,40 @@ class Listening:
         return now - self.since >= timeout_s
 
 
-async def sweep_forever(
-    db: Database, settings: GpuaasSettings, provider: Provider | None = None
-) -> None:
-    steps = [
-        mark_silent_nodes_offline,
-        retry_releases,
-        close_usage_intervals,
-        stop_idle_allocations,
-    ]
-    if provider is not None:
-        steps.append(provider.reconcile)
-    listening = Listening(time.monotonic())
-    while True:
-        for step in steps:
+Step = Callable[[Database, GpuaasSettings], Awaitable[object]]
+
+
+@dataclasses.dataclass
+class Sweeper:
+    db: Database
+    settings: GpuaasSettings
+    provider: Provider | None = None
+    listening: Listening = dataclasses.field(default_factory=lambda: Listening(time.monotonic()))
+
+    @property
+    def steps(self) -> list[Step]:
+        steps: list[Step] = [
+            mark_silent_nodes_offline,
+            retry_releases,
+            close_usage_intervals,
+            stop_idle_allocations,
+        ]
+        if self.provider is not None:
+            steps.append(self.provider.reconcile)
+        return steps
+
+    async def sweep(self) -> None:
+        """One pass; each step on its own, a failed one logged."""
+        for step in self.steps:
             judging_silence = step is mark_silent_nodes_offline
-            if judging_silence and not listening.long_enough(
-                time.monotonic(), settings.node_heartbeat_timeout_s
+            if judging_silence and not self.listening.long_enough(
+                time.monotonic(), self.settings.node_heartbeat_timeout_s
             ):
                 continue
             try:
-                await step(db, settings)
-            except asyncio.CancelledError:
-                raise
+                await step(self.db, self.settings)
             except Exception:
                 if judging_silence:
-                    listening.interrupted(time.monotonic())
+                    self.listening.interrupted(time.monotonic())
                 name = getattr(step, "__name__", repr(step))
                 log.exception("sweep step failed", extra={"fields": {"step": name}})
-        await asyncio.sleep(settings.sweep_interval_s)

@@ -5,8 +5,8 @@ Every allocation transition on a node (`lifecycle.move`) sends `NOTIFY gpuaas_no
 '<node id>'` inside its transaction, so the notification arrives only once the change is
 committed (and never for one rolled back). A held request waits for its node's
 notification, re-reading the desired allocation ids every `FALLBACK_POLL_S` as well: a
-lost listener connection (reconnected with backoff) or a missed notification costs at most
-that much latency, never a stuck request.
+lost listener connection (reconnected by the runtime's job supervisor, with backoff) or a
+missed notification costs at most that much latency, never a stuck request.
 """
 
 import asyncio
@@ -32,43 +32,40 @@ def differs(desired_ids: set[str], observed: dict[str, str]) -> bool:
 
 
 class NodeWakeups:
+    """Run by the service runtime as the `node-wakeups` job: `listen()` is one session."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="gpuaas-node-wakeups")
+    async def listen(self, _runtime: object = None) -> None:
+        """Dispatch notifications until the connection is lost (then return, so the next
+        session starts soon); raise when the database cannot be reached (the runtime backs
+        off)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except Exception:
+            self._deaf()
+            raise
+        try:
+            async with conn:
+                await conn.execute(f"LISTEN {NODE_CHANNEL}")
+                self.listening.set()
+                async for note in conn.notifies():
+                    for event in self._waiters.get(note.payload, ()):
+                        event.set()
+        except Exception as exc:
+            log.warning("node wakeups: listener lost", extra={"fields": {"error": repr(exc)}})
+        finally:
+            self._deaf()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _listen_forever(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NODE_CHANNEL}")
-                    self.listening.set()
-                    delay = 0.5
-                    async for note in conn.notifies():
-                        for event in self._waiters.get(note.payload, ()):
-                            event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("node wakeups: listener lost", extra={"fields": {"error": repr(exc)}})
-            self.listening.clear()
-            # Anything may have changed while we were deaf: let every waiter re-read.
-            for events in self._waiters.values():
-                for event in events:
-                    event.set()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    def _deaf(self) -> None:
+        self.listening.clear()
+        # Anything may have changed while we were deaf: let every waiter re-read.
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     @contextlib.asynccontextmanager
     async def watching(self, node_id: uuid.UUID):

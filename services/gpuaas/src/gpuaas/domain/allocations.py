@@ -13,14 +13,22 @@ Two edges are added and written in docs/gpuaas.md: `scheduled | provisioning -> 
 (the user cancels before the workload runs) and `release_failed -> releasing` (an operator
 retries). Every transition returns the event to emit; an illegal one raises
 IllegalTransition.
+
+The policy (which transitions a fact calls for) is here too, as pure functions returning
+the `Step`s to take, which the app layer only applies (app/lifecycle.py):
+
+- `on_node_report(state, seen)`: what the node's observed state of the allocation means;
+- `release_steps(state, reason)`: the way to releasing (through failed when the node was
+  lost before the workload ran): user release, node lost or drained, balance exhausted,
+  idle stop;
+- `on_release_retry_due(allocation)`: retry the release, or give up (release_failed);
+- `on_idle_check(allocation, now)`: the idle stop.
 """
 
 import dataclasses
 import datetime as dt
 import enum
 import uuid
-
-ALLOCATION_TOPIC = "gpuaas.allocation.v1"
 
 
 class AllocationState(enum.StrEnum):
@@ -52,6 +60,8 @@ HOLDS_CAPACITY = frozenset(
     {S.SCHEDULED, S.PROVISIONING, S.RUNNING, S.FAILED, S.RELEASING, S.RELEASE_FAILED}
 )
 RELEASABLE = frozenset({S.SCHEDULED, S.PROVISIONING, S.RUNNING, S.FAILED})
+# What a node should be running (its desired state).
+DESIRED_ON_NODE = frozenset({S.SCHEDULED, S.PROVISIONING, S.RUNNING})
 MAX_RELEASE_ATTEMPTS = 6
 
 
@@ -212,3 +222,68 @@ def transition(
     updated = dataclasses.replace(allocation, **changes)  # type: ignore[arg-type]
     event = AllocationEvent[target.name]
     return updated, Transition(event, updated, allocation.state, reason, attempt)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    """One transition the policy calls for."""
+
+    target: AllocationState
+    reason: str | None = None
+
+
+NODE_LOST = "node_lost"
+NODE_DRAIN = "node_drain"
+USER_RELEASE = "user_release"
+BALANCE_EXHAUSTED = "balance_exhausted"
+WORKLOAD_LOST = "workload_lost"
+PROVISION_ERROR = "provision_error"
+
+
+def release_steps(state: AllocationState, reason: str) -> tuple[Step, ...]:
+    """Send a live allocation to releasing (through failed when its node was lost before
+    the workload ran); nothing when it is releasing already or its release failed."""
+    if state in (S.RELEASING, S.RELEASE_FAILED):
+        return ()
+    if reason == NODE_LOST and state in (S.SCHEDULED, S.PROVISIONING):
+        return (Step(S.FAILED, reason), Step(S.RELEASING, reason))
+    return (Step(S.RELEASING, reason),)
+
+
+def on_node_report(state: AllocationState, seen: str | None) -> tuple[Step, ...]:
+    """The steps the node's report calls for. `seen`: provisioning, running, failed, or
+    None when the node no longer reports the allocation (its workload is gone)."""
+    steps: list[Step] = []
+
+    def go(*more: Step) -> AllocationState:
+        steps.extend(more)
+        return more[-1].target if more else state
+
+    if state == S.SCHEDULED and seen in ("provisioning", "running"):
+        state = go(Step(S.PROVISIONING))
+    if state == S.PROVISIONING and seen == "running":
+        state = go(Step(S.RUNNING))
+    elif state in (S.SCHEDULED, S.PROVISIONING) and seen == "failed":
+        state = go(Step(S.FAILED, PROVISION_ERROR), Step(S.RELEASING, PROVISION_ERROR))
+    elif state == S.RUNNING and seen in (None, "failed"):
+        # The workload vanished under a running allocation: release it.
+        state = go(*release_steps(state, WORKLOAD_LOST))
+    if state == S.RELEASE_FAILED and seen is None:
+        state = go(Step(S.RELEASING, "retry"))
+    if state == S.RELEASING and seen is None:
+        state = go(Step(S.RELEASED))
+    return tuple(steps)
+
+
+def on_release_retry_due(allocation: Allocation) -> Step:
+    """A release whose retry is due: try again, or give up after MAX_RELEASE_ATTEMPTS."""
+    if allocation.release_attempts >= MAX_RELEASE_ATTEMPTS:
+        return Step(S.RELEASE_FAILED, "release_retries_exhausted")
+    return Step(S.RELEASING, "retry")
+
+
+def on_idle_check(allocation: Allocation, now: dt.datetime) -> tuple[Step, ...]:
+    """The idle stop: release a running allocation idle for its whole policy."""
+    if not is_idle(allocation, now):
+        return ()
+    return release_steps(allocation.state, IDLE_STOP_REASON)

@@ -1,115 +1,24 @@
-"""The SKU catalog: GPU models, their MIG capability and MIG profiles with NVIDIA's exact
-geometry (docs/gpuaas.md, ../shared/design/mig.md; from `nvidia-smi mig -lgipp`).
+"""gpuaas's view of the GPU catalog: the one in libs/contracts (`gpucloud_contracts.gpus`),
+shared with billing and the node agent. Pure data."""
 
-A SKU key (`h100-80gb`) and a profile name (`1g.10gb`) are what billing prices by:
-`gpu:<sku>` for whole GPUs, `mig:<sku>:<profile>` for MIG slices.
-"""
+from gpucloud_contracts.gpus import (
+    COMPUTE_SLICES,
+    MEMORY_SLICES,
+    SHAPES,
+    SKUS,
+    MigProfile,
+    ProfileShape,
+    Sku,
+    sku,
+)
 
-from dataclasses import dataclass
-
-MEMORY_SLICES = 8
-COMPUTE_SLICES = 7
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileShape:
-    """The geometry of a profile id, the same on every MIG-capable model."""
-
-    profile_id: int
-    compute: int
-    memory: int
-    max_per_gpu: int
-    starts: tuple[int, ...]
-    media_extension: bool = False
-
-
-# profile id -> geometry (mig.md's table). Memory slice 7 is reachable only by 7g at 0
-# and by profile 15 at 6, which the start lists encode.
-SHAPES: dict[int, ProfileShape] = {
-    19: ProfileShape(19, compute=1, memory=1, max_per_gpu=7, starts=(0, 1, 2, 3, 4, 5, 6)),
-    20: ProfileShape(
-        20, compute=1, memory=1, max_per_gpu=1, starts=(0, 1, 2, 3, 4, 5, 6), media_extension=True
-    ),
-    15: ProfileShape(15, compute=1, memory=2, max_per_gpu=4, starts=(0, 2, 4, 6)),
-    14: ProfileShape(14, compute=2, memory=2, max_per_gpu=3, starts=(0, 2, 4)),
-    9: ProfileShape(9, compute=3, memory=4, max_per_gpu=2, starts=(0, 4)),
-    5: ProfileShape(5, compute=4, memory=4, max_per_gpu=1, starts=(0,)),
-    0: ProfileShape(0, compute=7, memory=8, max_per_gpu=1, starts=(0,)),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class MigProfile:
-    name: str
-    shape: ProfileShape
-
-    @property
-    def profile_id(self) -> int:
-        return self.shape.profile_id
-
-    @property
-    def compute(self) -> int:
-        return self.shape.compute
-
-    @property
-    def memory(self) -> int:
-        return self.shape.memory
-
-
-@dataclass(frozen=True, slots=True)
-class Sku:
-    key: str
-    name: str
-    memory_gb: int
-    mig_capable: bool
-    profiles: tuple[MigProfile, ...]
-
-    def profile(self, name: str) -> MigProfile | None:
-        return next((p for p in self.profiles if p.name == name), None)
-
-    def price_key(self, profile: str | None) -> str:
-        return f"mig:{self.key}:{profile}" if profile else f"gpu:{self.key}"
-
-
-def _profiles(names: dict[int, str]) -> tuple[MigProfile, ...]:
-    # Largest first: the order the API lists them and the policy weighs them.
-    return tuple(
-        MigProfile(name, SHAPES[pid])
-        for pid, name in sorted(
-            names.items(), key=lambda kv: (-SHAPES[kv[0]].compute, -SHAPES[kv[0]].memory, kv[0])
-        )
-    )
-
-
-def _family(g1: str, g1x2: str, g3: str, g7: str) -> dict[int, str]:
-    """Profile names of one memory size class: 1g, 1g with 2 memory slices, 3g/4g, 7g."""
-    return {
-        19: f"1g.{g1}gb",
-        20: f"1g.{g1}gb+me",
-        15: f"1g.{g1x2}gb",
-        14: f"2g.{g1x2}gb",
-        9: f"3g.{g3}gb",
-        5: f"4g.{g3}gb",
-        0: f"7g.{g7}gb",
-    }
-
-
-SKUS: dict[str, Sku] = {
-    s.key: s
-    for s in (
-        Sku("a100-40gb", "NVIDIA A100 40GB", 40, True, _profiles(_family("5", "10", "20", "40"))),
-        Sku("a100-80gb", "NVIDIA A100 80GB", 80, True, _profiles(_family("10", "20", "40", "80"))),
-        Sku("h100-80gb", "NVIDIA H100 80GB", 80, True, _profiles(_family("10", "20", "40", "80"))),
-        Sku(
-            "h200-141gb",
-            "NVIDIA H200 141GB",
-            141,
-            True,
-            _profiles(_family("18", "35", "71", "141")),
-        ),
-    )
-}
-
-
-def sku(key: str) -> Sku | None:
-    return SKUS.get(key)
+__all__ = [
+    "COMPUTE_SLICES",
+    "MEMORY_SLICES",
+    "SHAPES",
+    "SKUS",
+    "MigProfile",
+    "ProfileShape",
+    "Sku",
+    "sku",
+]

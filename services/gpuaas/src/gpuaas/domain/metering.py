@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import uuid
 
-USAGE_TOPIC = "metering.usage.v1"
 USAGE_TYPE = "metering.usage.recorded"
 # A fixed namespace: interval ids must be the same on every replica and every retry.
 INTERVAL_NAMESPACE = uuid.UUID("6f1d1c2e-5b0a-4c39-9a52-4d0b8e7f3a10")

@@ -11,8 +11,6 @@ Only `ready` nodes take new allocations. `draining` releases the node's allocati
 
 import enum
 
-NODE_TOPIC = "gpuaas.node.v1"
-
 
 class NodeState(enum.StrEnum):
     REGISTERING = "registering"

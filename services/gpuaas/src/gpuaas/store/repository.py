@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -93,23 +94,68 @@ class AllocationRepository:
         )
         return [_allocation(r) for r in rows]
 
-    async def lock_where(
-        self,
-        condition: str,
-        params: dict[str, Any],
-        limit: int = 10_000,
-        *,
-        skip_locked: bool = True,
+    async def _lock(
+        self, condition: str, params: dict[str, Any], limit: int = 10_000, *, skip_locked: bool
     ) -> list[Allocation]:
-        """Allocations matching `condition` (a constant SQL fragment, values bound), locked
-        in id order. Background sweeps skip rows another worker holds; a caller that must
-        see every matching row (a node's desired state, a stop condition) waits for them."""
+        """Allocations matching `condition` (one of the constant fragments below, values
+        bound), locked in id order. Background sweeps skip rows another worker holds; a
+        caller that must see every matching row (a node's desired state, a stop condition)
+        waits for them."""
         rows = await self.uow.fetch_all(
             f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE {condition}"  # noqa: S608
             " ORDER BY id LIMIT :limit FOR UPDATE" + (" SKIP LOCKED" if skip_locked else ""),
             {**params, "limit": limit},
         )
         return [_allocation(r) for r in rows]
+
+    async def lock_on_node(
+        self, node_id: uuid.UUID, states: Iterable[AllocationState]
+    ) -> list[Allocation]:
+        """The node's allocations in `states`, waiting for rows another transaction holds
+        (the metering sweep closing an interval): skipping one would drop it from the
+        node's desired state and tear its workload down."""
+        return await self._lock(
+            "node_id = :n AND state = ANY(:s)",
+            {"n": node_id, "s": [s.value for s in states]},
+            skip_locked=False,
+        )
+
+    async def lock_of_tenant(
+        self, tenant_id: uuid.UUID, states: Iterable[AllocationState]
+    ) -> list[Allocation]:
+        """The tenant's allocations in `states`, all of them (a stop condition must reach
+        every running allocation)."""
+        return await self._lock(
+            "tenant_id = :t AND state = ANY(:s)",
+            {"t": tenant_id, "s": [s.value for s in states]},
+            skip_locked=False,
+        )
+
+    async def lock_release_retries_due(self, now: dt.datetime, limit: int) -> list[Allocation]:
+        return await self._lock(
+            "state = 'releasing' AND next_release_at <= :now",
+            {"now": now},
+            limit,
+            skip_locked=True,
+        )
+
+    async def lock_usage_due(self, edge: dt.datetime, limit: int) -> list[Allocation]:
+        """Running allocations whose usage cursor is a whole metering period behind."""
+        return await self._lock(
+            "state = 'running' AND usage_cursor <= :edge", {"edge": edge}, limit, skip_locked=True
+        )
+
+    async def lock_idle_candidates(self, now: dt.datetime, limit: int) -> list[Allocation]:
+        """Running allocations with an idle policy whose last activity is that old (the
+        query narrows; the domain's is_idle decides)."""
+        return await self._lock(
+            "state = 'running' AND idle_stop_after_s IS NOT NULL"
+            " AND last_active_at <= CAST(:now AS timestamptz)"
+            " - make_interval(secs => idle_stop_after_s)",
+            {"now": now},
+            limit,
+            skip_locked=True,
+        )
 
     async def units_in_use(self, project_id: uuid.UUID) -> int:
         row = await self.uow.fetch_one(
@@ -474,12 +520,34 @@ class NodeRepository:
         NOTIFY only on commit, and folds repeats within one transaction)."""
         await self.uow.execute("SELECT pg_notify(:c, :n)", {"c": NODE_CHANNEL, "n": str(node_id)})
 
-    async def desired_ids(self, node_id: uuid.UUID, states: list[str]) -> set[str]:
+    async def desired_ids(self, node_id: uuid.UUID, states: Iterable[AllocationState]) -> set[str]:
         rows = await self.uow.fetch_all(
             "SELECT id FROM allocations WHERE node_id = :n AND state = ANY(:s)",
-            {"n": node_id, "s": states},
+            {"n": node_id, "s": [s.value for s in states]},
         )
         return {str(r["id"]) for r in rows}
+
+    async def free_ready_gpus(self) -> int:
+        """Whole GPUs of ready nodes with no live instance."""
+        row = await self.uow.fetch_one(
+            "SELECT count(*) AS n FROM gpus g JOIN nodes n ON n.id = g.node_id"
+            " WHERE n.state = 'ready' AND NOT EXISTS (SELECT 1 FROM allocation_instances i"
+            " WHERE i.gpu_id = g.id AND i.released_at IS NULL)"
+        )
+        return int(row["n"])
+
+    async def idle_of_provider(self, provider: str, cutoff: dt.datetime) -> list[Any]:
+        """Ready nodes of `provider` without a live allocation and unchanged since
+        `cutoff` (id, name, GPU count)."""
+        return await self.uow.fetch_all(
+            "SELECT n.id, n.name, (SELECT count(*) FROM gpus g WHERE g.node_id = n.id) AS gpus"
+            " FROM nodes n WHERE n.provider = :provider AND n.state = 'ready'"
+            " AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.node_id = n.id"
+            " AND a.state NOT IN ('rejected', 'released'))"
+            " AND greatest(n.registered_at, coalesce((SELECT max(a.updated_at) FROM"
+            " allocations a WHERE a.node_id = n.id), n.registered_at)) < :cutoff",
+            {"provider": provider, "cutoff": cutoff},
+        )
 
     _COLUMNS = (
         "id, name, provider, state, credential_hash, agent_url, registered_at,"

@@ -8,7 +8,6 @@ import ipaddress
 import uuid
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
@@ -52,6 +51,7 @@ from iam.domain.tenants import Tenant
 from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.errors import PROBLEM_JSON, BadRequest, Problem
+from platformkit.http import json_reply, respond
 from platformkit.idempotency import check_key
 
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key")]
@@ -123,12 +123,12 @@ class TenantController(Controller):
     async def create(
         self, data: TenantCreate, db: Database, idempotency_key: IdempotencyKey = None
     ) -> Response[bytes]:
-        status, body = await create_tenant(
+        reply = await create_tenant(
             db,
             CreateTenant(data.name, data.slug, check_key(idempotency_key)),
-            lambda tenant: msgspec.json.encode(_tenant(tenant)),
+            lambda tenant: json_reply(_tenant(tenant)),
         )
-        return Response(body, status_code=status, media_type="application/json")
+        return respond(reply)
 
     @get("/{tenant_id:uuid}", operation_id="getTenant", **guarded(Action.TENANT_READ))
     async def retrieve(self, tenant_id: uuid.UUID, db: Database, principal: Principal) -> TenantOut:
@@ -176,16 +176,14 @@ class AccountController(Controller):
     async def sign_up(
         self, data: SignUpIn, db: Database, idempotency_key: IdempotencyKey = None
     ) -> Response[bytes]:
-        status, body = await identity.sign_up(
+        reply = await identity.sign_up(
             db,
             identity.SignUp(
                 data.tenant_name, data.slug, data.email, data.password, check_key(idempotency_key)
             ),
-            lambda s: msgspec.json.encode(
-                SignUpOut(_tenant(s.tenant), _user(s.user), _project(s.project))
-            ),
+            lambda s: json_reply(SignUpOut(_tenant(s.tenant), _user(s.user), _project(s.project))),
         )
-        return Response(body, status_code=status, media_type="application/json")
+        return respond(reply)
 
     @post("/users", operation_id="registerUser", status_code=201, **public())
     async def register(self, data: UserCreate, db: Database) -> UserOut:

@@ -8,8 +8,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from gpucloud_contracts.events.iam import (
     ApiKeyIssued,
     ApiKeyRevoked,
@@ -17,17 +15,14 @@ from gpucloud_contracts.events.iam import (
     MembershipRevoked,
     ProjectCreated,
     ServiceAccountCreated,
-    TenantCreated,
     UserRegistered,
 )
+from iam.app.events import EVENTS
 from iam.app.secrets import digest, hash_password, new_secret
+from iam.app.tenants import add_tenant, check_name, check_slug
 from iam.domain import permissions
 from iam.domain.identity import (
     DEFAULT_PROJECT_SLUG,
-    MEMBERSHIP_TOPIC,
-    PROJECT_TOPIC,
-    SERVICE_ACCOUNT_TOPIC,
-    USER_TOPIC,
     ApiKey,
     IdentityEvent,
     Membership,
@@ -39,7 +34,7 @@ from iam.domain.identity import (
     password_problem,
     role_problem,
 )
-from iam.domain.tenants import SLUG, TENANT_TOPIC, Tenant, TenantEvent
+from iam.domain.tenants import Tenant
 from iam.domain.tokens import API_KEY_PREFIX
 from iam.store.identity import (
     AlreadyExists,
@@ -48,13 +43,11 @@ from iam.store.identity import (
     ServiceAccountRepository,
     UserRepository,
 )
-from iam.store.repository import SlugTaken, TenantRepository
-from platformkit import idempotency
 from platformkit.auth import Principal
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from platformkit.idempotency import IdempotentRequest, StoredResponse, lookup, run_once
 from platformkit.ids import uuid7
-from platformkit.outbox import add_event
 
 MAX_KEY_LIFETIME = dt.timedelta(days=365)
 
@@ -78,28 +71,19 @@ def _password(password: str) -> None:
         raise ValidationFailed.for_field("password", problem)
 
 
-def _slug(field: str, slug: str) -> None:
-    if not SLUG.match(slug):
-        raise ValidationFailed.for_field(
-            field, "must be 2-63 lowercase letters, digits or '-', starting alphanumeric"
-        )
-
-
 # -- events ---------------------------------------------------------------------------
 
 
 async def _user_registered(uow: UnitOfWork, user: User) -> None:
-    await add_event(
-        uow, topic=USER_TOPIC, type=IdentityEvent.USER_REGISTERED, source="iam",
-        subject=str(user.id),
+    await EVENTS.add_event(
+        uow, IdentityEvent.USER_REGISTERED, subject=str(user.id),
         payload=UserRegistered(user_id=user.id, email=user.email, registered_at=user.created_at),
     )  # fmt: skip
 
 
 async def _project_created(uow: UnitOfWork, project: Project, by: uuid.UUID | None) -> None:
-    await add_event(
-        uow, topic=PROJECT_TOPIC, type=IdentityEvent.PROJECT_CREATED, source="iam",
-        subject=str(project.id), tenant=str(project.tenant_id),
+    await EVENTS.add_event(
+        uow, IdentityEvent.PROJECT_CREATED, subject=str(project.id), tenant=str(project.tenant_id),
         payload=ProjectCreated(
             project_id=project.id, tenant_id=project.tenant_id, name=project.name,
             slug=project.slug, created_at=project.created_at, created_by=by,
@@ -108,9 +92,8 @@ async def _project_created(uow: UnitOfWork, project: Project, by: uuid.UUID | No
 
 
 async def _granted(uow: UnitOfWork, m: Membership, by: uuid.UUID | None) -> None:
-    await add_event(
-        uow, topic=MEMBERSHIP_TOPIC, type=IdentityEvent.MEMBERSHIP_GRANTED, source="iam",
-        subject=str(m.tenant_id), tenant=str(m.tenant_id),
+    await EVENTS.add_event(
+        uow, IdentityEvent.MEMBERSHIP_GRANTED, subject=str(m.tenant_id), tenant=str(m.tenant_id),
         payload=MembershipGranted(
             membership_id=m.id, tenant_id=m.tenant_id, project_id=m.project_id,
             principal_id=m.principal_id, principal_kind=m.principal_kind, role=m.role,
@@ -120,9 +103,8 @@ async def _granted(uow: UnitOfWork, m: Membership, by: uuid.UUID | None) -> None
 
 
 async def _revoked(uow: UnitOfWork, m: Membership, by: uuid.UUID | None) -> None:
-    await add_event(
-        uow, topic=MEMBERSHIP_TOPIC, type=IdentityEvent.MEMBERSHIP_REVOKED, source="iam",
-        subject=str(m.tenant_id), tenant=str(m.tenant_id),
+    await EVENTS.add_event(
+        uow, IdentityEvent.MEMBERSHIP_REVOKED, subject=str(m.tenant_id), tenant=str(m.tenant_id),
         payload=MembershipRevoked(
             membership_id=m.id, tenant_id=m.tenant_id, project_id=m.project_id,
             principal_id=m.principal_id, principal_kind=m.principal_kind, role=m.role,
@@ -151,31 +133,26 @@ class SignedUp:
 
 
 async def sign_up(
-    db: Database, command: SignUp, render: Callable[[SignedUp], bytes]
-) -> tuple[int, bytes]:
+    db: Database, command: SignUp, encode: Callable[[SignedUp], StoredResponse]
+) -> StoredResponse:
     """Tenant + owner + default project, in one transaction with their events."""
-    if not command.tenant_name.strip() or len(command.tenant_name) > 200:
-        raise ValidationFailed.for_field("tenant_name", "must be 1 to 200 characters")
-    _slug("slug", command.slug)
+    check_name("tenant_name", command.tenant_name)
+    check_slug("slug", command.slug)
     email = _email(command.email)
     _password(command.password)
-    # The password is not part of the idempotency hash: the stored record must not become
-    # an oracle for it. Same key + same tenant/email replays the stored response.
-    body_hash = idempotency.request_hash(
-        msgspec.json.encode([command.tenant_name, command.slug, email])
+    # The password is not part of the idempotency fingerprint: the stored record must not
+    # become an oracle for it. Same key + same tenant/email replays the stored response,
+    # without hashing the password again.
+    request = IdempotentRequest.of(
+        "iam.signup", command.idempotency_key, [command.tenant_name, command.slug, email]
     )
-    async with db.unit_of_work() as uow:
-        if command.idempotency_key:
-            stored = await idempotency.find(uow, "iam.signup", command.idempotency_key, body_hash)
-            if stored is not None:
-                return stored.status, stored.body
+    if (stored := await lookup(db, request)) is not None:
+        return stored
     password_hash = await asyncio.to_thread(hash_password, command.password)
-    async with db.unit_of_work() as uow:
+
+    async def work(uow: UnitOfWork) -> SignedUp:
         tenant = Tenant.new(command.tenant_name, command.slug)
-        try:
-            await TenantRepository(uow).add(tenant)
-        except SlugTaken:
-            raise Conflict(f"slug {command.slug!r} is taken") from None
+        await add_tenant(uow, tenant)
         user = User.new(email)
         try:
             await UserRepository(uow).add(user, password_hash)
@@ -185,24 +162,12 @@ async def sign_up(
         await ProjectRepository(uow).add(project)
         owner = Membership.new(tenant.id, user.id, "owner")
         await MembershipRepository(uow).add(owner)
-        await add_event(
-            uow, topic=TENANT_TOPIC, type=TenantEvent.CREATED, source="iam",
-            subject=str(tenant.id), tenant=str(tenant.id),
-            payload=TenantCreated(
-                tenant_id=tenant.id, name=tenant.name, slug=tenant.slug,
-                status=tenant.status.value, created_at=tenant.created_at,
-            ),
-        )  # fmt: skip
         await _user_registered(uow, user)
         await _project_created(uow, project, user.id)
         await _granted(uow, owner, None)
-        body = render(SignedUp(tenant, user, project))
-        if command.idempotency_key:
-            await idempotency.remember(
-                uow, "iam.signup", command.idempotency_key, body_hash, 201, body
-            )
-        await uow.commit()
-    return 201, body
+        return SignedUp(tenant, user, project)
+
+    return await run_once(db, request, work, encode)
 
 
 async def register_user(db: Database, email: str, password: str) -> User:
@@ -226,9 +191,8 @@ async def register_user(db: Database, email: str, password: str) -> User:
 async def create_project(
     db: Database, tenant_id: uuid.UUID, name: str, slug: str, by: Principal
 ) -> Project:
-    if not name.strip() or len(name) > 200:
-        raise ValidationFailed.for_field("name", "must be 1 to 200 characters")
-    _slug("slug", slug)
+    check_name("name", name)
+    check_slug("slug", slug)
     async with db.unit_of_work() as uow:
         project = Project.new(tenant_id, name, slug)
         try:
@@ -351,8 +315,7 @@ async def create_service_account(
     db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, name: str, role: str,
     by: Principal,
 ) -> ServiceAccount:  # fmt: skip
-    if not name.strip() or len(name) > 200:
-        raise ValidationFailed.for_field("name", "must be 1 to 200 characters")
+    check_name("name", name)
     problem = role_problem(role, project=True)
     if problem:
         raise ValidationFailed.for_field("role", problem)
@@ -366,9 +329,8 @@ async def create_service_account(
             tenant_id, sa.id, role, project_id=project_id, principal_kind="service_account"
         )
         await MembershipRepository(uow).add(membership)
-        await add_event(
-            uow, topic=SERVICE_ACCOUNT_TOPIC, type=IdentityEvent.SERVICE_ACCOUNT_CREATED,
-            source="iam", subject=str(sa.id), tenant=str(tenant_id),
+        await EVENTS.add_event(
+            uow, IdentityEvent.SERVICE_ACCOUNT_CREATED, subject=str(sa.id), tenant=str(tenant_id),
             payload=ServiceAccountCreated(
                 service_account_id=sa.id, tenant_id=tenant_id, project_id=project_id,
                 name=sa.name, role=role, created_at=sa.created_at, created_by=_actor(by),
@@ -432,9 +394,8 @@ async def issue_api_key(
         plaintext = format_api_key(key_id, secret)
         key = ApiKey(key_id, sa.id, plaintext[:16], at, at + lifetime)
         await repo.add_key(key, digest(secret))
-        await add_event(
-            uow, topic=SERVICE_ACCOUNT_TOPIC, type=IdentityEvent.API_KEY_ISSUED, source="iam",
-            subject=str(sa.id), tenant=str(tenant_id),
+        await EVENTS.add_event(
+            uow, IdentityEvent.API_KEY_ISSUED, subject=str(sa.id), tenant=str(tenant_id),
             payload=ApiKeyIssued(
                 key_id=key.id, service_account_id=sa.id, tenant_id=tenant_id,
                 project_id=project_id, prefix=key.prefix, issued_at=at,
@@ -459,9 +420,8 @@ async def revoke_api_key(
             return
         at = now()
         await repo.revoke_key(key_id, at)
-        await add_event(
-            uow, topic=SERVICE_ACCOUNT_TOPIC, type=IdentityEvent.API_KEY_REVOKED, source="iam",
-            subject=str(sa.id), tenant=str(tenant_id),
+        await EVENTS.add_event(
+            uow, IdentityEvent.API_KEY_REVOKED, subject=str(sa.id), tenant=str(tenant_id),
             payload=ApiKeyRevoked(
                 key_id=key_id, service_account_id=sa.id, tenant_id=tenant_id,
                 project_id=project_id, revoked_at=at, revoked_by=_actor(by),

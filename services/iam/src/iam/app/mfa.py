@@ -13,17 +13,17 @@ from typing import Any
 
 from gpucloud_contracts.events.iam import TenantMfaPolicyChanged, UserMfaEnabled
 from iam.app.context import IamContext
+from iam.app.events import EVENTS
 from iam.app.secrets import SecretBox, digest
 from iam.domain import mfa
-from iam.domain.identity import USER_TOPIC, IdentityEvent, now
-from iam.domain.tenants import TENANT_TOPIC, TenantEvent
+from iam.domain.identity import IdentityEvent, now
+from iam.domain.tenants import TenantEvent
 from iam.store.identity import UserRepository
 from iam.store.mfa import MfaRepository
 from iam.store.repository import TenantRepository
 from platformkit.auth import Principal
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from platformkit.outbox import add_event
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,8 @@ async def activate_totp(ctx: IamContext, principal: Principal, code: str) -> lis
         await repo.replace_recovery_codes(
             user_id, [digest(mfa.normalize_recovery_code(c)) for c in codes], at
         )
-        await add_event(
-            uow, topic=USER_TOPIC, type=IdentityEvent.USER_MFA_ENABLED, source="iam",
-            subject=str(user_id),
+        await EVENTS.add_event(
+            uow, IdentityEvent.USER_MFA_ENABLED, subject=str(user_id),
             payload=UserMfaEnabled(user_id=user_id, method="totp", enabled_at=at),
         )  # fmt: skip
         await uow.commit()
@@ -133,9 +132,8 @@ async def set_policy(
         if await TenantRepository(uow).get(tenant_id) is None:
             raise NotFound("no such tenant")
         await MfaRepository(uow).set_policy(tenant_id, require_mfa_for_admins, at)
-        await add_event(
-            uow, topic=TENANT_TOPIC, type=TenantEvent.MFA_POLICY_CHANGED, source="iam",
-            subject=str(tenant_id), tenant=str(tenant_id),
+        await EVENTS.add_event(
+            uow, TenantEvent.MFA_POLICY_CHANGED, subject=str(tenant_id), tenant=str(tenant_id),
             payload=TenantMfaPolicyChanged(
                 tenant_id=tenant_id, require_mfa_for_admins=require_mfa_for_admins,
                 changed_at=at, changed_by=uuid.UUID(by.subject) if by.kind == "user" else None,

@@ -6,15 +6,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from gpucloud_contracts.events.iam import TenantCreated, TenantSuspended
-from iam.domain.tenants import SLUG, TENANT_TOPIC, Tenant, TenantEvent, TenantStatus
+from iam.app.events import EVENTS
+from iam.domain.tenants import SLUG, Tenant, TenantEvent, TenantStatus
 from iam.store.repository import SlugTaken, TenantRepository
-from platformkit import idempotency
-from platformkit.db import Database
+from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ValidationFailed
-from platformkit.outbox import add_event
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 
 
 @dataclass(frozen=True)
@@ -24,61 +22,55 @@ class CreateTenant:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True)
-class Created:
-    tenant: Tenant | None
-    replay: idempotency.StoredResponse | None = None
+def check_name(field: str, name: str) -> None:
+    if not name.strip() or len(name) > 200:
+        raise ValidationFailed.for_field(field, "must be 1 to 200 characters")
 
 
-def validate(command: CreateTenant) -> None:
-    if not command.name.strip() or len(command.name) > 200:
-        raise ValidationFailed.for_field("name", "must be 1 to 200 characters")
-    if not SLUG.match(command.slug):
+def check_slug(field: str, slug: str) -> None:
+    if not SLUG.match(slug):
         raise ValidationFailed.for_field(
-            "slug", "must be 2-63 lowercase letters, digits or '-', starting alphanumeric"
+            field, "must be 2-63 lowercase letters, digits or '-', starting alphanumeric"
         )
+
+
+async def add_tenant(uow: UnitOfWork, tenant: Tenant) -> None:
+    """The tenant row and its `iam.tenant.created`, in the caller's transaction."""
+    try:
+        await TenantRepository(uow).add(tenant)
+    except SlugTaken:
+        raise Conflict(f"slug {tenant.slug!r} is taken") from None
+    await EVENTS.add_event(
+        uow,
+        TenantEvent.CREATED,
+        subject=str(tenant.id),
+        tenant=str(tenant.id),
+        payload=TenantCreated(
+            tenant_id=tenant.id,
+            name=tenant.name,
+            slug=tenant.slug,
+            status=tenant.status.value,
+            created_at=tenant.created_at,
+        ),
+    )
 
 
 async def create_tenant(
-    db: Database, command: CreateTenant, render: Callable[[Tenant], bytes]
-) -> tuple[int, bytes]:
-    """Returns (status, body) so a replayed Idempotency-Key returns the stored bytes."""
-    validate(command)
-    body_hash = idempotency.request_hash(
-        msgspec.json.encode({"name": command.name, "slug": command.slug})
+    db: Database, command: CreateTenant, encode: Callable[[Tenant], StoredResponse]
+) -> StoredResponse:
+    """A replayed Idempotency-Key returns the stored response."""
+    check_name("name", command.name)
+    check_slug("slug", command.slug)
+    request = IdempotentRequest.of(
+        "iam.tenants", command.idempotency_key, {"name": command.name, "slug": command.slug}
     )
-    async with db.unit_of_work() as uow:
-        if command.idempotency_key:
-            stored = await idempotency.find(uow, "iam.tenants", command.idempotency_key, body_hash)
-            if stored is not None:
-                return stored.status, stored.body
+
+    async def work(uow: UnitOfWork) -> Tenant:
         tenant = Tenant.new(command.name, command.slug)
-        try:
-            await TenantRepository(uow).add(tenant)
-        except SlugTaken:
-            raise Conflict(f"slug {command.slug!r} is taken") from None
-        await add_event(
-            uow,
-            topic=TENANT_TOPIC,
-            type=TenantEvent.CREATED,
-            source="iam",
-            subject=str(tenant.id),
-            tenant=str(tenant.id),
-            payload=TenantCreated(
-                tenant_id=tenant.id,
-                name=tenant.name,
-                slug=tenant.slug,
-                status=tenant.status.value,
-                created_at=tenant.created_at,
-            ),
-        )
-        body = render(tenant)
-        if command.idempotency_key:
-            await idempotency.remember(
-                uow, "iam.tenants", command.idempotency_key, body_hash, 201, body
-            )
-        await uow.commit()
-    return 201, body
+        await add_tenant(uow, tenant)
+        return tenant
+
+    return await run_once(db, request, work, encode)
 
 
 async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
@@ -104,9 +96,8 @@ async def suspend_tenant(db: Database, tenant_id: uuid.UUID, reason: str) -> Ten
         if tenant.status == TenantStatus.SUSPENDED:
             return tenant
         await repo.set_status(tenant_id, TenantStatus.SUSPENDED)
-        await add_event(
-            uow, topic=TENANT_TOPIC, type=TenantEvent.SUSPENDED, source="iam",
-            subject=str(tenant_id), tenant=str(tenant_id),
+        await EVENTS.add_event(
+            uow, TenantEvent.SUSPENDED, subject=str(tenant_id), tenant=str(tenant_id),
             payload=TenantSuspended(
                 tenant_id=tenant_id, reason=reason, suspended_at=dt.datetime.now(dt.UTC)
             ),

@@ -13,11 +13,6 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD, MAX_PASSWORD = 12, 256
 DEFAULT_PROJECT_SLUG = "default"
 
-USER_TOPIC = "iam.user.v1"
-PROJECT_TOPIC = "iam.project.v1"
-MEMBERSHIP_TOPIC = "iam.membership.v1"
-SERVICE_ACCOUNT_TOPIC = "iam.service-account.v1"
-
 
 class IdentityEvent(enum.StrEnum):
     USER_REGISTERED = "iam.user.registered"

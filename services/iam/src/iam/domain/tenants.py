@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from platformkit.ids import uuid7
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-TENANT_TOPIC = "iam.tenant.v1"
 
 
 class TenantStatus(enum.StrEnum):

@@ -1,6 +1,6 @@
-"""What every use case shares: the caller (actor), the registry's problem types, the one
-Idempotency-Key helper and the one place events enter the outbox (so adapting to the kit's
-coming idempotency runner and catalog-derived topics touches this module only)."""
+"""What every use case shares: the caller (actor), the registry's problem types, the
+Idempotency-Key adapter over the kit's `run_once` runner and the one place events enter the
+outbox (registry's `EventPublisher`, topics from the contract catalog)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from typing import Any
 
 import msgspec
 
-from gpucloud_contracts.catalog import EVENT_TYPES
-from platformkit import idempotency
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, FieldError, ProblemError, ValidationFailed
-from platformkit.outbox import add_event
+from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
+from registry.app.events import EVENTS
 from registry.domain.channels import IllegalTransition
-
-SOURCE = "registry"
 
 
 @dataclass(frozen=True)
@@ -64,15 +61,14 @@ async def emit(
     uow: UnitOfWork, event_type: str, subject: uuid.UUID, payload: Any, tenant: uuid.UUID
 ) -> None:
     """Put one registry event in the outbox, on the topic the contract catalog names."""
-    await add_event(
-        uow,
-        topic=EVENT_TYPES[event_type].topic,
-        type=event_type,
-        source=SOURCE,
-        subject=str(subject),
-        payload=msgspec.json.encode(payload),
-        tenant=str(tenant),
+    await EVENTS.add_event(
+        uow, event_type, subject=str(subject), payload=payload, tenant=str(tenant)
     )
+
+
+def _stored(result: tuple[int, Any]) -> StoredResponse:
+    status, body = result
+    return StoredResponse(status, msgspec.json.encode(body))
 
 
 async def idempotent(
@@ -82,17 +78,8 @@ async def idempotent(
     request: Any,
     work: Callable[[UnitOfWork], Awaitable[tuple[int, Any]]],
 ) -> tuple[int, bytes]:
-    """Run `work` in one transaction; with an Idempotency-Key, the same key and body replay
-    the stored (status, body) and another body is a 422."""
-    body_hash = idempotency.request_hash(msgspec.json.encode(request))
-    async with db.unit_of_work() as uow:
-        if key:
-            stored = await idempotency.find(uow, scope, key, body_hash)
-            if stored is not None:
-                return stored.status, stored.body
-        status, result = await work(uow)
-        body = msgspec.json.encode(result)
-        if key:
-            await idempotency.remember(uow, scope, key, body_hash, status, body)
-        await uow.commit()
-    return status, body
+    """Run `work` in one transaction through the kit's `run_once`: with an Idempotency-Key,
+    the same key and body replay the stored (status, body), another body is a 422, and two
+    concurrent requests with one key execute once."""
+    response = await run_once(db, IdempotentRequest.of(scope, key, request), work, _stored)
+    return response.status, response.body

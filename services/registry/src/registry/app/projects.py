@@ -16,8 +16,6 @@ from platformkit.errors import NotFound
 from registry.domain.apps import is_platform
 from registry.store import repository as repo
 
-PROJECT_TOPIC = "iam.project.v1"
-
 
 def project_handler() -> Handler:
     async def apply_project_event(event: CloudEvent, uow: UnitOfWork) -> None:

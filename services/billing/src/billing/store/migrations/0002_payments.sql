@@ -15,6 +15,8 @@ CREATE TABLE payments (
 );
 CREATE INDEX payments_tenant ON payments (tenant_id, created_at);
 
+-- Webhook deliveries seen, one row per (provider, provider event id): a repeated delivery
+-- finds its row and changes nothing.
 CREATE TABLE provider_events (
     provider    text        NOT NULL,
     event_id    text        NOT NULL,

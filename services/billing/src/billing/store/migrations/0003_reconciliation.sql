@@ -10,6 +10,7 @@ CREATE TABLE reconciliation_runs (
     ran_at      timestamptz NOT NULL DEFAULT now()
 );
 
+-- Each disagreement found, recorded once per (kind, payment) and never corrected silently.
 CREATE TABLE reconciliation_mismatches (
     id                     uuid PRIMARY KEY,
     run_id                 uuid        NOT NULL REFERENCES reconciliation_runs (id),

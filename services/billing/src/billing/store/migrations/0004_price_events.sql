@@ -8,6 +8,7 @@
 ALTER TABLE prices ADD COLUMN version bigint GENERATED ALWAYS AS IDENTITY;
 CREATE UNIQUE INDEX prices_by_version ON prices (version);
 
+-- Which price versions were announced on billing.price.v1 (once each, across replicas).
 CREATE TABLE price_announcements (
     price_id     uuid PRIMARY KEY REFERENCES prices (id),
     announced_at timestamptz NOT NULL DEFAULT now()
@@ -17,7 +18,8 @@ CREATE TABLE price_announcements (
 -- without an operator entering prices. One whole GPU per SKU; a MIG instance is priced pro
 -- rata by the larger of its shares of the GPU's 7 compute slices and 8 memory slices (an
 -- instance holding 2/8 of the memory blocks that memory from every other profile), rounded
--- up to the micro-unit. Geometry: gpuaas's catalog (docs/gpuaas.md, design/mig.md).
+-- up to the micro-unit. The rows are the GPU catalog's list price book (libs/contracts,
+-- gpucloud_contracts/gpus.py); `tools/contracts/generate.py --check` fails when they differ.
 -- In effect from 2020-01-01 so any usage is covered; later versions supersede it.
 INSERT INTO prices (id, price_key, currency, tenant_id, micros_per_gpu_hour, min_increment_s,
                     effective_from)

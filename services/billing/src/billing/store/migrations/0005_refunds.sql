@@ -19,6 +19,8 @@ ALTER TABLE transfers DROP CONSTRAINT transfers_kind_check;
 ALTER TABLE transfers ADD CONSTRAINT transfers_kind_check
     CHECK (kind IN ('usage', 'top_up', 'grant', 'expiry', 'reversal', 'refund'));
 
+-- Refunds of settled top-ups (requested -> pending | succeeded | failed), written by the
+-- refund use case and the provider's outcome.
 CREATE TABLE refunds (
     id                uuid PRIMARY KEY,
     payment_id        uuid        NOT NULL REFERENCES payments (id),

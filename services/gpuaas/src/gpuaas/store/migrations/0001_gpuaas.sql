@@ -1,17 +1,21 @@
 -- gpuaas: SKUs, nodes, GPUs, allocations, booked instances, slices, quotas, balance standing.
 
+-- The GPU models gpuaas offers (seeded from the GPU catalog).
 CREATE TABLE skus (
     key          text PRIMARY KEY,
     name         text    NOT NULL,
     memory_gb    integer NOT NULL,
     mig_capable  boolean NOT NULL
 );
+-- The GPU catalog's SKUs (libs/contracts, gpucloud_contracts/gpus.py); checked against it by
+-- `tools/contracts/generate.py --check`.
 INSERT INTO skus (key, name, memory_gb, mig_capable) VALUES
     ('a100-40gb', 'NVIDIA A100 40GB', 40, true),
     ('a100-80gb', 'NVIDIA A100 80GB', 80, true),
     ('h100-80gb', 'NVIDIA H100 80GB', 80, true),
     ('h200-141gb', 'NVIDIA H200 141GB', 141, true);
 
+-- GPU nodes: registered by their agent, state moved by syncs, operators and the sweeper.
 CREATE TABLE nodes (
     id                uuid PRIMARY KEY,
     name              text NOT NULL UNIQUE,
@@ -26,6 +30,7 @@ CREATE TABLE nodes (
     observed          jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 
+-- The GPUs of each node, as its agent registered them.
 CREATE TABLE gpus (
     id          uuid PRIMARY KEY,
     node_id     uuid    NOT NULL REFERENCES nodes (id),
@@ -35,6 +40,8 @@ CREATE TABLE gpus (
     UNIQUE (node_id, index)
 );
 
+-- Allocations and their lifecycle (domain/allocations.py), written by the allocation use
+-- cases, node syncs, the balance projection and the sweeper.
 CREATE TABLE allocations (
     id               uuid PRIMARY KEY,
     tenant_id        uuid        NOT NULL,
@@ -91,6 +98,7 @@ CREATE TABLE gpu_slices (
 );
 CREATE INDEX gpu_slices_instance ON gpu_slices (instance_id);
 
+-- Per-project quota in compute slices (a row appears at a project's first request).
 CREATE TABLE quotas (
     project_id           uuid PRIMARY KEY,
     tenant_id            uuid    NOT NULL,

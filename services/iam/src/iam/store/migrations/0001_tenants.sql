@@ -1,3 +1,4 @@
+-- Tenants (iam.app.tenants): the slug is unique, checked by the database.
 CREATE TABLE tenants (
     id         uuid PRIMARY KEY,
     name       text        NOT NULL CHECK (length(name) BETWEEN 1 AND 200),

@@ -3,6 +3,7 @@
 -- API keys as SHA-256 of 256-bit random secrets, private signing keys as PKCS#8 (encrypted
 -- with GPUCLOUD_IAM_KEY_PASSPHRASE when it is set).
 
+-- Users: email (unique, normalized) and password hash, written by sign-up and registration.
 CREATE TABLE users (
     id            uuid PRIMARY KEY,
     email         text        NOT NULL UNIQUE
@@ -11,6 +12,7 @@ CREATE TABLE users (
     created_at    timestamptz NOT NULL
 );
 
+-- Projects of a tenant (slug unique per tenant); sign-up creates the default one.
 CREATE TABLE projects (
     id         uuid PRIMARY KEY,
     tenant_id  uuid        NOT NULL REFERENCES tenants (id),
@@ -38,6 +40,7 @@ CREATE UNIQUE INDEX memberships_one_project_role
     ON memberships (project_id, principal_id) WHERE project_id IS NOT NULL;
 CREATE INDEX memberships_by_principal ON memberships (principal_id);
 
+-- iam's token signing keys (encrypted private keys, rotated; published as the JWKS).
 CREATE TABLE signing_keys (
     kid           text PRIMARY KEY,
     algorithm     text        NOT NULL CHECK (algorithm IN ('EdDSA')),
@@ -52,6 +55,7 @@ CREATE TABLE signing_keys (
 );
 CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys ((true)) WHERE status = 'active';
 
+-- Refresh tokens by family: rotated on every use, a reused one revokes its family.
 CREATE TABLE refresh_tokens (
     id         uuid PRIMARY KEY,
     family_id  uuid        NOT NULL,
@@ -66,6 +70,7 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family_id);
 
+-- Service accounts, one project each.
 CREATE TABLE service_accounts (
     id         uuid PRIMARY KEY,
     tenant_id  uuid        NOT NULL REFERENCES tenants (id),
@@ -75,6 +80,7 @@ CREATE TABLE service_accounts (
 );
 CREATE INDEX service_accounts_by_project ON service_accounts (project_id);
 
+-- API keys of service accounts (hashes only; revocation is published fleet-wide).
 CREATE TABLE api_keys (
     id                 uuid PRIMARY KEY,
     service_account_id uuid        NOT NULL REFERENCES service_accounts (id),

@@ -3,6 +3,7 @@
 -- it is returned once at enrollment and never again. Recovery codes (80 random bits each)
 -- are stored as SHA-256 digests and used at most once.
 
+-- Users' MFA factors (TOTP secrets, sealed), enrolled then activated.
 CREATE TABLE mfa_factors (
     user_id        uuid PRIMARY KEY REFERENCES users (id),
     method         text        NOT NULL CHECK (method IN ('totp')),
@@ -15,6 +16,7 @@ CREATE TABLE mfa_factors (
     activated_at   timestamptz
 );
 
+-- One-time recovery codes of a user's MFA (hashes).
 CREATE TABLE recovery_codes (
     id        uuid PRIMARY KEY,
     user_id   uuid        NOT NULL REFERENCES users (id),

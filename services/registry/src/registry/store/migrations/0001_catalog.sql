@@ -10,6 +10,7 @@ BEGIN
 END;
 $$;
 
+-- Apps of a tenant project, or of the platform-public namespace (nil tenant and project ids).
 CREATE TABLE apps (
     id uuid PRIMARY KEY,
     tenant_id uuid NOT NULL,
@@ -45,6 +46,7 @@ CREATE TABLE bundles (
     PRIMARY KEY (app_id, manifest_digest),
     CHECK (manifest_digest = 'sha256:' || encode(sha256(manifest), 'hex'))
 );
+-- The blobs a bundle's manifest names, in manifest order (position 0 is the config).
 CREATE TABLE bundle_blobs (
     app_id uuid NOT NULL,
     manifest_digest text NOT NULL,
@@ -58,6 +60,7 @@ CREATE TABLE bundle_blobs (
     FOREIGN KEY (app_id, digest) REFERENCES artifacts (app_id, digest)
 );
 
+-- Immutable SemVer versions of an app, each naming one bundle (unique precedence per app).
 CREATE TABLE versions (
     id uuid PRIMARY KEY,
     app_id uuid NOT NULL REFERENCES apps (id),
@@ -87,6 +90,7 @@ CREATE TABLE statements (
     UNIQUE (version_id, envelope_digest)
 );
 
+-- Publishers' trusted Ed25519 public keys per tenant: active -> rotated -> revoked, with trust expiry.
 CREATE TABLE trusted_keys (
     id uuid PRIMARY KEY,
     tenant_id uuid NOT NULL,
@@ -106,6 +110,7 @@ CREATE TABLE trusted_keys (
     CHECK (status <> 'rotated' OR successor_id IS NOT NULL)
 );
 
+-- A tenant's promotion policy per channel (signature threshold, required predicates, previous channel).
 CREATE TABLE promotion_policies (
     tenant_id uuid NOT NULL,
     channel text NOT NULL CHECK (channel IN ('dev', 'staging', 'stable')),

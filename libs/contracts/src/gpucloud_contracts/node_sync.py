@@ -1,0 +1,73 @@
+"""The HTTP contract between gpuaas and its node agents: registration and the sync call.
+
+Hand-written (these are request/response bodies, not events): gpuaas's routes
+(`POST /v1/gpu/nodes/register`, `POST /v1/gpu/nodes/{node_id}/sync`) decode and answer
+these Structs, and the node agent encodes its requests and decodes gpuaas's answers with
+the same ones, so both sides agree by construction and gpuaas's OpenAPI document shows them.
+
+- `NodeRegister` -> `NodeRegistered`: the agent's inventory (bootstrap token) in, the node's
+  own credential out.
+- `NodeSync` -> `DesiredState`: observed state in (also the heartbeat; `hold` asks gpuaas to
+  hold the answer until the desired state differs), desired allocations out.
+
+Adding a field: make it optional with a default on the receiving side first (gpuaas refuses
+unknown fields, so gpuaas is upgraded before the agents that send it).
+"""
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+
+class GpuIn(msgspec.Struct, forbid_unknown_fields=True):
+    index: Annotated[int, msgspec.Meta(ge=0, le=63)]
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    device_uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class NodeRegister(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    gpus: list[GpuIn]
+    provider: Literal["static", "simulated-cloud"] = "static"
+    agent_url: str | None = None
+
+
+class NodeRegistered(msgspec.Struct):
+    node_id: uuid.UUID
+    credential: str
+
+
+class NodeSync(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Observed state: allocation id -> provisioning | running | failed."""
+
+    allocations: dict[str, Literal["provisioning", "running", "failed"]] = {}
+    # Long poll: when nothing differs, hold the answer until the node's desired state
+    # changes or GPUCLOUD_NODE_SYNC_HOLD_S passes (both ends are heartbeats).
+    hold: bool = False
+    # Optional (older agents omit it): allocation id -> when its workload was last seen
+    # active (simulated nodes: it used CPU). Feeds the idle stop.
+    activity: dict[str, dt.datetime] = {}
+
+
+class InstanceOut(msgspec.Struct):
+    gpu_index: int
+    device_uuid: str
+    start: int
+    memory_slices: int
+    compute_slices: int
+    profile_id: int | None = None
+
+
+class DesiredAllocation(msgspec.Struct):
+    id: uuid.UUID
+    sku: str
+    mig_profile: str | None
+    state: str
+    instances: list[InstanceOut]
+
+
+class DesiredState(msgspec.Struct):
+    node_id: uuid.UUID
+    allocations: list[DesiredAllocation]
