@@ -197,8 +197,10 @@ VERSION = APP + "/versions/{version:str}"
 _MANIFEST: dict[str, Any] = {
     "responses": {
         200: ResponseSpec(
-            bytes,
-            description="The manifest bytes",
+            # the exact bytes, whose sha256 is the bundle digest; they are an OCI image
+            # manifest, a JSON object (a +json media type: clients and schemathesis parse it)
+            dict[str, Any],
+            description="The manifest bytes (an OCI image manifest, served byte for byte)",
             media_type=MANIFEST_MEDIA_TYPE,
             generate_examples=False,
         )
