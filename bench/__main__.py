@@ -9,7 +9,19 @@ headlines(results) -> report.Summary, its figures in the common schema (bench/re
 import argparse
 import sys
 
-from bench import audit_tree, auth, cli, launch, outbox, portal, rating, scheduler, suite, terminal
+from bench import (
+    audit_tree,
+    auth,
+    cli,
+    launch,
+    outbox,
+    portal,
+    rating,
+    registry,
+    scheduler,
+    suite,
+    terminal,
+)
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -17,6 +29,7 @@ BENCHMARKS = {
     "scheduler": scheduler,
     "launch": launch,
     "rating": rating,
+    "registry": registry,
     "audit-tree": audit_tree,
     "cli": cli,
     "portal": portal,

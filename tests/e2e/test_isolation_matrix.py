@@ -66,9 +66,19 @@ SELF_SERVICE = {
     "addSshKey",
     "revokeSshKey",
 }
-# The catalog any valid token may read: GPU SKUs, and the price book (public prices, plus
-# the overrides of the caller's own tenant; the query names the victim tenant here).
-CATALOG = {"listSkus", "listPrices"}
+# The catalog any valid token may read: GPU SKUs, the price book (public prices, plus the
+# overrides of the caller's own tenant; the query names the victim tenant here), and the
+# platform-public apps of registry.
+CATALOG = {
+    "listSkus",
+    "listPrices",
+    # registry's platform-public namespace (docs/registry.md): apps every tenant may launch
+    "listPublicApps",
+    "getPublicApp",
+    "listPublicVersions",
+    "getPublicVersion",
+    "getPublicBlob",
+}
 # A refusal, or a body validated before authorization (never a 2xx, never a 5xx).
 REFUSED = {401, 403, 404}
 VALIDATION = {400, 405, 409, 422}

@@ -15,7 +15,16 @@ import enum
 
 import msgspec
 
-from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform, terminal
+from gpucloud_contracts.events import (
+    audit,
+    billing,
+    gpuaas,
+    iam,
+    metering,
+    platform,
+    registry,
+    terminal,
+)
 from gpucloud_contracts.specs import EventSpec, TopicSpec, spec_of
 
 __all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_type", "topic_for"]
@@ -39,6 +48,8 @@ class Topic(enum.StrEnum):
     IAM_USER_V1 = "iam.user.v1"
     METERING_USAGE_V1 = "metering.usage.v1"
     PLATFORM_HEARTBEAT_V1 = "platform.heartbeat.v1"
+    REGISTRY_KEY_V1 = "registry.key.v1"
+    REGISTRY_RELEASE_V1 = "registry.release.v1"
     TERMINAL_POLICY_V1 = "terminal.policy.v1"
     TERMINAL_SESSION_V1 = "terminal.session.v1"
 
@@ -59,6 +70,8 @@ TOPICS: dict[str, TopicSpec] = {
     "iam.user.v1": TopicSpec(name="iam.user.v1", partitions=6, replicas=1),
     "metering.usage.v1": TopicSpec(name="metering.usage.v1", partitions=12, replicas=1),
     "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
+    "registry.key.v1": TopicSpec(name="registry.key.v1", partitions=6, replicas=1),
+    "registry.release.v1": TopicSpec(name="registry.release.v1", partitions=6, replicas=1),
     "terminal.policy.v1": TopicSpec(name="terminal.policy.v1", partitions=3, replicas=1),
     "terminal.session.v1": TopicSpec(name="terminal.session.v1", partitions=6, replicas=1),
 }
@@ -315,6 +328,54 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topic="platform.heartbeat.v1",
         payload=platform.ServiceHeartbeat,
         family="platform",
+    ),
+    "registry.key.added": EventSpec(
+        type="registry.key.added",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.renewed": EventSpec(
+        type="registry.key.renewed",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.revoked": EventSpec(
+        type="registry.key.revoked",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.rotated": EventSpec(
+        type="registry.key.rotated",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.release.promoted": EventSpec(
+        type="registry.release.promoted",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.release.yanked": EventSpec(
+        type="registry.release.yanked",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.statement.attached": EventSpec(
+        type="registry.statement.attached",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.version.published": EventSpec(
+        type="registry.version.published",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
     ),
     "terminal.policy.changed": EventSpec(
         type="terminal.policy.changed",

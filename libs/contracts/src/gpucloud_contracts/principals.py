@@ -92,6 +92,7 @@ SERVICES: dict[str, ServiceAccess] = {
         writes=("platform.heartbeat.v1",),
         reads=(
             "iam.membership.v1",
+            "iam.project.v1",
             "iam.service-account.v1",
         ),
     ),

@@ -63,6 +63,10 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_JWKS_URL"] = f"{url(iam)}/v1/iam/.well-known/jwks.json"
     if proc == iam:
         env["GPUCLOUD_IAM_KEY_PASSPHRASE"] = credentials.password("iam_key_passphrase")
+    if proc.name == "registry" and infra.oci_registry is not None:
+        env["GPUCLOUD_REGISTRY_OCI_URL"] = infra.oci_registry.url
+        env["GPUCLOUD_REGISTRY_OCI_USERNAME"] = infra.oci_registry.username
+        env["GPUCLOUD_REGISTRY_OCI_PASSWORD"] = infra.oci_registry.password
     if proc.name == "billing":
         env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
     if proc in fleet.services:
