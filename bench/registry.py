@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.common import environment, print_table, save_results, scratch_database
+from bench.report import Headline, Summary
 
 SUMMARY = (
     "node-side bundle verify cost per GiB vs plain sha256; blob upload MiB/s via registry vs OCI"
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="layer size to verify")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each verify (best kept)")
     parser.add_argument("--upload-mib", type=int, default=256, help="blob size to upload")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 64 MiB layer, 16 MiB blob")
 
 
 def _random_file(path: Path, mib: int) -> None:
@@ -206,6 +208,8 @@ def upload_part(upload_mib: int, work: Path) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.size_mib, args.repeat, args.upload_mib = 64, 1, 16
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         work = Path(tmp)
         (work / "v").mkdir()
@@ -239,3 +243,29 @@ def main(args: argparse.Namespace) -> int:
     results["args"].pop("func", None)
     print(f"\nresults: {save_results('registry', results)}")
     return 0
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): bundle verification against a plain sha256 of
+    the same bytes, uploads through registry against straight to the OCI registry."""
+    verify, upload = results["verify"], results["upload"]
+    return Summary(
+        headlines=[
+            Headline(
+                "bundle verify",
+                verify["verify_s_per_gib"],
+                "s/GiB",
+                better="lower",
+                baseline=verify["sha256_s_per_gib"],
+                baseline_name="plain sha256",
+                ratio_target=1.10,
+            ),
+            Headline(
+                "blob upload through registry",
+                upload["registry_mib_s"],
+                "MiB/s",
+                baseline=upload["oci_mib_s"],
+                baseline_name="straight to the OCI registry",
+            ),
+        ]
+    )
