@@ -55,6 +55,7 @@ PUBLIC = {
     "stripeWebhook",
     "terminalJwks",  # terminal-gateway's session-token keys, which node agents fetch
     "terminalSshEndpoint",  # where the SSH endpoint is and its public host key
+    "getAuditLogKey",  # the fleet audit log's verifier key: witnesses and verifiers need it
 }
 # Any valid token may call these: they act on the caller itself, never on a tenant.
 SELF_SERVICE = {
@@ -72,6 +73,8 @@ SELF_SERVICE = {
 CATALOG = {
     "listSkus",
     "listPrices",
+    # the fleet audit log's latest signed checkpoint (size and root hash: no tenant's data)
+    "getLatestAuditCheckpoint",
     # registry's platform-public namespace (docs/registry.md): apps every tenant may launch
     "listPublicApps",
     "getPublicApp",
