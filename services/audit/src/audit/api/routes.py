@@ -12,10 +12,13 @@ import base64
 import datetime as dt
 import os
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, put
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import Parameter
 
 from audit.api.schemas import (
@@ -79,9 +82,26 @@ def _page(page: queries.RecordPage) -> RecordPageOut:
 def _jsonl(page: RecordPageOut) -> Response[bytes]:
     body = b"".join(msgspec.json.encode(item) + b"\n" for item in page.items)
     headers = {"X-Next-After": str(page.next_after)} if page.next_after is not None else {}
-    return Response(body, media_type="application/jsonl", headers=headers)
+    return Response(body, media_type=JSONL, headers=headers)
 
 
+@dataclass
+class _RecordsOperation(Operation):
+    """A records page's 200 is JSON, or JSON Lines with `format=jsonl`: both media types
+    documented (litestar's ResponseSpec names one)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if ok is not None and not isinstance(ok, dict) and ok.content is not None:
+            ok.content[JSONL] = OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.STRING,
+                    description="One record per line, as `items` of the JSON page",
+                )
+            )
+
+
+JSONL = "application/jsonl"
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0)]
 Format = Annotated[str, Parameter(pattern="^(json|jsonl)$")]
@@ -121,6 +141,7 @@ class AuditController(Controller):
     @get(
         "/records",
         operation_id="listAuditRecords",
+        operation_class=_RecordsOperation,
         description="The fleet log (operators): every record, or one tenant's with `tenant`.",
         guards=[require_operator],
     )
@@ -155,6 +176,7 @@ class AuditController(Controller):
     @get(
         "/tenants/{tenant_id:uuid}/records",
         operation_id="listTenantAuditRecords",
+        operation_class=_RecordsOperation,
         description="A tenant's own trail (owners and admins); `format=jsonl` exports JSON"
         " Lines (the next cursor in `X-Next-After`), `proofs=true` adds inclusion proofs in"
         " the page's checkpoint.",
