@@ -20,7 +20,7 @@ SCHEMAS = {
     "gpuaas": [KIT_MIGRATIONS, ("gpuaas", "gpuaas.store.migrations")],
     "billing": [KIT_MIGRATIONS, ("billing", "billing.store.migrations")],
     "iam": [KIT_MIGRATIONS],
-    "audit": [KIT_MIGRATIONS],
+    "audit": [KIT_MIGRATIONS, ("audit", "audit.store.migrations")],
     "terminal_gateway": [KIT_MIGRATIONS, ("terminal_gateway", "terminal_gateway.store.migrations")],
 }
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -86,8 +86,9 @@ def test_consistent_books_pass(databases) -> None:
         )
     with psycopg.connect(databases["audit"], autocommit=True) as audit_db:
         audit_db.execute(
-            "INSERT INTO inbox (consumer, event_id, event_type)"
-            " VALUES ('privileged-events', %s, 't')",
+            "INSERT INTO audit_leaves (idx, event_id, actor, action, target_kind, target_id,"
+            " occurred_at, leaf) VALUES (0, %s, 'u', 'iam.tenant.created', 'tenant', 't',"
+            " now(), '\\x00')",
             (tenant_event,),
         )
     with psycopg.connect(databases["terminal_gateway"], autocommit=True) as tg:

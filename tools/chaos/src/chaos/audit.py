@@ -33,12 +33,15 @@ import psycopg
 from gpucloud_contracts.catalog import Topic
 
 FINAL_ALLOCATION_STATES = ("released", "rejected")
-# (publisher database, topic) -> (consumer database, inbox consumer name)
+# (publisher database, topic) -> (consumer database, consumer name): an inbox consumer, or
+# audit's "log", whose proof of receipt is the event's leaf (event ids are unique there).
+AUDIT_LOG = "log"
 INBOX_CONSUMERS = (
     ("iam", Topic.IAM_TENANT_V1, "billing", "tenants"),
-    ("iam", Topic.IAM_TENANT_V1, "audit", "privileged-events"),
-    ("iam", Topic.IAM_MEMBERSHIP_V1, "audit", "privileged-events"),
-    ("iam", Topic.IAM_SERVICE_ACCOUNT_V1, "audit", "privileged-events"),
+    ("iam", Topic.IAM_TENANT_V1, "audit", AUDIT_LOG),
+    ("iam", Topic.IAM_MEMBERSHIP_V1, "audit", AUDIT_LOG),
+    ("iam", Topic.IAM_SERVICE_ACCOUNT_V1, "audit", AUDIT_LOG),
+    ("terminal_gateway", Topic.TERMINAL_SESSION_V1, "audit", AUDIT_LOG),
     ("billing", Topic.BILLING_BALANCE_V1, "gpuaas", "balance-standing"),
     ("gpuaas", Topic.GPUAAS_ALLOCATION_V1, "terminal_gateway", "allocations"),
     ("iam", Topic.IAM_TENANT_V1, "terminal_gateway", "tenants"),
@@ -295,15 +298,13 @@ def check_delivery(connect: Connect, report: Report, databases: tuple[str, ...])
             str(i)
             for (i,) in _rows(connect, publisher, "SELECT id FROM outbox WHERE topic = %s", topic)
         }
+        if (consumer_db, consumer) == ("audit", AUDIT_LOG):
+            query, params = "SELECT event_id FROM audit_leaves WHERE event_id = ANY(%s::uuid[])", ()
+        else:
+            query = "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])"
+            params = (consumer,)
         consumed = {
-            str(i)
-            for (i,) in _rows(
-                connect,
-                consumer_db,
-                "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
-                consumer,
-                sorted(published),
-            )
+            str(i) for (i,) in _rows(connect, consumer_db, query, *params, sorted(published))
         }
         lost = published - consumed
         for event_id in sorted(lost)[:20]:
