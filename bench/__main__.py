@@ -1,9 +1,27 @@
-"""`python -m bench <name> [options]`: run one benchmark, print a table, save JSON results."""
+"""`python -m bench <name> [options]`: run one benchmark, print a table, save JSON results.
+`python -m bench all [--quick]`: run every benchmark, write one report (bench/suite.py).
+
+A benchmark is a module registered in BENCHMARKS with SUMMARY, add_arguments(parser),
+main(args) -> exit code (saving its results with `common.save_results`) and
+headlines(results) -> report.Summary, its figures in the common schema (bench/report.py).
+"""
 
 import argparse
 import sys
 
-from bench import audit_tree, auth, cli, launch, outbox, portal, rating, scheduler
+from bench import (
+    audit_tree,
+    auth,
+    cli,
+    launch,
+    outbox,
+    portal,
+    rating,
+    registry,
+    scheduler,
+    suite,
+    terminal,
+)
 
 BENCHMARKS = {
     "outbox": outbox,
@@ -11,9 +29,11 @@ BENCHMARKS = {
     "scheduler": scheduler,
     "launch": launch,
     "rating": rating,
+    "registry": registry,
     "audit-tree": audit_tree,
     "cli": cli,
     "portal": portal,
+    "terminal": terminal,
 }
 
 
@@ -23,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, module in BENCHMARKS.items():
         sub = names.add_parser(name, help=module.SUMMARY, description=module.SUMMARY)
         module.add_arguments(sub)
+    every = names.add_parser("all", help="every benchmark, one JSON + Markdown + PNG report")
+    suite.add_arguments(every, list(BENCHMARKS))
     args = parser.parse_args(argv)
+    if args.benchmark == "all":
+        return suite.main(args, BENCHMARKS)
     return BENCHMARKS[args.benchmark].main(args)
 
 

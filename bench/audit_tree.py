@@ -32,6 +32,7 @@ import uuid
 from typing import Any
 
 from bench.common import environment, print_table, save_results, summarize_ms
+from bench.report import Headline, Summary
 from gpucloud_trust import merkle
 from gpucloud_trust.checkpoint import Checkpoint
 from gpucloud_trust.note import Signer
@@ -359,3 +360,28 @@ def main(args: argparse.Namespace) -> int:
     }
     print(f"results: {save_results('audit-tree', results)}")
     return 0
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): appends against one SHA-256 per leaf, proofs."""
+    a, p = results["append"], results["proofs"]
+    return Summary(
+        headlines=[
+            Headline(
+                "appends",
+                a["per_s"],
+                "leaves/s",
+                baseline=a["ceiling_sha256_per_s"],
+                baseline_name="one SHA-256 per leaf",
+                target=TARGET_APPENDS_PER_S,
+            ),
+            Headline(
+                f"inclusion proof p99 at {p['tree_size']:,} leaves",
+                p["inclusion_uniform"]["p99_ms"],
+                "ms",
+                better="lower",
+                target=TARGET_PROOF_P99_MS,
+            ),
+        ],
+        latencies={"inclusion proof": p["inclusion_uniform"]},
+    )

@@ -19,6 +19,7 @@ import httpx
 import jwt
 
 from bench.common import environment, print_table, save_results, summarize_ms
+from bench.report import Headline, Summary
 from devstack import fleet
 from platformkit.settings import ServiceSettings
 from platformkit.tokens import verifier_from_settings
@@ -26,12 +27,13 @@ from platformkit.tokens import verifier_from_settings
 SUMMARY = "token verifications/s in a service and sign-in p50/p99 (needs `just up`)"
 # The devstack's gateway (GPUCLOUD_DEVSTACK_PORT_OFFSET shifts it with every port).
 GATEWAY = f"http://127.0.0.1:{fleet.load().gateway.port}"
-IAM = "http://127.0.0.1:8101"
+IAM = f"http://127.0.0.1:{fleet.load().find('iam').port}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="verification loop length")
     parser.add_argument("--sign-ins", type=int, default=60, help="sequential sign-ins")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s loops, 10 sign-ins")
 
 
 def _sign_up(client: httpx.Client) -> tuple[str, str]:
@@ -58,7 +60,7 @@ async def _verify_rate(token: str, seconds: float) -> tuple[float, float]:
     settings = ServiceSettings.from_env("bench")
     verifier = verifier_from_settings(
         f"{IAM}/v1/iam/.well-known/jwks.json",
-        issuer=settings.token_issuer,
+        issuer=f"{GATEWAY}/v1/iam",  # what devstack gives its services (processes.py)
         audience=settings.token_audience,
     )
     await verifier.verify(token)  # warm the JWKS cache
@@ -82,6 +84,8 @@ async def _verify_rate(token: str, seconds: float) -> tuple[float, float]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.seconds, args.sign_ins = 1.0, 10
     with httpx.Client(base_url=GATEWAY, timeout=30.0) as client:
         email, password = _sign_up(client)
         token = _sign_in(client, email, password)
@@ -113,3 +117,20 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"results: {save_results('auth', results)}")
     return 0
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): the kit's verifier against a bare decode."""
+    return Summary(
+        headlines=[
+            Headline(
+                "token verifications",
+                results["verify_per_s"],
+                "verifications/s",
+                baseline=results["bare_pyjwt_decode_per_s"],
+                baseline_name="bare jwt.decode",
+            ),
+            Headline("sign-in p99", results["sign_in_ms"].get("p99_ms"), "ms", better="lower"),
+        ],
+        latencies={"sign-in (password grant)": results["sign_in_ms"]},
+    )

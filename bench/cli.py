@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from bench.common import environment, print_table, save_results, summarize_ms
+from bench.report import Headline, Summary
 
 SUMMARY = "gpucloud --help cold start, ps --json end to end vs curl (needs a stack + login)"
 TARGET_HELP_MS = 300.0
@@ -175,3 +176,32 @@ def main(args: argparse.Namespace) -> int:
     print(f"\nps --json minus curl, p50: {results['ps_minus_curl_p50_ms']} ms")
     print(f"results: {save_results('cli', results)}")
     return 0
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): `--help` against a bare interpreter, `ps --json`
+    against curl of the same API, in the same run."""
+    ms = results["ms"]
+    return Summary(
+        headlines=[
+            Headline(
+                "gpucloud --help p50",
+                ms["help"]["p50_ms"],
+                "ms",
+                better="lower",
+                baseline=ms["python"]["p50_ms"],
+                baseline_name="python -c pass",
+                target=TARGET_HELP_MS,
+            ),
+            Headline(
+                "gpucloud ps --json p50",
+                ms["ps"]["p50_ms"],
+                "ms",
+                better="lower",
+                baseline=ms["curl"]["p50_ms"],
+                baseline_name="curl, same GET",
+                target=TARGET_PS_MS,
+            ),
+        ],
+        latencies={"gpucloud --help": ms["help"], "gpucloud ps --json": ms["ps"]},
+    )

@@ -109,11 +109,15 @@ def environment() -> dict[str, Any]:
 
 
 def save_results(name: str, results: dict[str, Any]) -> Path:
-    """Write bench/results/<name>-<UTC timestamp>.json and return its path."""
+    """Write bench/results/<name>-<UTC timestamp>.json and return its path; also to the file
+    `GPUCLOUD_BENCH_RESULT_FILE` names when set (how `bench all` collects each run)."""
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"{name}-{stamp}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    path.write_text(text)
+    if collect := os.environ.get("GPUCLOUD_BENCH_RESULT_FILE"):
+        Path(collect).write_text(json.dumps({**results, "_saved_as": str(path)}, indent=2))
     return path
 
 

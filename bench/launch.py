@@ -26,12 +26,13 @@ from typing import Any
 import httpx
 
 from bench.common import environment, print_table, save_results, summarize_ms
+from bench.report import Headline, Summary
 from devstack import credentials, fleet
 
 SUMMARY = "allocation-to-running p50/p99 through the gateway (needs `just up`)"
 # The devstack's gateway (GPUCLOUD_DEVSTACK_PORT_OFFSET shifts it with every port).
 GATEWAY = f"http://127.0.0.1:{fleet.load().gateway.port}"
-TARGET_P99_MS = 500.0
+TARGET_P99_MS = 60.0  # issue 16, with the simulated node
 TOP_UP_MICROS = 1_000_000_000  # 1,000 USD: far more than N short-lived slices cost
 SETUP_TIMEOUT_S = 60.0
 STATE_TIMEOUT_S = 30.0
@@ -221,4 +222,27 @@ def _report(results: dict[str, Any]) -> None:
     )
     print(
         f"\ntarget: p99 <= {TARGET_P99_MS:g} ms: {'met' if results['target']['met'] else 'NOT met'}"
+    )
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): POST -> running p99 against the synchronous part
+    (POST answered) of the same launches."""
+    return Summary(
+        headlines=[
+            Headline(
+                "POST -> seen running p99",
+                results["to_running"].get("p99_ms"),
+                "ms",
+                better="lower",
+                baseline=results["post"].get("p99_ms"),
+                baseline_name="POST answered p99",
+                target=TARGET_P99_MS,
+            )
+        ],
+        latencies={
+            "POST -> seen running": results["to_running"],
+            "POST answered": results["post"],
+            "release -> seen released": results["release_to_released"],
+        },
     )

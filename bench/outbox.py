@@ -45,6 +45,7 @@ from bench.common import (
     scratch_topic,
     summarize_ms,
 )
+from bench.report import Headline, Summary
 from devstack.infra import ensure_infra
 from platformkit import kafka as kafka_clients
 from platformkit.consumers import Subscription
@@ -668,4 +669,29 @@ def _report(results: dict[str, Any]) -> None:
             ["outbox backlog after", tp["backlog_after"]],
             ["(pre-fill by COPY, rows/s)", tp["prefill_rows_per_s"]],
         ],
+    )
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): the latency headline and the relay's share of a
+    bare producer."""
+    lat, tp = results["latency"], results["throughput"]
+    return Summary(
+        headlines=[
+            Headline(
+                f"commit -> consumer applied p99 at {results['args']['rate']:g}/s",
+                lat["commit_to_applied"].get("p99_ms"),
+                "ms",
+                better="lower",
+                target=TARGET_P99_MS,
+            ),
+            Headline(
+                "relay throughput",
+                tp["relay_events_per_s"],
+                "events/s",
+                baseline=tp["baseline_events_per_s"],
+                baseline_name="bare producer",
+            ),
+        ],
+        latencies={"commit -> consumer applied": lat["commit_to_applied"]},
     )

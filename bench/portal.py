@@ -36,6 +36,7 @@ import httpx
 import msgspec
 
 from bench.common import environment, print_table, save_results, summarize_ms
+from bench.report import Headline, Summary
 
 SUMMARY = "portal: allocations list with 1,000 allocations (server), LCP and INP in Chromium"
 TARGET_LIST_P99_MS = 100.0
@@ -339,3 +340,31 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"\nresults: {save_results('portal', results)}")
     return 0
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): the allocations page over HTTP against the API
+    reads it makes, and each page's largest contentful paint."""
+    http, api = results["list_http"], results["list_api_reads"]
+    rows = [
+        Headline(
+            f"allocations list p99 ({results['allocations']:,} allocations)",
+            http["p99_ms"],
+            "ms",
+            better="lower",
+            baseline=api["p99_ms"],
+            baseline_name="its API reads",
+            target=TARGET_LIST_P99_MS,
+        )
+    ]
+    for name, vitals in results["vitals"].items():
+        rows.append(
+            Headline(
+                f"{name} LCP p50",
+                vitals["lcp"]["p50_ms"],
+                "ms",
+                better="lower",
+                target=TARGET_LCP_MS,
+            )
+        )
+    return Summary(headlines=rows, latencies={"allocations list": http})

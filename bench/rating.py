@@ -46,6 +46,7 @@ from bench.common import (
     save_results,
     scratch_database,
 )
+from bench.report import Headline, Summary
 from billing.app.funds import add_price
 from billing.app.rating import UsageRater
 from billing.bootstrap import DEFINITION, tune_gc
@@ -71,7 +72,9 @@ from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
 
 SUMMARY = "usage events rated/s end to end (Kafka -> consumer -> ledger) vs raw ceilings"
-TARGET_EVENTS_PER_S = 15_000
+TARGET_EVENTS_PER_S = 25_000  # issue 16
+TARGET_RATIO_TO_INSERT_ONLY = 0.8  # of the same run's insert-only ceiling (issue 16)
+TARGET_CPU_US_PER_EVENT = 20.0  # Python side, end to end: what 2 cores allow (issue 16)
 PARTITIONS = 12
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 PRICE_MICROS_PER_HOUR = 3_600_000  # 1,000 micros a second: 60,000 per one-minute interval
@@ -247,7 +250,7 @@ async def rating_without_kafka(url: str, events: list[CloudEvent], batch: int) -
         started, cpu = now(), time.process_time()
         for i in range(0, len(events), batch):
             async with db.unit_of_work() as uow:
-                await rater(events[i : i + batch], uow)
+                await rater(rater.prepare(events[i : i + batch]), uow)
                 await uow.commit()
         elapsed, cpu = now() - started, time.process_time() - cpu
     finally:
@@ -364,7 +367,12 @@ def main(args: argparse.Namespace) -> int:
         results.update(asyncio.run(_run(args, bench_kafka(infra), urls)))
     results["environment"]["load_average_1m_end"] = os.getloadavg()[0]
     rate = results["end_to_end"]["events_per_s"]
-    results["target"] = {"events_per_s": TARGET_EVENTS_PER_S, "met": rate >= TARGET_EVENTS_PER_S}
+    ratio = rate / results["ceiling_postgres_insert_only_per_s"]
+    results["target"] = {
+        "events_per_s": TARGET_EVENTS_PER_S,
+        "ratio_to_insert_only": TARGET_RATIO_TO_INSERT_ONLY,
+        "met": rate >= TARGET_EVENTS_PER_S and ratio >= TARGET_RATIO_TO_INSERT_ONLY,
+    }
     _report(results)
     print(f"\nresults: {save_results('rating', results)}")
     return 0
@@ -407,8 +415,35 @@ def _report(r: dict[str, Any]) -> None:
             ],
             ["GC gen0 threshold (0: Python's default)", r["gc_gen0_threshold"]],
             [
-                f"target: >= {TARGET_EVENTS_PER_S:,} events/s",
+                f"target: >= {TARGET_EVENTS_PER_S:,} events/s and"
+                f" >= {TARGET_RATIO_TO_INSERT_ONLY} x insert-only",
                 "met" if r["target"]["met"] else "NOT met",
             ],
         ],
+    )
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): end to end against the insert-only ceiling of
+    the same run (the issue's >= 0.8) and the target rate; Python CPU per event."""
+    e2e = results["end_to_end"]
+    return Summary(
+        headlines=[
+            Headline(
+                "end to end",
+                e2e["events_per_s"],
+                "events/s",
+                baseline=results["ceiling_postgres_insert_only_per_s"],
+                baseline_name="insert-only ceiling",
+                target=TARGET_EVENTS_PER_S,
+                ratio_target=TARGET_RATIO_TO_INSERT_ONLY,
+            ),
+            Headline(
+                "Python CPU per event, end to end",
+                e2e["cpu_us_per_event"],
+                "µs",
+                better="lower",
+                target=TARGET_CPU_US_PER_EVENT,
+            ),
+        ]
     )

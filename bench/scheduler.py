@@ -44,14 +44,16 @@ import psycopg
 
 from bench import scheduler_baseline as previous
 from bench.common import environment, print_table, save_results, scratch_database, summarize_ms
+from bench.report import Headline, Summary
 from gpuaas.domain.catalog import SHAPES, SKUS, ProfileShape
 from gpuaas.domain.geometry import Layout, can_place, fragmentation, instance_of
 from gpuaas.domain.optimum import Request, longest_prefix, policy_prefix
 from gpuaas.domain.placement import Booking, Decision, GpuState, NodeCapacity, place
 from gpuaas.domain.placement_index import PlacementIndex
 
-SUMMARY = "placements/s and packing quality of gpuaas's placement policy (pure, no fleet)"
-TARGET_PLACEMENTS_PER_S = 10_000
+SUMMARY = "placements/s and fragmentation of gpuaas's placement policy (pure, no fleet)"
+TARGET_PLACEMENTS_PER_S = 10_000  # issue 16
+TARGET_LIVE_ALLOCATIONS_PER_S = 1_000  # create_allocation, 8 concurrent clients (issue 16)
 GPUS_PER_NODE = 8
 MIG_PROFILES = [p.shape for p in SKUS["h100-80gb"].profiles]
 FOUR_G = SHAPES[5]  # the 4g profile: "can a large slice still fit" after the run
@@ -668,3 +670,38 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
         apply_migrations(db_url, [KIT_MIGRATIONS, ("gpuaas", "gpuaas.store.migrations")])
         _seed_fleet(db_url, args.nodes)
         return asyncio.run(_live(args, db_url))
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): the index against the plain scan, and the live
+    use case with concurrent clients against the same use case one request at a time."""
+    idx, scan = results["policy_index"], results["policy_scan"]
+    rows = [
+        Headline(
+            "placement index",
+            idx["placements_per_s"],
+            "placements/s",
+            baseline=scan["placements_per_s"] if scan else None,
+            baseline_name="plain scan",
+            target=TARGET_PLACEMENTS_PER_S,
+        )
+    ]
+    live = results.get("live")
+    if live:
+        concurrent = live["concurrent"]
+        rows.append(
+            Headline(
+                f"create_allocation, {concurrent['concurrency']} concurrent, {live['gpus']:,} GPUs",
+                concurrent["allocations_per_s"],
+                "allocations/s",
+                baseline=live["sequential"]["allocations_per_s"],
+                baseline_name="sequential",
+                target=TARGET_LIVE_ALLOCATIONS_PER_S,
+            )
+        )
+        rows.append(
+            Headline(
+                "double-booked slices", live["double_booked_slices"], "", better="lower", target=0
+            )
+        )
+    return Summary(headlines=rows, latencies={"index decision": idx["decision"]})

@@ -133,3 +133,19 @@ def sign_up(gateway: httpx.Client, prefix: str, password: str) -> tuple[dict[str
     response = gateway.post("/v1/iam/signup", json=body, headers=idempotency_key())
     assert response.status_code == 201, response.text
     return response.json(), owner
+
+
+def create_app(
+    gateway: httpx.Client, namespace: str, name: str, headers: dict[str, str]
+) -> httpx.Response:
+    """POST a registry app into `namespace` (/v1/registry/tenants/{t}/projects/{p}), once
+    registry's projection of iam's projects knows the project (a project iam has just
+    created answers 404 for a moment)."""
+
+    def created() -> httpx.Response | None:
+        response = gateway.post(
+            f"{namespace}/apps", json={"name": name}, headers=headers | idempotency_key()
+        )
+        return None if response.status_code == 404 else response
+
+    return until(f"registry knows the project of {namespace}", created, within=20.0)

@@ -40,8 +40,10 @@ MIG = ("h100-80gb", "1g.10gb")
 
 def _document_name(args: tuple[str, ...]) -> str:
     words = [a for a in args if not a.startswith("-")]
-    if words[0] in ("keys", "service-accounts"):
+    if words[0] in ("keys", "service-accounts", "ssh-keys"):
         return " ".join(words[:2])
+    if words[0] == "ssh" and "--config" in args:
+        return "ssh --config"
     if words[0] == "use" and len(words) == 1:
         return "use (no argument)"
     return words[0]
@@ -63,7 +65,9 @@ class Cli:
         return result
 
     def json(self, *args: str, input: str | None = None, expect: int = 0) -> dict[str, Any]:
-        result = self(*args, "--json", input=input, expect=expect)
+        # before a `--`: what follows it is another program's (ssh's) arguments
+        at = args.index("--") if "--" in args else len(args)
+        result = self(*args[:at], "--json", *args[at:], input=input, expect=expect)
         document = json.loads(result.stdout)  # one document, nothing else on stdout
         schema = document_schema("error" if expect else _document_name(args))
         errors = [str(e) for e in jsonschema_rs.validator_for(schema).iter_errors(document)]
@@ -169,11 +173,101 @@ class TestCli:
         assert gpucloud.json("get", short)["allocation"]["id"] == allocation["id"]
         assert short in gpucloud("ps").stdout
 
+    def test_a_terminal_in_a_pty_types_resizes_reattaches_and_exits(
+        self, gpucloud: Cli, tenant
+    ) -> None:
+        """`gpucloud terminal` as a person uses it: the installed script in tmux (a real
+        pty), keys sent and the screen read back; terminal-gateway restarts under it (the
+        connection is lost) and it reattaches to the same shell."""
+        from devstack import stack
+
+        allocation = tenant["scratch"]["allocation"]
+        short = allocation["id"].replace("-", "")[-8:]
+        script = Path(sys.executable).with_name("gpucloud")
+        # without a terminal (a pipe): input passed through, its end ends the shell, --json
+        # puts the shell's output on stderr and one document on stdout
+        piped = subprocess.run(
+            [str(script), "terminal", short, "--json"], input='echo "piped-$((1+2))"\n',
+            env={**os.environ, **gpucloud.env}, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert piped.returncode == 0, piped.stderr
+        assert "piped-3" in piped.stderr
+        document = json.loads(piped.stdout)
+        errors = jsonschema_rs.validator_for(document_schema("terminal")).iter_errors(document)
+        assert not [str(e) for e in errors]
+        assert (document["exit_code"], document["reason"]) == (0, "exited")
+        assert document["session"]["allocation_id"] == allocation["id"]
+        with Tmux(gpucloud.env, f"{script} terminal {short}; echo cli-exit=$?; sleep 60") as tty:
+            tty.type('echo "hello-$((6*7))"')
+            tty.until("hello-42")
+            tty.type("stty size")
+            tty.until("40 120")
+            tty.resize(100, 30)  # SIGWINCH: the CLI sends the new size
+            tty.type("stty size")
+            tty.until("30 100")
+            tty.type("export MARK=kept")
+            stack.restart("terminal-gateway")
+            tty.until("reattached", within=60)
+            tty.type('echo "again-$MARK"')  # the same shell, not a new one
+            tty.until("again-kept")
+            tty.type("exit 7")
+            tty.until("cli-exit=7")
+        path = f"/v1/terminal/tenants/{allocation['tenant_id']}/sessions"
+        session, _piped = gpucloud.api(f"{path}?allocation_id={allocation['id']}")  # newest first
+        assert (session["state"], session["reason"]) == ("closed", "exited")
+        assert session["attachments"] >= 2 and session["recording_digest"].startswith("sha256:")
+
+    def test_ssh_and_ssh_config_with_a_registered_key(self, gpucloud: Cli, tenant, tmp_path):
+        allocation = tenant["scratch"]["allocation"]
+        short = allocation["id"].replace("-", "")[-8:]
+        key = tmp_path / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        added = gpucloud.json("ssh-keys", "add", f"{key}.pub", "--name", "e2e")["key"]
+        listed = gpucloud.json("ssh-keys", "list")["keys"]
+        assert [k["fingerprint"] for k in listed] == [added["fingerprint"]]
+        own = ["-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-F", "/dev/null"]
+
+        def ssh(argv: list[str]) -> subprocess.CompletedProcess:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+        # `gpucloud ssh ID -- ...`: the ssh command, with the host key pinned
+        planned = gpucloud.json("ssh", short, "--", *own, "echo ssh-$((2+3)); id -u")
+        assert planned["argv"][:3] == ["ssh", "-p", str(planned["endpoint"]["port"])]
+        pinned = Path(planned["known_hosts_file"]).read_text()
+        assert planned["endpoint"]["host_keys"][0] in pinned
+        # the projection of the key in terminal-gateway may take a moment
+        done = _until("ssh signs in", lambda: (r := ssh(planned["argv"])).returncode == 0 and r)
+        assert done.stdout.splitlines()[0] == "ssh-5"
+        assert int(done.stdout.splitlines()[1]) >= 3_000_000  # the allocation's own user
+
+        # `ssh --config`: an entry any ssh uses; the rest of the file is kept
+        config = tmp_path / "ssh_config"
+        config.write_text("Host elsewhere\n    HostName example.test\n")
+        written = gpucloud.json("ssh", "--config", short, "--config-file", str(config))
+        [host] = written["hosts"]
+        assert host["alias"] == f"gpucloud-{short}" and host["user"] == allocation["id"]
+        entry = ssh(["ssh", "-F", str(config), *own[:6], host["alias"], "echo cfg-$((3+4))"])
+        assert entry.returncode == 0, entry.stderr
+        assert entry.stdout.strip() == "cfg-7"
+        again = gpucloud.json("ssh", "--config", "--config-file", str(config))  # all running
+        assert [h["alias"] for h in again["hosts"]] == [host["alias"]]
+        text = config.read_text()
+        assert text.startswith("Host elsewhere") and text.count(f"Host {host['alias']}") == 1
+
+        gpucloud.json("ssh-keys", "revoke", added["fingerprint"], "-y")
+        _until("a revoked key signs in no more", lambda: ssh(planned["argv"]).returncode == 255)
+
     def test_release_and_the_balance_after_usage(self, gpucloud: Cli, tenant) -> None:
         allocation = tenant["scratch"]["allocation"]
         released = gpucloud.json("release", allocation["id"], "--wait")
         assert released["allocation"]["state"] == "released"
         assert released["allocation"]["reason"] == "user_release"
+        # no shell on a released allocation: terminal-gateway refuses to mint (409), and
+        # ssh is not even attempted
+        refused = gpucloud.error("terminal", allocation["id"], expect=6)
+        assert refused["status"] == 409 and refused["class"] == "conflict"
+        assert "released" in gpucloud.error("ssh", allocation["id"], expect=10)["detail"]
 
         # the closing usage interval is rated: the balance goes down by what usage says it
         # cost (read together until both show it: rating may land between two reads)
@@ -266,6 +360,44 @@ class TestCli:
         assert gpucloud.error("balance", expect=3)["class"] == "auth"
         assert "signed_out" in gpucloud.json("logout")
         assert gpucloud.error("ps", expect=3)["title"] == "Not signed in"
+
+
+class Tmux:
+    """One tmux server of its own running `command` in a 120x40 window (a real pty)."""
+
+    def __init__(self, env: dict[str, str], command: str) -> None:
+        self.socket = f"gpucloud-e2e-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, **env, "TERM": "xterm-256color"}
+        self.command = command
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            env=self.env, capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    def __enter__(self) -> "Tmux":
+        self.tmux("new-session", "-d", "-s", "e2e", "-x", "120", "-y", "40", self.command)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            print(self.screen())
+        self.tmux("kill-server")
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-S", "-200", "-t", "e2e")
+
+    def type(self, line: str) -> None:
+        self.tmux("send-keys", "-t", "e2e", "-l", line)
+        self.tmux("send-keys", "-t", "e2e", "Enter")
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.tmux("resize-window", "-t", "e2e", "-x", str(cols), "-y", str(rows))
+
+    def until(self, needle: str, within: float = 20.0) -> None:
+        _until(f"{needle!r} on the screen", lambda: needle in self.screen(), within=within)
 
 
 def _balance_known(gpucloud: Cli) -> bool:

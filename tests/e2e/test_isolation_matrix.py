@@ -53,12 +53,35 @@ PUBLIC = {
     "openidConfiguration",
     "sandboxWebhook",
     "stripeWebhook",
+    "terminalJwks",  # terminal-gateway's session-token keys, which node agents fetch
+    "terminalSshEndpoint",  # where the SSH endpoint is and its public host key
+    "getAuditLogKey",  # the fleet audit log's verifier key: witnesses and verifiers need it
 }
 # Any valid token may call these: they act on the caller itself, never on a tenant.
-SELF_SERVICE = {"whoAmI", "getMfaStatus", "enrollTotp", "activateTotp"}
-# The catalog any valid token may read: GPU SKUs, and the price book (public prices, plus
-# the overrides of the caller's own tenant; the query names the victim tenant here).
-CATALOG = {"listSkus", "listPrices"}
+SELF_SERVICE = {
+    "whoAmI",
+    "getMfaStatus",
+    "enrollTotp",
+    "activateTotp",
+    "listSshKeys",
+    "addSshKey",
+    "revokeSshKey",
+}
+# The catalog any valid token may read: GPU SKUs, the price book (public prices, plus the
+# overrides of the caller's own tenant; the query names the victim tenant here), and the
+# platform-public apps of registry.
+CATALOG = {
+    "listSkus",
+    "listPrices",
+    # the fleet audit log's latest signed checkpoint (size and root hash: no tenant's data)
+    "getLatestAuditCheckpoint",
+    # registry's platform-public namespace (docs/registry.md): apps every tenant may launch
+    "listPublicApps",
+    "getPublicApp",
+    "listPublicVersions",
+    "getPublicVersion",
+    "getPublicBlob",
+}
 # A refusal, or a body validated before authorization (never a 2xx, never a 5xx).
 REFUSED = {401, 403, 404}
 VALIDATION = {400, 405, 409, 422}

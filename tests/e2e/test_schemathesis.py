@@ -14,7 +14,8 @@ first (launches are refused, capacity stays free for everyone else), setQuota fu
 second project, suspendTenant suspends a second tenant, node routes only ever see
 generated node ids (never a real node), registerNode names are prefixed so they never
 re-register a real agent, and createPrice only writes tenant overrides of the subject
-tenant. Everything else runs as generated.
+tenant, and registry's path names (app, version, blob digest) are those of an app the
+fixture publishes. Everything else runs as generated.
 
 Deterministic: a fixed seed and a bounded number of examples per operation (SCHEMATHESIS_
 MAX_EXAMPLES, default 10; a longer run is `SCHEMATHESIS_MAX_EXAMPLES=200 uv run pytest
@@ -37,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import Person, bearer, sign_up
+from .conftest import Person, bearer, create_app, sign_up
 from .conftest import idempotency_key as _key
 
 pytestmark = pytest.mark.e2e
@@ -74,6 +75,9 @@ SCHEMAS = {
 ANSWERS: dict[str, list[int]] = {}
 OPERATOR_IN_TENANT = {"createGrant", "createTopUp", "suspendTenant", "setQuota"}
 SELF = "/v1/iam/me"
+# A user's own routes outside a tenant path: terminal sessions are bound to a person, so the
+# operator token is refused there by design (403) and the tenant admin calls them.
+USER_PATHS = (SELF, "/v1/terminal/sessions")
 
 
 def _created(response: httpx.Response) -> dict[str, Any]:
@@ -135,6 +139,10 @@ def world(fleet) -> dict[str, Any]:
         )
         assert quota.status_code == 200, quota.text
         sink, _ = sign_up(gateway, "fuzz", PASSWORD)
+        names = _registry_app(
+            gateway, f"/v1/registry/tenants/{tenant_id}/projects/{project_id}", admin
+        )
+        _registry_app(gateway, f"/v1/registry/tenants/{PLATFORM}/projects/{PLATFORM}", operator)
 
     fleet_file = load()
     return {
@@ -155,8 +163,52 @@ def world(fleet) -> dict[str, Any]:
             "setQuota": {"project_id": other_project},
             "revokeProjectRole": {"membership_id": project_membership["id"]},
         },
+        # registry's path names: a real app, version and blob of the subject tenant (and of
+        # the platform-public namespace), so the run reaches the handlers
+        "names": names,
         "tenant_id": tenant_id,
     }
+
+
+PLATFORM = "00000000-0000-0000-0000-000000000000"
+
+
+def _created_or_exists(response: httpx.Response) -> None:
+    if response.status_code == 409:
+        codes = {e.get("message") for e in response.json().get("errors", [])}
+        assert codes & {"app-exists", "version-exists"}, response.text
+        return
+    _created(response)
+
+
+def _registry_app(gateway: httpx.Client, namespace: str, headers: dict[str, str]) -> dict[str, str]:
+    """App `fuzz-app` with version 1.0.0 (one blob as config and layer) in a namespace. The
+    platform-public namespace outlives a run (the devstack is kept between runs), so an app
+    or version that a previous run made there is taken as it is."""
+    import base64
+    import hashlib
+
+    from gpucloud_trust.bundle import (
+        CONFIG_MEDIA_TYPE,
+        LAYER_MEDIA_TYPE,
+        Descriptor,
+        manifest_bytes,
+    )
+
+    blob = b'{"cmd": ["true"]}'
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    apps = f"{namespace}/apps"
+    _created_or_exists(create_app(gateway, namespace, "fuzz-app", headers))
+    _created(gateway.put(f"{apps}/fuzz-app/blobs/{digest}", content=blob, headers=headers))
+    manifest = manifest_bytes(
+        Descriptor(CONFIG_MEDIA_TYPE, digest, len(blob)),
+        [Descriptor(LAYER_MEDIA_TYPE, digest, len(blob))],
+    )
+    body = {"version": "1.0.0", "manifest": base64.b64encode(manifest).decode()}
+    _created_or_exists(
+        gateway.post(f"{apps}/fuzz-app/versions", json=body, headers=headers | _key())
+    )
+    return {"app": "fuzz-app", "version": "1.0.0", "digest": digest}
 
 
 def _is_uuid(value: Any) -> bool:
@@ -170,7 +222,7 @@ def _is_uuid(value: Any) -> bool:
 def _caller(world: dict[str, Any], path: str, operation_id: str) -> dict[str, str]:
     if operation_id in OPERATOR_IN_TENANT:
         return world["operator"]
-    if "{tenant_id}" in path or path.startswith(SELF):
+    if "{tenant_id}" in path or path.startswith(USER_PATHS):
         return world["admin"]
     return world["operator"]
 
@@ -183,6 +235,8 @@ def _prepare(case: schemathesis.Case, world: dict[str, Any]) -> None:
     for name, value in (case.path_parameters or {}).items():
         if name in known and _is_uuid(value):
             case.path_parameters[name] = known[name]
+        elif name in world["names"]:
+            case.path_parameters[name] = world["names"][name]
     if isinstance(case.body, dict):
         if operation_id == "registerNode" and isinstance(case.body.get("name"), str):
             case.body["name"] = "schemathesis-" + case.body["name"]

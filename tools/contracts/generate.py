@@ -694,13 +694,24 @@ def received_topics(docs: Documents, stem: str) -> set[str]:
     return topics
 
 
+def service_documents(service: str) -> list[str]:
+    """The AsyncAPI documents that are a service's own: the one named like it and those of
+    the families deploy/fleet.toml says it owns (terminal-gateway: terminal.yaml)."""
+    fleet = tomllib.loads(FLEET.read_text(encoding="utf-8"))
+    entry = next((s for s in fleet.get("service", []) if s.get("name") == service), {})
+    return [service, *(f for f in entry.get("families") or () if f != service)]
+
+
 def check_receives(docs: Documents, service: str, consumes: frozenset[str]) -> None:
-    """A service may subscribe only to channels its own document receives."""
-    missing = sorted(consumes - received_topics(docs, service))
+    """A service may subscribe only to channels its own documents receive."""
+    stems = service_documents(service)
+    received = set().union(*(received_topics(docs, stem) for stem in stems))
+    missing = sorted(consumes - received)
     if missing:
+        names = " or ".join(f"contracts/asyncapi/{stem}.yaml" for stem in stems)
         raise ContractError(
-            f"{service} subscribes to {', '.join(missing)} but contracts/asyncapi/"
-            f"{service}.yaml declares no `receive` operation on it: declare it first"
+            f"{service} subscribes to {', '.join(missing)} but {names} declares no"
+            " `receive` operation on it: declare it first"
         )
 
 

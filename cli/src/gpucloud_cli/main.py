@@ -2,10 +2,9 @@
 
 `SECTIONS` is the registry: section -> name -> ("module:attribute", one-line help). `--help`
 prints it without importing any command module (nor httpx, rich or the SDK), which keeps a
-cold `gpucloud --help` well under 300 ms. A later issue adds its command in one line, e.g.
-an "Access" section with `"terminal": ("terminal:terminal", "Open a terminal on ...")` and
-`"ssh": ("terminal:ssh", ...)`; cli/tests/unit/test_main.py checks every entry's help
-against the command's own docstring.
+cold `gpucloud --help` well under 300 ms. A later issue adds its command in one line (as
+the "Access" section did for `terminal`, `ssh` and `ssh-keys`); cli/tests/unit/test_main.py
+checks every entry's help against the command's own docstring.
 
 Errors: a `GpucloudError` escaping a command is printed (its title, detail and field
 errors; with --json one JSON document `{"error": {...}}` on stdout) and ends the process
@@ -47,6 +46,20 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "Key": {
         "keys": ("keys:keys", "API keys of the project's service accounts."),
         "service-accounts": ("keys:service_accounts", "The project's service accounts."),
+    },
+    "Access": {
+        "terminal": (
+            "access:terminal",
+            "Open a terminal on a running allocation, in this terminal.",
+        ),
+        "ssh": (
+            "access:ssh",
+            "SSH into a running allocation, or write ssh_config entries for it.",
+        ),
+        "ssh-keys": (
+            "access:ssh_keys",
+            "Your SSH public keys, which `gpucloud ssh` signs in with.",
+        ),
     },
     "Shell": {
         "completion": ("shell:completion", "Print the shell completion script (bash, zsh, fish)."),

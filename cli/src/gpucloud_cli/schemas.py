@@ -27,7 +27,7 @@ SCHEMA_ID = "https://gpucloud.dev/schemas/gpucloud-cli.schema.json"
 MODELS: tuple[type[m.Model], ...] = (
     m.Me, m.Tenant, m.Project, m.ServiceAccount, m.ApiKey, m.Profile, m.Sku, m.Instance,
     m.Allocation, m.Price, m.Grant, m.Balance, m.ProjectUsage, m.UsageReport, m.Payment,
-    m.StatementLine, m.Statement,
+    m.StatementLine, m.Statement, m.SshKey, m.TerminalSession, m.SshEndpoint,
 )  # fmt: skip
 
 STRING: dict[str, Any] = {"type": "string"}
@@ -236,6 +236,53 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
     "service-accounts create": obj(
         {**PROJECT_SCOPE, "service_account": ref("ServiceAccount"), "role": STRING}
     ),
+    "terminal": obj(
+        {
+            **PROJECT_SCOPE,
+            "allocation_id": STRING,
+            "session": ref("TerminalSession"),
+            "exit_code": {
+                "type": ["integer", "null"],
+                "description": "The shell's exit status (null: it did not exit: closed, "
+                "taken over)",
+            },
+            "reason": NULLABLE_STRING,
+            "message": NULLABLE_STRING,
+            "attachments": {**INTEGER, "description": "How often it attached (1 + reattaches)"},
+        }
+    ),
+    "ssh": obj(
+        {
+            **PROJECT_SCOPE,
+            "allocation_id": STRING,
+            "endpoint": ref("SshEndpoint"),
+            "known_hosts_file": STRING,
+            "argv": {**array(STRING), "description": "The ssh command it would run"},
+        }
+    ),
+    "ssh --config": obj(
+        {
+            **PROJECT_SCOPE,
+            "config_file": STRING,
+            "known_hosts_file": STRING,
+            "include": {**STRING, "description": "The line to put at the top of ~/.ssh/config"},
+            "endpoint": ref("SshEndpoint"),
+            "hosts": array(
+                obj(
+                    {
+                        "alias": STRING,
+                        "allocation_id": STRING,
+                        "host": STRING,
+                        "port": INTEGER,
+                        "user": STRING,
+                    }
+                )
+            ),
+        }
+    ),
+    "ssh-keys list": obj({"context": STRING, "keys": array(ref("SshKey"))}),
+    "ssh-keys add": obj({"context": STRING, "key": ref("SshKey")}),
+    "ssh-keys revoke": obj({"context": STRING, "revoked": obj({"id": STRING})}),
     "completion": obj({"shell": {"enum": ["bash", "zsh", "fish"]}, "script": STRING}),
     "error": obj({"error": ref("Error")}),
 }

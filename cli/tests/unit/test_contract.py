@@ -12,7 +12,11 @@ from gpucloud_cli import schemas
 from gpucloud_cli.sdk import models as m
 
 OPENAPI = Path(__file__).resolve().parents[3] / "contracts" / "openapi"
-MIRRORED = [cls for cls in schemas.MODELS if cls.API_SCHEMA] + [m.Token, m.IssuedApiKey]
+MIRRORED = [cls for cls in schemas.MODELS if cls.API_SCHEMA] + [
+    m.Token,
+    m.IssuedApiKey,
+    m.TerminalConnect,
+]
 
 
 def _component(document: str, name: str) -> dict:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
-from node_agent.session_tokens import SESSION_TOKEN_TYPE
+from node_agent.session_tokens import RELAY_TOKEN_TYPE, SESSION_TOKEN_TYPE
 
 
 class SessionSigner:
@@ -49,6 +49,29 @@ class SessionSigner:
             algorithm="EdDSA",
             headers={"kid": self.kid, "typ": typ},
         )
+
+    def relay(self, node: str, session_token: str, **overrides: Any) -> str:
+        """terminal-gateway's relay assertion for `session_token`."""
+        bound = jwt.decode(session_token, options={"verify_signature": False})["jti"]
+        now = int(time.time())
+        claims = {
+            "iss": "terminal-gateway",
+            "aud": f"node:{node}",
+            "sub": "relay",
+            "session_jti": bound,
+            "iat": now,
+            "exp": now + 30,
+            "jti": str(uuid.uuid4()),
+        }
+        claims.update(overrides)
+        return jwt.encode(
+            claims, self.key, algorithm="EdDSA", headers={"kid": self.kid, "typ": RELAY_TOKEN_TYPE}
+        )
+
+    def headers(self, node: str, allocation: str, **overrides: Any) -> dict[str, str]:
+        """Authorization and relay assertion, as terminal-gateway's relay sends them."""
+        token = self.token(node, allocation, **overrides)
+        return {"Authorization": f"Bearer {token}", "X-Terminal-Relay": self.relay(node, token)}
 
 
 @pytest.fixture

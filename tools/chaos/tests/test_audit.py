@@ -20,7 +20,8 @@ SCHEMAS = {
     "gpuaas": [KIT_MIGRATIONS, ("gpuaas", "gpuaas.store.migrations")],
     "billing": [KIT_MIGRATIONS, ("billing", "billing.store.migrations")],
     "iam": [KIT_MIGRATIONS],
-    "audit": [KIT_MIGRATIONS],
+    "audit": [KIT_MIGRATIONS, ("audit", "audit.store.migrations")],
+    "terminal_gateway": [KIT_MIGRATIONS, ("terminal_gateway", "terminal_gateway.store.migrations")],
 }
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -85,8 +86,14 @@ def test_consistent_books_pass(databases) -> None:
         )
     with psycopg.connect(databases["audit"], autocommit=True) as audit_db:
         audit_db.execute(
-            "INSERT INTO inbox (consumer, event_id, event_type)"
-            " VALUES ('privileged-events', %s, 't')",
+            "INSERT INTO audit_leaves (idx, event_id, actor, action, target_kind, target_id,"
+            " occurred_at, leaf) VALUES (0, %s, 'u', 'iam.tenant.created', 'tenant', 't',"
+            " now(), '\\x00')",
+            (tenant_event,),
+        )
+    with psycopg.connect(databases["terminal_gateway"], autocommit=True) as tg:
+        tg.execute(
+            "INSERT INTO inbox (consumer, event_id, event_type) VALUES ('tenants', %s, 't')",
             (tenant_event,),
         )
     with psycopg.connect(databases["gpuaas"], autocommit=True) as gpuaas:
@@ -164,10 +171,68 @@ def test_ledger_usage_without_an_interval_is_reported(databases) -> None:
         )
         billing.execute(
             "INSERT INTO transfers (id, transaction_id, debit_account_id, credit_account_id,"
-            " amount_micros, currency, kind, tenant_id, occurred_at) VALUES"
-            " (%s, %s, %s, %s, 7, 'USD', 'usage', %s, %s)",
+            " amount_micros, currency, kind, tenant_id, occurred_at, tenant_seq) VALUES"
+            " (%s, %s, %s, %s, 7, 'USD', 'usage', %s, %s, 1)",
             (uuid.uuid4(), uuid.uuid4(), wallet, revenue, tenant, NOW),
         )
     report = audit.audit(_connect(databases), tuple(SCHEMAS), {"ok": True})
     assert [v.check for v in report.violations] == ["usage rated once"]
     assert "rates no known interval" in report.violations[0].detail
+
+
+def _session(conn, allocation_id: uuid.UUID, state: str, reason: str | None) -> uuid.UUID:
+    session_id = uuid.uuid4()
+    conn.execute(
+        "INSERT INTO sessions (id, tenant_id, project_id, allocation_id, node_id, user_id, via,"
+        " kind, state, reason, tenant_roles, project_roles, token_id, token_expires_at, grace_s,"
+        " minted_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, 'browser', 'shell', %s, %s,"
+        " '{member}', '{}', %s, %s, 300, %s, %s)",
+        (session_id, uuid.uuid4(), uuid.uuid4(), allocation_id, uuid.uuid4(), uuid.uuid4(),
+         state, reason, uuid.uuid4(), NOW, NOW, NOW),
+    )  # fmt: skip
+    return session_id
+
+
+def test_terminal_sessions_outliving_allocations_and_lost_recordings_are_reported(databases):
+    import hashlib
+
+    released = uuid.uuid4()
+    with psycopg.connect(databases["gpuaas"], autocommit=True) as gpuaas:
+        gpuaas.execute(
+            "INSERT INTO allocations (id, tenant_id, project_id, sku, count, state, units,"
+            " created_at, updated_at) VALUES (%s, %s, %s, 'h100-80gb', 1, 'released', 8, %s, %s)",
+            (released, uuid.uuid4(), uuid.uuid4(), NOW, NOW),
+        )
+    with psycopg.connect(databases["terminal_gateway"], autocommit=True) as tg:
+        _session(tg, released, "detached", "connection_lost")  # outlives its allocation
+        kept = _session(tg, released, "closed", "exited")
+        lost = _session(tg, released, "closed", "exited")
+        for session_id, chunks in (
+            (kept, [b'{"version": 2}\n', b'[0.1, "o", "x"]\n']),
+            (lost, [b'{"version": 2}\n']),
+        ):
+            for seq, data in enumerate(chunks):
+                tg.execute(
+                    "INSERT INTO recording_chunks (session_id, seq, data, written_at)"
+                    " VALUES (%s, %s, %s, %s)", (session_id, seq, data, NOW),
+                )  # fmt: skip
+        whole = b'{"version": 2}\n[0.1, "o", "x"]\n'
+        digest = "sha256:" + hashlib.sha256(whole).hexdigest()
+        for session_id in (kept, lost):  # `lost` claims the digest of more than it stored
+            tg.execute(
+                "UPDATE sessions SET recording_digest = %s, recording_bytes = %s WHERE id = %s",
+                (digest, len(whole), session_id),
+            )
+            tg.execute(
+                "INSERT INTO outbox (id, topic, key, type, source, subject, occurred_at, payload,"
+                " sent_at) VALUES (%s, 'terminal.session.v1', 'k', 'terminal.session.closed', 's',"
+                " %s, %s, %s, %s)",
+                (uuid.uuid4(), str(session_id), NOW,
+                 json.dumps({"recording_digest": digest}).encode(), NOW),
+            )  # fmt: skip
+    report = audit.audit(_connect(databases), tuple(SCHEMAS), {"ok": True})
+    found = [(v.check, v.detail) for v in report.violations if "session" in v.detail]
+    assert [c for c, _ in found].count("no session outlives its allocation") == 1
+    assert [d for c, d in found if c == "recording kept"] and all(
+        str(lost) in d for c, d in found if c == "recording kept"
+    )

@@ -19,7 +19,7 @@ def fresh_fleet() -> Iterator[None]:
 
 def _ports(f: fleet.Fleet) -> list[int]:
     kafka = [int(a.rsplit(":", 1)[1]) for a in (f.kafka_bootstrap, f.kafka_controller)]
-    return [*kafka, f.postgres_port, *(p.port for p in f.processes)]
+    return [*kafka, f.postgres_port, f.oci_registry_port, *(p.port for p in f.processes)]
 
 
 def test_offset_moves_every_port(monkeypatch, fresh_fleet) -> None:

@@ -1,6 +1,6 @@
 """keys and service-accounts: the current project's service accounts and their API keys,
-through iam (creating either needs a recent second factor: iam's step-up). SSH keys join
-`keys` with the terminal issue."""
+through iam (creating either needs a recent second factor: iam's step-up). Users' SSH keys
+are `gpucloud ssh-keys` (commands/access.py)."""
 
 from __future__ import annotations
 

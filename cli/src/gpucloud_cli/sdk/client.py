@@ -217,6 +217,20 @@ class Client:
         path = f"/v1/iam/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}"
         return m.Project.from_api(self._json("GET", path))
 
+    # iam: the caller's SSH keys (for `ssh` into allocations)
+
+    def list_ssh_keys(self) -> list[m.SshKey]:
+        return m.SshKey.many(self._json("GET", "/v1/iam/me/ssh-keys"))
+
+    def add_ssh_key(self, public_key: str, name: str | None = None) -> m.SshKey:
+        body: dict[str, Any] = {"public_key": public_key}
+        if name:
+            body["name"] = name
+        return m.SshKey.from_api(self._json("POST", "/v1/iam/me/ssh-keys", json=body))
+
+    def revoke_ssh_key(self, key_id: str) -> None:
+        self.request("DELETE", f"/v1/iam/me/ssh-keys/{_seg(key_id)}", retry=True)
+
     # iam: service accounts and their API keys
 
     def _accounts(self, tenant_id: str, project_id: str) -> str:
@@ -359,3 +373,40 @@ class Client:
     def get_statement_csv(self, tenant_id: str, month: str) -> str:
         path = f"/v1/billing/tenants/{_seg(tenant_id)}/statements/{_seg(month)}"
         return self.request("GET", path, params={"format": "csv"}).text
+
+    # terminal-gateway
+
+    def open_terminal_session(
+        self, allocation_id: str, idempotency_key: str | None = None
+    ) -> m.TerminalConnect:
+        """A new session on a running allocation and its connect token. Retried with the
+        same key: terminal-gateway answers the same (unused) session with a fresh token."""
+        answer = self._json(
+            "POST",
+            "/v1/terminal/sessions",
+            json={"allocation_id": allocation_id},
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return m.TerminalConnect.from_api(answer)
+
+    def attach_terminal_session(self, session_id: str) -> m.TerminalConnect:
+        """A fresh connect token for one's own open or detached session (a reattach). Safe
+        to retry: each answer replaces the previous token."""
+        path = f"/v1/terminal/sessions/{_seg(session_id)}/attach"
+        return m.TerminalConnect.from_api(self._json("POST", path, retry=True))
+
+    def get_terminal_session(self, session_id: str) -> m.TerminalSession:
+        path = f"/v1/terminal/sessions/{_seg(session_id)}"
+        return m.TerminalSession.from_api(self._json("GET", path))
+
+    def terminal_connect_url(self, session_id: str) -> str:
+        """The session's WebSocket on this client's gateway (ws:// for http://, wss:// for
+        https://): the connect token goes where the access token goes, nowhere else."""
+        scheme, rest = self.gateway.split("://", 1)
+        ws = "wss" if scheme == "https" else "ws"
+        return f"{ws}://{rest}/v1/terminal/sessions/{_seg(session_id)}/connect"
+
+    def ssh_endpoint(self) -> m.SshEndpoint:
+        """Where the SSH endpoint is and its host key (public)."""
+        answer = self._json("GET", "/v1/terminal/ssh", authenticated=False)
+        return m.SshEndpoint.from_api(answer)

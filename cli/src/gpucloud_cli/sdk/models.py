@@ -344,3 +344,73 @@ class Statement(Model):
     closing_micros: int
     usage_micros: int
     lines: list[StatementLine]
+
+
+# iam: the caller's SSH keys
+
+
+class SshKey(Model):
+    API_SCHEMA = ("iam", "SshKeyOut")
+    id: str
+    name: str
+    algorithm: str
+    bits: int
+    fingerprint: str
+    public_key: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+# terminal-gateway
+
+
+class TerminalSession(Model):
+    """A terminal session: who, on which allocation, in which state, how it ended."""
+
+    API_SCHEMA = ("terminal-gateway", "SessionOut")
+    id: str
+    tenant_id: str
+    project_id: str
+    allocation_id: str
+    node_id: str
+    user_id: str
+    via: str
+    kind: str
+    state: str
+    attachments: int
+    minted_at: str
+    reason: str | None = None
+    client_address: str | None = None
+    opened_at: str | None = None
+    detached_at: str | None = None
+    ended_at: str | None = None
+    recording_bytes: int | None = None
+    recording_digest: str | None = None
+
+
+TERMINAL_FINAL_STATES = frozenset({"closed", "expired", "revoked"})
+
+
+class TerminalConnect(Model):
+    """A session and its single-use connect token (at most 60 s)."""
+
+    API_SCHEMA = ("terminal-gateway", "SessionToken")
+    NESTED = {"session": TerminalSession}
+    session: TerminalSession
+    token: str
+    connect_url: str
+    expires_at: str
+
+    def __repr__(self) -> str:  # never render the token
+        return f"TerminalConnect(session={self.session.id!r}, expires_at={self.expires_at!r})"
+
+
+class SshEndpoint(Model):
+    """Where `ssh` reaches the platform, and the host key it presents."""
+
+    API_SCHEMA = ("terminal-gateway", "SshEndpoint")
+    host: str
+    port: int
+    host_keys: list[str]
+    known_hosts: list[str]
+    user: str = "<allocation id>"

@@ -143,6 +143,10 @@ GPUCLOUD_UPSTREAMS: {{ join "," $upstreams | quote }}
 GPUCLOUD_{{ $callee | upper | replace "-" "_" }}_URL: {{ printf "http://%s:%s" (include "gpucloud.name" (list $root $callee)) (include "gpucloud.httpPort" $root) | quote }}
 {{- end }}
 {{- end }}
+{{- with $svc.ssh }}
+GPUCLOUD_TERMINAL_SSH_PORT: {{ .port | quote }}
+GPUCLOUD_TERMINAL_SSH_HOST: "0.0.0.0"
+{{- end }}
 {{- range $key, $value := $svc.env }}
 {{ $key }}: {{ $value | toString | quote }}
 {{- end }}

@@ -94,6 +94,11 @@ spec:
         - name: http
           containerPort: {{ $port }}
           protocol: TCP
+        {{- with $svc.ssh }}
+        - name: ssh
+          containerPort: {{ .port }}
+          protocol: TCP
+        {{- end }}
       {{- with $svc.probes }}
       startupProbe:
         httpGet: {path: /healthz, port: http}

@@ -15,7 +15,16 @@ import enum
 
 import msgspec
 
-from gpucloud_contracts.events import audit, billing, gpuaas, iam, metering, platform
+from gpucloud_contracts.events import (
+    audit,
+    billing,
+    gpuaas,
+    iam,
+    metering,
+    platform,
+    registry,
+    terminal,
+)
 from gpucloud_contracts.specs import EventSpec, TopicSpec, spec_of
 
 __all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_type", "topic_for"]
@@ -30,13 +39,19 @@ class Topic(enum.StrEnum):
     BILLING_PRICE_V1 = "billing.price.v1"
     GPUAAS_ALLOCATION_V1 = "gpuaas.allocation.v1"
     GPUAAS_NODE_V1 = "gpuaas.node.v1"
+    IAM_AUTH_V1 = "iam.auth.v1"
     IAM_MEMBERSHIP_V1 = "iam.membership.v1"
     IAM_PROJECT_V1 = "iam.project.v1"
     IAM_SERVICE_ACCOUNT_V1 = "iam.service-account.v1"
+    IAM_SSH_KEY_V1 = "iam.ssh-key.v1"
     IAM_TENANT_V1 = "iam.tenant.v1"
     IAM_USER_V1 = "iam.user.v1"
     METERING_USAGE_V1 = "metering.usage.v1"
     PLATFORM_HEARTBEAT_V1 = "platform.heartbeat.v1"
+    REGISTRY_KEY_V1 = "registry.key.v1"
+    REGISTRY_RELEASE_V1 = "registry.release.v1"
+    TERMINAL_POLICY_V1 = "terminal.policy.v1"
+    TERMINAL_SESSION_V1 = "terminal.session.v1"
 
 
 TOPICS: dict[str, TopicSpec] = {
@@ -46,13 +61,19 @@ TOPICS: dict[str, TopicSpec] = {
     "billing.price.v1": TopicSpec(name="billing.price.v1", partitions=3, replicas=1),
     "gpuaas.allocation.v1": TopicSpec(name="gpuaas.allocation.v1", partitions=12, replicas=1),
     "gpuaas.node.v1": TopicSpec(name="gpuaas.node.v1", partitions=3, replicas=1),
+    "iam.auth.v1": TopicSpec(name="iam.auth.v1", partitions=6, replicas=1),
     "iam.membership.v1": TopicSpec(name="iam.membership.v1", partitions=6, replicas=1),
     "iam.project.v1": TopicSpec(name="iam.project.v1", partitions=6, replicas=1),
     "iam.service-account.v1": TopicSpec(name="iam.service-account.v1", partitions=6, replicas=1),
+    "iam.ssh-key.v1": TopicSpec(name="iam.ssh-key.v1", partitions=6, replicas=1),
     "iam.tenant.v1": TopicSpec(name="iam.tenant.v1", partitions=6, replicas=1),
     "iam.user.v1": TopicSpec(name="iam.user.v1", partitions=6, replicas=1),
     "metering.usage.v1": TopicSpec(name="metering.usage.v1", partitions=12, replicas=1),
     "platform.heartbeat.v1": TopicSpec(name="platform.heartbeat.v1", partitions=3, replicas=1),
+    "registry.key.v1": TopicSpec(name="registry.key.v1", partitions=6, replicas=1),
+    "registry.release.v1": TopicSpec(name="registry.release.v1", partitions=6, replicas=1),
+    "terminal.policy.v1": TopicSpec(name="terminal.policy.v1", partitions=3, replicas=1),
+    "terminal.session.v1": TopicSpec(name="terminal.session.v1", partitions=6, replicas=1),
 }
 
 EVENT_TYPES: dict[str, EventSpec] = {
@@ -218,6 +239,18 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=iam.ApiKeyRevoked,
         family="iam",
     ),
+    "iam.auth.sign-in-failed": EventSpec(
+        type="iam.auth.sign-in-failed",
+        topic="iam.auth.v1",
+        payload=iam.SignInFailed,
+        family="iam",
+    ),
+    "iam.auth.signed-in": EventSpec(
+        type="iam.auth.signed-in",
+        topic="iam.auth.v1",
+        payload=iam.SignedIn,
+        family="iam",
+    ),
     "iam.membership.granted": EventSpec(
         type="iam.membership.granted",
         topic="iam.membership.v1",
@@ -240,6 +273,18 @@ EVENT_TYPES: dict[str, EventSpec] = {
         type="iam.service-account.created",
         topic="iam.service-account.v1",
         payload=iam.ServiceAccountCreated,
+        family="iam",
+    ),
+    "iam.ssh-key.added": EventSpec(
+        type="iam.ssh-key.added",
+        topic="iam.ssh-key.v1",
+        payload=iam.SshKeyAdded,
+        family="iam",
+    ),
+    "iam.ssh-key.revoked": EventSpec(
+        type="iam.ssh-key.revoked",
+        topic="iam.ssh-key.v1",
+        payload=iam.SshKeyRevoked,
         family="iam",
     ),
     "iam.tenant.created": EventSpec(
@@ -283,6 +328,96 @@ EVENT_TYPES: dict[str, EventSpec] = {
         topic="platform.heartbeat.v1",
         payload=platform.ServiceHeartbeat,
         family="platform",
+    ),
+    "registry.key.added": EventSpec(
+        type="registry.key.added",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.renewed": EventSpec(
+        type="registry.key.renewed",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.revoked": EventSpec(
+        type="registry.key.revoked",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.key.rotated": EventSpec(
+        type="registry.key.rotated",
+        topic="registry.key.v1",
+        payload=registry.KeyChanged,
+        family="registry",
+    ),
+    "registry.release.promoted": EventSpec(
+        type="registry.release.promoted",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.release.yanked": EventSpec(
+        type="registry.release.yanked",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.statement.attached": EventSpec(
+        type="registry.statement.attached",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "registry.version.published": EventSpec(
+        type="registry.version.published",
+        topic="registry.release.v1",
+        payload=registry.ReleaseChanged,
+        family="registry",
+    ),
+    "terminal.policy.changed": EventSpec(
+        type="terminal.policy.changed",
+        topic="terminal.policy.v1",
+        payload=terminal.PolicyChanged,
+        family="terminal",
+    ),
+    "terminal.session.closed": EventSpec(
+        type="terminal.session.closed",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.detached": EventSpec(
+        type="terminal.session.detached",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.expired": EventSpec(
+        type="terminal.session.expired",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.minted": EventSpec(
+        type="terminal.session.minted",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.opened": EventSpec(
+        type="terminal.session.opened",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
+    ),
+    "terminal.session.revoked": EventSpec(
+        type="terminal.session.revoked",
+        topic="terminal.session.v1",
+        payload=terminal.SessionChanged,
+        family="terminal",
     ),
 }
 

@@ -36,10 +36,20 @@ SERVICES: dict[str, ServiceAccess] = {
         families=("audit",),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "billing.payment.v1",
+            "billing.price.v1",
+            "gpuaas.allocation.v1",
+            "gpuaas.node.v1",
+            "iam.auth.v1",
             "iam.membership.v1",
+            "iam.project.v1",
             "iam.service-account.v1",
+            "iam.ssh-key.v1",
             "iam.tenant.v1",
+            "iam.user.v1",
             "platform.heartbeat.v1",
+            "terminal.policy.v1",
+            "terminal.session.v1",
         ),
     ),
     "billing": ServiceAccess(
@@ -82,6 +92,7 @@ SERVICES: dict[str, ServiceAccess] = {
         writes=("platform.heartbeat.v1",),
         reads=(
             "iam.membership.v1",
+            "iam.project.v1",
             "iam.service-account.v1",
         ),
     ),
@@ -90,8 +101,12 @@ SERVICES: dict[str, ServiceAccess] = {
         families=("terminal",),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "gpuaas.allocation.v1",
+            "gpuaas.node.v1",
             "iam.membership.v1",
             "iam.service-account.v1",
+            "iam.ssh-key.v1",
+            "iam.tenant.v1",
         ),
     ),
 }

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from platformkit.caller import note_principal
 from platformkit.errors import Forbidden, NotFound, Unauthorized
 
 PrincipalKind = Literal["user", "service_account", "operator"]
@@ -151,11 +152,14 @@ async def provide_principal(request: ASGIConnection[Any, Any, Any, Any]) -> Prin
     if token is None:
         raise Unauthorized("a bearer token is required")
     if _is_operator_token(request, token):
+        note_principal(OPERATOR.subject, OPERATOR.kind)
         return OPERATOR
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
     if verifier is None:
         raise Forbidden("the bearer token is not accepted here")
-    return await verifier.verify(token)
+    principal = await verifier.verify(token)
+    note_principal(principal.subject, principal.kind)
+    return principal
 
 
 def require_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -165,3 +169,4 @@ def require_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         raise Unauthorized("an operator bearer token is required")
     if not _is_operator_token(connection, token):
         raise Forbidden("the bearer token is not an operator token")
+    note_principal(OPERATOR.subject, OPERATOR.kind)

@@ -8,15 +8,23 @@ A service declares what it reads in its `ServiceDefinition`; the `ServiceRuntime
   redelivered event is skipped (`deduplicate=False` for handlers idempotent by themselves);
 - `BatchSubscription(consumer, topics, handle)`: `handle(events, uow)` once per batch (usage
   rating at thousands of events per second), deduplication being the handler's (a natural
-  key of its own rows, e.g. a ledger transfer id derived from the event).
+  key of its own rows, e.g. a ledger transfer id derived from the event). With `prepare`
+  (or a handler object with a `prepare(events)` method), `handle` receives
+  `prepare(events)` instead: the pure part of the work (decoding payloads), done in the
+  read-ahead while the previous batch is in the database.
 
 The engine, the same for both:
 
-1. a read-ahead task fetches the next batch (aiokafka `getmany`) and parses its envelopes
-   while the current one is in the database (a queue of one), so Kafka's CPU work overlaps
-   the wait for PostgreSQL; a record that is not a CloudEvent, or whose `source` may not
+1. a read-ahead task fetches the next batch (aiokafka `getmany`), parses its envelopes and
+   runs the batch subscription's `prepare` while the current one is in the database (a
+   queue of one), so that CPU work overlaps the wait for PostgreSQL (batch N+1 decoded
+   while batch N commits); a record that is not a CloudEvent, or whose `source` may not
    publish on its topic (`envelope.verify_source`, the publishers of deploy/fleet.toml),
-   goes to `<topic>.dlq` at once, never applied;
+   goes to `<topic>.dlq` at once, never applied.
+   `prepare` must be pure (no I/O, nothing it returns mutated by `handle`): it runs before
+   the previous batch has committed, its result serves every retry of the batch, and a
+   `prepare` that raises is simply run again inside the attempt, so a bad payload fails
+   (and is isolated and dead-lettered) like any handler error;
 2. the batch is applied in ONE unit of work and the database commits, THEN its offsets are
    committed, in the background while the next batch is applied (one commit in flight at a
    time, explicit offsets). A crash in between redelivers the batch, which changes nothing;
@@ -72,7 +80,9 @@ from platformkit.telemetry import continue_trace, current_event_id, current_tena
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, UnitOfWork], Awaitable[None]]
-BatchHandler = Callable[[Sequence[CloudEvent], UnitOfWork], Awaitable[None]]
+BatchHandler = Callable[[Any, UnitOfWork], Awaitable[None]]
+Prepare = Callable[[Sequence[CloudEvent]], Any]
+_NOT_PREPARED: Any = object()  # a batch whose `prepare` did not run (or raised) ahead
 
 _CLAIM_INBOX = text(
     "INSERT INTO inbox (consumer, event_id, event_type)"
@@ -97,7 +107,12 @@ class Subscription:
     max_wait_ms: int = 100
     fault_prefix = "consumer"
 
-    async def apply(self, uow: UnitOfWork, events: Sequence[tuple[str, CloudEvent]]) -> int:
+    async def apply(
+        self,
+        uow: UnitOfWork,
+        events: Sequence[tuple[str, CloudEvent]],
+        prepared: Any = _NOT_PREPARED,
+    ) -> int:
         """Apply the events not seen before; returns how many were applied."""
         fresh = await self._claim(uow, [event for _, event in events])
         applied = 0
@@ -135,17 +150,35 @@ class Subscription:
 @dataclasses.dataclass(frozen=True)
 class BatchSubscription:
     """One handler call per batch; deduplication is the handler's. `consumer` names the
-    consumer group (prefixed by the service)."""
+    consumer group (prefixed by the service). `prepare` (pure) turns the batch's events
+    into what `handle` receives, ahead of time (see the module docstring); by default the
+    handler's own `prepare` method when it has one, else `handle` gets the events."""
 
     consumer: str
     topics: Sequence[str]
     handle: BatchHandler
     max_records: int = 1000
     max_wait_ms: int = 100
+    prepare: Prepare | None = None
     fault_prefix = "batch_consumer"
 
-    async def apply(self, uow: UnitOfWork, events: Sequence[tuple[str, CloudEvent]]) -> int:
-        await self.handle([event for _, event in events], uow)
+    def __post_init__(self) -> None:
+        own = getattr(self.handle, "prepare", None)
+        if self.prepare is None and callable(own):
+            object.__setattr__(self, "prepare", own)
+
+    def prepared(self, events: Sequence[CloudEvent]) -> Any:
+        return self.prepare(events) if self.prepare is not None else list(events)
+
+    async def apply(
+        self,
+        uow: UnitOfWork,
+        events: Sequence[tuple[str, CloudEvent]],
+        prepared: Any = _NOT_PREPARED,
+    ) -> int:
+        if prepared is _NOT_PREPARED:
+            prepared = self.prepared([event for _, event in events])
+        await self.handle(prepared, uow)
         return len(events)
 
 
@@ -181,6 +214,7 @@ def parse_record(headers: Any, value: bytes | None) -> CloudEvent:
         get = attrs.get
         tenant = get("ce_tenant")
         traceparent = get("traceparent")
+        actor, actor_kind, client = get("ce_actor"), get("ce_actorkind"), get("ce_clientaddr")
         return CloudEvent(
             id=_to(attrs["ce_id"].decode(), uuid.UUID),
             type=attrs["ce_type"].decode(),
@@ -190,6 +224,9 @@ def parse_record(headers: Any, value: bytes | None) -> CloudEvent:
             data=value or b"",
             tenant=tenant.decode() if tenant is not None else None,
             traceparent=traceparent.decode() if traceparent is not None else None,
+            actor=actor.decode() if actor is not None else None,
+            actor_kind=actor_kind.decode() if actor_kind is not None else None,
+            client_address=client.decode() if client is not None else None,
         )
     except Exception:
         return from_kafka(headers, value)
@@ -203,6 +240,7 @@ class Fetched:
     records: list[Any]
     parsed: list[tuple[CloudEvent | EnvelopeError, Any]]
     offsets: dict[TopicPartition, int]
+    prepared: Any = _NOT_PREPARED  # the batch subscription's prepare() of its CloudEvents
 
 
 async def fetch(consumer: AIOKafkaConsumer, *, max_records: int, max_wait_ms: int) -> Fetched:
@@ -342,7 +380,21 @@ class EventConsumer:
                 await ahead.put(exc)
                 return
             if fetched.records:
-                await ahead.put(fetched)
+                await ahead.put(self._prepare(fetched))
+
+    def _prepare(self, fetched: Fetched) -> Fetched:
+        """Run the batch subscription's prepare() on the poll's CloudEvents, here in the
+        read-ahead; if it raises, the attempt runs it again (and fails like a handler)."""
+        subscription = self.subscription
+        if not isinstance(subscription, BatchSubscription) or subscription.prepare is None:
+            return fetched
+        events = [e for e, _ in fetched.parsed if not isinstance(e, EnvelopeError)]
+        if not events:
+            return fetched
+        try:
+            return dataclasses.replace(fetched, prepared=subscription.prepare(events))
+        except Exception:
+            return fetched
 
     async def _handle(self, consumer: AIOKafkaConsumer, fetched: Fetched) -> None:
         events: list[tuple[Any, CloudEvent]] = []
@@ -352,15 +404,17 @@ class EventConsumer:
             else:
                 events.append((record, event))
         if events:
-            await self._apply_isolating(events)
+            await self._apply_isolating(events, fetched.prepared)
         crash_point(f"{self.subscription.fault_prefix}.after_commit")
         await self._commit_offsets(consumer, fetched.offsets)
         self.batches += 1
 
-    async def _apply_isolating(self, events: list[tuple[Any, CloudEvent]]) -> None:
+    async def _apply_isolating(
+        self, events: list[tuple[Any, CloudEvent]], prepared: Any = _NOT_PREPARED
+    ) -> None:
         """Apply, retried; a batch that keeps failing is split so only the failing events
-        go to the DLQ."""
-        error = await self._attempt(events)
+        go to the DLQ (each part prepared again)."""
+        error = await self._attempt(events, prepared)
         if error is None:
             return
         if len(events) > 1:
@@ -373,7 +427,9 @@ class EventConsumer:
             return
         await self._dead_letter(events[0][0], error, attempts=self.max_attempts)
 
-    async def _attempt(self, events: list[tuple[Any, CloudEvent]]) -> Exception | None:
+    async def _attempt(
+        self, events: list[tuple[Any, CloudEvent]], prepared: Any = _NOT_PREPARED
+    ) -> Exception | None:
         """Apply in one transaction, retried up to max_attempts; the last error when every
         attempt failed. While the database is unreachable, wait for it without counting."""
         while True:
@@ -386,7 +442,7 @@ class EventConsumer:
                     retry_if=lambda exc: not is_transient(exc),
                 ):
                     with attempt:
-                        await self._apply(events)
+                        await self._apply(events, prepared)
                 return None
             except Exception as exc:
                 if not is_transient(exc) and await self._database_up():
@@ -394,9 +450,13 @@ class EventConsumer:
                 log.warning("consumer paused: infrastructure unavailable", exc_info=exc)
                 await self._wait_for_database()
 
-    async def _apply(self, events: list[tuple[Any, CloudEvent]]) -> None:
+    async def _apply(
+        self, events: list[tuple[Any, CloudEvent]], prepared: Any = _NOT_PREPARED
+    ) -> None:
         async with self.db.unit_of_work() as uow:
-            applied = await self.subscription.apply(uow, [(r.topic, e) for r, e in events])
+            applied = await self.subscription.apply(
+                uow, [(r.topic, e) for r, e in events], prepared
+            )
             crash_point(f"{self.subscription.fault_prefix}.before_commit")
             await uow.commit()
         self.processed += applied

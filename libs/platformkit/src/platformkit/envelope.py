@@ -33,6 +33,11 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     tenant: str | None = None
     traceparent: str | None = None
+    # Who caused the event and from where (platformkit.caller): extension attributes
+    # `actor`, `actorkind`, `clientaddr`; absent for events the platform caused itself.
+    actor: str | None = None
+    actor_kind: str | None = None
+    client_address: str | None = None
 
     @property
     def key(self) -> bytes:
@@ -52,6 +57,12 @@ class CloudEvent(msgspec.Struct, frozen=True, kw_only=True):
             headers.append(("ce_tenant", self.tenant.encode()))
         if self.traceparent:
             headers.append(("traceparent", self.traceparent.encode()))
+        if self.actor:
+            headers.append(("ce_actor", self.actor.encode()))
+        if self.actor_kind:
+            headers.append(("ce_actorkind", self.actor_kind.encode()))
+        if self.client_address:
+            headers.append(("ce_clientaddr", self.client_address.encode()))
         return headers
 
     def decode(self, payload_type: type[Any]) -> Any:
@@ -71,6 +82,9 @@ def new_event(
     tenant: str | None = None,
     traceparent: str | None = None,
     event_id: uuid.UUID | None = None,
+    actor: str | None = None,
+    actor_kind: str | None = None,
+    client_address: str | None = None,
 ) -> CloudEvent:
     return CloudEvent(
         id=event_id or uuid7(),
@@ -81,6 +95,9 @@ def new_event(
         data=payload if isinstance(payload, bytes) else msgspec.json.encode(payload),
         tenant=tenant,
         traceparent=traceparent,
+        actor=actor,
+        actor_kind=actor_kind,
+        client_address=client_address,
     )
 
 
@@ -98,6 +115,9 @@ def from_kafka(headers: Any, value: bytes | None) -> CloudEvent:
             data=value or b"",
             tenant=attrs.get("ce_tenant"),
             traceparent=attrs.get("traceparent"),
+            actor=attrs.get("ce_actor"),
+            actor_kind=attrs.get("ce_actorkind"),
+            client_address=attrs.get("ce_clientaddr"),
         )
     except (KeyError, ValueError) as exc:
         raise EnvelopeError(f"not a CloudEvent: {exc!r}") from exc

@@ -27,6 +27,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from platformkit.auth import provide_principal
+from platformkit.caller import caller_middleware
 from platformkit.db import Database
 from platformkit.definition import ServiceDefinition
 from platformkit.errors import PROBLEM_BASE, PROBLEM_JSON, FieldError, Problem, ProblemError
@@ -237,7 +238,7 @@ def build_service_app(
 
     app = Litestar(
         route_handlers=[healthz, readyz, version, metrics_route, *definition.route_handlers],
-        middleware=[metrics_middleware],
+        middleware=[metrics_middleware, caller_middleware],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "runtime": Provide(provide_runtime, sync_to_thread=False),

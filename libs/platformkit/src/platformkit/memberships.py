@@ -22,6 +22,12 @@ Operators and service accounts are untouched (a service account's project bindin
 from its token, its key's revocation from `platformkit.revocations`); so are tokens
 without a tenant (the MFA enrollment token).
 
+A service that must act when a role goes away (terminal-gateway closes the shells it
+allowed) adds a listener: after every poll it gets the (tenant, principal) pairs whose
+memberships that poll changed (an empty set otherwise, so it also learns when `ready`
+turns true). A role change (revoked + granted in one iam transaction) usually arrives in
+one poll, so the listener sees its end result.
+
 Redelivery is harmless: memberships are tracked by id, and a revoked membership id is
 remembered so a stale duplicate of its grant arriving later cannot bring it back. The
 payload is read leniently (only the fields used here), so iam can add fields.
@@ -30,7 +36,7 @@ payload is read leniently (only the fields used here), so iam can add fields.
 import dataclasses
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -80,6 +86,8 @@ class MembershipProjection(TopicFeed):
         # Revoked membership ids: a redelivered grant of one must not resurrect it.
         self._revoked: set[uuid.UUID] = set()
         self.applied = 0  # `ready`: the replay reached the topic's end offsets at start-up
+        self._changed: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        self.listeners: list[Callable[[set[tuple[uuid.UUID, uuid.UUID]]], None]] = []
 
     # -- the fold -----------------------------------------------------------------------
 
@@ -102,6 +110,15 @@ class MembershipProjection(TopicFeed):
         elif change.membership_id not in self._revoked:
             live[change.membership_id] = change.role
         self.applied += 1
+        self._changed.add((change.tenant_id, change.principal_id))
+
+    def after_poll(self) -> None:
+        changed, self._changed = self._changed, set()
+        for listener in self.listeners:
+            try:
+                listener(changed)
+            except Exception:
+                log.exception("membership listener failed")
 
     def roles(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, project_id: uuid.UUID | None = None

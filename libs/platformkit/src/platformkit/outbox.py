@@ -25,19 +25,32 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from gpucloud_contracts.catalog import EVENT_TYPES
 from gpucloud_contracts.specs import spec_of
+from platformkit.caller import current_caller
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent, new_event
 from platformkit.telemetry import current_traceparent
 
 _INSERT_MANY = text(
     "INSERT INTO outbox (id, topic, key, type, source, subject, tenant, traceparent,"
-    " occurred_at, payload) SELECT * FROM unnest(:id, :topic, :key, :type, :source, :subject,"
-    " :tenant, :traceparent, :occurred_at, :payload)"
+    " occurred_at, payload, actor, actor_kind, client_address) SELECT * FROM unnest(:id, :topic,"
+    " :key, :type, :source, :subject, :tenant, :traceparent, :occurred_at, :payload, :actor,"
+    " :actor_kind, :client_address)"
 ).bindparams(
     bindparam("id", type_=ARRAY(UUID(as_uuid=True))),
     *(
         bindparam(name, type_=ARRAY(Text))
-        for name in ("topic", "key", "type", "source", "subject", "tenant", "traceparent")
+        for name in (
+            "topic",
+            "key",
+            "type",
+            "source",
+            "subject",
+            "tenant",
+            "traceparent",
+            "actor",
+            "actor_kind",
+            "client_address",
+        )
     ),
     bindparam("occurred_at", type_=ARRAY(DateTime(timezone=True))),
     bindparam("payload", type_=ARRAY(LargeBinary)),
@@ -59,9 +72,14 @@ class EventPublisher:
         tenant: str | None = None,
         event_id: uuid.UUID | None = None,
         traceparent: str | None = None,
+        actor: str | None = None,
+        actor_kind: str | None = None,
     ) -> CloudEvent:
-        """A CloudEvent of a contract type, for `add_events` (hot paths build many)."""
+        """A CloudEvent of a contract type, for `add_events` (hot paths build many). The
+        actor and client address default to the current request's (platformkit.caller); a
+        caller names the actor itself where no principal exists yet (a sign-in)."""
         spec = spec_of(EVENT_TYPES, type)
+        caller = current_caller.get()
         if not isinstance(payload, spec.payload):
             raise TypeError(f"{type} carries {spec.payload.__name__}, not {type_name(payload)}")
         return new_event(
@@ -72,6 +90,9 @@ class EventPublisher:
             tenant=tenant,
             traceparent=traceparent or current_traceparent(),
             event_id=event_id,
+            actor=actor or (caller.subject if caller else None),
+            actor_kind=actor_kind or (caller.kind if caller else None),
+            client_address=caller.address if caller else None,
         )
 
     async def add_event(
@@ -83,8 +104,18 @@ class EventPublisher:
         payload: Any,
         tenant: str | None = None,
         event_id: uuid.UUID | None = None,
+        actor: str | None = None,
+        actor_kind: str | None = None,
     ) -> CloudEvent:
-        event = self.event(type, subject=subject, payload=payload, tenant=tenant, event_id=event_id)
+        event = self.event(
+            type,
+            subject=subject,
+            payload=payload,
+            tenant=tenant,
+            event_id=event_id,
+            actor=actor,
+            actor_kind=actor_kind,
+        )
         await self.add_events(uow, [event])
         return event
 
@@ -114,6 +145,9 @@ async def _insert(uow: UnitOfWork, topics: list[str], events: Sequence[CloudEven
             "traceparent": [e.traceparent for e in events],
             "occurred_at": [e.time for e in events],
             "payload": [e.data for e in events],
+            "actor": [e.actor for e in events],
+            "actor_kind": [e.actor_kind for e in events],
+            "client_address": [e.client_address for e in events],
         },
     )
 

@@ -24,8 +24,8 @@ from platformkit.faults import crash_point
 log = logging.getLogger(__name__)
 _RELAY_LOCK = 7_300_002
 _CLAIM = (
-    "SELECT seq, id, topic, type, source, subject, tenant, traceparent, occurred_at, payload"
-    " FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT %s"
+    "SELECT seq, id, topic, type, source, subject, tenant, traceparent, occurred_at, payload,"
+    " actor, actor_kind, client_address FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT %s"
 )
 
 
@@ -78,7 +78,11 @@ class OutboxRelay:
             if not rows:
                 return 0
             deliveries = []
-            for _seq, id_, topic, type_, source, subject, tenant, traceparent, at, payload in rows:
+            for row in rows:
+                _seq, id_, topic, type_, source, subject, tenant, traceparent, at, payload = row[
+                    :10
+                ]
+                actor, actor_kind, client_address = row[10:]
                 event = CloudEvent(
                     id=id_,
                     type=type_,
@@ -88,6 +92,9 @@ class OutboxRelay:
                     data=bytes(payload),
                     tenant=tenant,
                     traceparent=traceparent,
+                    actor=actor,
+                    actor_kind=actor_kind,
+                    client_address=client_address,
                 )
                 deliveries.append(
                     await self.producer.send(

@@ -186,3 +186,20 @@ async def test_the_verifier_intersects_user_tokens_with_the_projection():
     assert (await verifier.verify(token)).roles == {"admin"}
     projection.apply(MEMBERSHIP_REVOKED, _event(admin, "admin"))
     assert (await verifier.verify(token)).roles == frozenset()
+
+
+def test_listeners_learn_which_holders_a_poll_changed():
+    projection = MembershipProjection(UNUSED)
+    seen: list[set] = []
+    projection.listeners.append(seen.append)
+    tenant, user, membership = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    body = (
+        f'{{"membership_id": "{membership}", "tenant_id": "{tenant}", '
+        f'"principal_id": "{user}", "role": "member"}}'
+    ).encode()
+    projection.apply(MEMBERSHIP_GRANTED, body)
+    projection.apply(MEMBERSHIP_REVOKED, body)
+    projection.after_poll()
+    projection.after_poll()
+    assert seen == [{(tenant, user)}, set()]
+    assert projection.roles(tenant, user) == frozenset()

@@ -1,5 +1,5 @@
-"""audit serving as its runtime role, migrated by its owner: records are appended, never
-rewritten, and the append-only trigger stays on."""
+"""audit serving as its runtime role, migrated by its owner: leaves are appended, checkpoints
+signed, never rewritten, and the append-only triggers stay on."""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from audit.app.handlers import record_heartbeat, record_privileged_event
+from audit.app.handlers import record_heartbeat
+from audit.app.log import AuditLog, LogConfig, source_event
 from audit.bootstrap import DEFINITION
 from gpucloud_contracts.events.platform import ServiceHeartbeat
 from platformkit.db import Database
@@ -18,11 +19,17 @@ from platformkit.settings import ServiceSettings
 pytestmark = pytest.mark.integration
 
 REFUSED = [
+    "UPDATE audit_leaves SET leaf = ''::bytea",
+    "DELETE FROM audit_leaves",
+    "TRUNCATE audit_leaves CASCADE",
+    "DELETE FROM audit_tiles",
+    "UPDATE audit_checkpoints SET note = ''",
+    "DELETE FROM audit_signing_keys",
+    "TRUNCATE audit_tree_heads CASCADE",
     "UPDATE audit_records SET payload = '{}'",
     "DELETE FROM audit_records",
-    "TRUNCATE audit_records",
-    "ALTER TABLE audit_records DISABLE TRIGGER audit_records_immutable",
-    "DROP TRIGGER audit_records_immutable ON audit_records",
+    "ALTER TABLE audit_leaves DISABLE TRIGGER audit_leaves_append_only",
+    "DROP TRIGGER audit_leaves_append_only ON audit_leaves",
     "SET session_replication_role = replica",
 ]
 
@@ -45,8 +52,9 @@ def runtime(database_roles) -> ServiceSettings:
     return settings
 
 
-async def test_the_runtime_role_appends_records_and_keeps_the_status(runtime) -> None:
+async def test_the_runtime_role_appends_leaves_signs_and_keeps_the_status(runtime) -> None:
     db = Database(runtime.database_url, pool_size=1)
+    log = AuditLog(LogConfig(origin="audit.test/runtime", checkpoint_every=10_000))
     now = dt.datetime.now(dt.UTC)
     beat = ServiceHeartbeat(
         service="iam", instance="i-1", version="1", git_sha="abcdef0", ready=True,
@@ -55,18 +63,20 @@ async def test_the_runtime_role_appends_records_and_keeps_the_status(runtime) ->
     try:
         for _ in range(2):  # the second beat updates the service's row
             async with db.unit_of_work() as uow:
-                await record_privileged_event(
-                    new_event(type="iam.tenant.created", source="iam", subject="t", payload={}),
-                    uow,
+                created = new_event(
+                    type="iam.tenant.created", source="iam", subject="t", payload={}
                 )
+                assert await log.append(uow, [source_event(created)]) == 1
                 heartbeat = new_event(
                     type="platform.service.heartbeat", source="iam", subject="i-1", payload=beat
                 )
                 await record_heartbeat(heartbeat, uow)
                 await uow.commit()
+        assert await log.checkpoint(db) is not None  # the key is stored, the checkpoint signed
         async with db.unit_of_work() as uow:
-            row = await uow.fetch_one("SELECT count(*) AS n FROM audit_records")
-        assert row["n"] == 2
+            leaves = await uow.fetch_one("SELECT count(*) AS n FROM audit_leaves")
+            status = await uow.fetch_one("SELECT count(*) AS n FROM service_status")
+        assert leaves["n"] == 2 and status["n"] == 1
     finally:
         await db.dispose()
 

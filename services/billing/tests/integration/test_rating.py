@@ -177,8 +177,8 @@ class TestDatabaseGuarantees:
                 conn.execute(
                     "INSERT INTO transfers (id, transaction_id, debit_account_id,"
                     " credit_account_id, amount_micros, currency, kind, tenant_id,"
-                    " occurred_at) VALUES (gen_random_uuid(), gen_random_uuid(), %s, %s, 5,"
-                    " 'EUR', 'usage', gen_random_uuid(), now())",
+                    " occurred_at, tenant_seq) VALUES (gen_random_uuid(), gen_random_uuid(),"
+                    " %s, %s, 5, 'EUR', 'usage', gen_random_uuid(), now(), 1)",
                     (debit, credit),
                 )
 

@@ -7,7 +7,7 @@ from litestar import Litestar
 
 from gateway import __version__
 from gateway.portal import cookie_free_jar, portal, portal_from_env
-from gateway.routes import forward, status
+from gateway.routes import forward, forward_websocket, status
 from gateway.upstreams import upstreams_from_env
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
@@ -28,7 +28,7 @@ DEFINITION = ServiceDefinition(
     name="gateway",
     version=__version__,
     description="The edge: forwards /v1/<route>/... to the owning service; /v1/status.",
-    route_handlers=[status, forward, portal],
+    route_handlers=[status, forward, forward_websocket, portal],
     kafka=False,
     relay=False,
     on_startup=[open_client],

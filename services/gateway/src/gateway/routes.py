@@ -1,14 +1,20 @@
-"""Forwarding and the status readback."""
+"""Forwarding (HTTP requests, and WebSocket sessions frame by frame) and the status
+readback."""
 
+import asyncio
+import contextlib
 import datetime as dt
 from typing import Any
 
 import httpx
-from litestar import Request, Response, get, route
+from litestar import Request, Response, WebSocket, get, route, websocket
 from litestar.datastructures import State
+from litestar.exceptions import WebSocketDisconnect
 from opentelemetry.propagate import inject
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN
+from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN, WEBSOCKET_OWN
 from platformkit.errors import NotFound, ServiceUnavailable
 from platformkit.settings import ServiceSettings
 
@@ -55,6 +61,94 @@ async def forward(request: Request[Any, Any, Any], state: State, prefix: str) ->
     reply = await _send(state, upstream, request)
     headers = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | RESPONSE_OWN}
     return Response(reply.content, status_code=reply.status_code, headers=headers)
+
+
+def _ws_url(upstream: str, socket: WebSocket[Any, Any, Any]) -> str:
+    base = (
+        "wss://" + upstream[len("https://") :]
+        if upstream.startswith("https://")
+        else ("ws://" + upstream[len("http://") :])
+    )
+    raw_path = (socket.scope.get("raw_path") or socket.url.path.encode()).decode("latin-1")
+    query = socket.scope.get("query_string") or b""
+    return base + raw_path + (f"?{query.decode('latin-1')}" if query else "")
+
+
+@websocket("/v1/{prefix:str}/{rest:path}", name="forwardWebSocket")
+async def forward_websocket(socket: WebSocket[Any, Any, Any], prefix: str, state: State) -> None:
+    """A WebSocket to the owning service (the terminal), relayed frame by frame: each frame
+    is sent on as it arrives, never collected (a slow reader slows the writer through TCP
+    backpressure), and the close code and reason pass through both ways. The upgrade's
+    Authorization, offered subprotocols and trace context go upstream with the client's
+    address in X-Forwarded-For; the subprotocol the service picks comes back."""
+    upstream = state.upstreams.get(prefix)
+    if upstream is None:
+        await socket.accept()
+        await socket.close(4404, f"no service serves /v1/{prefix}")
+        return
+    # (uvicorn's WebSocket scope keeps the client's header case: compare lower-cased)
+    headers = {
+        k.lower(): v
+        for k, v in socket.headers.items()
+        if k.lower() not in HOP_BY_HOP | WEBSOCKET_OWN | {"traceparent", "tracestate"}
+    }
+    inject(headers)
+    headers["x-forwarded-for"] = socket.client.host if socket.client else ""
+    offered = list(socket.scope.get("subprotocols") or [])
+    try:
+        upstream_ws = await connect(
+            _ws_url(upstream, socket),
+            additional_headers=headers,
+            subprotocols=offered or None,  # type: ignore[arg-type]
+            compression=None,
+            max_size=4 * 1024 * 1024,
+            max_queue=4,
+            ping_interval=20,
+            open_timeout=10,
+        )
+    except InvalidStatus as refused:
+        await socket.accept()
+        await socket.close(4000 + refused.response.status_code, "refused upstream")
+        return
+    except (OSError, TimeoutError):
+        await socket.accept()
+        await socket.close(1011, f"upstream for /v1/{prefix} is unavailable")
+        return
+    async with upstream_ws:
+        await socket.accept(subprotocols=upstream_ws.subprotocol)
+        await _relay(socket, upstream_ws)
+
+
+async def _relay(socket: WebSocket[Any, Any, Any], upstream: ClientConnection) -> None:
+    async def client_to_upstream() -> None:
+        while True:
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close(int(message.get("code") or 1000), message.get("reason") or "")
+                return
+            data = message.get("bytes")
+            await upstream.send(data if data is not None else message.get("text") or "")
+
+    async def upstream_to_client() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in upstream:
+                if isinstance(message, bytes):
+                    await socket.send_bytes(message)
+                else:
+                    await socket.send_text(message)
+        code = upstream.close_code  # None: the upstream went away without a close frame
+        with contextlib.suppress(Exception):
+            await socket.close(code if code and code != 1006 else 1011, upstream.close_reason or "")
+
+    tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @get("/v1/status", operation_id="getStatus", tags=["status"])

@@ -16,6 +16,16 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+# The WebSocket handshake's own headers: the gateway's client to the upstream makes its own.
+WEBSOCKET_OWN = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
 # Set by the gateway's own server on the way out; an upstream's copies would repeat them.
 RESPONSE_OWN = frozenset({"date", "server", "x-trace-id", "content-encoding"})
 

@@ -10,8 +10,9 @@ from node_agent.agent import (
     AgentSettings,
     NodeAgent,
 )
+from node_agent.isolation import accounts_from_env, harden_agent
 from node_agent.session_tokens import SessionTokenVerifier
-from node_agent.terminal import TerminalService, TerminalSettings, terminal
+from node_agent.terminal import TerminalService, TerminalSettings, forward, terminal
 from platformkit.auth import Principal
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
@@ -46,13 +47,19 @@ def terminal_service(agent: NodeAgent, settings: TerminalSettings) -> TerminalSe
 
 
 def start_agent(app: Litestar) -> None:
-    agent = NodeAgent(AgentSettings.from_env())
+    settings = AgentSettings.from_env()
+    harden_agent(settings.state_dir)  # its files private before it writes any
+    agent = NodeAgent(settings)
+    # Each allocation's workload and shells run as its own unprivileged user.
+    agent.reconciler.accounts = accounts_from_env(settings.node_name, settings.state_dir)
     app.state.agent = agent
     app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
 
 
-def stop_agent(app: Litestar) -> None:
-    """After the sync job stopped: the workloads keep running (a restart adopts them)."""
+async def stop_agent(app: Litestar) -> None:
+    """After the sync job stopped: shells end (their sessions are told), the workloads keep
+    running (a restart adopts them)."""
+    await app.state.terminal.close_all()
     app.state.agent.reconciler.stop_all()
 
 
@@ -60,7 +67,7 @@ DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
     description="GPU node agent: discovery, reconciliation of desired allocations.",
-    route_handlers=[node_state, terminal],
+    route_handlers=[node_state, terminal, forward],
     kafka=False,
     relay=False,
     jobs=[

@@ -13,6 +13,10 @@ still-running processes (and their instances) and restarts the ones that died. O
 first reconcile after a start, MIG instances no adopted workload owns (left by a crash
 between creating them and saving the state) are destroyed, so their slices free up.
 
+Each allocation's processes run as its own unprivileged user in a private working
+directory (isolation.py) when the agent can switch users; release kills what is left of
+them and frees the uid.
+
 Activity (for gpuaas's idle stop): a workload is active when its process group used CPU
 since the previous sample (utime + stime of /proc/<pid>/stat). On NVML nodes GPU
 utilisation could replace this later; the report's shape stays the same.
@@ -24,30 +28,19 @@ import datetime as dt
 import json
 import logging
 import os
-import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
+from node_agent.isolation import IsolationUnavailable, WorkloadAccounts, workload_environment
 from node_agent.mig import MigDriver, MigError, SimulatedMig, Slice
 
 log = logging.getLogger(__name__)
-DEFAULT_WORKLOAD = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(10**9)'"
-
-
-def workload_environment(allocation_id: str, devices: str) -> dict[str, str]:
-    """What a workload (or a terminal in its allocation) runs with: the agent's environment
-    without its own GPUCLOUD_* settings (the bootstrap and operator tokens are among them),
-    plus the allocation's devices."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GPUCLOUD_")}
-    return {
-        **inherited,
-        "CUDA_VISIBLE_DEVICES": devices,
-        "NVIDIA_VISIBLE_DEVICES": devices,
-        "GPUCLOUD_ALLOCATION_ID": allocation_id,
-    }
+# A stand-in workload any user can run (the agent's own interpreter may live in a
+# directory only root can read).
+DEFAULT_WORKLOAD = "exec sleep infinity"
 
 
 @dataclasses.dataclass
@@ -107,10 +100,13 @@ class Reconciler:
         state_file: Path,
         workload_command: str = DEFAULT_WORKLOAD,
         mig: MigDriver | None = None,
+        accounts: WorkloadAccounts | None = None,
     ) -> None:
         self.state_file = state_file
         self.command = workload_command
         self.mig: MigDriver = mig or SimulatedMig()
+        # Per-allocation users (None: workloads run as the agent, e.g. without root).
+        self.accounts = accounts
         self.workloads: dict[str, Workload] = {}
         self.failed: set[str] = set()
         # Instances whose destruction failed (still in use, driver hiccup): retried.
@@ -181,9 +177,11 @@ class Reconciler:
     def reconcile(self, desired: list[DesiredAllocation]) -> bool:
         """Converge once; True when anything changed (worth an immediate report)."""
         changed = False
+        wanted = {str(d.id): d for d in desired}
         if not self._swept:
             self._sweep_orphans()
-        wanted = {str(d.id): d for d in desired}
+            if self.accounts is not None:
+                self.accounts.reclaim(set(wanted) | set(self.workloads))
         for allocation_id in list(self.workloads):
             if allocation_id not in wanted:
                 self._release(self.workloads.pop(allocation_id))
@@ -200,7 +198,7 @@ class Reconciler:
                 self.workloads.pop(allocation_id)
             try:
                 workload = self._start(allocation_id, d.instances)
-            except (OSError, MigError) as exc:
+            except (OSError, MigError, IsolationUnavailable) as exc:
                 log.error(
                     "allocation did not start",
                     extra={"fields": {"allocation_id": allocation_id, "error": str(exc)}},
@@ -226,24 +224,40 @@ class Reconciler:
                 s = Slice(i.device_uuid, i.start, i.profile_id)
                 devices.append(self.mig.create(s))
                 made.append(s)
-            env = workload_environment(allocation_id, ",".join(devices))
             process = subprocess.Popen(  # noqa: S602 - the operator-configured workload command
                 self.command,
                 shell=True,
-                env=env,
                 start_new_session=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                **self.process_options(allocation_id, ",".join(devices)),
             )
         except BaseException:
             self._destroy(set(made))
+            if self.accounts is not None:
+                self.accounts.release(allocation_id)
             raise
-        return Workload(
-            allocation_id, process.pid, env["CUDA_VISIBLE_DEVICES"], process, slices=tuple(made)
-        )
+        return Workload(allocation_id, process.pid, ",".join(devices), process, slices=tuple(made))
+
+    def process_options(self, allocation_id: str, devices: str) -> dict[str, Any]:
+        """Popen options for a process of the allocation (its workload, a shell): its user,
+        working directory and environment."""
+        if self.accounts is None:
+            return {"env": workload_environment(allocation_id, devices)}
+        account = self.accounts.lease(allocation_id)
+        return {
+            "env": workload_environment(allocation_id, devices, account.home, account.uid),
+            "cwd": account.home,
+            "user": account.uid,
+            "group": account.gid,
+            "extra_groups": [],
+            "umask": 0o077,
+        }
 
     def _release(self, workload: Workload) -> None:
         workload.stop()
+        if self.accounts is not None:
+            self.accounts.release(workload.allocation_id)
         self._destroy(set(workload.slices))
 
     def _destroy(self, slices: set[Slice]) -> None:

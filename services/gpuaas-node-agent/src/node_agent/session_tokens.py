@@ -14,6 +14,17 @@ rules of a session token:
 - `jti` is single use: a replayed token is refused. The ledger is in memory; a token
   issued before this agent process started is refused too, so a restart cannot reopen
   the replay window.
+
+What the session is comes with it: `sid` (the terminal session a reattach joins; the jti
+when absent), `mode` (`shell`, `exec` with `cmd` and `pty`, or `forward` with `port`),
+`grace_s` (how long a detached PTY waits for a reattach) and `idle_s` (idle timeout).
+
+The session token alone opens nothing: the upgrade request must also carry a relay
+assertion (`X-Terminal-Relay`), a second JWT from the same issuer, `typ:
+terminal-relay+jwt`, for the same node, naming the session token's jti in `session_jti`
+and living at most 60 s. Only terminal-gateway can make one, so a user who holds a
+session token (the browser does) cannot reach the shell around the relay, its recording
+and its audit, even where the network would let them reach the agent.
 """
 
 import dataclasses
@@ -25,8 +36,12 @@ from typing import Any
 from platformkit.tokens import AccessTokenVerifier, HttpJwks, InvalidToken, JwksCache
 
 SESSION_TOKEN_TYPE = "terminal+jwt"
+RELAY_TOKEN_TYPE = "terminal-relay+jwt"
+RELAY_HEADER = "x-terminal-relay"
 DEFAULT_ISSUER = "terminal-gateway"
 DEFAULT_MAX_LIFETIME_S = 300
+RELAY_MAX_LIFETIME_S = 60
+MODES = ("shell", "exec", "forward")
 
 
 def node_audience(node_name: str) -> str:
@@ -42,6 +57,13 @@ class TerminalGrant:
     allocation_id: str
     token_id: str
     expires_at: float
+    session_id: str = ""
+    mode: str = "shell"
+    command: str | None = None
+    pty: bool = True
+    port: int | None = None
+    grace_s: float | None = None
+    idle_s: float | None = None
 
 
 class ReplayLedger:
@@ -67,8 +89,10 @@ class SessionTokenVerifier:
         max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
         not_before: float | None = None,
         clock: Callable[[], float] = time.time,
+        relay_verifier: AccessTokenVerifier | None = None,
     ) -> None:
         self.verifier = verifier
+        self.relay_verifier = relay_verifier
         self.max_lifetime_s = max_lifetime_s
         self.clock = clock
         # iat is whole seconds: a token minted in the second the agent started still counts.
@@ -79,25 +103,23 @@ class SessionTokenVerifier:
     def from_jwks_url(
         cls, jwks_url: str, *, node_name: str, issuer: str = DEFAULT_ISSUER, **kwargs: Any
     ) -> "SessionTokenVerifier":
-        verifier = AccessTokenVerifier(
-            JwksCache(HttpJwks(jwks_url)),
-            issuer=issuer,
-            audience=node_audience(node_name),
-            token_types=(SESSION_TOKEN_TYPE,),
-        )
-        return cls(verifier, **kwargs)
+        keys = JwksCache(HttpJwks(jwks_url))
 
-    async def verify(self, token: str) -> TerminalGrant:
-        """The grant, or InvalidToken naming why (the reason goes back in the close frame)."""
+        def verifier(token_type: str) -> AccessTokenVerifier:
+            return AccessTokenVerifier(
+                keys, issuer=issuer, audience=node_audience(node_name), token_types=(token_type,)
+            )
+
+        return cls(
+            verifier(SESSION_TOKEN_TYPE), relay_verifier=verifier(RELAY_TOKEN_TYPE), **kwargs
+        )
+
+    async def verify(self, token: str, relay: str | None = None) -> TerminalGrant:
+        """The grant, or InvalidToken naming why (the reason goes back in the close frame).
+        `relay` is the relay assertion; required when the verifier has a relay verifier."""
         claims = await self.verifier.claims(token)
         try:
-            grant = TerminalGrant(
-                user=_text(claims, "sub"),
-                tenant=_text(claims, "tenant"),
-                allocation_id=_text(claims, "allocation_id"),
-                token_id=_text(claims, "jti"),
-                expires_at=float(claims["exp"]),
-            )
+            grant = _grant(claims)
             issued_at = float(claims["iat"])
         except (KeyError, TypeError, ValueError):
             raise InvalidToken("the session token's claims are malformed") from None
@@ -105,9 +127,62 @@ class SessionTokenVerifier:
             raise InvalidToken("the session token lives too long")
         if issued_at < self.not_before:
             raise InvalidToken("the session token predates this agent")
+        if self.relay_verifier is not None:
+            await self._verify_relay(relay, grant)
         if not self.ledger.first_use(grant.token_id, grant.expires_at, self.clock()):
             raise InvalidToken("the session token was already used")
         return grant
+
+    async def _verify_relay(self, relay: str | None, grant: TerminalGrant) -> None:
+        assert self.relay_verifier is not None
+        if not relay:
+            raise InvalidToken("sessions are opened through terminal-gateway's relay only")
+        claims = await self.relay_verifier.claims(relay)
+        try:
+            lifetime = float(claims["exp"]) - float(claims["iat"])
+            bound = _text(claims, "session_jti")
+        except (KeyError, TypeError, ValueError):
+            raise InvalidToken("the relay assertion's claims are malformed") from None
+        if lifetime > RELAY_MAX_LIFETIME_S:
+            raise InvalidToken("the relay assertion lives too long")
+        if bound != grant.token_id:
+            raise InvalidToken("the relay assertion is for another session token")
+
+
+def _grant(claims: dict[str, Any]) -> TerminalGrant:
+    mode = claims.get("mode", "shell")
+    if mode not in MODES:
+        raise ValueError("mode")
+    port = claims.get("port")
+    if mode == "forward" and not (isinstance(port, int) and 1 <= port <= 65535):
+        raise ValueError("port")
+    command = claims.get("cmd")
+    if command is not None and not isinstance(command, str):
+        raise ValueError("cmd")
+    if mode == "exec" and not command:
+        raise ValueError("cmd")
+    return TerminalGrant(
+        user=_text(claims, "sub"),
+        tenant=_text(claims, "tenant"),
+        allocation_id=_text(claims, "allocation_id"),
+        token_id=_text(claims, "jti"),
+        expires_at=float(claims["exp"]),
+        session_id=str(claims.get("sid") or claims["jti"]),
+        mode=mode,
+        command=command,
+        pty=bool(claims.get("pty", True)),
+        port=port if mode == "forward" else None,
+        grace_s=_seconds(claims.get("grace_s")),
+        idle_s=_seconds(claims.get("idle_s")),
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError("seconds")
+    return float(value)
 
 
 def _text(claims: dict[str, Any], name: str) -> str:

@@ -1,27 +1,33 @@
 import time
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from node_agent.session_tokens import ReplayLedger, SessionTokenVerifier, node_audience
-from node_agent.terminal import parse_control
+from node_agent.session_tokens import (
+    RELAY_TOKEN_TYPE,
+    SESSION_TOKEN_TYPE,
+    ReplayLedger,
+    SessionTokenVerifier,
+    node_audience,
+)
 from platformkit.tokens import AccessTokenVerifier, CallableJwks, InvalidToken, JwksCache
 
 NODE = "node-a"
 
 
-def _verifier(signer, **kwargs) -> SessionTokenVerifier:
+def _verifier(signer, *, relay: bool = False, **kwargs) -> SessionTokenVerifier:
     async def jwks():
         return signer.jwks()
 
+    keys = JwksCache(CallableJwks(jwks))
+
+    def verifier(token_type: str) -> AccessTokenVerifier:
+        return AccessTokenVerifier(
+            keys, issuer="terminal-gateway", audience=node_audience(NODE), token_types=(token_type,)
+        )
+
     return SessionTokenVerifier(
-        AccessTokenVerifier(
-            JwksCache(CallableJwks(jwks)),
-            issuer="terminal-gateway",
-            audience=node_audience(NODE),
-            token_types=("terminal+jwt",),
-        ),
+        verifier(SESSION_TOKEN_TYPE),
+        relay_verifier=verifier(RELAY_TOKEN_TYPE) if relay else None,
         **kwargs,
     )
 
@@ -67,6 +73,57 @@ class TestSessionTokenVerifier:
         with pytest.raises(InvalidToken, match="predates"):
             await verifier.verify(signer.token(NODE, "alloc-1"))
 
+    async def test_the_session_claims_come_with_the_grant(self, signer):
+        token = signer.token(
+            NODE, "alloc-1", sid="s-1", mode="exec", cmd="uname", pty=False, grace_s=0, idle_s=30
+        )
+        grant = await _verifier(signer).verify(token)
+        assert (grant.session_id, grant.mode, grant.command, grant.pty) == (
+            "s-1",
+            "exec",
+            "uname",
+            False,
+        )
+        assert (grant.grace_s, grant.idle_s) == (0.0, 30.0)
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [{"mode": "root"}, {"mode": "exec"}, {"mode": "forward"}, {"mode": "forward", "port": 0},
+         {"grace_s": -1}, {"idle_s": "soon"}],
+    )  # fmt: skip
+    async def test_malformed_session_claims_are_refused(self, signer, overrides):
+        with pytest.raises(InvalidToken, match="malformed"):
+            await _verifier(signer).verify(signer.token(NODE, "alloc-1", **overrides))
+
+
+class TestRelayAssertion:
+    """A session token alone opens nothing: only terminal-gateway's relay can."""
+
+    async def test_the_relay_assertion_for_the_token_admits_it(self, signer):
+        token = signer.token(NODE, "alloc-1")
+        grant = await _verifier(signer, relay=True).verify(token, signer.relay(NODE, token))
+        assert grant.allocation_id == "alloc-1"
+
+    async def test_without_a_relay_assertion_the_token_is_refused(self, signer):
+        with pytest.raises(InvalidToken, match="relay only"):
+            await _verifier(signer, relay=True).verify(signer.token(NODE, "alloc-1"), None)
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [{"session_jti": "another"}, {"exp": int(time.time()) + 300}, {"aud": "node:node-b"}],
+    )
+    async def test_a_wrong_relay_assertion_is_refused(self, signer, overrides):
+        token = signer.token(NODE, "alloc-1")
+        with pytest.raises(InvalidToken):
+            await _verifier(signer, relay=True).verify(
+                token, signer.relay(NODE, token, **overrides)
+            )
+
+    async def test_a_session_token_cannot_pose_as_a_relay_assertion(self, signer):
+        token = signer.token(NODE, "alloc-1")
+        with pytest.raises(InvalidToken, match="not an access token"):
+            await _verifier(signer, relay=True).verify(token, signer.token(NODE, "alloc-1"))
+
 
 class TestReplayLedger:
     def test_ids_are_forgotten_only_after_they_expire(self):
@@ -75,28 +132,3 @@ class TestReplayLedger:
         assert not ledger.first_use("a", expires_at=100, now=50)
         assert ledger.first_use("b", expires_at=100, now=101)
         assert ledger.first_use("a", expires_at=300, now=101)  # "a" expired: purged
-
-
-class TestControlMessages:
-    def test_resize(self):
-        assert parse_control('{"type": "resize", "cols": 120, "rows": 40}') == (120, 40)
-
-    @pytest.mark.parametrize(
-        "text",
-        [
-            "not json",
-            "[]",
-            '{"type": "resize", "cols": 0, "rows": 40}',
-            '{"type": "resize", "cols": 120}',
-            '{"type": "resize", "cols": true, "rows": 40}',
-            '{"type": "resize", "cols": "120", "rows": 40}',
-            '{"type": "signal", "name": "INT"}',
-        ],
-    )
-    def test_anything_else_is_ignored(self, text):
-        assert parse_control(text) is None
-
-    @given(st.text())
-    def test_never_raises(self, text):
-        size = parse_control(text)
-        assert size is None or all(1 <= v <= 1000 for v in size)

@@ -127,6 +127,30 @@ class TestPasswordGrant:
         assert wrong.status_code == nobody.status_code == 400
         assert wrong.json()["detail"] == nobody.json()["detail"]
 
+    async def test_sign_ins_and_failures_are_events_without_secrets(self, client, iam_database):
+        account = await sign_up(client)
+        form = {"grant_type": "password", "username": account["email"]}
+        forwarded = {"X-Forwarded-For": "203.0.113.77"}
+        ok = await client.post(
+            "/v1/iam/token", data={**form, "password": PASSWORD}, headers=forwarded
+        )
+        assert ok.status_code == 200
+        bad = {**form, "password": "wrong password!!"}
+        assert (await client.post("/v1/iam/token", data=bad, headers=forwarded)).status_code == 400
+        user_id = account["user"]["id"]
+        with psycopg.connect(iam_database) as conn:
+            rows = conn.execute(
+                "SELECT type, actor, client_address, payload FROM outbox WHERE subject = %s"
+                " AND type LIKE 'iam.auth.%%' ORDER BY seq",
+                (user_id,),
+            ).fetchall()
+        assert [(r[0], r[1], r[2]) for r in rows] == [
+            ("iam.auth.signed-in", user_id, "203.0.113.77"),
+            ("iam.auth.sign-in-failed", user_id, "203.0.113.77"),
+        ]
+        assert all(PASSWORD.encode() not in bytes(r[3]) for r in rows)
+        assert b"wrong password" not in bytes(rows[1][3])
+
     async def test_repeated_failures_lock_the_account(self, client):
         account = await sign_up(client)
         for _ in range(5):

@@ -10,13 +10,18 @@ Violation; a run passes with none.
 3. no allocation left outside a final state after the recovery;
 4. no GPU slice double-booked, and no booking left behind by a finished allocation;
 5. every outbox row sent, every event on a consumed topic in its consumers' inbox, and
-   gpuaas's balance-standing projection equal to billing's last announcement per tenant.
+   gpuaas's balance-standing projection equal to billing's last announcement per tenant;
+6. no terminal session outlives its allocation (every session of a finished allocation is
+   finished too), and every session that closed cleanly (`exited` or `closed` by its user)
+   has its whole recording: a digest on the session and on its `closed` event, equal to the
+   SHA-256 of the stored asciicast chunks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
 import json
 from collections import defaultdict
@@ -28,14 +33,22 @@ import psycopg
 from gpucloud_contracts.catalog import Topic
 
 FINAL_ALLOCATION_STATES = ("released", "rejected")
-# (publisher database, topic) -> (consumer database, inbox consumer name)
+# (publisher database, topic) -> (consumer database, consumer name): an inbox consumer, or
+# audit's "log", whose proof of receipt is the event's leaf (event ids are unique there).
+AUDIT_LOG = "log"
 INBOX_CONSUMERS = (
     ("iam", Topic.IAM_TENANT_V1, "billing", "tenants"),
-    ("iam", Topic.IAM_TENANT_V1, "audit", "privileged-events"),
-    ("iam", Topic.IAM_MEMBERSHIP_V1, "audit", "privileged-events"),
-    ("iam", Topic.IAM_SERVICE_ACCOUNT_V1, "audit", "privileged-events"),
+    ("iam", Topic.IAM_TENANT_V1, "audit", AUDIT_LOG),
+    ("iam", Topic.IAM_MEMBERSHIP_V1, "audit", AUDIT_LOG),
+    ("iam", Topic.IAM_SERVICE_ACCOUNT_V1, "audit", AUDIT_LOG),
+    ("terminal_gateway", Topic.TERMINAL_SESSION_V1, "audit", AUDIT_LOG),
     ("billing", Topic.BILLING_BALANCE_V1, "gpuaas", "balance-standing"),
+    ("gpuaas", Topic.GPUAAS_ALLOCATION_V1, "terminal_gateway", "allocations"),
+    ("iam", Topic.IAM_TENANT_V1, "terminal_gateway", "tenants"),
 )
+TERMINAL_DB = "terminal_gateway"
+LIVE_SESSION_STATES = ("minted", "open", "detached")
+CLEAN_ENDINGS = ("exited", "closed")
 USAGE_TOPIC = Topic.METERING_USAGE_V1
 
 
@@ -279,19 +292,19 @@ def check_delivery(connect: Connect, report: Report, databases: tuple[str, ...])
                 report.add("event delivered", f"{database}: {unsent} {topic} rows never sent")
     report.figures["outbox events"] = events
     for publisher, topic, consumer_db, consumer in INBOX_CONSUMERS:
+        if publisher not in databases or consumer_db not in databases:
+            continue  # a run without that service
         published = {
             str(i)
             for (i,) in _rows(connect, publisher, "SELECT id FROM outbox WHERE topic = %s", topic)
         }
+        if (consumer_db, consumer) == ("audit", AUDIT_LOG):
+            query, params = "SELECT event_id FROM audit_leaves WHERE event_id = ANY(%s::uuid[])", ()
+        else:
+            query = "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])"
+            params = (consumer,)
         consumed = {
-            str(i)
-            for (i,) in _rows(
-                connect,
-                consumer_db,
-                "SELECT event_id FROM inbox WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
-                consumer,
-                sorted(published),
-            )
+            str(i) for (i,) in _rows(connect, consumer_db, query, *params, sorted(published))
         }
         lost = published - consumed
         for event_id in sorted(lost)[:20]:
@@ -327,6 +340,72 @@ def check_standing_projection(connect: Connect, report: Report) -> None:
             )
 
 
+def _final_allocations(connect: Connect) -> set[str]:
+    return {
+        str(i)
+        for (i,) in _rows(
+            connect, "gpuaas", "SELECT id FROM allocations WHERE state = ANY(%s)",
+            list(FINAL_ALLOCATION_STATES),
+        )
+    }  # fmt: skip
+
+
+def outliving_sessions(connect: Connect, databases: tuple[str, ...]) -> list[tuple]:
+    """Live terminal sessions whose allocation has finished."""
+    if TERMINAL_DB not in databases:
+        return []
+    final = _final_allocations(connect)
+    live = _rows(
+        connect, TERMINAL_DB,
+        "SELECT id, allocation_id, state FROM sessions WHERE state = ANY(%s)",
+        list(LIVE_SESSION_STATES),
+    )  # fmt: skip
+    return [row for row in live if str(row[1]) in final]
+
+
+def check_terminal_sessions(connect: Connect, report: Report, databases: tuple[str, ...]) -> None:
+    if TERMINAL_DB not in databases:
+        return
+    for session_id, allocation_id, state in outliving_sessions(connect, databases):
+        report.add(
+            "no session outlives its allocation",
+            f"session {session_id} still {state} on finished allocation {allocation_id}",
+        )
+    clean = _rows(
+        connect, TERMINAL_DB,
+        "SELECT id, recording_digest, recording_bytes FROM sessions"
+        " WHERE state = 'closed' AND reason = ANY(%s)",
+        list(CLEAN_ENDINGS),
+    )  # fmt: skip
+    events = {
+        str(subject): json.loads(bytes(payload))
+        for subject, payload in _rows(
+            connect, TERMINAL_DB,
+            "SELECT subject, payload FROM outbox WHERE type = 'terminal.session.closed'",
+        )
+    }  # fmt: skip
+    for session_id, digest, size in clean:
+        chunks = _rows(
+            connect, TERMINAL_DB,
+            "SELECT data FROM recording_chunks WHERE session_id = %s ORDER BY seq", session_id,
+        )  # fmt: skip
+        stored = b"".join(bytes(c) for (c,) in chunks)
+        actual = "sha256:" + hashlib.sha256(stored).hexdigest()
+        event_digest = events.get(str(session_id), {}).get("recording_digest")
+        if not stored:
+            report.add("recording kept", f"session {session_id} closed cleanly with no recording")
+        elif digest != actual or size != len(stored) or event_digest != actual:
+            report.add(
+                "recording kept",
+                f"session {session_id}: stored {len(stored)} bytes {actual[:19]}..., session says"
+                f" {size} {str(digest)[:19]}..., its event {str(event_digest)[:19]}...",
+            )
+    for state, count in _rows(
+        connect, TERMINAL_DB, "SELECT state, count(*) FROM sessions GROUP BY 1"
+    ):
+        report.figures[f"terminal sessions {state}"] = count
+
+
 def audit(connect: Connect, databases: tuple[str, ...], verify: dict[str, Any] | None) -> Report:
     report = Report()
     check_usage(connect, report)
@@ -335,4 +414,5 @@ def audit(connect: Connect, databases: tuple[str, ...], verify: dict[str, Any] |
     check_slices(connect, report)
     check_delivery(connect, report, databases)
     check_standing_projection(connect, report)
+    check_terminal_sessions(connect, report, databases)
     return report

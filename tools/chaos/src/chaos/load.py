@@ -19,6 +19,9 @@ from typing import Any
 
 import httpx
 import pyotp
+from websockets.asyncio.client import connect as ws_connect
+
+from gpucloud_terminal import protocol
 
 # 3.60 USD per H100-hour (1,000 micros a second); a 1g.10gb slice at one seventh of it.
 GPU_PRICE = ("gpu:h100-80gb", 3_600_000)
@@ -40,6 +43,8 @@ class LoadStats:
     rejected: int = 0
     refused: int = 0  # 402: gpuaas had not seen the top-up yet
     releases: int = 0
+    terminals: int = 0  # sessions that echoed a command through the whole chain
+    terminals_exited: int = 0  # ... and then ended with `exit` (closed cleanly)
     billing_stops: int = 0
     retries: int = 0
     gave_up: int = 0
@@ -285,6 +290,42 @@ class Tenant:
             await asyncio.sleep(0.5)
         return None
 
+    async def terminal(self, allocation_id: str) -> None:
+        """Open a terminal on the allocation through the gateway, run one command, then
+        either exit (a clean close: its recording must be complete) or just drop the socket
+        (detached: the allocation's release revokes it). Faults may cut it anywhere; only
+        the audit judges the outcome."""
+        r = await self.call(
+            "POST", "/v1/terminal/sessions", key=_key(), json={"allocation_id": allocation_id},
+            within=20,
+        )  # fmt: skip
+        if r.status_code != 201:
+            return  # not projected yet, or the allocation stopped: not an error of the load
+        body = r.json()
+        marker = uuid.uuid4().hex[:8]
+        exit_cleanly = self.rng.random() < 0.6
+        try:
+            async with asyncio.timeout(15):
+                async with ws_connect(
+                    body["connect_url"],
+                    subprotocols=[protocol.SUBPROTOCOL, protocol.bearer_subprotocol(body["token"])],
+                    open_timeout=5,
+                ) as ws:  # fmt: skip
+                    await ws.send(f"echo chaos-{marker[:4]}''{marker[4:]}\n".encode())
+                    seen = b""
+                    while f"chaos-{marker}".encode() not in seen:
+                        frame = await ws.recv()
+                        if isinstance(frame, bytes):
+                            seen = (seen + frame)[-4096:]
+                    self.stats.terminals += 1
+                    if exit_cleanly:
+                        await ws.send(b"exit\n")
+                        async for frame in ws:
+                            if isinstance(frame, str) and protocol.decode(frame).type == "exit":
+                                self.stats.terminals_exited += 1
+        except Exception as exc:  # a fault cut it: the session detaches or ends
+            self.stats.errors.append(f"terminal: {type(exc).__name__}")
+
     async def release(self, allocation_id: str) -> None:
         r = await self.call("POST", f"{self._allocations}/{allocation_id}/release", key=_key())
         if r.status_code == 202:
@@ -316,6 +357,8 @@ class Tenant:
         live = [a for a in launched if a]
         for allocation_id in live:
             await self.wait_state(allocation_id, {"running", *FINAL}, within=30)
+        if live:
+            await self.terminal(live[0])
         await asyncio.sleep(self.rng.uniform(1.0, 4.0))
         if len(live) == 2:
             await self.release(live.pop(self.rng.randrange(2)))

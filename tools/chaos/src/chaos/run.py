@@ -128,14 +128,19 @@ async def _recover(connect, databases: tuple[str, ...], within: float) -> None:
         unsent = await asyncio.to_thread(audit_mod.unsent_outbox, connect, databases)
         live = await asyncio.to_thread(audit_mod.live_allocations, connect)
         unrated = await asyncio.to_thread(audit_mod.unrated_intervals, connect)
+        outliving = await asyncio.to_thread(audit_mod.outliving_sessions, connect, databases)
         pending = sum(unsent.values())
-        if not (pending or live or unrated):
-            log("at rest: every outbox row sent, every allocation final, all usage rated")
+        if not (pending or live or unrated or outliving):
+            log(
+                "at rest: every outbox row sent, every allocation final, all usage rated,"
+                " no terminal session on a finished allocation"
+            )
             await asyncio.sleep(3)  # consumers behind a sent row (inbox) catch up
             return
         if time.monotonic() > deadline:
             log(
-                f"not at rest after {within:.0f} s: unsent {unsent}, live {live}, unrated {unrated}"
+                f"not at rest after {within:.0f} s: unsent {unsent}, live {live}, unrated"
+                f" {unrated}, outliving sessions {len(outliving)}"
             )
             return
         await asyncio.sleep(1.0)
@@ -171,7 +176,8 @@ def summary(options: Options, outcome: Outcome) -> str:
         f"load:        signups {s.signups}, payments {s.payments} "
         f"({s.payments_unsettled} unsettled), launches {s.launches} ({s.rejected} rejected, "
         f"{s.refused} refused 402), "
-        f"releases {s.releases}, billing stops {s.billing_stops}, retries {s.retries}, "
+        f"releases {s.releases}, terminals {s.terminals} ({s.terminals_exited} exited), "
+        f"billing stops {s.billing_stops}, retries {s.retries}, "
         f"gave up {s.gave_up}"
     )
     figures = outcome.report.figures

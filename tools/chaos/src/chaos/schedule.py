@@ -25,7 +25,16 @@ KINDS = (KILL, CRASH_POINT, KAFKA_RESTART, POSTGRES_FAST, POSTGRES_KILL)
 # Relative weights: process kills dominate; infrastructure restarts are the slow ones.
 WEIGHTS = (60, 16, 8, 8, 8)
 
-KILL_TARGETS = ("gpuaas", "billing", "iam", "audit", "gateway", "node-agent-1", "node-agent-2")
+KILL_TARGETS = (
+    "gpuaas",
+    "billing",
+    "iam",
+    "audit",
+    "gateway",
+    "node-agent-1",
+    "node-agent-2",
+    "terminal-gateway",
+)
 # (process, crash point) pairs that sit on the never-lose/never-twice paths and that the
 # load reaches within seconds (billing's tenant consumer, say, sees an event only per sign-up).
 CRASH_POINTS = (

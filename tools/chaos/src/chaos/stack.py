@@ -20,7 +20,7 @@ from chaos.schedule import CRASH_POINT, KAFKA_RESTART, KILL, POSTGRES_FAST, POST
 
 DEFAULT_PORT_OFFSET = 1000
 # The part of the fleet the launch journey touches (the others only cost CPU on a small box).
-SERVICES = "iam,billing,gpuaas,audit"
+SERVICES = "iam,billing,gpuaas,audit,terminal-gateway"
 METERING_PERIOD_S = "2"
 MIN_RUNWAY_S = "3"
 
@@ -71,6 +71,7 @@ def free_port_offset(start: int | None = None, step: int = 100, tries: int = 40)
         int(data["postgres"]["port"]),
         int(data["gateway"]["port"]),
         *(int(s["port"]) for s in data.get("service", [])),
+        *(int(s["ssh_port"]) for s in data.get("service", []) if s.get("ssh_port")),
         *range(
             int(data["node_agent"]["first_port"]),
             int(data["node_agent"]["first_port"]) + int(data["node_agent"].get("replicas", 1)),
@@ -117,6 +118,7 @@ def _ports_free() -> None:
     f = fleet.load()
     ports = [int(f.kafka_bootstrap.rsplit(":", 1)[1]), int(f.kafka_controller.rsplit(":", 1)[1])]
     ports += [f.postgres_port, *(p.port for p in f.processes)]
+    ports += [p.ssh_port for p in f.services if p.ssh_port]
     busy = [port for port in ports if _answers(port)]
     if busy:
         raise ChaosStackError(

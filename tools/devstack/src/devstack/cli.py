@@ -1,6 +1,6 @@
 """devstack: the embedded local stack.
 
-devstack infra            start Kafka (KRaft) and PostgreSQL (idempotent)
+devstack infra            start Kafka (KRaft), PostgreSQL and the OCI registry (idempotent)
 devstack up [--infra-only] infra, Kafka topics, every service, portal, gateway, node agents,
                            the demo tenant and its user (printed)
 devstack down             stop everything (state under .state/ is kept)
@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 
-from devstack import credentials, fleet, infra, kafka, postgres, stack, strays, supervise
+from devstack import credentials, fleet, infra, kafka, oci, postgres, stack, strays, supervise
 
 
 def _table(rows: list[stack.Row]) -> None:
@@ -33,6 +33,8 @@ def _table(rows: list[stack.Row]) -> None:
 
 def _print_infra(i: infra.Infra) -> None:
     print(f"Kafka bootstrap:  {i.kafka_bootstrap}")
+    if i.oci_registry is not None:
+        print(f"OCI registry:     {i.oci_registry.url}  (user {i.oci_registry.username})")
     print(
         f"PostgreSQL:       127.0.0.1:{i.pg_port}  (role {credentials.ADMIN_ROLE}; passwords in "
         f"{credentials.path()})"
@@ -88,7 +90,7 @@ def cmd_status(_args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     name = args.name
-    if name not in (kafka.NAME, postgres.NAME):
+    if name not in (kafka.NAME, postgres.NAME, oci.NAME):
         name = fleet.load().find(name).name
     log = supervise.log_file(name)
     if not log.exists():
@@ -160,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (kafka.KafkaError, postgres.PostgresError, stack.StackError) as exc:
+    except (
+        kafka.KafkaError,
+        postgres.PostgresError,
+        oci.OciRegistryError,
+        stack.StackError,
+    ) as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
     except KeyError as exc:

@@ -1,9 +1,9 @@
-"""The fleet as declared in deploy/fleet.toml: Kafka and PostgreSQL ports, services, gateway,
-node agents.
+"""The fleet as declared in deploy/fleet.toml: Kafka, PostgreSQL and OCI registry ports,
+services, gateway, node agents.
 
-GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, PostgreSQL, every
-service, the gateway, the node agents), so a second, isolated stack (with its own
-GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
+GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, PostgreSQL, the
+OCI registry, every service, the gateway, the node agents), so a second, isolated stack (with
+its own GPUCLOUD_DEVSTACK_HOME) runs beside the default one; every URL devstack derives follows.
 GPUCLOUD_DEVSTACK_SERVICES=iam,billing,... runs only those services (plus the gateway and the
 node agents; the portal only when the list names it): a lighter stack for runs that need part
 of the fleet (the chaos run).
@@ -26,6 +26,7 @@ class Service:
     port: int
     database: bool = False
     route: str | None = None
+    ssh_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Fleet:
     # each, so a lighter stack's broker knows the same principals as the full one.
     kafka_principals: tuple[str, ...] = ()
     portal: Service | None = None
+    oci_registry_port: int = 0
 
     @property
     def database_packages(self) -> tuple[str, ...]:
@@ -89,6 +91,7 @@ def load() -> Fleet:
             port=int(s["port"]) + off,
             database=bool(s.get("database", False)),
             route=s.get("route"),
+            ssh_port=int(s["ssh_port"]) + off if s.get("ssh_port") else None,
         )
         for s in data.get("service", [])
     )
@@ -123,4 +126,5 @@ def load() -> Fleet:
         gateway=gateway,
         node_agents=node_agents,
         kafka_principals=principals,
+        oci_registry_port=int(data.get("oci_registry", {}).get("port", 15000)) + off,
     )

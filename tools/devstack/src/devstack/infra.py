@@ -1,6 +1,6 @@
-"""Kafka and PostgreSQL, started on demand: `ensure_infra()` is what `devstack infra`, `devstack up`
-and the test suite call. It is idempotent and safe to call from several processes at once (a file
-lock under the state folder serialises starts).
+"""Kafka, PostgreSQL and the OCI registry, started on demand: `ensure_infra()` is what
+`devstack infra`, `devstack up` and the test suite call. It is idempotent and safe to call from
+several processes at once (a file lock under the state folder serialises starts).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from devstack import credentials, fleet, kafka, postgres
+from devstack import credentials, fleet, kafka, oci, postgres
 from devstack.credentials import ADMIN_ROLE
 from devstack.paths import repo_root, state_dir, venv_python
 
@@ -26,6 +26,8 @@ class Infra:
     pg_admin_url: str
     pg_port: int
     pg_host: str = "127.0.0.1"
+    # registry's blob store (devstack/oci.py): URL and basic-auth credentials
+    oci_registry: oci.OciRegistry | None = None
 
     def kafka_env(self, principal: str = kafka.ADMIN) -> dict[str, str]:
         """GPUCLOUD_KAFKA_* of a client authenticating as `principal` (a service's name, or
@@ -85,21 +87,24 @@ def provision_kafka(f: fleet.Fleet) -> str:
 
 
 def ensure_infra() -> Infra:
-    """Start Kafka and PostgreSQL unless they run; return once both answer."""
+    """Start Kafka, PostgreSQL and the OCI registry unless they run; return once all answer."""
     f = fleet.load()
     with state_lock():
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             jobs = [pool.submit(_ensure_kafka, f), pool.submit(postgres.start, f)]
+            registry = pool.submit(oci.start, f)
             for job in jobs:
                 job.result()
+            oci_registry = registry.result()
         admin_pw = credentials.password(ADMIN_ROLE)
     return Infra(
         kafka_bootstrap=f.kafka_bootstrap,
         pg_admin_url=f"postgresql://{ADMIN_ROLE}:{admin_pw}@127.0.0.1:{f.postgres_port}/postgres",
         pg_port=f.postgres_port,
+        oci_registry=oci_registry,
     )
 
 
 def stop_infra() -> dict[str, int | None]:
     with state_lock():
-        return {"kafka": kafka.stop(), "postgres": postgres.stop()}
+        return {"kafka": kafka.stop(), "postgres": postgres.stop(), oci.NAME: oci.stop()}

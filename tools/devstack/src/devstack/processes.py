@@ -63,6 +63,10 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_JWKS_URL"] = f"{url(iam)}/v1/iam/.well-known/jwks.json"
     if proc == iam:
         env["GPUCLOUD_IAM_KEY_PASSPHRASE"] = credentials.password("iam_key_passphrase")
+    if proc.name == "registry" and infra.oci_registry is not None:
+        env["GPUCLOUD_REGISTRY_OCI_URL"] = infra.oci_registry.url
+        env["GPUCLOUD_REGISTRY_OCI_USERNAME"] = infra.oci_registry.username
+        env["GPUCLOUD_REGISTRY_OCI_PASSWORD"] = infra.oci_registry.password
     if proc.name == "billing":
         env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
     if proc in fleet.services:
@@ -74,6 +78,13 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # migrations at start as the owner, then serving as the runtime role
         env["GPUCLOUD_DATABASE_OWNER_URL"] = infra.owner_url(proc.package)
         env["GPUCLOUD_DATABASE_URL"] = infra.runtime_url(proc.package)
+    terminal = next((s for s in fleet.services if s.name == "terminal-gateway"), None)
+    if proc == terminal:
+        # Browsers reach the terminal through the gateway; `ssh` reaches it directly.
+        env["GPUCLOUD_TERMINAL_PUBLIC_URL"] = f"ws://{HOST}:{fleet.gateway.port}"
+        env["GPUCLOUD_TERMINAL_KEY_PASSPHRASE"] = credentials.password("terminal_key_passphrase")
+        if proc.ssh_port:
+            env["GPUCLOUD_TERMINAL_SSH_PORT"] = str(proc.ssh_port)
     if proc == fleet.gateway:
         env["GPUCLOUD_UPSTREAMS"] = ",".join(
             f"{s.route}={url(s)}" for s in fleet.services if s.route
@@ -90,6 +101,9 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # The agent's local state belongs to this stack (an isolated stack has its own home).
         env.setdefault("GPUCLOUD_NODE_STATE_DIR", str(state_dir() / "node-agent"))
         env["GPUCLOUD_GPUAAS_URL"] = url(gpuaas) if gpuaas else f"http://{HOST}:8104"
+        if terminal is not None:
+            # The agent verifies session tokens against terminal-gateway's keys.
+            env["GPUCLOUD_TERMINAL_JWKS_URL"] = f"{url(terminal)}/v1/terminal/.well-known/jwks.json"
     return env
 
 

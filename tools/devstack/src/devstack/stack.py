@@ -12,7 +12,7 @@ import httpx
 
 from devstack import fleet as fleet_mod
 from devstack import infra as infra_mod
-from devstack import kafka, postgres, processes, supervise
+from devstack import kafka, oci, postgres, processes, supervise
 from devstack.fleet import Fleet, Service
 from devstack.paths import pids_dir
 
@@ -217,7 +217,7 @@ def _tracked_names() -> list[str]:
     """Every process with a pid file, fleet order first (kafka excluded)."""
     names = [p.name for p in fleet_mod.load().processes]
     extra = sorted(p.stem for p in pids_dir().glob("*.pid"))
-    return [n for n in dict.fromkeys([*names, *extra]) if n != kafka.NAME]
+    return [n for n in dict.fromkeys([*names, *extra]) if n not in (kafka.NAME, oci.NAME)]
 
 
 def down() -> dict[str, int | None]:
@@ -245,6 +245,15 @@ def status() -> list[Row]:
             "healthy" if kafka.ready(f.kafka_bootstrap) else ("starting" if kpid else "down"),
         )
     )
+    opid = supervise.running_pid(oci.NAME)
+    rows.append(
+        Row(
+            oci.NAME,
+            opid,
+            oci.url(f),
+            "healthy" if oci.ready(f) else ("starting" if opid else "down"),
+        )
+    )
     ppid = postgres.running_pid()
     rows.append(
         Row(
@@ -267,6 +276,10 @@ def restart(name: str) -> Row:
         postgres.stop()
         infra = infra_mod.ensure_infra()
         return Row(name, postgres.running_pid(), f"127.0.0.1:{infra.pg_port}", "healthy")
+    if name == oci.NAME:
+        oci.stop()
+        infra_mod.ensure_infra()
+        return Row(name, supervise.running_pid(name), oci.url(fleet_mod.load()), "healthy")
     f = fleet_mod.load()
     proc = f.find(name)
     infra = infra_mod.ensure_infra()
@@ -290,6 +303,6 @@ def kill(name: str) -> int | None:
         if pid:
             postgres.stop(mode="immediate")
         return pid
-    if name != kafka.NAME:
+    if name not in (kafka.NAME, oci.NAME):
         name = fleet_mod.load().find(name).name
     return supervise.kill(name)

@@ -18,7 +18,7 @@ from devstack.paths import repo_root, state_dir
 @dataclass(frozen=True)
 class Stray:
     pid: int
-    kind: str  # kafka, postgres or service
+    kind: str  # kafka, postgres, oci-registry or service
     name: str
     where: Path  # state folder (kafka), data folder (postgres), working directory (services)
 
@@ -46,6 +46,8 @@ def _classify(pid: int) -> Stray | None:
         return None
     if "kafka.Kafka" in argv and argv[-1].endswith("/kafka/server.properties"):
         return Stray(pid, "kafka", "kafka", Path(argv[-1]).parent.parent)
+    if len(argv) == 3 and argv[1] == "serve" and argv[2].endswith("/oci-registry/config.yml"):
+        return Stray(pid, "oci-registry", "oci-registry", Path(argv[2]).parent.parent)
     if Path(argv[0]).name == "postgres" and "-D" in argv:
         data = Path(argv[argv.index("-D") + 1])
         if data.name == "data" and data.parent.name == "pg":
@@ -76,9 +78,12 @@ def find() -> list[Stray]:
         if stray is None:
             continue
         ours_service = ours_repo if ours_state == (ours_repo / ".state").resolve() else ours_state
-        mine = {"service": ours_service, "kafka": ours_state, "postgres": postgres.data_dir()}[
-            stray.kind
-        ]
+        mine = {
+            "service": ours_service,
+            "kafka": ours_state,
+            "oci-registry": ours_state,
+            "postgres": postgres.data_dir(),
+        }[stray.kind]
         if stray.where.resolve() != mine:
             found.append(stray)
     return found

@@ -17,8 +17,16 @@ class CheckpointCreated(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     """Payload of `audit.checkpoint.created`."""
 
     checkpoint_id: uuid.UUID
-    # Sequence number of the last audit record the checkpoint covers.
+    # The tree size the checkpoint signs (records 0 .. sequence - 1).
     sequence: Annotated[int, msgspec.Meta(ge=0)]
-    # Hex SHA-256 of the chain head at `sequence`.
+    # Hex RFC 6962 root hash of the tree of `sequence` leaves.
     head_hash: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
     created_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The log's origin line (and its key name), e.g. `audit.gpucloud.local/fleet`.
+    origin: str | None = None
+    # The signed checkpoint, a C2SP signed note of a tlog-checkpoint body (docs/audit-log.md).
+    note: str | None = None
+    # The tree size of the previous checkpoint, absent for the first.
+    previous_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # RFC 9162 consistency proof (base64 hashes) from `previous_size` to `sequence`.
+    consistency_proof: list[str] | None = None

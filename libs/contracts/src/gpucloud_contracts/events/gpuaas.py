@@ -76,3 +76,6 @@ class NodeChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     ) = None
     # GPU model of the node's GPUs (absent when it has none).
     sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # Where the node's agent serves HTTP (its PTY stream for terminal-gateway), as it
+    # registered; absent when it registered none.
+    agent_url: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None

@@ -15,6 +15,8 @@ __all__ = [
     "TenantSuspended",
     "UserRegistered",
     "UserMfaEnabled",
+    "SignedIn",
+    "SignInFailed",
     "TenantMfaPolicyChanged",
     "ProjectCreated",
     "MembershipGranted",
@@ -22,6 +24,8 @@ __all__ = [
     "ServiceAccountCreated",
     "ApiKeyIssued",
     "ApiKeyRevoked",
+    "SshKeyAdded",
+    "SshKeyRevoked",
 ]
 
 
@@ -59,6 +63,26 @@ class UserMfaEnabled(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     user_id: uuid.UUID
     method: Literal["totp"]
     enabled_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class SignedIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.auth.signed-in`."""
+
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    # RFC 8176 authentication methods (`pwd`, `otp`).
+    amr: list[str]
+    signed_in_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class SignInFailed(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.auth.sign-in-failed`."""
+
+    reason: Literal["credentials", "second_factor"]
+    outcome: Literal["failure"]
+    failed_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The account's user, when the account exists.
+    user_id: uuid.UUID | None = None
 
 
 class TenantMfaPolicyChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -149,3 +173,28 @@ class ApiKeyRevoked(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     project_id: uuid.UUID
     revoked_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
     revoked_by: uuid.UUID | None = None
+
+
+class SshKeyAdded(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.ssh-key.added`."""
+
+    key_id: uuid.UUID
+    user_id: uuid.UUID
+    algorithm: Literal["ssh-ed25519", "ssh-rsa"]
+    # OpenSSH's SHA-256 fingerprint of the key blob, unpadded base64.
+    fingerprint: Annotated[str, msgspec.Meta(pattern="^SHA256:[A-Za-z0-9+/]{43}$")]
+    # The key in OpenSSH format (`<algorithm> <base64 blob>`), comment stripped.
+    public_key: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    added_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # Key size (256 for ed25519).
+    bits: Annotated[int, msgspec.Meta(ge=256, le=16384)] | None = None
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+
+
+class SshKeyRevoked(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `iam.ssh-key.revoked`."""
+
+    key_id: uuid.UUID
+    user_id: uuid.UUID
+    fingerprint: Annotated[str, msgspec.Meta(pattern="^SHA256:[A-Za-z0-9+/]{43}$")]
+    revoked_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]

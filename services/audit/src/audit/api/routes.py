@@ -1,44 +1,249 @@
-"""audit's HTTP routes: the audit log (operators) and the status read model (public)."""
+"""audit's HTTP routes: the log's key, checkpoints and proofs, records (a tenant's own for
+its owners and admins, the fleet's for operators) and the status read model.
 
+Authorization: the key is public (a verifier needs it before it trusts anything); every
+other log route needs a principal. A tenant's records, and the inclusion proof of one of its
+records, are for its owners and admins (another tenant's read as 404, a lower role 403);
+operators read every record. Checkpoints and consistency proofs name only tree sizes and
+hashes, no record content: any principal may read them.
+"""
+
+import base64
 import datetime as dt
 import os
-from typing import Annotated
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from litestar import Controller, get
+import msgspec
+from litestar import Controller, Response, get, put
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import Parameter
 
-from audit.api.schemas import AuditPage, AuditRecord, ChainVerification, ServiceState, StatusReport
-from audit.app.queries import list_records, service_status, verify_chain
-from platformkit.auth import require_operator
+from audit.api.schemas import (
+    CheckpointOut,
+    ConsistencyOut,
+    InclusionOut,
+    LogKey,
+    RecordOut,
+    RecordPageOut,
+    RetentionIn,
+    RetentionOut,
+    ServiceState,
+    StatusReport,
+)
+from audit.app import queries
+from audit.app.log import AuditLog, record_json
+from audit.app.retention import set_retention
+from platformkit.auth import Principal, require_operator
 from platformkit.db import Database
+from platformkit.errors import NotFound, ValidationFailed
 
 STALE_AFTER = dt.timedelta(seconds=float(os.environ.get("GPUCLOUD_STATUS_STALE_AFTER_S", "20")))
+READER_ROLES = ("owner", "admin")
+
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode()
+
+
+def _checkpoint(row: Any) -> CheckpointOut:
+    return CheckpointOut(
+        size=row["size"],
+        root=_b64(bytes(row["root"])),
+        signed_at=row["signed_at"],
+        note=row["note"],
+    )
+
+
+def _reader(principal: Principal, tenant_id: uuid.UUID | str) -> None:
+    principal.require_tenant(tenant_id)
+    principal.require_role(*READER_ROLES)
+
+
+def _page(page: queries.RecordPage) -> RecordPageOut:
+    items = [
+        RecordOut(
+            index=r["idx"],
+            leaf=_b64(bytes(r["leaf"])),
+            record=record_json(bytes(r["leaf"])),
+            proof=[_b64(h) for h in page.proofs[r["idx"]]] if r["idx"] in page.proofs else None,
+        )
+        for r in page.rows
+    ]
+    return RecordPageOut(
+        items=items,
+        checkpoint=_checkpoint(page.checkpoint) if page.checkpoint else None,
+        next_after=page.next_after,
+    )
+
+
+def _jsonl(page: RecordPageOut) -> Response[bytes]:
+    body = b"".join(msgspec.json.encode(item) + b"\n" for item in page.items)
+    headers = {"X-Next-After": str(page.next_after)} if page.next_after is not None else {}
+    return Response(body, media_type=JSONL, headers=headers)
+
+
+@dataclass
+class _RecordsOperation(Operation):
+    """A records page's 200 is JSON, or JSON Lines with `format=jsonl`: both media types
+    documented (litestar's ResponseSpec names one)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if ok is not None and not isinstance(ok, dict) and ok.content is not None:
+            ok.content[JSONL] = OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.STRING,
+                    description="One record per line, as `items` of the JSON page",
+                )
+            )
+
+
+JSONL = "application/jsonl"
+Limit = Annotated[int, Parameter(ge=1, le=1000)]
+After = Annotated[int, Parameter(ge=0)]
+Format = Annotated[str, Parameter(pattern="^(json|jsonl)$")]
 
 
 class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]
 
-    @get("/records", operation_id="listAuditRecords", guards=[require_operator])
-    async def list_records(
+    @get("/log/key", operation_id="getAuditLogKey")
+    async def key(self, db: Database, audit_log: AuditLog) -> LogKey:
+        verifier = await audit_log.verifier(db)
+        return LogKey(origin=audit_log.config.origin, vkey=verifier.vkey)
+
+    @get("/log/checkpoint", operation_id="getLatestAuditCheckpoint")
+    async def checkpoint(self, db: Database, principal: Principal) -> CheckpointOut:
+        return _checkpoint(await queries.latest_checkpoint(db))
+
+    @get("/log/checkpoints/{size:int}", operation_id="getAuditCheckpoint")
+    async def checkpoint_of_size(
+        self, size: int, db: Database, principal: Principal
+    ) -> CheckpointOut:
+        return _checkpoint(await queries.checkpoint_of_size(db, size))
+
+    @get("/log/consistency", operation_id="getAuditConsistencyProof")
+    async def consistency(
         self,
         db: Database,
-        tenant: str | None = None,
-        subject: str | None = None,
-        event_type: str | None = None,
-        after: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-    ) -> AuditPage:
-        rows = await list_records(db, after, limit, tenant, subject, event_type)
-        items = [AuditRecord(**dict(r)) for r in rows]
-        return AuditPage(items=items, next_after=items[-1].seq if len(items) == limit else None)
+        audit_log: AuditLog,
+        principal: Principal,
+        first: Annotated[int, Parameter(ge=0)],
+        second: Annotated[int, Parameter(ge=0)],
+    ) -> ConsistencyOut:
+        proof = await queries.consistency_proof(db, audit_log, first, second)
+        return ConsistencyOut(first=first, second=second, proof=[_b64(h) for h in proof])
 
-    @get("/records/verify", operation_id="verifyAuditChain", guards=[require_operator])
-    async def verify(self, db: Database) -> ChainVerification:
-        checked = await verify_chain(db)
-        return ChainVerification(
-            records=checked.records, valid=checked.valid, first_broken_seq=checked.first_broken_seq
+    @get(
+        "/records",
+        operation_id="listAuditRecords",
+        operation_class=_RecordsOperation,
+        description="The fleet log (operators): every record, or one tenant's with `tenant`.",
+        guards=[require_operator],
+    )
+    async def fleet_records(
+        self,
+        db: Database,
+        audit_log: AuditLog,
+        tenant: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after: After = 0,
+        limit: Limit = 100,
+        proofs: bool = False,
+        format: Format = "json",
+    ) -> Response[Any]:
+        page = await queries.records(
+            db,
+            audit_log,
+            tenant=tenant,
+            fleet=True,
+            filters=queries.Filters(actor, action, target, since, until),
+            after=after,
+            limit=limit,
+            proofs=proofs,
         )
+        out = _page(page)
+        return _jsonl(out) if format == "jsonl" else Response(out)
+
+    @get(
+        "/tenants/{tenant_id:uuid}/records",
+        operation_id="listTenantAuditRecords",
+        operation_class=_RecordsOperation,
+        description="A tenant's own trail (owners and admins); `format=jsonl` exports JSON"
+        " Lines (the next cursor in `X-Next-After`), `proofs=true` adds inclusion proofs in"
+        " the page's checkpoint.",
+    )
+    async def tenant_records(
+        self,
+        tenant_id: uuid.UUID,
+        db: Database,
+        audit_log: AuditLog,
+        principal: Principal,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after: After = 0,
+        limit: Limit = 100,
+        proofs: bool = False,
+        format: Format = "json",
+    ) -> Response[Any]:
+        _reader(principal, tenant_id)
+        page = await queries.records(
+            db,
+            audit_log,
+            tenant=str(tenant_id),
+            fleet=False,
+            filters=queries.Filters(actor, action, target, since, until),
+            after=after,
+            limit=limit,
+            proofs=proofs,
+        )
+        out = _page(page)
+        return _jsonl(out) if format == "jsonl" else Response(out)
+
+    @get("/records/{index:int}/proof", operation_id="getAuditInclusionProof")
+    async def inclusion(
+        self,
+        index: int,
+        db: Database,
+        audit_log: AuditLog,
+        principal: Principal,
+        size: Annotated[int | None, Parameter(ge=1)] = None,
+    ) -> InclusionOut:
+        if index < 0:
+            raise ValidationFailed.for_field("index", "must be >= 0")
+        row, at, proof = await queries.record_with_proof(db, audit_log, index, size)
+        if not principal.is_operator:
+            if row["tenant"] is None:
+                raise NotFound("no such record")
+            _reader(principal, row["tenant"])
+        leaf = bytes(row["leaf"])
+        return InclusionOut(
+            index=index,
+            size=at,
+            leaf=_b64(leaf),
+            record=record_json(leaf),
+            proof=[_b64(h) for h in proof],
+        )
+
+    @put("/tenants/{tenant_id:uuid}/retention", operation_id="setAuditRetention")
+    async def retention(
+        self, tenant_id: uuid.UUID, data: RetentionIn, db: Database, principal: Principal
+    ) -> RetentionOut:
+        """A tenant's retention (days, at least 400 unless an operator sets it)."""
+        principal.require_operator()
+        days = await set_retention(db, str(tenant_id), data.days)
+        return RetentionOut(tenant_id=str(tenant_id), days=days)
 
     @get("/status", operation_id="getServiceStatus")
     async def status(self, db: Database) -> StatusReport:
@@ -55,6 +260,6 @@ class AuditController(Controller):
                 last_seen_at=s.row["last_seen_at"],
                 stale=s.stale,
             )
-            for s in await service_status(db, now, STALE_AFTER)
+            for s in await queries.service_status(db, now, STALE_AFTER)
         ]
         return StatusReport(services=services, generated_at=now)

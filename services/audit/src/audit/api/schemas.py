@@ -1,46 +1,72 @@
 import datetime as dt
-import uuid
 from typing import Any
 
 import msgspec
 
 
-class AuditRecord(msgspec.Struct):
-    seq: int
-    id: uuid.UUID
-    event_id: uuid.UUID
-    event_type: str
-    source: str
-    subject: str
-    tenant: str | None
-    trace_id: str | None
-    occurred_at: dt.datetime
-    recorded_at: dt.datetime
-    payload: dict[str, Any]
-    hash: str
+class LogKey(msgspec.Struct):
+    origin: str
+    vkey: str
+    """The log's note verifier key (`<name>+<key id>+<base64 key>`, C2SP signed-note)."""
 
 
-class AuditPage(msgspec.Struct):
-    items: list[AuditRecord]
+class CheckpointOut(msgspec.Struct):
+    size: int
+    root: str
+    """Base64 RFC 6962 root hash."""
+    signed_at: dt.datetime
+    note: str
+    """The signed checkpoint (C2SP signed note of a tlog-checkpoint body)."""
+
+
+class ConsistencyOut(msgspec.Struct):
+    first: int
+    second: int
+    proof: list[str]
+
+
+class RecordOut(msgspec.Struct):
+    index: int
+    leaf: str
+    """Base64 of the leaf bytes (the record's canonical JSON, RFC 8785)."""
+    record: dict[str, Any]
+    proof: list[str] | None = None
+    """Inclusion proof (base64 hashes) in the tree of the page's checkpoint."""
+
+
+class RecordPageOut(msgspec.Struct):
+    items: list[RecordOut]
+    checkpoint: CheckpointOut | None = None
     next_after: int | None = None
 
 
-class ChainVerification(msgspec.Struct):
-    records: int
-    valid: bool
-    first_broken_seq: int | None = None
+class InclusionOut(msgspec.Struct):
+    index: int
+    size: int
+    leaf: str
+    record: dict[str, Any]
+    proof: list[str]
+
+
+class RetentionIn(msgspec.Struct):
+    days: int
+
+
+class RetentionOut(msgspec.Struct):
+    tenant_id: str
+    days: int
 
 
 class ServiceState(msgspec.Struct):
     name: str
-    version: str
-    git_sha: str
     ready: bool
-    checks: dict[str, bool]
-    instance: str
-    started_at: dt.datetime
-    last_seen_at: dt.datetime
     stale: bool
+    checks: dict[str, bool] | None = None
+    version: str | None = None
+    git_sha: str | None = None
+    instance: str | None = None
+    started_at: dt.datetime | None = None
+    last_seen_at: dt.datetime | None = None
 
 
 class StatusReport(msgspec.Struct):

@@ -39,6 +39,8 @@ class TransferOut(msgspec.Struct, omit_defaults=True):
     currency: str
     occurred_at: dt.datetime
     leg: int = 0
+    # The transfer's position in its tenant's ledger (1, 2, ... in commit order): the
+    # `after` cursor of GET .../ledger.
     seq: int | None = None
     project_id: uuid.UUID | None = None
     allocation_id: uuid.UUID | None = None

@@ -74,13 +74,25 @@ _COLUMNS = (
     ("reverses", "uuid"),
     ("occurred_at", "timestamptz"),
 )
-# Built from the constant column list above: no input reaches the text.
+# Built from the constant column list above: no input reaches the text. Each tenant's
+# transfers take the next positions of tenants.last_transfer_seq in input order; the UPDATE
+# holds the tenant's row lock until commit, so positions become visible in order (0008).
 _POST = text(
-    "WITH ins AS (INSERT INTO transfers ("  # noqa: S608
-    + ", ".join(name for name, _ in _COLUMNS)
-    + ") SELECT * FROM unnest("
+    "WITH input AS (SELECT * FROM unnest("  # noqa: S608
     + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _COLUMNS)
-    + ") ON CONFLICT (id) DO NOTHING"
+    + ") WITH ORDINALITY AS i("
+    + ", ".join(name for name, _ in _COLUMNS)
+    + ", ord)),"
+    " counts AS (SELECT tenant_id, count(*) AS n FROM input GROUP BY tenant_id),"
+    " bumped AS (UPDATE tenants t SET last_transfer_seq = t.last_transfer_seq + c.n"
+    " FROM counts c WHERE t.id = c.tenant_id"
+    " RETURNING t.id, t.last_transfer_seq - c.n AS base),"
+    " ins AS (INSERT INTO transfers ("
+    + ", ".join(name for name, _ in _COLUMNS)
+    + ", tenant_seq) SELECT "
+    + ", ".join(f"i.{name}" for name, _ in _COLUMNS)
+    + ", b.base + row_number() OVER (PARTITION BY i.tenant_id ORDER BY i.ord)"
+    " FROM input i JOIN bumped b ON b.id = i.tenant_id ON CONFLICT (id) DO NOTHING"
     " RETURNING debit_account_id, credit_account_id, amount_micros),"
     " moves AS (SELECT debit_account_id AS account, amount_micros AS debit, 0::bigint AS credit"
     " FROM ins UNION ALL SELECT credit_account_id, 0::bigint, amount_micros FROM ins),"
@@ -90,7 +102,8 @@ _POST = text(
     " credits_posted = a.credits_posted + t.c, updated_at = clock_timestamp()"
     " FROM totals t WHERE a.id = t.account"
     " RETURNING a.id)"
-    " SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS accounts"
+    " SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS accounts,"
+    " (SELECT count(*) FROM bumped) AS tenants"
 )
 _SAVE_STANDINGS = text(
     "UPDATE tenants t SET standing = s.standing, ledger_sequence = s.seq,"
@@ -103,6 +116,10 @@ _SAVE_STANDINGS = text(
 class DuplicateTransfer(Exception):
     """A transfer id the caller believed new was already in the ledger (a concurrent
     writer won): the transaction must be retried from the start."""
+
+
+class UnknownTenant(Exception):
+    """A transfer's tenant has no row in tenants (every movement opens its tenant first)."""
 
 
 class Overdrawn(Exception):
@@ -248,14 +265,18 @@ class LedgerRepository:
 
     async def post(self, rows: "TransferColumns") -> int:
         """Insert transfers and move the cached balances of their accounts; returns how many
-        were new. Raises DuplicateTransfer when fewer were new than the caller planned,
-        Overdrawn when an account's constraint refuses the movement."""
+        were new. Each tenant's transfers take its next ledger positions (tenant_seq).
+        Raises UnknownTenant for a tenant not opened, DuplicateTransfer when fewer were new
+        than the caller planned, Overdrawn when an account's constraint refuses the
+        movement."""
         if not rows.id:
             return 0
         try:
             result = (await self._run(_POST, rows.params())).mappings().one()
         except IntegrityError as exc:
             raise Overdrawn(str(exc.orig)) from exc
+        if result["tenants"] != len(set(rows.tenant_id)):
+            raise UnknownTenant("a transfer names a tenant billing has not opened")
         if result["inserted"] != len(rows.id):
             raise DuplicateTransfer(f"{len(rows.id) - result['inserted']} transfers existed")
         return result["inserted"]

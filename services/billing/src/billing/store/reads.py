@@ -26,11 +26,13 @@ class BillingReads:
         )
 
     async def entries(self, tenant_id: uuid.UUID, after: int, limit: int) -> list[Any]:
+        """The tenant's transfers after a ledger position, in position (= commit) order."""
         return await self.uow.fetch_all(
-            "SELECT seq, id, transaction_id, kind, debit_account_id, credit_account_id,"
-            " amount_micros, currency, leg, project_id, allocation_id, price_key, quantity,"
+            "SELECT tenant_seq AS seq, id, transaction_id, kind, debit_account_id,"
+            " credit_account_id, amount_micros, currency, leg, project_id, allocation_id,"
+            " price_key, quantity,"
             " billable_seconds, reverses, occurred_at, posted_at FROM transfers"
-            " WHERE tenant_id = :t AND seq > :after ORDER BY seq LIMIT :limit",
+            " WHERE tenant_id = :t AND tenant_seq > :after ORDER BY tenant_seq LIMIT :limit",
             {"t": tenant_id, "after": after, "limit": limit},
         )
 

@@ -75,6 +75,8 @@ async def _node_event(
             previous_state=previous.value if previous else None,
             gpu_count=len(gpus),
             sku=gpus[0]["sku"] if gpus else None,
+            # terminal-gateway's relay finds the node's PTY stream here.
+            agent_url=node["agent_url"] or None,
             occurred_at=now,
         ),
     )

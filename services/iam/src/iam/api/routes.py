@@ -42,6 +42,7 @@ from iam.api.schemas import (
     UserCreate,
     UserOut,
 )
+from iam.api.ssh_keys import SshKeyController
 from iam.app import identity, mfa, sessions
 from iam.app.context import IamContext
 from iam.app.tenants import CreateTenant, create_tenant, get_tenant, list_tenants, suspend_tenant
@@ -524,4 +525,5 @@ ROUTES = [
     MemberController,
     PolicyController,
     ServiceAccountController,
+    SshKeyController,
 ]

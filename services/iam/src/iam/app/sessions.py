@@ -12,7 +12,9 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
+from gpucloud_contracts.events.iam import SignedIn, SignInFailed
 from iam.app.context import IamContext
+from iam.app.events import EVENTS
 from iam.app.identity import parse_api_key
 from iam.app.mfa import verify_second_factor
 from iam.app.secrets import digest, hash_password, needs_rehash, new_secret, same_digest
@@ -132,6 +134,26 @@ def _needs_enrollment(subject: Subject, policy_requires: bool, has_factor: bool)
     return needs_mfa_enrollment(policy_requires, subject.tenant_roles, project_roles, has_factor)
 
 
+async def _sign_in_failed(
+    ctx: IamContext, account: str, user_id: uuid.UUID | None, reason: str
+) -> None:
+    """A failed sign-in, for the audit log (iam.auth.v1): the user when the account exists,
+    else a digest of the account name; never the password or the code."""
+    subject = str(user_id) if user_id else "account:" + digest(account).hex()
+    async with ctx.db.unit_of_work() as uow:
+        await EVENTS.add_event(
+            uow,
+            "iam.auth.sign-in-failed",
+            subject=subject,
+            payload=SignInFailed(
+                user_id=user_id, reason=reason, outcome="failure", failed_at=now()
+            ),
+            actor=subject,
+            actor_kind="user",
+        )
+        await uow.commit()
+
+
 async def password_grant(
     ctx: IamContext,
     username: str,
@@ -151,6 +173,7 @@ async def password_grant(
     stored_hash = found[1] if found else None
     if not await asyncio.to_thread(check_password, stored_hash, password) or found is None:
         ctx.throttle.failed(account, address)
+        await _sign_in_failed(ctx, account, found[0].id if found else None, "credentials")
         raise InvalidGrant("the credentials are not valid")
     user, _ = found
     if stored_hash and needs_rehash(stored_hash):
@@ -166,6 +189,7 @@ async def password_grant(
         if otp:
             if not await verify_second_factor(uow, ctx.box, user.id, otp, at):
                 ctx.throttle.failed(account, address)
+                await _sign_in_failed(ctx, account, user.id, "second_factor")
                 raise InvalidGrant("the second factor is not valid")
             amr = ["pwd", SECOND_FACTOR]
         elif has_factor:
@@ -184,6 +208,15 @@ async def password_grant(
             subject = dataclasses.replace(subject, restricted=True)
         else:
             refresh = await _new_refresh_token(uow, subject, uuid7())
+        await EVENTS.add_event(
+            uow,
+            "iam.auth.signed-in",
+            subject=str(user.id),
+            payload=SignedIn(user_id=user.id, tenant_id=tenant_id, amr=amr, signed_in_at=at),
+            tenant=str(tenant_id),
+            actor=str(user.id),
+            actor_kind="user",
+        )
         await uow.commit()
     ctx.throttle.succeeded(account)
     return IssuedTokens(await _sign(ctx, subject), _ttl(), refresh, tenant_id)

@@ -1,0 +1,271 @@
+"""Registry benchmark: what trust costs on the node, and what registry costs on upload.
+
+1. **verify vs sha256**: a bundle with one layer of `--size-mib` MiB (random bytes, built by
+   `gpucloud_trust.bundle.build` into an OCI image layout) is verified the way a node agent
+   verifies it after pulling (`gpucloud_trust.bundle.verify_layout`: the release envelope's
+   signature, the manifest digest, every blob's size and sha256), and the same layer file is
+   hashed with plain hashlib sha256 (1 MiB reads). Best of `--repeat` runs each, warm page
+   cache; the figure is seconds per GiB and the ratio (target <= 1.10).
+2. **upload throughput**: a blob of `--upload-mib` MiB is uploaded (a) straight to the OCI
+   registry (POST, one streamed PATCH, PUT ?digest=: the distribution API as registry itself
+   uses it) and (b) through registry's `PUT .../blobs/{digest}` (registry hashes while it
+   streams into the OCI registry), registry running as its own process (`python -m
+   registry`) on a scratch database. MiB/s each, and the ratio.
+
+Needs devstack's infra (`ensure_infra()`: Kafka, PostgreSQL, the OCI registry).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import environment, print_table, save_results, scratch_database
+from bench.report import Headline, Summary
+
+SUMMARY = (
+    "node-side bundle verify cost per GiB vs plain sha256; blob upload MiB/s via registry vs OCI"
+)
+CHUNK = 1 << 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size-mib", type=int, default=1024, help="layer size to verify")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each verify (best kept)")
+    parser.add_argument("--upload-mib", type=int, default=256, help="blob size to upload")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 64 MiB layer, 16 MiB blob")
+
+
+def _random_file(path: Path, mib: int) -> None:
+    block = os.urandom(CHUNK)
+    with path.open("wb") as f:
+        for i in range(mib):
+            f.write(block[i % 7 :] + block[: i % 7])  # distinct blocks, cheap to make
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(view):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def verify_part(size_mib: int, repeat: int, work: Path) -> dict[str, Any]:
+    from gpucloud_trust import bundle, intoto
+    from gpucloud_trust.keys import SigningKey
+
+    source = work / "layer"
+    source.mkdir()
+    _random_file(source / "weights.bin", size_mib)
+    built = bundle.build(source, work / "layout")
+    (source / "weights.bin").unlink()
+    key = SigningKey.generate()
+    claim = bundle.ReleaseClaim("tenant", "bench", "1.0.0")
+    envelope = intoto.release_statement(
+        built.digest, tenant=claim.tenant, app=claim.app, version=claim.version
+    ).sign([key])
+    layer = built.blob_path(built.manifest.layers[0].digest)
+    gib = layer.stat().st_size / (1 << 30)
+    _sha256(layer)  # warm the page cache for both
+    plain = _best(lambda: _sha256(layer), repeat)
+    verify = _best(
+        lambda: bundle.verify_layout(built.layout, [envelope], [key.public], claim=claim), repeat
+    )
+    return {
+        "layer_bytes": layer.stat().st_size,
+        "sha256_s_per_gib": plain / gib,
+        "verify_s_per_gib": verify / gib,
+        "ratio": verify / plain,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def registry_process(database_url: str, oci: Any, kafka: str, token: str) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "GPUCLOUD_DATABASE_URL": database_url,
+        "GPUCLOUD_HTTP_PORT": str(port),
+        "GPUCLOUD_OPERATOR_TOKEN": token,
+        "GPUCLOUD_KAFKA_BOOTSTRAP": kafka,
+        "GPUCLOUD_REGISTRY_OCI_URL": oci.url,
+        "GPUCLOUD_REGISTRY_OCI_USERNAME": oci.username,
+        "GPUCLOUD_REGISTRY_OCI_PASSWORD": oci.password,
+        "GPUCLOUD_SERVICE_NAME": "registry-bench",
+        "GPUCLOUD_LOG_LEVEL": "WARNING",
+    }
+    env.pop("GPUCLOUD_JWKS_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registry"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"registry did not start: {process.stderr.read().decode()[-2000:]}"
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+async def _straight_to_oci(oci: Any, path: Path, digest: str) -> float:
+    auth = httpx.BasicAuth(oci.username, oci.password)
+    repository = f"bench/{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=oci.url, auth=auth, timeout=300) as http:
+        started = time.perf_counter()
+        session = await http.post(f"/v2/{repository}/blobs/uploads/")
+        location = httpx.URL(oci.url).join(session.headers["location"])
+        sent = await http.patch(location, content=_file_chunks(path))
+        location = httpx.URL(oci.url).join(sent.headers["location"])
+        done = await http.put(location.copy_merge_params({"digest": digest}))
+        elapsed = time.perf_counter() - started
+    assert done.status_code == 201, done.text
+    return elapsed
+
+
+async def _through_registry(url: str, token: str, path: Path, digest: str) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    base = f"{url}/v1/registry/tenants/{tenant}/projects/{project}/apps"
+    async with httpx.AsyncClient(timeout=300, headers=headers) as http:
+        created = await http.post(base, json={"name": "bench"})
+        assert created.status_code == 201, created.text
+        started = time.perf_counter()
+        uploaded = await http.put(f"{base}/bench/blobs/{digest}", content=_file_chunks(path))
+        elapsed = time.perf_counter() - started
+    assert uploaded.status_code == 201, uploaded.text
+    return elapsed
+
+
+def upload_part(upload_mib: int, work: Path) -> dict[str, Any]:
+    from devstack.infra import ensure_infra
+
+    infra = ensure_infra()
+    blob = work / "upload.bin"
+    _random_file(blob, upload_mib)
+    digest = "sha256:" + _sha256(blob)
+    token = "bench-" + uuid.uuid4().hex
+    with scratch_database(infra.pg_admin_url) as database_url:
+        with registry_process(
+            database_url, infra.oci_registry, infra.kafka_bootstrap, token
+        ) as url:
+            direct = asyncio.run(_straight_to_oci(infra.oci_registry, blob, digest))
+            # the same bytes again, to another repository of a fresh app: stored anew
+            via = asyncio.run(_through_registry(url, token, blob, digest))
+    return {
+        "blob_bytes": blob.stat().st_size,
+        "oci_mib_s": upload_mib / direct,
+        "registry_mib_s": upload_mib / via,
+        "ratio": direct / via,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.size_mib, args.repeat, args.upload_mib = 64, 1, 16
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
+        work = Path(tmp)
+        (work / "v").mkdir()
+        verify = verify_part(args.size_mib, args.repeat, work / "v")
+        print_table(
+            f"bundle verify vs plain sha256 ({args.size_mib} MiB layer, best of {args.repeat})",
+            ["", "s per GiB"],
+            [
+                ["sha256 (hashlib, 1 MiB reads)", f"{verify['sha256_s_per_gib']:.3f}"],
+                ["verify_layout (sig + manifest + blobs)", f"{verify['verify_s_per_gib']:.3f}"],
+                ["ratio (target <= 1.10)", f"{verify['ratio']:.3f}"],
+            ],
+        )
+        (work / "u").mkdir()
+        upload = upload_part(args.upload_mib, work / "u")
+        print_table(
+            f"blob upload ({args.upload_mib} MiB)",
+            ["", "MiB/s"],
+            [
+                ["straight to the OCI registry", f"{upload['oci_mib_s']:.1f}"],
+                ["through registry (hashed while streamed)", f"{upload['registry_mib_s']:.1f}"],
+                ["registry / OCI", f"{upload['ratio']:.3f}"],
+            ],
+        )
+    results = {
+        "environment": environment(),
+        "args": vars(args) | {"func": None},
+        "verify": verify,
+        "upload": upload,
+    }
+    results["args"].pop("func", None)
+    print(f"\nresults: {save_results('registry', results)}")
+    return 0
+
+
+def headlines(results: dict[str, Any]) -> Summary:
+    """The common schema (bench/report.py): bundle verification against a plain sha256 of
+    the same bytes, uploads through registry against straight to the OCI registry."""
+    verify, upload = results["verify"], results["upload"]
+    return Summary(
+        headlines=[
+            Headline(
+                "bundle verify",
+                verify["verify_s_per_gib"],
+                "s/GiB",
+                better="lower",
+                baseline=verify["sha256_s_per_gib"],
+                baseline_name="plain sha256",
+                ratio_target=1.10,
+            ),
+            Headline(
+                "blob upload through registry",
+                upload["registry_mib_s"],
+                "MiB/s",
+                baseline=upload["oci_mib_s"],
+                baseline_name="straight to the OCI registry",
+            ),
+        ]
+    )
