@@ -62,7 +62,7 @@ from typing import Any
 
 import msgspec
 import psycopg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -274,7 +274,7 @@ async def partition_lag(consumer: Any, group: str) -> dict[tuple[str, str, int],
 
 
 async def dead_letter(
-    producer: AIOKafkaProducer, record: Any, error: Exception, *, attempts: int, consumer: str
+    producer: kafka.Producer, record: Any, error: Exception, *, attempts: int, consumer: str
 ) -> None:
     """Send a record to `<topic>.dlq` with why, how often and from where in its headers
     (the original CloudEvents headers stay, so a replay restores the event as it was)."""
@@ -307,7 +307,7 @@ class EventConsumer:
         *,
         settings: ServiceSettings,
         db: Database,
-        producer: AIOKafkaProducer,
+        producer: kafka.Producer,
         max_attempts: int | None = None,
     ) -> None:
         self.subscription = subscription

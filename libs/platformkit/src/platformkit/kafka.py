@@ -9,6 +9,8 @@ factory takes those settings, or any object carrying them as `.kafka` (ServiceSe
 returns an unstarted client whose connection options come from `connection()`:
 
 - `producer`: acks=all + idempotence, for the outbox relay, heartbeats and dead letters;
+- `renewing_producer`: the same, wrapped in a `RenewingProducer` that replaces its aiokafka
+  producer when that one can no longer deliver (the runtime's: relay, heartbeats, DLQ);
 - `group_consumer`: a consumer group member with manual offset commits (every
   subscription of `platformkit.consumers`);
 - `feed_consumer`: group-less, every partition from the beginning, nothing committed
@@ -21,15 +23,20 @@ returns an unstarted client whose connection options come from `connection()`:
 The password is never part of `repr()`.
 """
 
+import asyncio
+import contextlib
+import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
 PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
@@ -161,6 +168,109 @@ def producer(
     return AIOKafkaProducer(
         **connection(settings), client_id=_client_id(settings, client_id), **options
     )
+
+
+class RenewingProducer:
+    """An idempotent producer that outlives a broken aiokafka producer.
+
+    aiokafka's sender task ends for good on some broker answers (OutOfOrderSequenceNumber
+    after a broker restart lost the producer's state, a fenced epoch, an unexpected error):
+    from then on every send fails (or, for a batch already queued, never completes) until
+    the process restarts (aio-libs/aiokafka#1017). Before each send this checks the sender
+    task; when it has ended, the broken producer is stopped and a fresh one (a new producer
+    id, sequence numbers from 0) takes its place. Records the broken one never delivered were
+    failed to their senders, so nothing is silently lost: the outbox relay republishes its
+    batch, and consumers deduplicate on the event id.
+    """
+
+    def __init__(self, factory: Callable[[], AIOKafkaProducer]) -> None:
+        self._factory = factory
+        self._current = factory()
+        self._started = False  # start() was called and stop() was not
+        self._current_started = False
+        self.renewals = 0
+
+    @property
+    def current(self) -> AIOKafkaProducer:
+        return self._current
+
+    @property
+    def client(self) -> Any:
+        return self._current.client
+
+    @property
+    def broken(self) -> bool:
+        """The sender task has ended: this producer will never deliver again."""
+        task = _sender_task(self._current)
+        return self._current_started and task is not None and task.done()
+
+    async def start(self) -> None:
+        self._started = True
+        await self._start_current()
+
+    async def stop(self) -> None:
+        self._started = False
+        if self._current_started:
+            self._current_started = False
+            await self._current.stop()
+
+    async def renew(self) -> None:
+        """Stop the current producer (bounded: a broken one may never flush) and start a
+        fresh one in its place."""
+        old, self._current = self._current, self._factory()
+        was_started, self._current_started = self._current_started, False
+        self.renewals += 1
+        task = _sender_task(old)
+        ended = task is not None and task.done() and not task.cancelled()
+        error = task.exception() if task is not None and ended else None
+        log.warning(
+            "kafka producer broken; starting a fresh one",
+            extra={"fields": {"error": repr(error), "renewals": self.renewals}},
+        )
+        if was_started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), timeout=10)
+        if self._started:
+            await self._start_current()
+
+    async def _start_current(self) -> None:
+        try:
+            await self._current.start()
+        except BaseException:
+            # A producer whose start failed is not started again: the next send gets a new one.
+            failed, self._current = self._current, self._factory()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(failed.stop(), timeout=10)
+            raise
+        self._current_started = True
+
+    async def send(self, topic: str, value: Any = None, key: Any = None, **options: Any) -> Any:
+        if self.broken:
+            await self.renew()
+        elif self._started and not self._current_started:
+            await self._start_current()
+        return await self._current.send(topic, value=value, key=key, **options)
+
+    async def send_and_wait(
+        self, topic: str, value: Any = None, key: Any = None, **options: Any
+    ) -> Any:
+        return await (await self.send(topic, value=value, key=key, **options))
+
+
+def _sender_task(producer: AIOKafkaProducer) -> "asyncio.Task[Any] | None":
+    # aiokafka has no public "is this producer still able to deliver" API; its sender task
+    # ending is that fact.
+    return getattr(getattr(producer, "_sender", None), "sender_task", None)
+
+
+Producer = AIOKafkaProducer | RenewingProducer
+
+
+def renewing_producer(
+    settings: Settings, client_id: str | None = None, **overrides: Any
+) -> RenewingProducer:
+    """`producer(...)`, renewed when it breaks (see RenewingProducer)."""
+    return RenewingProducer(lambda: producer(settings, client_id, **overrides))
 
 
 def consumer(settings: Settings, *topics: str, client_id: str, **options: Any) -> AIOKafkaConsumer:

@@ -6,7 +6,10 @@ so with several replicas one batch at a time is in flight and per-key order hold
 A crash after Kafka acknowledged a batch but before `sent_at` is written republishes it:
 consumers deduplicate on the CloudEvents id (the outbox row id), so that costs nothing.
 The runtime runs `run()` as a supervised job (platformkit.jobs): a failure ends the
-session, the next one starts after a backoff.
+session, the next one starts after a backoff. The runtime's producer is a
+`kafka.RenewingProducer`: when aiokafka's producer breaks for good (its sender task ended,
+e.g. OutOfOrderSequenceNumber after a broker restart) the next batch goes through a fresh
+one, so the relay never stalls until a process restart.
 """
 
 import asyncio
@@ -15,11 +18,11 @@ import time
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaProducer
 
 from platformkit.db import libpq_url
 from platformkit.envelope import CloudEvent
 from platformkit.faults import crash_point
+from platformkit.kafka import Producer
 
 log = logging.getLogger(__name__)
 _RELAY_LOCK = 7_300_002
@@ -33,17 +36,19 @@ class OutboxRelay:
     def __init__(
         self,
         database_url: str,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         *,
         batch_size: int = 1000,
         poll_interval_s: float = 2.0,
         retention_hours: int = 24,
+        delivery_timeout_s: float = 60.0,
     ) -> None:
         self.database_url = libpq_url(database_url)
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retention_hours = retention_hours
+        self.delivery_timeout_s = delivery_timeout_s
         self.published = 0
         self._last_purge = time.monotonic()
 
@@ -101,7 +106,10 @@ class OutboxRelay:
                         topic, value=event.data, key=event.key, headers=event.headers()
                     )
                 )
-            await asyncio.gather(*deliveries)
+            # Bounded: a batch Kafka never acknowledges ends the session (its transaction rolls
+            # back, the rows stay unsent) instead of holding the relay's lock for ever.
+            async with asyncio.timeout(self.delivery_timeout_s):
+                await asyncio.gather(*deliveries)
             crash_point("relay.after_publish")
             await conn.execute(
                 "UPDATE outbox SET sent_at = clock_timestamp() WHERE seq = ANY(%s)",

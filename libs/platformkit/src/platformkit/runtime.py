@@ -76,7 +76,7 @@ class ServiceRuntime:
         self.started_at = dt.datetime.now(dt.UTC)
         self.db = Database(settings.database_url) if settings.database_url else None
         self.kafka = definition.kafka
-        self.producer = kafka.producer(settings)
+        self.producer = kafka.renewing_producer(settings)
         self.relay = (
             OutboxRelay(
                 settings.database_url,

@@ -5,7 +5,9 @@ import uuid
 
 import psycopg
 import pytest
+from aiokafka.errors import OutOfOrderSequenceNumber
 
+from platformkit import kafka
 from platformkit.db import Database
 from platformkit.envelope import new_event
 from platformkit.outbox import write_events
@@ -100,6 +102,39 @@ class TestTransactionalOutbox:
         assert stats == {"processed": 1, "duplicates": 1}
         with psycopg.connect(kit_database) as conn:
             assert conn.execute("SELECT count(*) FROM effects").fetchone() == (1,)
+
+
+class TestBrokenProducer:
+    async def test_relay_outlives_a_producer_whose_sender_died(self, infra, kit_database, topic):
+        """aiokafka's sender task ends for good on OutOfOrderSequenceNumber (a broker that
+        lost the producer's state): the batch it held never completes and every later send
+        fails. The relay's batch times out instead of holding its lock for ever, and the
+        next batch goes through a fresh producer: every row is published."""
+        producer = kafka.renewing_producer(infra.settings())
+        await producer.start()
+        db = Database(kit_database)
+        try:
+            written = [await _write(db, topic, f"agg-{i}", commit=True) for i in range(5)]
+            broken = producer.current
+
+            async def out_of_order(*_args, **_kwargs):
+                raise OutOfOrderSequenceNumber()
+
+            broken._sender._send_produce_req = out_of_order  # the broker's answer, injected
+            relay = OutboxRelay(kit_database, producer, delivery_timeout_s=3)
+            async with await psycopg.AsyncConnection.connect(kit_database) as conn:
+                with pytest.raises((OutOfOrderSequenceNumber, TimeoutError)):
+                    await relay.publish_batch(conn)
+                assert producer.broken
+                assert await relay.publish_batch(conn) == 5
+                assert await relay.publish_batch(conn) == 0
+            assert producer.current is not broken and producer.renewals == 1
+            records = await read_all(infra.kafka, topic, min_records=5)
+            ids = {dict(r.headers)["ce_id"].decode() for r in records}
+            assert ids == {str(i) for i in written}
+        finally:
+            await producer.stop()
+            await db.dispose()
 
 
 class TestBulkOutbox:

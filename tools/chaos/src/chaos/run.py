@@ -142,8 +142,26 @@ async def _recover(connect, databases: tuple[str, ...], within: float) -> None:
                 f"not at rest after {within:.0f} s: unsent {unsent}, live {live}, unrated"
                 f" {unrated}, outliving sessions {len(outliving)}"
             )
+            for database, n in unsent.items():
+                if n:
+                    _relay_trail(database.replace("_", "-"))
             return
         await asyncio.sleep(1.0)
+
+
+def _relay_trail(service: str, lines: int = 8) -> None:
+    """The last things a stuck service's log says about its relay and producer (the log
+    itself stays under the kept home; CI shows only this output)."""
+    from devstack.supervise import log_file
+
+    try:
+        text = log_file(service).read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    trail = [line for line in text if re.search(r"outbox-relay|producer|sender", line)]
+    log(f"{service}: last relay/producer log lines ({len(trail)} in all):")
+    for line in trail[-lines:]:
+        print(f"    {line[:400]}", flush=True)
 
 
 async def _verify(gateway: str, operator: str) -> dict | None:
