@@ -10,8 +10,8 @@ Every sample is a new process (what a user or a script pays per command), run on
 the other and interleaved (help, ps, curl, help, ...) so that all three see the same
 machine. `python -c pass` (the same interpreter) is the floor under both gpucloud rows;
 curl, the same GET with the same bearer token, is the floor of the ps row (network, gateway
-and gpuaas included); `import click` and `import gpucloud_cli.sdk.client` (httpx and the
-models) show where a command's start-up goes. Targets from issue 17: help p50 300 ms,
+and gpuaas included); `import click` and `import gpucloud_cli.sdk.client` (the SDK on the
+standard library's http.client, and its models) show where a command's start-up goes. Targets from issue 17: help p50 300 ms,
 ps --json p50 150 ms.
 """
 
@@ -43,7 +43,7 @@ ROWS: dict[str, tuple[str, float | None]] = {
     "curl": ("curl, same GET", None),
     "python": ("python -c pass", None),
     "click": ("python -c 'import click'", None),
-    "sdk": ("python -c 'import gpucloud_cli.sdk.client' (httpx)", None),
+    "sdk": ("python -c 'import gpucloud_cli.sdk.client'", None),
 }
 
 

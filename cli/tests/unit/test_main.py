@@ -76,6 +76,16 @@ def test_json_errors_do_not_load_rich_and_httpx_skips_its_own_cli(tmp_path) -> N
     assert not {"rich", "pygments", "rich.console"} & modules
 
 
+def test_a_client_without_proxy_or_transport_imports_no_httpx() -> None:
+    """The SDK's default path is the standard library (wire.Http); httpx costs about a
+    third of `gpucloud ps --json` (just bench cli). A proxy in the environment brings it."""
+    code = "from gpucloud_cli.sdk.client import Client\nClient('http://127.0.0.1:9').close()"
+    plain = _imported_after(code, {"PATH": "/usr/bin:/bin"})
+    assert "gpucloud_cli.sdk.wire" in plain and "httpx" not in plain
+    proxy = _imported_after(code, {"PATH": "/usr/bin:/bin", "HTTPS_PROXY": "http://127.0.0.1:9"})
+    assert "httpx" in proxy
+
+
 def test_not_signed_in_is_an_auth_error_as_one_json_document(runner) -> None:
     result = runner.invoke(cli, ["ps", "--json"])
     assert result.exit_code == 3

@@ -1,4 +1,5 @@
-"""StdlibTransport against a real HTTP server on loopback (http.server in a thread)."""
+"""The SDK's two HTTP paths against a real HTTP server on loopback (http.server in a
+thread): wire.Http (the standard library, the default) and StdlibTransport under httpx."""
 
 import gzip
 import json
@@ -10,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gpucloud_cli.sdk.transport import StdlibTransport, httpx
+from gpucloud_cli.sdk.wire import Http, TransportError
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -110,3 +112,62 @@ def test_a_silent_server_is_a_timeout() -> None:
         with httpx.Client(base_url=base, transport=StdlibTransport(), timeout=0.3) as client:
             with pytest.raises(httpx.TimeoutException):
                 client.get("/")
+
+
+def _http(base: str, timeout: float = 5) -> Http:
+    return Http(base, timeout=timeout, headers={"User-Agent": "tests"})
+
+
+def test_wire_requests_share_one_connection_with_query_and_prefix(server: str) -> None:
+    http = _http(server + "/api/")
+    try:
+        answer = http.request("GET", "/a", params={"x": "1 2", "after": None})
+        assert answer.json() == {"path": "/api/a?x=1+2&after="}
+        assert http.request("GET", "/b").status_code == 200
+    finally:
+        http.close()
+    assert Handler.seen[0]["peer"] == Handler.seen[1]["peer"]
+    assert Handler.seen[0]["headers"]["User-Agent"] == "tests"
+    assert Handler.seen[0]["headers"]["Accept-Encoding"] == "identity"
+
+
+def test_wire_json_and_form_bodies(server: str) -> None:
+    http = _http(server)
+    try:
+        answer = http.request("POST", "/x", json={"a": 1}, headers={"Idempotency-Key": "k1"})
+        http.request("POST", "/token", data={"grant_type": "password", "p": "a&b"})
+    finally:
+        http.close()
+    assert answer.status_code == 201 and answer.json() == {"a": 1}
+    assert answer.reason_phrase == "Created"
+    assert answer.headers["content-type"] == "application/json"
+    first, second = Handler.seen
+    assert first["headers"]["Idempotency-Key"] == "k1"
+    assert first["headers"]["Content-Type"] == "application/json"
+    assert first["headers"]["Content-Length"] == str(len(first["body"]))
+    assert second["body"] == b"grant_type=password&p=a%26b"
+    assert second["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_wire_replaces_a_closed_connection_and_decodes_gzip(server: str) -> None:
+    http = _http(server)
+    try:
+        http.request("GET", "/close")
+        assert http.request("GET", "/after").json() == {"path": "/after"}
+        assert http.request("GET", "/gzip").json() == {"ok": True}
+    finally:
+        http.close()
+    assert Handler.seen[0]["peer"] != Handler.seen[1]["peer"]
+
+
+def test_wire_no_answer_is_a_transport_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TransportError):
+        _http(f"http://127.0.0.1:{port}").request("GET", "/")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(TransportError):
+            _http(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3).request("GET", "/")

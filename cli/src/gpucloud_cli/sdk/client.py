@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from gpucloud_cli import __version__
@@ -30,7 +30,10 @@ from gpucloud_cli.sdk.errors import (
     StepUpRequired,
     from_answer,
 )
-from gpucloud_cli.sdk.transport import StdlibTransport, httpx
+from gpucloud_cli.sdk.wire import Answer, Http, HttpxHttp, TransportError, proxied
+
+if TYPE_CHECKING:
+    import httpx
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 RETRY_DELAYS_S = (0.2, 0.6)
@@ -76,11 +79,12 @@ class Client:
         self.gateway = gateway.rstrip("/")
         self.credentials = StaticToken(credentials) if isinstance(credentials, str) else credentials
         self.tenant_id, self.project_id = tenant_id, project_id
-        self._http = httpx.Client(
-            base_url=self.gateway,
-            timeout=timeout,
-            transport=transport or StdlibTransport(),
-            headers={"User-Agent": f"gpucloud-cli/{__version__}"},
+        headers = {"User-Agent": f"gpucloud-cli/{__version__}"}
+        # The standard library unless httpx adds something: a proxy, a caller's transport.
+        self._http: Http | HttpxHttp = (
+            HttpxHttp(self.gateway, timeout=timeout, headers=headers, transport=transport)
+            if transport is not None or proxied()
+            else Http(self.gateway, timeout=timeout, headers=headers)
         )
 
     @classmethod
@@ -127,7 +131,7 @@ class Client:
         idempotency_key: str | None = None,
         authenticated: bool = True,
         retry: bool | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         headers: dict[str, str] = {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -143,7 +147,7 @@ class Client:
                 response = self._http.request(
                     method, path, json=json, data=data, params=params, headers=headers
                 )
-            except httpx.TransportError as exc:
+            except TransportError as exc:
                 if retry and attempt < len(RETRY_DELAYS_S):
                     time.sleep(RETRY_DELAYS_S[attempt])
                     attempt += 1
@@ -157,7 +161,7 @@ class Client:
                 continue
             error = from_answer(
                 response.status_code,
-                {k.lower(): v for k, v in response.headers.items()},
+                response.headers,
                 response.content,
                 response.reason_phrase,
             )

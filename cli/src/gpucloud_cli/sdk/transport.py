@@ -1,4 +1,5 @@
-"""httpx, made cheap to start: a command is a new process, so import time is latency.
+"""httpx, made cheap to start, for the SDK's httpx path (a proxy from the environment, or a
+caller's transport: gpucloud_cli.sdk.wire). Without those the SDK imports no httpx at all.
 
 Two things cost most of `gpucloud ps --json` before a byte is sent (`just bench cli`):
 
@@ -33,27 +34,18 @@ if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
     sys.modules["httpx._main"] = _stub
 
 import http.client
-import os
-import select
 import socket
 import ssl
 
 import httpx
+
+from gpucloud_cli.sdk.wire import idle_and_open, tls_context
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 # hop-by-hop or computed by http.client itself
 _SKIPPED_HEADERS = frozenset({"host", "connection", "content-length", "transfer-encoding"})
-
-
-def _tls_context() -> ssl.SSLContext:
-    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    if not cafile and not capath:
-        import certifi
-
-        cafile = certifi.where()
-    return ssl.create_default_context(cafile=cafile, capath=capath)
 
 
 class StdlibTransport(httpx.BaseTransport):
@@ -65,12 +57,12 @@ class StdlibTransport(httpx.BaseTransport):
         port = url.port or (443 if url.scheme == "https" else 80)
         key = (url.scheme, url.host, port)
         found = self._connections.get(key)
-        if found is not None and (found.sock is None or not _idle_and_open(found.sock)):
+        if found is not None and (found.sock is None or not idle_and_open(found.sock)):
             found.close()  # closed by the server while idle, or never opened
             found = None
         if found is None:
             if url.scheme == "https":
-                self._tls = self._tls or _tls_context()
+                self._tls = self._tls or tls_context()
                 found = http.client.HTTPSConnection(
                     url.host, port, timeout=timeout, context=self._tls
                 )
@@ -139,16 +131,6 @@ class StdlibTransport(httpx.BaseTransport):
 def _pairs(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     # http.client has undone the chunking; a content-encoding, if any, httpx decodes
     return [(k, v) for k, v in items if k.lower() != "transfer-encoding"]
-
-
-def _idle_and_open(sock: socket.socket) -> bool:
-    """A kept-alive socket with nothing to read: still usable. Readable means the server
-    closed it (EOF) or sent something unasked: reconnect rather than fail mid-request."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
 
 
 __all__ = ["StdlibTransport", "httpx"]
