@@ -11,8 +11,8 @@ the other and interleaved (help, ps, curl, help, ...) so that all three see the 
 machine. `python -c pass` (the same interpreter) is the floor under both gpucloud rows;
 curl, the same GET with the same bearer token, is the floor of the ps row (network, gateway
 and gpuaas included); `import click` and `import gpucloud_cli.sdk.client` (the SDK on the
-standard library's http.client, and its models) show where a command's start-up goes. Targets from issue 17: help p50 300 ms,
-ps --json p50 150 ms.
+standard library's http.client, and its models) show where a command's start-up goes.
+Targets from issue 17: help p50 300 ms, ps --json p50 150 ms.
 """
 
 import argparse

@@ -13,6 +13,8 @@ and `platformkit.http.build_service_app` turns it into a litestar app whose life
   or jobs share through `app.state` (a payment provider, an HTTP client). Start-up hooks run
   after the runtime is built and before it starts its consumers and jobs; shutdown hooks
   run after the runtime has stopped them (so a job never sees a closed resource);
+- `retention`: how long the kit's inbox rows, idempotency keys and sent outbox rows are
+  kept (`platformkit.retention.Retention`; the defaults suit most services);
 - `relay` / `kafka`: turn the outbox relay or every Kafka part off (the gateway, the node
   agent, tests).
 """
@@ -25,6 +27,7 @@ from litestar.di import Provide
 
 from platformkit.consumers import BatchSubscription, Subscription
 from platformkit.jobs import Job
+from platformkit.retention import Retention
 
 Hook = Callable[[Any], Any]
 
@@ -40,6 +43,7 @@ class ServiceDefinition:
     batch_subscriptions: Sequence[BatchSubscription] = ()
     jobs: Sequence[Job] = ()
     dependencies: Mapping[str, Provide] = dataclasses.field(default_factory=dict)
+    retention: Retention = dataclasses.field(default_factory=Retention)
     relay: bool = True
     kafka: bool = True
     on_startup: Sequence[Hook] = ()

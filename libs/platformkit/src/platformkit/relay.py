@@ -6,15 +6,15 @@ so with several replicas one batch at a time is in flight and per-key order hold
 A crash after Kafka acknowledged a batch but before `sent_at` is written republishes it:
 consumers deduplicate on the CloudEvents id (the outbox row id), so that costs nothing.
 The runtime runs `run()` as a supervised job (platformkit.jobs): a failure ends the
-session, the next one starts after a backoff. The runtime's producer is a
-`kafka.RenewingProducer`: when aiokafka's producer breaks for good (its sender task ended,
-e.g. OutOfOrderSequenceNumber after a broker restart) the next batch goes through a fresh
-one, so the relay never stalls until a process restart.
+session, the next one starts after a backoff. Sent rows are deleted later by the kit's
+retention job (platformkit.retention), past the service's declared outbox retention.
+The runtime's producer is a `kafka.RenewingProducer`: when aiokafka's producer breaks for
+good (its sender task ended, e.g. OutOfOrderSequenceNumber after a broker restart) the
+next batch goes through a fresh one, so the relay never stalls until a process restart.
 """
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import psycopg
@@ -40,17 +40,14 @@ class OutboxRelay:
         *,
         batch_size: int = 1000,
         poll_interval_s: float = 2.0,
-        retention_hours: int = 24,
         delivery_timeout_s: float = 60.0,
     ) -> None:
         self.database_url = libpq_url(database_url)
         self.producer = producer
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
-        self.retention_hours = retention_hours
         self.delivery_timeout_s = delivery_timeout_s
         self.published = 0
-        self._last_purge = time.monotonic()
 
     async def run(self, _runtime: Any = None) -> None:
         """One connected session: publish until cancelled. A database or Kafka failure ends
@@ -68,7 +65,6 @@ class OutboxRelay:
                 # follows publishes every row committed so far, whatever woke us.
                 async for _ in listen.notifies(timeout=self.poll_interval_s, stop_after=1):
                     pass
-                await self._purge_if_due(work)
 
     async def publish_batch(self, conn: psycopg.AsyncConnection[Any]) -> int:
         async with conn.transaction():
@@ -117,20 +113,6 @@ class OutboxRelay:
             )
         self.published += len(rows)
         return len(rows)
-
-    async def _purge_if_due(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Delete rows sent longer ago than the retention, a bounded slice at a time.
-        Sent rows are kept a while for audits of delivery (chaos checks read them)."""
-        now = time.monotonic()
-        if now - self._last_purge < 60:
-            return
-        self._last_purge = now
-        async with conn.transaction():
-            await conn.execute(
-                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE sent_at"
-                " < clock_timestamp() - make_interval(hours => %s) LIMIT 10000)",
-                (self.retention_hours,),
-            )
 
     async def backlog(self) -> int:
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:

@@ -7,6 +7,8 @@ producer and every supervised job (platformkit.jobs) of the service:
 - one `EventConsumer` per subscription and batch subscription (`platformkit.consumers`);
 - for a service that verifies iam's tokens, the API-key revocation and membership
   projections (`TopicFeed`s fed by iam's topics);
+- the retention job (`platformkit.retention`): inbox rows, idempotency keys and sent outbox
+  rows older than the definition's `retention`, deleted every few minutes;
 - the heartbeat (`platformkit.service.heartbeat` on `platform.heartbeat.v1`, direct, not
   through the outbox: telemetry, a newer one follows every few seconds);
 - the service's own `jobs`.
@@ -40,6 +42,7 @@ from platformkit.envelope import new_event
 from platformkit.jobs import Job, retrying, supervise
 from platformkit.memberships import MembershipProjection
 from platformkit.relay import OutboxRelay
+from platformkit.retention import kafka_retention_from_env, purge_now
 from platformkit.revocations import RevocationProjection
 from platformkit.settings import ServiceSettings
 
@@ -101,7 +104,9 @@ class ServiceRuntime:
         verifies_tokens = self.kafka and bool(settings.jwks_url)
         self.revocations = RevocationProjection(settings) if verifies_tokens else None
         self.memberships = MembershipProjection(settings) if verifies_tokens else None
-        self.jobs: list[Job] = [*self._kit_jobs(), *definition.jobs]
+        if self.kafka and self.consumers:
+            definition.retention.check(kafka_retention_from_env())
+        self.jobs: list[Job] = [*self._kit_jobs(), *self._retention_jobs(), *definition.jobs]
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._readiness: Readiness | None = None
         self._offsets: AIOKafkaConsumer | None = None  # group-less, for /metrics only
@@ -133,6 +138,12 @@ class ServiceRuntime:
             Job("heartbeat", self.settings.heartbeat_interval_s, self._beat, immediate=True)
         )
         return jobs
+
+    def _retention_jobs(self) -> list[Job]:
+        url, retention = self.settings.database_url, self.definition.retention
+        if self.db is None or not url:
+            return []
+        return [Job("retention", retention.interval_s, lambda _rt: purge_now(url, retention))]
 
     def running_jobs(self) -> list[str]:
         return [name for name, task in self._tasks.items() if not task.done()]

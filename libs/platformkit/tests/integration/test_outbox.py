@@ -1,6 +1,7 @@
 """Outbox + relay on real PostgreSQL and Kafka."""
 
 import asyncio
+import datetime as dt
 import uuid
 
 import psycopg
@@ -12,10 +13,12 @@ from platformkit.db import Database
 from platformkit.envelope import new_event
 from platformkit.outbox import write_events
 from platformkit.relay import OutboxRelay
+from platformkit.retention import Retention, purge
 
 from .conftest import read_all, run_worker, worker_stats
 
 pytestmark = pytest.mark.integration
+HOUR = dt.timedelta(hours=1)
 
 
 async def _write(db: Database, topic: str, subject: str, *, commit: bool) -> uuid.UUID:
@@ -162,23 +165,58 @@ class TestBulkOutbox:
         assert [r.value for r in records] == [e.data for e in events]
 
 
-class TestOutboxRetention:
-    async def test_sent_rows_past_retention_are_purged_unsent_rows_never(
-        self, kit_database, topic, producer
-    ):
+class TestRetention:
+    async def test_each_table_keeps_its_horizon_and_unsent_rows_forever(self, kit_database, topic):
+        """purge() with a clock: rows older than each table's retention at `now` go, the
+        rest stay; an unsent outbox row is never deleted, however old."""
         db = Database(kit_database)
-        for subject in ("old-sent", "fresh-sent", "unsent"):
+        for subject in ("old-sent", "fresh-sent", "old-unsent"):
             await _write(db, topic, subject, commit=True)
         await db.dispose()
+        now = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
         with psycopg.connect(kit_database, autocommit=True) as conn:
+            conn.execute("DELETE FROM inbox")
+            conn.execute("DELETE FROM idempotency_keys")
             conn.execute(
-                "UPDATE outbox SET sent_at = now() - interval '25 hours' WHERE subject = 'old-sent'"
+                "UPDATE outbox SET sent_at = %s WHERE subject = 'old-sent'", (now - HOUR * 25,)
             )
-            conn.execute("UPDATE outbox SET sent_at = now() WHERE subject = 'fresh-sent'")
-        relay = OutboxRelay(kit_database, producer, retention_hours=24)
-        relay._last_purge -= 61  # due now
-        async with await psycopg.AsyncConnection.connect(kit_database) as conn:
-            await relay._purge_if_due(conn)
+            conn.execute(
+                "UPDATE outbox SET sent_at = %s WHERE subject = 'fresh-sent'", (now - HOUR * 23,)
+            )
+            conn.execute(
+                "UPDATE outbox SET created_at = %s WHERE subject = 'old-unsent'",
+                (now - HOUR * 999,),
+            )
+            for age in (HOUR * 24 * 9, HOUR * 24 * 7):
+                conn.execute(
+                    "INSERT INTO inbox (consumer, event_id, event_type, received_at)"
+                    " VALUES ('c', %s, 't', %s)",
+                    (uuid.uuid4(), now - age),
+                )
+            for name, age in (("old", HOUR * 25), ("fresh", HOUR * 1)):
+                conn.execute(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, response_status,"
+                    " response_body, created_at) VALUES ('s', %s, 'h', 201, '', %s)",
+                    (name, now - age),
+                )
+        retention = Retention(slice_rows=1)  # slices of one row: the loop must go on
+        async with await psycopg.AsyncConnection.connect(kit_database, autocommit=True) as conn:
+            deleted = await purge(conn, retention, now)
+            assert deleted == {"inbox": 1, "idempotency_keys": 1, "outbox": 1}
+            assert await purge(conn, retention, now) == {
+                "inbox": 0, "idempotency_keys": 0, "outbox": 0
+            }  # fmt: skip
         with psycopg.connect(kit_database) as conn:
             left = {r[0] for r in conn.execute("SELECT subject FROM outbox")}
-        assert left == {"fresh-sent", "unsent"}
+            inbox = [r[0] for r in conn.execute("SELECT received_at FROM inbox")]
+            keys = {r[0] for r in conn.execute("SELECT key FROM idempotency_keys")}
+        assert left == {"fresh-sent", "old-unsent"}
+        assert inbox == [now - HOUR * 24 * 7] and keys == {"fresh"}
+
+
+def test_an_inbox_shorter_than_kafka_retention_refuses_to_start() -> None:
+    Retention().check(dt.timedelta(hours=168))
+    with pytest.raises(ValueError, match="applied twice"):
+        Retention(inbox=dt.timedelta(days=2)).check(dt.timedelta(hours=168))
+    with pytest.raises(ValueError, match="positive"):
+        Retention(idempotency=dt.timedelta(0)).check(dt.timedelta(hours=1))
