@@ -40,7 +40,7 @@ MIG = ("h100-80gb", "1g.10gb")
 
 def _document_name(args: tuple[str, ...]) -> str:
     words = [a for a in args if not a.startswith("-")]
-    if words[0] in ("keys", "service-accounts", "ssh-keys"):
+    if words[0] in ("keys", "service-accounts", "ssh-keys", "audit"):
         return " ".join(words[:2])
     if words[0] == "ssh" and "--config" in args:
         return "ssh --config"
@@ -284,6 +284,48 @@ class TestCli:
         month = time.strftime("%Y-%m", time.gmtime())
         lines = gpucloud.json("statement", month)["statement"]["lines"]
         assert {line["kind"] for line in lines} >= {"top_up", "usage"}
+
+    def test_audit_verify_proves_the_trail_and_catches_a_withheld_record(
+        self, gpucloud: Cli
+    ) -> None:
+        """The tenant's own trail (its sign-up, top-up and allocations are recorded) is
+        downloaded with proofs and verified outside the platform; the checkpoint is pinned
+        and the next run must extend it; a trail shorter than one seen before is refused."""
+
+        def covered() -> dict[str, Any] | None:  # the released allocation's records signed
+            doc = gpucloud.json("audit", "verify")
+            actions = {
+                item["record"]["action"]
+                for item in gpucloud.api(
+                    f"/v1/audit/tenants/{doc['tenant_id']}/records"
+                    f"?size={doc['checkpoint']['size']}&limit=1000"
+                )["items"]
+            }
+            return doc if "gpuaas.allocation.released" in actions else None
+
+        first = _until("the tenant's released allocation under a checkpoint", covered)
+        assert first["verified"] and first["finding"] is None
+        assert first["records"] == first["checked"] > 0
+        assert first["last_tenant_seq"] == first["records"]  # a new tenant: 1..n, no gap
+        again = gpucloud.json("audit", "verify")
+        assert again["verified"] and again["pinned_before"] == first["checkpoint"]["size"]
+        assert again["checkpoint"]["size"] >= first["checkpoint"]["size"]
+
+        # this machine saw more of the trail before than the log serves now: withheld
+        (pin_file,) = (gpucloud.config_dir / "audit").glob("*.json")
+        assert oct(pin_file.stat().st_mode & 0o777) == "0o600"
+        pin = json.loads(pin_file.read_text())
+        pin["tenant_seq"] = {k: v + 5 for k, v in pin["tenant_seq"].items()}
+        pin_file.write_text(json.dumps(pin))
+        error = gpucloud.error("audit", "verify", expect=12)
+        assert error["class"] == "unverified" and error["finding"]["kind"] == "withheld"
+        assert error["verified"] is False
+        # a key other than the pinned one is refused before anything is fetched
+        pin["tenant_seq"] = {k: v - 5 for k, v in pin["tenant_seq"].items()}
+        pin_file.write_text(json.dumps(pin))
+        changed = gpucloud.error("audit", "verify", "--key", "log+00000000+AQ==", expect=5)
+        assert changed["errors"][0]["field"] == "key"
+        assert gpucloud.json("audit", "verify")["verified"]
 
     def test_down_releases_everything_of_the_project(self, gpucloud: Cli) -> None:
         sku, profile = MIG

@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     NETWORK = 9  # the gateway did not answer (refused, timed out, reset)
     UNFINISHED = 10  # a wait ended in an unwanted state (rejected, failed) or timed out
     THROTTLED = 11  # 429: too many attempts; retry after the time the message gives
+    UNVERIFIED = 12  # `audit verify`: the log contradicts a signature, a pin or a proof
 
 
 # problem class (the `class` of a JSON error document) -> exit code
@@ -33,6 +34,7 @@ CLASS_CODES: dict[str, ExitCode] = {
     "network": ExitCode.NETWORK,
     "unfinished": ExitCode.UNFINISHED,
     "throttled": ExitCode.THROTTLED,
+    "unverified": ExitCode.UNVERIFIED,
 }
 
 # problem types whose HTTP status alone would put them in the wrong class: iam's token

@@ -61,6 +61,12 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
             "Your SSH public keys, which `gpucloud ssh` signs in with.",
         ),
     },
+    "Audit": {
+        "audit": (
+            "audit:audit",
+            "Verify the tenant's audit trail against checkpoints pinned here.",
+        ),
+    },
     "Shell": {
         "completion": ("shell:completion", "Print the shell completion script (bash, zsh, fish)."),
     },

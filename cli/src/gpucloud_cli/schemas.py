@@ -150,6 +150,7 @@ ERROR = {
                 "enum": [
                     "error", "usage", "auth", "not_found", "validation", "conflict",
                     "payment_required", "server", "network", "unfinished", "throttled",
+                    "unverified",
                 ]
             },
             "exit_code": INTEGER,
@@ -283,6 +284,20 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
     "ssh-keys list": obj({"context": STRING, "keys": array(ref("SshKey"))}),
     "ssh-keys add": obj({"context": STRING, "key": ref("SshKey")}),
     "ssh-keys revoke": obj({"context": STRING, "revoked": obj({"id": STRING})}),
+    "audit verify": obj(
+        {
+            "context": STRING,
+            "tenant_id": STRING,
+            "origin": STRING,
+            "pinned_before": {"type": ["integer", "null"]},
+            "checkpoint": obj({"size": INTEGER, "root": STRING, "time": NULLABLE_STRING}),
+            "records": INTEGER,
+            "checked": INTEGER,
+            "last_tenant_seq": {"type": ["integer", "null"]},
+            "verified": BOOLEAN,
+            "finding": {"type": "null"},
+        }
+    ),
     "completion": obj({"shell": {"enum": ["bash", "zsh", "fish"]}, "script": STRING}),
     "error": obj({"error": ref("Error")}),
 }

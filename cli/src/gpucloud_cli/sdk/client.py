@@ -378,6 +378,32 @@ class Client:
         path = f"/v1/billing/tenants/{_seg(tenant_id)}/statements/{_seg(month)}"
         return self.request("GET", path, params={"format": "csv"}).text
 
+    # audit: the verifiable log (raw documents: the verifier checks their bytes itself)
+
+    def audit_log_key(self) -> dict[str, Any]:
+        """The log's origin and note verifier key (public)."""
+        return self._json("GET", "/v1/audit/log/key", authenticated=False)
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/audit/log/checkpoint")
+
+    def audit_consistency(self, first: int, second: int) -> dict[str, Any]:
+        params = {"first": first, "second": second}
+        return self._json("GET", "/v1/audit/log/consistency", params=params)
+
+    def audit_tenant_records(self, tenant_id: str, size: int) -> Iterator[dict[str, Any]]:
+        """Every record of the tenant's trail below the checkpoint of tree `size`, each with
+        its inclusion proof in that tree, oldest first."""
+        after = 0
+        path = f"/v1/audit/tenants/{_seg(tenant_id)}/records"
+        while True:
+            params = {"proofs": "true", "size": size, "after": after, "limit": 1000}
+            page = self._json("GET", path, params=params)
+            yield from page["items"]
+            if page.get("next_after") is None:
+                return
+            after = page["next_after"]
+
     # terminal-gateway
 
     def open_terminal_session(

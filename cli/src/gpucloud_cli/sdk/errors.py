@@ -89,6 +89,21 @@ class Unfinished(GpucloudError):
         return {**super().to_json(), **self.document}
 
 
+class Unverified(GpucloudError):
+    """What a log served contradicts what the verifier holds (a signature, a pinned
+    checkpoint, a record's proof, the tenant's sequence): the first inconsistency."""
+
+    problem_class = "unverified"
+    title = "Audit trail failed verification"
+
+    def __init__(self, detail: str, *, document: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.document = document or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), **self.document}
+
+
 class InvalidInput(GpucloudError):
     """Input the CLI refuses before sending anything, named like an API field error."""
 

@@ -159,6 +159,7 @@ class AuditController(Controller):
         limit: Limit = 100,
         proofs: bool = False,
         format: Format = "json",
+        size: Annotated[int | None, Parameter(ge=1)] = None,
     ) -> Response[Any]:
         page = await queries.records(
             db,
@@ -169,6 +170,7 @@ class AuditController(Controller):
             after=after,
             limit=limit,
             proofs=proofs,
+            size=size,
         )
         out = _page(page)
         return _jsonl(out) if format == "jsonl" else Response(out)
@@ -179,7 +181,8 @@ class AuditController(Controller):
         operation_class=_RecordsOperation,
         description="A tenant's own trail (owners and admins); `format=jsonl` exports JSON"
         " Lines (the next cursor in `X-Next-After`), `proofs=true` adds inclusion proofs in"
-        " the page's checkpoint.",
+        " the page's checkpoint: the latest, or the one of tree `size` (page a whole trail"
+        " at one checkpoint).",
     )
     async def tenant_records(
         self,
@@ -196,6 +199,7 @@ class AuditController(Controller):
         limit: Limit = 100,
         proofs: bool = False,
         format: Format = "json",
+        size: Annotated[int | None, Parameter(ge=1)] = None,
     ) -> Response[Any]:
         _reader(principal, tenant_id)
         page = await queries.records(
@@ -207,6 +211,7 @@ class AuditController(Controller):
             after=after,
             limit=limit,
             proofs=proofs,
+            size=size,
         )
         out = _page(page)
         return _jsonl(out) if format == "jsonl" else Response(out)

@@ -73,10 +73,18 @@ async def records(
     after: int,
     limit: int,
     proofs: bool,
+    size: int | None = None,
 ) -> RecordPage:
+    """A page of records below a signed checkpoint: the latest, or the one of tree `size`
+    (a verifier pages a whole trail at one checkpoint, so every proof is in the same tree)."""
     async with db.unit_of_work(snapshot=True) as uow:
         repo = LogRepository(uow)
-        checkpoint = await repo.latest_checkpoint()
+        if size is None:
+            checkpoint = await repo.latest_checkpoint()
+        else:
+            checkpoint = await repo.checkpoint(size)
+            if checkpoint is None:
+                raise ValidationFailed.for_field("size", f"no checkpoint of tree size {size}")
         if checkpoint is None or checkpoint["size"] == 0:
             return RecordPage(checkpoint, [], {}, None)
         rows = await repo.records(
