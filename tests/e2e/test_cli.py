@@ -310,6 +310,11 @@ class TestCli:
         again = gpucloud.json("audit", "verify")
         assert again["verified"] and again["pinned_before"] == first["checkpoint"]["size"]
         assert again["checkpoint"]["size"] >= first["checkpoint"]["size"]
+        # registry witnesses audit's checkpoints from Kafka; the verifier compares them
+        witnessed = _until(
+            "registry witnessed a checkpoint", lambda: gpucloud.json("audit", "verify")["witness"]
+        )
+        assert witnessed == {"service": "registry", "size": witnessed["size"], "agrees": True}
 
         # this machine saw more of the trail before than the log serves now: withheld
         (pin_file,) = (gpucloud.config_dir / "audit").glob("*.json")

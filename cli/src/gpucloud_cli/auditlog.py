@@ -9,6 +9,9 @@ except through what it holds itself, in the config directory (`audit/<log>.json`
   different key later is refused, never silently followed;
 - the last checkpoint it verified: the new one must extend it (a consistency proof), so a
   log that rewrote, reordered or cut its history is caught as a fork or a shrunk tree;
+- a witness: registry keeps every checkpoint audit published on Kafka
+  (`GET /v1/registry/witness/checkpoint`); audit's latest must extend registry's largest,
+  or be extended by it, so a history shown to this reader and not to registry is a fork;
 - per tenant, the highest `tenant_seq` it has seen: each record of a tenant carries its
   place in the tenant's trail (1, 2, ...), so a gap, or a trail that ends before where it
   ended last time, is a withheld record.
@@ -30,9 +33,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gpucloud_trust.note import Verifier
+from gpucloud_trust.checkpoint import CheckpointError, open_checkpoint
+from gpucloud_trust.note import NoteError, Verifier
 from gpucloud_trust.records import RecordError, decode_record
-from gpucloud_trust.verify import Entry, verify_log
+from gpucloud_trust.verify import Entry, check_extends, verify_log
 
 PIN_DIRECTORY = "audit"
 
@@ -182,3 +186,25 @@ def _sequence(
         detail = f"the trail ends at tenant_seq {previous or 0}; an earlier run saw {seen_before}"
         return Finding("withheld", None, detail), previous
     return None, previous
+
+
+def compare_witness(
+    *, vkey: str, origin: str, latest_note: str, witness_note: str, proof: list[str]
+) -> Finding | None:
+    """audit's latest checkpoint against the witness's: the smaller of the two must be
+    extended by the larger (`proof`: audit's consistency proof between their sizes)."""
+    keys = [Verifier.from_vkey(vkey)]
+    latest = open_checkpoint(latest_note.encode(), keys, origin)
+    try:
+        witnessed = open_checkpoint(witness_note.encode(), keys, origin)
+    except (NoteError, CheckpointError) as exc:
+        return Finding("witness_unverified", None, f"the witness's checkpoint: {exc}")
+    older, newer = sorted((latest, witnessed), key=lambda c: c.size)
+    found = check_extends(older, newer, _b64(proof))
+    if found is None:
+        return None
+    detail = (
+        f"audit serves tree size {latest.size}, the witness (registry) holds "
+        f"{witnessed.size}: {found.detail}"
+    )
+    return Finding("fork", found.index, detail)

@@ -294,6 +294,12 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "records": INTEGER,
             "checked": INTEGER,
             "last_tenant_seq": {"type": ["integer", "null"]},
+            "witness": {
+                "oneOf": [
+                    {"type": "null"},
+                    obj({"service": STRING, "size": INTEGER, "agrees": BOOLEAN}),
+                ]
+            },
             "verified": BOOLEAN,
             "finding": {"type": "null"},
         }

@@ -5,7 +5,7 @@ as the audit API serves them (base64 leaves and proofs), with each kind of lie p
 import base64
 import datetime as dt
 
-from gpucloud_cli.auditlog import Pin, verify_trail
+from gpucloud_cli.auditlog import Pin, compare_witness, verify_trail
 from gpucloud_trust.checkpoint import Checkpoint
 from gpucloud_trust.merkle import leaf_hash
 from gpucloud_trust.note import Signer
@@ -154,3 +154,27 @@ def test_another_tenants_record_in_my_trail_is_refused() -> None:
     outcome = check(LOG, served)
     assert outcome.finding is not None
     assert (outcome.finding.kind, outcome.finding.index) == ("foreign_record", 2)
+
+
+def test_the_witness_agrees_with_an_extension_either_way_and_catches_a_fork() -> None:
+    def against(witness: Log, size: int, latest: Log = LOG) -> str | None:
+        first, second = sorted((size, latest.tree.size))
+        prover = latest if latest.tree.size >= size else witness  # audit serves the proof
+        proof = [base64.b64encode(h).decode() for h in prover.tree.consistency_proof(first, second)]
+        found = compare_witness(
+            vkey=KEY.verifier.vkey,
+            origin=ORIGIN,
+            latest_note=latest.note(),
+            witness_note=witness.note(size),
+            proof=proof,
+        )
+        return found.kind if found else None
+
+    assert against(LOG, 12) is None  # the witness lags: audit's tree extends it
+    assert against(LOG, 30) is None  # the same checkpoint
+    longer = Log(fleet(40))
+    assert against(longer, 40, latest=Log(fleet(30))) is None  # audit lags behind the witness
+    forked = fleet(30)
+    forked[1] = record(1, MINE, 2, action="iam.user.mfa_enabled")
+    assert against(Log(forked), 12) == "fork"  # registry saw another history
+    assert against(Log(forked), 30) == "fork"

@@ -8,7 +8,7 @@ import json
 import click
 
 from gpucloud_cli.app import App, json_option, pass_app
-from gpucloud_cli.auditlog import Pin, load_pin, pin_path, verify_trail
+from gpucloud_cli.auditlog import Pin, compare_witness, load_pin, pin_path, verify_trail
 from gpucloud_cli.config import write_private
 from gpucloud_cli.output import emit_json, fields
 from gpucloud_cli.sdk.errors import InvalidInput, Unverified
@@ -83,6 +83,22 @@ def verify(app: App, given_key: str | None, as_json: bool) -> None:
     if outcome.finding is not None:
         f = outcome.finding
         _refuse(document, f.kind, f.detail, index=f.index)
+    witnessed = client.witnessed_checkpoint(origin)
+    document["witness"] = None
+    if witnessed is not None:
+        w_size = int(witnessed["size"])
+        first, second = sorted((w_size, outcome.size))
+        proof = client.audit_consistency(first, second)["proof"] if first != second else []
+        found = compare_witness(
+            vkey=trusted,
+            origin=origin,
+            latest_note=str(latest["note"]),
+            witness_note=str(witnessed["note"]),
+            proof=proof,
+        )
+        document["witness"] = {"service": "registry", "size": w_size, "agrees": found is None}
+        if found is not None:
+            _refuse(document, found.kind, found.detail, index=found.index)
     pin = pinned or Pin(gateway=client.gateway, origin=origin, vkey=trusted)
     pin.note, pin.size = str(latest["note"]), outcome.size
     if outcome.last_seq is not None:
@@ -100,9 +116,16 @@ def verify(app: App, given_key: str | None, as_json: bool) -> None:
             ("pinned before", document["pinned_before"] or "nothing (first run: pinned now)"),
             ("records", f"{outcome.records} of tenant {scope.context.tenant_slug}, all proven"),
             ("tenant_seq", outcome.last_seq if outcome.last_seq is not None else "-"),
+            ("witness", _witness_line(document["witness"])),
         ],
         title="Audit trail verified",
     )
+
+
+def _witness_line(witness: dict | None) -> str:
+    if witness is None:
+        return "none yet (registry has witnessed no checkpoint of this log)"
+    return f"registry holds tree size {witness['size']}: consistent"
 
 
 def _refuse(document: dict, kind: str, detail: str, *, index: int | None = None) -> None:

@@ -391,6 +391,16 @@ class Client:
         params = {"first": first, "second": second}
         return self._json("GET", "/v1/audit/log/consistency", params=params)
 
+    def witnessed_checkpoint(self, origin: str) -> dict[str, Any] | None:
+        """The largest checkpoint of the log `origin` that registry witnessed; None before
+        the first."""
+        from gpucloud_cli.sdk.errors import NotFound
+
+        try:
+            return self._json("GET", "/v1/registry/witness/checkpoint", params={"origin": origin})
+        except NotFound:
+            return None
+
     def audit_tenant_records(self, tenant_id: str, size: int) -> Iterator[dict[str, Any]]:
         """Every record of the tenant's trail below the checkpoint of tree `size`, each with
         its inclusion proof in that tree, oldest first."""

@@ -91,6 +91,7 @@ SERVICES: dict[str, ServiceAccess] = {
         families=("registry",),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "audit.checkpoint.v1",
             "iam.membership.v1",
             "iam.project.v1",
             "iam.service-account.v1",

@@ -1,5 +1,5 @@
-"""Wires registry together: routes, migrations, the project projection, the OCI registry
-client."""
+"""Wires registry together: routes, migrations, the project projection, the audit log's
+witness, the OCI registry client."""
 
 from litestar import Litestar
 
@@ -10,6 +10,7 @@ from platformkit.http import build_service_app
 from registry import __version__
 from registry.api.routes import ROUTES
 from registry.app.projects import project_handler
+from registry.app.witness import witness_handler
 from registry.oci import OciClient
 from registry.settings import RegistrySettings
 
@@ -34,7 +35,12 @@ DEFINITION = ServiceDefinition(
     description="Registry and trust: apps, versions, artifacts, signatures, promotions.",
     route_handlers=ROUTES,
     migrations="registry.store.migrations",
-    subscriptions=[Subscription("projects", (Topic.IAM_PROJECT_V1,), project_handler())],
+    subscriptions=[
+        Subscription("projects", (Topic.IAM_PROJECT_V1,), project_handler()),
+        Subscription(
+            "witness", (Topic.AUDIT_CHECKPOINT_V1,), witness_handler(SETTINGS.audit_log_key)
+        ),
+    ],
     on_startup=[open_blob_store],
     on_shutdown=[close_blob_store],
 )

@@ -30,3 +30,7 @@ class CheckpointCreated(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     previous_size: Annotated[int, msgspec.Meta(ge=0)] | None = None
     # RFC 9162 consistency proof (base64 hashes) from `previous_size` to `sequence`.
     consistency_proof: list[str] | None = None
+    # The log's note verifier key (`<origin>+<key id>+<base64 key>`, C2SP signed-note) that
+    # signed `note`. A witness pins the first it sees (or one configured out of band) and
+    # refuses a checkpoint under any other.
+    log_key: str | None = None

@@ -295,6 +295,7 @@ class AuditLog:
                 note=note,
                 previous_size=previous if last else None,
                 consistency_proof=[_b64(h) for h in proof],
+                log_key=signer.verifier.vkey,
             ),
         )
         return Sealed(size, root, note)

@@ -33,7 +33,7 @@ async def authorize(
     connection.state.principal = principal
     if principal.is_operator:
         return
-    if action == Action.CATALOG:
+    if action in (Action.CATALOG, Action.WITNESS):
         if principal.tenant_id is None:
             raise NotFound("no such resource")
         return

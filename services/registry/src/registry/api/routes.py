@@ -3,6 +3,7 @@ action (api/authorization.py); docs/registry.md lists them with their permission
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from gpucloud_trust.bundle import MANIFEST_MEDIA_TYPE
 from gpucloud_trust.digests import digest_bytes
 from platformkit.auth import Principal
 from platformkit.db import Database
-from platformkit.errors import ValidationFailed
+from platformkit.errors import NotFound, ValidationFailed
 from platformkit.idempotency import check_key
 from registry.api.authorization import guarded
 from registry.api.schemas import (
@@ -40,9 +41,12 @@ from registry.api.schemas import (
     VersionPage,
     VersionPublish,
     VersionSummary,
+    WitnessConflict,
+    WitnessConflictList,
+    WitnessedCheckpoint,
     YankCreate,
 )
-from registry.app import catalog, keys, promotions, statements
+from registry.app import catalog, keys, promotions, statements, witness
 from registry.app.catalog import AppRef
 from registry.app.common import Actor
 from registry.domain.apps import PLATFORM, is_platform
@@ -527,4 +531,32 @@ class PublicController(Controller):
         return await _blob_stream(db, _oci(state), _public(app), digest)
 
 
-ROUTES = [TenantController, ProjectController, PublicController]
+class WitnessController(Controller):
+    """The audit checkpoints registry witnessed (app/witness.py): what a verifier compares
+    audit's answers with."""
+
+    path = "/v1/registry/witness"
+    tags = ["registry"]
+
+    @get("/checkpoint", operation_id="getWitnessedCheckpoint", **guarded(Action.WITNESS))
+    async def checkpoint(self, db: Database, origin: str | None = None) -> WitnessedCheckpoint:
+        async with db.unit_of_work() as uow:
+            row = await witness.latest(uow, origin)
+        if row is None:
+            raise NotFound("registry has witnessed no checkpoint of this log yet")
+        return WitnessedCheckpoint(
+            origin=row["origin"],
+            size=row["size"],
+            root=base64.b64encode(bytes(row["root"])).decode(),
+            note=row["note"],
+            witnessed_at=row["witnessed_at"],
+        )
+
+    @get("/conflicts", operation_id="listWitnessConflicts", **guarded(Action.WITNESS_CONFLICTS))
+    async def conflicts(self, db: Database, limit: Limit = 100) -> WitnessConflictList:
+        async with db.unit_of_work() as uow:
+            rows = await witness.conflicts(uow, limit)
+        return WitnessConflictList(items=[WitnessConflict(**dict(r)) for r in rows])
+
+
+ROUTES = [TenantController, ProjectController, PublicController, WitnessController]

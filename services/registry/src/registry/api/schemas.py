@@ -126,3 +126,28 @@ class PolicyOut(msgspec.Struct):
 
 class PolicyList(msgspec.Struct):
     items: list[PolicyOut]
+
+
+class WitnessedCheckpoint(msgspec.Struct):
+    origin: str
+    size: int
+    root: str
+    """Base64 RFC 6962 root hash."""
+    note: str
+    """The checkpoint as audit signed it (C2SP signed note)."""
+    witnessed_at: dt.datetime
+
+
+class WitnessConflict(msgspec.Struct):
+    id: int
+    origin: str
+    size: int | None
+    note: str
+    kind: str
+    """Why registry refused it: key_changed, bad_signature, fork, tree_shrank, ..."""
+    detail: str
+    seen_at: dt.datetime
+
+
+class WitnessConflictList(msgspec.Struct):
+    items: list[WitnessConflict]

@@ -19,6 +19,8 @@ class Action(enum.StrEnum):
     PROMOTE = "registry.promote"  # promote and yank
     KEYS_MANAGE = "registry.keys.manage"  # trusted keys and promotion policies (step-up)
     CATALOG = "registry.catalog.read"  # the platform-public namespace: any valid caller
+    WITNESS = "registry.witness.read"  # the audit checkpoints registry witnessed: any caller
+    WITNESS_CONFLICTS = "registry.witness.conflicts"  # checkpoints it refused: operators
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ PERMISSIONS: dict[Action, Rule] = {
     Action.PROMOTE: _rule("owner admin", "admin"),
     Action.KEYS_MANAGE: _rule("owner admin"),
     Action.CATALOG: _rule("owner admin member viewer billing", "admin member viewer"),
+    Action.WITNESS: _rule("owner admin member viewer billing", "admin member viewer"),
+    Action.WITNESS_CONFLICTS: _rule(""),
 }
 STEP_UP = frozenset({Action.KEYS_MANAGE})
 

@@ -302,3 +302,77 @@ async def promotions(uow: UnitOfWork, version_id: uuid.UUID) -> list[Any]:
         "SELECT * FROM promotions WHERE version_id = :v ORDER BY occurred_at, id",
         {"v": version_id},
     )
+
+
+# ----------------------------------------------------------------------------- witness
+
+
+async def witnessed(uow: UnitOfWork, origin: str, size: int) -> Any:
+    return await uow.fetch_one(
+        "SELECT size, root, note, log_key, previous_size, proof FROM witnessed_checkpoints"
+        " WHERE origin = :o AND size = :s",
+        {"o": origin, "s": size},
+    )
+
+
+async def witnessed_successors(uow: UnitOfWork, origin: str, size: int) -> list[Any]:
+    return await uow.fetch_all(
+        "SELECT size, root, note, log_key, previous_size, proof FROM witnessed_checkpoints"
+        " WHERE origin = :o AND previous_size = :s",
+        {"o": origin, "s": size},
+    )
+
+
+async def witness_key(uow: UnitOfWork, origin: str) -> str | None:
+    """The log key the first witnessed checkpoint of `origin` was signed with."""
+    row = await uow.fetch_one(
+        "SELECT log_key FROM witnessed_checkpoints WHERE origin = :o"
+        " ORDER BY witnessed_at, size LIMIT 1",
+        {"o": origin},
+    )
+    return row["log_key"] if row else None
+
+
+async def add_witnessed(
+    uow: UnitOfWork,
+    *,
+    origin: str,
+    size: int,
+    root: bytes,
+    note: str,
+    log_key: str,
+    previous_size: int | None,
+    proof: Sequence[str],
+) -> None:
+    await uow.execute(
+        "INSERT INTO witnessed_checkpoints (origin, size, root, note, log_key, previous_size,"
+        " proof) VALUES (:o, :s, :r, :n, :k, :p, :proof) ON CONFLICT DO NOTHING",
+        {"o": origin, "s": size, "r": root, "n": note, "k": log_key, "p": previous_size,
+         "proof": list(proof)},
+    )  # fmt: skip
+
+
+async def add_witness_conflict(
+    uow: UnitOfWork, *, origin: str, size: int | None, note: str, kind: str, detail: str
+) -> None:
+    await uow.execute(
+        "INSERT INTO witness_conflicts (origin, size, note, kind, detail)"
+        " VALUES (:o, :s, :n, :k, :d)",
+        {"o": origin, "s": size, "n": note, "k": kind, "d": detail},
+    )
+
+
+async def latest_witnessed(uow: UnitOfWork, origin: str | None) -> Any:
+    return await uow.fetch_one(
+        "SELECT origin, size, root, note, witnessed_at FROM witnessed_checkpoints"
+        " WHERE (CAST(:o AS text) IS NULL OR origin = :o) ORDER BY size DESC LIMIT 1",
+        {"o": origin},
+    )
+
+
+async def witness_conflicts(uow: UnitOfWork, limit: int) -> list[Any]:
+    return await uow.fetch_all(
+        "SELECT id, origin, size, note, kind, detail, seen_at FROM witness_conflicts"
+        " ORDER BY id DESC LIMIT :l",
+        {"l": limit},
+    )
