@@ -61,14 +61,35 @@ async def _usage_types(kafka: KafkaSettings, key: str) -> list[dict]:
     return found
 
 
-def test_mig_slice_runs_on_a_simulated_node_and_is_metered(fleet):
-    client, kafka = fleet
-    base = f"/v1/gpu/tenants/{uuid.uuid4()}/projects/{uuid.uuid4()}/allocations"
+def _signed_up_project(client) -> str:
+    """A tenant and its default project through iam's sign-up (gpuaas answers 404 for a
+    project iam did not make); the allocations path under it."""
+    slug = f"launch-{uuid.uuid4().hex[:10]}"
     r = client.post(
-        base,
-        json={"sku": "h100-80gb", "mig_profile": "1g.10gb"},
+        "/v1/iam/signup",
+        json={
+            "tenant_name": "Launch",
+            "slug": slug,
+            "email": f"owner@{slug}.example",
+            "password": uuid.uuid4().hex + "Aa1!",
+        },
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return f"/v1/gpu/tenants/{body['tenant']['id']}/projects/{body['project']['id']}/allocations"
+
+
+def test_mig_slice_runs_on_a_simulated_node_and_is_metered(fleet):
+    client, kafka = fleet
+    base = _signed_up_project(client)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    deadline = time.monotonic() + 30
+    while True:  # 404 until gpuaas has projected the new project from iam's event
+        r = client.post(base, json={"sku": "h100-80gb", "mig_profile": "1g.10gb"}, headers=key)
+        if r.status_code != 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert r.status_code == 201, r.text
     aid = r.json()["id"]
     running = _wait_state(client, f"{base}/{aid}", {"running"})
