@@ -63,7 +63,7 @@ async def _usage_types(kafka: KafkaSettings, key: str) -> list[dict]:
 
 def _signed_up_project(client) -> str:
     """A tenant and its default project through iam's sign-up (gpuaas answers 404 for a
-    project iam did not make); the allocations path under it."""
+    project iam did not make), credited by the operator; the allocations path under it."""
     slug = f"launch-{uuid.uuid4().hex[:10]}"
     r = client.post(
         "/v1/iam/signup",
@@ -76,18 +76,30 @@ def _signed_up_project(client) -> str:
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     assert r.status_code == 201, r.text
-    body = r.json()
-    return f"/v1/gpu/tenants/{body['tenant']['id']}/projects/{body['project']['id']}/allocations"
+    tenant, project = r.json()["tenant"]["id"], r.json()["project"]["id"]
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    deadline = time.monotonic() + 30
+    while True:  # an operator credit: 404 until billing has opened the tenant
+        paid = client.post(
+            f"/v1/billing/tenants/{tenant}/top-ups", json={"amount_micros": 50_000_000}, headers=key
+        )
+        if paid.status_code == 201 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert paid.status_code == 201, paid.text
+    return f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
 
 
 def test_mig_slice_runs_on_a_simulated_node_and_is_metered(fleet):
     client, kafka = fleet
     base = _signed_up_project(client)
-    key = {"Idempotency-Key": str(uuid.uuid4())}
     deadline = time.monotonic() + 30
-    while True:  # 404 until gpuaas has projected the new project from iam's event
+    # 404 until gpuaas has projected the new project from iam's event, 402 until it has seen
+    # the credit (a rejection is recorded under its key: a new key each time)
+    while True:
+        key = {"Idempotency-Key": str(uuid.uuid4())}
         r = client.post(base, json={"sku": "h100-80gb", "mig_profile": "1g.10gb"}, headers=key)
-        if r.status_code != 404 or time.monotonic() > deadline:
+        if r.status_code not in (402, 404) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert r.status_code == 201, r.text
