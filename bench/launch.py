@@ -124,14 +124,16 @@ class Launcher:
         )
 
     def wait_accepted(self) -> float:
-        """Until gpuaas has seen the top-up (no more 402), with one untimed launch."""
+        """Until gpuaas has seen the top-up (no more 402) and the signed-up project (no
+        more 404: it projects iam's project events), with one untimed launch."""
         started = time.monotonic()
         while True:
             response = self.allocate()
             if response.status_code == 201:
                 self.release(response.json()["id"])
                 return time.monotonic() - started
-            if response.status_code != 402 or time.monotonic() - started > SETUP_TIMEOUT_S:
+            waiting = response.status_code in (402, 404)
+            if not waiting or time.monotonic() - started > SETUP_TIMEOUT_S:
                 _check(response, 201)
             time.sleep(0.2)
 

@@ -1,19 +1,23 @@
 """Every operation of every service's committed OpenAPI document, sent through the gateway
-as five outsiders of a victim tenant, is refused: never 2xx, never 5xx.
+as outsiders of a victim tenant, is refused: never 2xx, never 5xx.
 
 The callers: anonymous; a garbage bearer token and the victim owner's own token with its
 expiry pushed into the past (a tampered, expired token); another tenant's admin signed in
-with MFA; a viewer of the victim tenant; a service account (admin) of another project of
-the victim tenant. The path parameters hold the victim's tenant and default project ids
-and random UUIDs for every other id, so a refusal cannot come from a foreign resource.
+with MFA; a viewer of the victim tenant; a user who holds only a project role (member) in
+another project of the victim tenant; a service account (admin) of that other project. The
+path parameters hold the victim's tenant and default project ids and random UUIDs for every
+other id, so a refusal cannot come from a foreign resource. Beside the matrix: a viewer
+reads no billing, and a project-role-only member and a service account launch in their own
+project (and nowhere else), through the gateway.
 
 The operations come from contracts/openapi/*.json (regenerated from the services by
 tools/contracts/generate.py), so a new route is covered without editing this test. What
 may answer 2xx is spelled out below on purpose: the short list of public operations
 (checked: an operation outside it answering 2xx anonymously fails the test), the
 self-service operations any signed-in caller may use, the catalog reads (SKUs, prices:
-not with the victim's tenant named, for another tenant), and the viewer's reads inside its
-own tenant. Adding to any of them is a security decision.
+not with the victim's tenant named, for another tenant), and the reads docs/iam.md grants a
+viewer of the tenant (VIEWER_READS; billing, members, audit and terminal reads are not
+among them). Adding to any of them is a security decision.
 """
 
 import base64
@@ -82,6 +86,26 @@ CATALOG = {
     "getPublicVersion",
     "getPublicBlob",
 }
+# What docs/iam.md lets a tenant viewer read: tenant.read, project.list, project.read,
+# workload.read, registry.read. Nothing else may answer a viewer 2xx.
+VIEWER_READS = {
+    "getTenant",
+    "listProjects",
+    "getProject",
+    "listAllocations",
+    "getAllocation",
+    "getQuota",
+    "listTrustedKeys",
+    "listPromotionPolicies",
+    "listApps",
+    "getApp",
+    "getBlob",
+    "listVersions",
+    "getVersion",
+    "getManifest",
+}
+VIEWER = "viewer of the victim tenant"
+PROJECT_MEMBER = "member of another project only"
 # A refusal, or a body validated before authorization (never a 2xx, never a 5xx).
 REFUSED = {401, 403, 404}
 VALIDATION = {400, 405, 409, 422}
@@ -159,14 +183,18 @@ def _sign_up(gateway: httpx.Client) -> tuple[dict[str, Any], Person]:
     return sign_up(gateway, "matrix", PASSWORD)
 
 
-def _member(gateway: httpx.Client, owner_token: str, tenant_id: str, role: str) -> Person:
+def _member(
+    gateway: httpx.Client, owner_token: str, tenant_id: str, role: str, project: str = ""
+) -> Person:
+    """A new user granted `role` in the tenant, or only in `project` of it."""
     person = Person("matrix", PASSWORD)
     created = gateway.post(
         "/v1/iam/users", json={"email": person.email, "password": PASSWORD}, headers=_key()
     )
     assert created.status_code == 201, created.text
+    scope = f"/projects/{project}" if project else ""
     granted = gateway.post(
-        f"/v1/iam/tenants/{tenant_id}/members",
+        f"/v1/iam/tenants/{tenant_id}{scope}/members",
         json={"email": person.email, "role": role},
         headers=_bearer(owner_token) | _key(),
     )
@@ -198,7 +226,9 @@ def world(fleet) -> dict[str, Any]:
             headers=_bearer(owner_token) | _key(),
         )
         assert other.status_code == 201, other.text
-        accounts = f"{projects}/{other.json()['id']}/service-accounts"
+        other_id = other.json()["id"]
+        project_member = _member(gateway, owner_token, tenant_id, "member", other_id)
+        accounts = f"{projects}/{other_id}/service-accounts"
         account = gateway.post(
             accounts,
             json={"name": "elsewhere", "role": "admin"},
@@ -218,19 +248,22 @@ def world(fleet) -> dict[str, Any]:
         assert minted.status_code == 200, minted.text
 
         stranger, stranger_owner = _sign_up(gateway)
-        stranger_tenant = stranger["tenant"]["id"]
+        stranger_tenant, stranger_project = stranger["tenant"]["id"], stranger["project"]["id"]
         stranger_owner_token = stranger_owner.enroll(gateway, stranger_tenant)
         admin = _member(gateway, stranger_owner_token, stranger_tenant, "admin")
         return {
             "tenant_id": tenant_id,
             "project_id": project_id,
+            "other_project_id": other_id,
+            "stranger_project_id": stranger_project,
             "owner": _bearer(owner_token),
             "callers": {
                 "anonymous": {},
                 "garbage token": _bearer("not-a-token"),
                 "expired token": _bearer(_expired(owner_token)),
                 "another tenant's admin (MFA)": _bearer(admin.enroll(gateway, stranger_tenant)),
-                "viewer of the victim tenant": _bearer(viewer.sign_in(gateway, tenant_id)),
+                VIEWER: _bearer(viewer.sign_in(gateway, tenant_id)),
+                PROJECT_MEMBER: _bearer(project_member.sign_in(gateway, tenant_id)),
                 "service account of another project": _bearer(minted.json()["access_token"]),
             },
         }
@@ -262,9 +295,9 @@ def _may_succeed(
     if method == "GET" and operation_id in CATALOG:
         # another tenant may read the catalog, but not with the victim's tenant named
         return who != "another tenant's admin (MFA)" or not names_victim
-    if who == "viewer of the victim tenant":
-        # reads of its own tenant, whichever service serves them
-        return method == "GET" and bool(re.match(r"/v1/[\w-]+/tenants/\{tenant_id\}", template))
+    if who == VIEWER:
+        # the reads docs/iam.md grants a viewer, and nothing else
+        return method == "GET" and operation_id in VIEWER_READS
     return False
 
 
@@ -274,7 +307,7 @@ def test_the_documents_hold_the_fleet():
     assert {"iam", "billing", "gpuaas", "audit", "gateway"} <= services
     ids = {operation[3] for operation in operations}
     # the explicit lists name real operations: a stale name would silently widen them
-    assert (PUBLIC | SELF_SERVICE | CATALOG) <= ids
+    assert (PUBLIC | SELF_SERVICE | CATALOG | VIEWER_READS) <= ids
 
 
 def test_every_operation_refuses_every_outsider(fleet, world):
@@ -316,3 +349,73 @@ def test_the_matrix_paths_are_real(fleet, world):
             assert response.status_code == 200, f"{operation_id}: {response.status_code}"
             read += 1
     assert read >= 8
+
+
+def test_a_viewer_reads_no_billing(fleet, world):
+    """billing.read is owner, admin and billing (docs/iam.md): a viewer of the tenant gets
+    403 on every billing read of its own tenant."""
+    viewer = world["callers"][VIEWER]
+    with fleet.client() as gateway:
+        for path in ("balance", "ledger", "usage", "statements/2026-01"):
+            r = gateway.get(f"/v1/billing/tenants/{world['tenant_id']}/{path}", headers=viewer)
+            assert r.status_code == 403, f"{path}: {r.status_code} {r.text[:200]}"
+            assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def _launch(gateway: httpx.Client, world: dict[str, Any], project: str, headers) -> httpx.Response:
+    """POST a MIG slice into `project`. In the caller's own project a 404 (gpuaas projects
+    iam's new project from its event a moment later) and a 402 (gpuaas has not seen the
+    top-up yet; a new key each time) are retried briefly."""
+    path = f"/v1/gpu/tenants/{world['tenant_id']}/projects/{project}/allocations"
+    body = {"sku": "h100-80gb", "mig_profile": "1g.10gb"}
+    deadline = time.monotonic() + 30
+    while True:
+        r = gateway.post(path, json=body, headers=headers | _key())
+        if r.status_code not in (402, 404) or project != world["other_project_id"]:
+            return r
+        if time.monotonic() > deadline:
+            return r
+        time.sleep(0.3)
+
+
+def _top_up(gateway: httpx.Client, fleet, tenant_id: str) -> None:
+    """An operator credit (billing opens the tenant from iam's event: 404 retried)."""
+    key = _key()
+    deadline = time.monotonic() + 30
+    while True:
+        r = gateway.post(
+            f"/v1/billing/tenants/{tenant_id}/top-ups",
+            json={"amount_micros": 50_000_000},
+            headers=fleet.operator | key,
+        )
+        if r.status_code == 201 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert r.status_code == 201, r.text
+
+
+def test_project_roles_and_service_accounts_launch_in_their_project_only(fleet, world):
+    """A user holding only a project role (member) and a service account (admin of that
+    project, an API key's token) launch and release in their project; in the tenant's other
+    project they get 404, as if it did not exist; a tenant viewer may not launch (403)."""
+    callers = world["callers"]
+    mine, theirs = world["other_project_id"], world["project_id"]
+    with fleet.client() as gateway:
+        _top_up(gateway, fleet, world["tenant_id"])
+        for who in (PROJECT_MEMBER, "service account of another project"):
+            launched = _launch(gateway, world, mine, callers[who])
+            assert launched.status_code == 201, f"{who}: {launched.text[:300]}"
+            allocation = launched.json()["id"]
+            base = f"/v1/gpu/tenants/{world['tenant_id']}/projects/{mine}/allocations"
+            listed = gateway.get(base, headers=callers[who])
+            assert allocation in [a["id"] for a in listed.json()["items"]]
+            released = gateway.post(f"{base}/{allocation}/release", headers=callers[who])
+            assert released.status_code == 202, f"{who}: {released.text[:300]}"
+            elsewhere = _launch(gateway, world, theirs, callers[who])
+            assert elsewhere.status_code == 404, f"{who}: {elsewhere.text[:300]}"
+        refused = _launch(gateway, world, theirs, callers[VIEWER])
+        assert refused.status_code == 403, refused.text[:300]
+        # the owner naming an invented project, or another tenant's, under its own tenant
+        for project in (str(uuid.uuid4()), world["stranger_project_id"]):
+            refused = _launch(gateway, world, project, world["owner"])
+            assert refused.status_code == 404, refused.text[:300]

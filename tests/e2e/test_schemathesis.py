@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import Person, bearer, create_app, sign_up
+from .conftest import Person, bearer, create_app, sign_up, until
 from .conftest import idempotency_key as _key
 
 pytestmark = pytest.mark.e2e
@@ -131,12 +131,18 @@ def world(fleet) -> dict[str, Any]:
         key = _created(
             gateway.post(f"{accounts}/{account['id']}/keys", json={}, headers=admin | _key())
         )
-        # no launch of the run may take capacity from the shared fleet
-        quota = gateway.put(
-            f"/v1/gpu/tenants/{tenant_id}/projects/{project_id}/quota",
-            json={"max_compute_slices": 0},
-            headers=operator,
-        )
+
+        # no launch of the run may take capacity from the shared fleet (404 until gpuaas
+        # has projected the signed-up project from iam's event)
+        def zero_quota() -> httpx.Response | None:
+            r = gateway.put(
+                f"/v1/gpu/tenants/{tenant_id}/projects/{project_id}/quota",
+                json={"max_compute_slices": 0},
+                headers=operator,
+            )
+            return None if r.status_code == 404 else r
+
+        quota = until("gpuaas knows the project", zero_quota)
         assert quota.status_code == 200, quota.text
         sink, _ = sign_up(gateway, "fuzz", PASSWORD)
         names = _registry_app(

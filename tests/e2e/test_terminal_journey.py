@@ -62,9 +62,10 @@ def _launch(gateway, auth, tenant_id: str, project_id: str) -> dict[str, Any]:
     body = {"sku": "h100-80gb", "mig_profile": "1g.10gb"}
 
     def attempt() -> str | None:
-        # 402 until gpuaas has seen the payment: a new intent (key) each time.
+        # 402 until gpuaas has seen the payment, 404 until it has projected the project
+        # from iam's event: a new intent (key) each time.
         r = gateway.post(path, json=body, headers=auth | _key())
-        if r.status_code == 402:
+        if r.status_code in (402, 404):
             return None
         assert r.status_code == 201, r.text
         return r.json()["id"]

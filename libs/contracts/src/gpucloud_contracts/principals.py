@@ -74,7 +74,9 @@ SERVICES: dict[str, ServiceAccess] = {
             "billing.balance.v1",
             "billing.price.v1",
             "iam.membership.v1",
+            "iam.project.v1",
             "iam.service-account.v1",
+            "iam.tenant.v1",
         ),
     ),
     "iam": ServiceAccess(

@@ -142,16 +142,23 @@ OP = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 class _Tokens:
-    """Stands in for iam's token verifier: `tenant:<id>:<role>[:<project>]` -> Principal."""
+    """Stands in for iam's token verifier, minting only what iam mints:
+    `tenant:<id>:<role>` -> a user with that tenant role; `tenant:<id>:<role>:<project>` ->
+    a service account of that project holding `role` there (no tenant role)."""
 
     async def verify(self, token: str) -> Principal:
         _, tenant, role, *project = token.split(":")
+        if project:
+            bound = uuid.UUID(project[0])
+            return Principal(
+                subject=str(uuid.uuid4()),
+                kind="service_account",
+                tenant_id=uuid.UUID(tenant),
+                project_ids=frozenset({bound}),
+                project_roles={bound: frozenset({role})},
+            )
         return Principal(
-            subject="user",
-            kind="user" if not project else "service_account",
-            tenant_id=uuid.UUID(tenant),
-            roles=frozenset({role}),
-            project_ids=frozenset({uuid.UUID(project[0])}) if project else None,
+            subject="user", kind="user", tenant_id=uuid.UUID(tenant), roles=frozenset({role})
         )
 
 

@@ -126,32 +126,62 @@ class TestAuthorization:
         assert r.status_code == 403
         assert (await client.get("/v1/billing/ledger/verify", headers=admin)).status_code == 403
 
-    async def test_a_project_bound_caller_sees_only_its_project_usage(self, client, db):
+    @pytest.mark.parametrize("role", ["member", "viewer"])
+    async def test_members_and_viewers_read_no_billing(self, client, db, role):
         tenant = await new_tenant(db)
-        mine, theirs = uuid.uuid4(), uuid.uuid4()
-        await client.post(
-            "/v1/billing/prices",
-            headers=OP,
-            json={
-                "price_key": "gpu:a100",
-                "micros_per_gpu_hour": 1_000_000,
-                "effective_from": T0.isoformat(),
-            },
-        )
-        start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-        window = "?since=" + (start - dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
-        await _rate(
-            db,
-            [
-                usage_event(tenant, project=p, price_key="gpu:a100", started_at=start)
-                for p in (mine, theirs)
-            ],
-        )
+        caller = as_tenant(tenant, role)
+        for path in ("balance", "ledger", "usage", "statements/2026-01"):
+            r = await client.get(f"/v1/billing/tenants/{tenant}/{path}", headers=caller)
+            assert r.status_code == 403, (path, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
         r = await client.get(
-            f"/v1/billing/tenants/{tenant}/usage{window}",
-            headers=as_tenant(tenant, "billing", mine),
+            f"/v1/billing/tenants/{tenant}/payments/{uuid.uuid4()}", headers=caller
         )
-        assert [i["project_id"] for i in r.json()["items"]] == [str(mine)]
+        assert r.status_code == 403
+        paid = await client.post(
+            f"/v1/billing/tenants/{tenant}/payments",
+            json={"amount_micros": 1_000_000},
+            headers=caller | {"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert paid.status_code == 403
+
+    async def test_an_admin_reads_but_does_not_pay(self, client, db):
+        """billing.manage is owner and billing only (docs/iam.md); billing.read adds admin."""
+        tenant = await new_tenant(db)
+        admin = as_tenant(tenant, "admin")
+        balance = f"/v1/billing/tenants/{tenant}/balance"
+        assert (await client.get(balance, headers=admin)).status_code == 200
+        paid = await client.post(
+            f"/v1/billing/tenants/{tenant}/payments",
+            json={"amount_micros": 1_000_000},
+            headers=admin | {"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert paid.status_code == 403 and "billing.manage" in paid.json()["detail"]
+        refund = await client.post(
+            f"/v1/billing/tenants/{tenant}/payments/{uuid.uuid4()}/refunds",
+            json={},
+            headers=admin | {"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert refund.status_code == 403
+
+    async def test_a_service_account_reads_and_moves_no_money(self, client, db):
+        """A service account holds one project role and no tenant role: billing's
+        permissions are tenant-wide, so it is refused (403, its own tenant)."""
+        tenant = await new_tenant(db)
+        for role in ("admin", "member"):
+            account = as_tenant(tenant, role, uuid.uuid4())
+            for path in ("balance", "usage", "ledger"):
+                r = await client.get(f"/v1/billing/tenants/{tenant}/{path}", headers=account)
+                assert r.status_code == 403, (path, r.text)
+            paid = await client.post(
+                f"/v1/billing/tenants/{tenant}/payments",
+                json={"amount_micros": 1_000_000},
+                headers=account | {"Idempotency-Key": uuid.uuid4().hex},
+            )
+            assert paid.status_code == 403
+        stranger = as_tenant(uuid.uuid4(), "admin", uuid.uuid4())
+        r = await client.get(f"/v1/billing/tenants/{tenant}/balance", headers=stranger)
+        assert r.status_code == 404
 
     async def test_validation_names_the_field(self, client, db):
         tenant = await new_tenant(db)

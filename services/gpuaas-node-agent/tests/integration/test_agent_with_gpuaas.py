@@ -3,14 +3,19 @@ slice, the agent starts the workload and reports it running, release tears it do
 a restarted agent converges without starting a second workload."""
 
 import dataclasses
+import datetime as dt
 import uuid
 
 import pytest
 from litestar.testing import AsyncTestClient
 
+from gpuaas.app.projects import project_handler
 from gpuaas.bootstrap import DEFINITION
+from gpucloud_contracts.events.iam import ProjectCreated
 from node_agent.agent import AgentSettings, NodeAgent
 from node_agent.discovery import SimulatedDiscovery
+from platformkit.db import Database
+from platformkit.envelope import new_event
 from platformkit.http import build_service_app
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
@@ -42,6 +47,30 @@ async def gpuaas(gpuaas_settings):
         yield client
 
 
+async def _project(settings: ServiceSettings) -> str:
+    """A tenant's project as gpuaas knows it from iam.project.created (gpuaas answers 404
+    for a project iam did not make); the allocations path under it."""
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    payload = ProjectCreated(
+        project_id=project,
+        tenant_id=tenant,
+        name="Agent",
+        slug=f"p-{project.hex[:8]}",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    event = new_event(
+        type="iam.project.created", source="iam", subject=str(project), payload=payload
+    )
+    db = Database(settings.database_url)
+    try:
+        async with db.unit_of_work() as uow:
+            await project_handler()(event, uow)
+            await uow.commit()
+    finally:
+        await db.dispose()
+    return f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+
+
 def _agent(tmp_path, name: str) -> NodeAgent:
     settings = AgentSettings(
         node_name=name, gpuaas_url="http://test", bootstrap_token=TOKEN, state_dir=tmp_path
@@ -49,12 +78,11 @@ def _agent(tmp_path, name: str) -> NodeAgent:
     return NodeAgent(settings, SimulatedDiscovery(name, "h100-80gb:2"))
 
 
-async def test_agent_runs_and_tears_down_an_allocation(gpuaas, tmp_path):
+async def test_agent_runs_and_tears_down_an_allocation(gpuaas, gpuaas_settings, tmp_path):
     name = f"node-{uuid.uuid4().hex[:6]}"
     agent = _agent(tmp_path, name)
     await agent.sync_once(gpuaas)
-    tenant, project = uuid.uuid4(), uuid.uuid4()
-    base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
+    base = await _project(gpuaas_settings)
     r = await gpuaas.post(base, json={"sku": "h100-80gb", "mig_profile": "2g.20gb"}, headers=AUTH)
     assert r.status_code == 201, r.text
     aid = r.json()["id"]
@@ -78,7 +106,7 @@ async def test_agent_runs_and_tears_down_an_allocation(gpuaas, tmp_path):
 
 async def test_gpuaas_restarted_mid_provisioning_converges(gpuaas_settings, tmp_path):
     agent = _agent(tmp_path, f"node-{uuid.uuid4().hex[:6]}")
-    base = f"/v1/gpu/tenants/{uuid.uuid4()}/projects/{uuid.uuid4()}/allocations"
+    base = await _project(gpuaas_settings)
     async with AsyncTestClient(build_service_app(HTTP_ONLY, gpuaas_settings)) as first:
         await agent.sync_once(first)
         aid = (await first.post(base, json={"sku": "h100-80gb"}, headers=AUTH)).json()["id"]

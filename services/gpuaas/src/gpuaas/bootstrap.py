@@ -1,5 +1,5 @@
-"""Wires gpuaas together: routes, migrations, the balance and price projections, and the
-jobs (the sweeper, the node-sync wakeups listener)."""
+"""Wires gpuaas together: routes, migrations, the balance, price, project and tenant
+projections, and the jobs (the sweeper, the node-sync wakeups listener)."""
 
 from litestar import Litestar
 
@@ -7,6 +7,7 @@ from gpuaas import SERVICE, __version__
 from gpuaas.api.routes import AllocationController, NodeController, SkuController
 from gpuaas.app.balance import balance_handler
 from gpuaas.app.prices import price_handler
+from gpuaas.app.projects import project_handler, tenant_handler
 from gpuaas.app.providers import provider_from_env
 from gpuaas.app.sweeper import Sweeper
 from gpuaas.app.wakeups import NodeWakeups
@@ -51,6 +52,8 @@ DEFINITION = ServiceDefinition(
     subscriptions=[
         Subscription("balance-standing", (Topic.BILLING_BALANCE_V1,), balance_handler(SETTINGS)),
         Subscription("price-book", (Topic.BILLING_PRICE_V1,), price_handler()),
+        Subscription("projects", (Topic.IAM_PROJECT_V1,), project_handler()),
+        Subscription("tenants", (Topic.IAM_TENANT_V1,), tenant_handler()),
     ],
     jobs=[
         Job(

@@ -1,15 +1,20 @@
+import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from gpuaas.api.routes import encode_outcome
 from gpuaas.app.allocations import CreateAllocation, create_allocation
 from gpuaas.app.nodes import GpuInventory, register_node
+from gpuaas.app.projects import project_handler
 from gpuaas.settings import GpuaasSettings
+from gpucloud_contracts.events.iam import ProjectCreated
 from platformkit.db import Database
+from platformkit.envelope import CloudEvent, new_event
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 
@@ -53,3 +58,38 @@ async def create(
     """The use case as the route runs it: (status, JSON body), a rejection as its problem."""
     reply = await create_allocation(db, command, settings, encode_outcome("/allocations"))
     return reply.status, json.loads(reply.body)
+
+
+def iam_event(type_: str, subject: uuid.UUID, payload: Any, tenant: uuid.UUID) -> CloudEvent:
+    return new_event(
+        type=type_,
+        source="iam",
+        subject=str(subject),
+        payload=msgspec.json.encode(payload),
+        tenant=str(tenant),
+    )
+
+
+def project_event(tenant: uuid.UUID, project: uuid.UUID) -> CloudEvent:
+    payload = ProjectCreated(
+        project_id=project,
+        tenant_id=tenant,
+        name="Project",
+        slug=f"p-{project.hex[:8]}",
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    return iam_event("iam.project.created", project, payload, tenant)
+
+
+async def project_created(db: Database, tenant: uuid.UUID, project: uuid.UUID) -> None:
+    """What iam.project.created does to gpuaas's projection (its own consumer's handler)."""
+    async with db.unit_of_work() as uow:
+        await project_handler()(project_event(tenant, project), uow)
+        await uow.commit()
+
+
+async def new_project(db: Database) -> tuple[uuid.UUID, uuid.UUID]:
+    """A tenant and a project of it that iam created (as gpuaas has projected them)."""
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    await project_created(db, tenant, project)
+    return tenant, project

@@ -18,6 +18,8 @@ from platformkit.http import build_service_app
 from platformkit.kafka import KafkaSettings
 from platformkit.settings import ServiceSettings
 
+from .conftest import new_project
+
 pytestmark = pytest.mark.integration
 TOKEN = "test-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -92,9 +94,9 @@ async def _keys_on(settings: KafkaSettings, topic: str, key: str, want: int) -> 
     return found
 
 
-async def test_http_routes_and_events_reach_kafka(client, infra):
+async def test_http_routes_and_events_reach_kafka(client, infra, db):
     node = await _register(client)
-    tenant, project = uuid.uuid4(), uuid.uuid4()
+    tenant, project = await new_project(db)
     base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
     r = await client.post(
         base,
@@ -152,9 +154,9 @@ async def test_http_routes_and_events_reach_kafka(client, infra):
     assert usage == ["metering.usage.recorded"]
 
 
-async def test_exhausted_balance_releases_and_gates(client, infra):
+async def test_exhausted_balance_releases_and_gates(client, infra, db):
     node = await _register(client, gpus=2)
-    tenant, project = uuid.uuid4(), uuid.uuid4()
+    tenant, project = await new_project(db)
     base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
     a = (await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)).json()
     await client.post(
@@ -197,26 +199,27 @@ async def test_exhausted_balance_releases_and_gates(client, infra):
 
 
 class _TenantTokens:
-    """Stands in for iam's token verifier (not built yet): token "<tenant>:<project>"."""
+    """Stands in for iam's token verifier: token "<tenant>:<project>" is a service account
+    of that project with the project role member, as iam mints one (no tenant roles)."""
 
     async def verify(self, token: str):
         from platformkit.auth import Principal
 
         tenant, _, project = token.partition(":")
         return Principal(
-            subject="u",
+            subject=str(uuid.uuid4()),
             kind="service_account",
             tenant_id=uuid.UUID(tenant),
-            roles=frozenset({"member"}),
             project_ids=frozenset({uuid.UUID(project)}),
+            project_roles={uuid.UUID(project): frozenset({"member"})},
         )
 
 
-async def test_foreign_tenant_and_project_read_as_not_found(http_only):
+async def test_foreign_tenant_and_project_read_as_not_found(http_only, db):
     client = http_only
     client.app.state.token_verifier = _TenantTokens()
     await _register(client)
-    tenant, project = uuid.uuid4(), uuid.uuid4()
+    tenant, project = await new_project(db)
     mine = {"Authorization": f"Bearer {tenant}:{project}"}
     base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
     r = await client.post(base, json={"sku": "h100-80gb", "mig_profile": "1g.10gb"}, headers=mine)
@@ -256,7 +259,7 @@ async def test_minimum_runway_gate(client, infra, db):
     public USD prices on the shared topic do not apply) gate a second GPU: 300 s at 2 GPUs
     x 3.6M micros/h needs 600_000 micros."""
     await _register(client, gpus=4)
-    tenant, project = uuid.uuid4(), uuid.uuid4()
+    tenant, project = await new_project(db)
     base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
     now = dt.datetime.now(dt.UTC)
     price = PriceChanged(
@@ -356,14 +359,14 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_held_sync_returns_when_an_allocation_lands_on_its_node(client, long_hold):
+async def test_held_sync_returns_when_an_allocation_lands_on_its_node(client, long_hold, db):
     node = await _register(client, gpus=1)
     node_auth = {"Authorization": f"Bearer {node['credential']}"}
     sync = f"/v1/gpu/nodes/{node['node_id']}/sync"
     held = _aside(client.post(sync, json={"allocations": {}, "hold": True}, headers=node_auth))
     await _wait_for_hold(long_hold, node["node_id"])
     assert not held.done()
-    tenant, project = uuid.uuid4(), uuid.uuid4()
+    tenant, project = await new_project(db)
     base = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations"
     created = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
     assert created.status_code == 201, created.text

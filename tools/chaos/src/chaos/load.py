@@ -254,9 +254,9 @@ class Tenant:
 
     async def launch(self, body: dict[str, Any], within: float = 45.0) -> str | None:
         """Launch with one Idempotency-Key however many tries; None if refused throughout
-        (403/404 until gpuaas sees the membership). A 402 (gpuaas has not seen the payment
-        yet) is an answer: gpuaas recorded a rejected allocation under that key, so the next
-        try is a new intent with a new key."""
+        (403/404 until gpuaas sees the membership or has projected the project from iam's
+        event). A 402 (gpuaas has not seen the payment yet) is an answer: gpuaas recorded a
+        rejected allocation under that key, so the next try is a new intent with a new key."""
         key = _key()
         deadline = time.monotonic() + within
         while True:

@@ -1,5 +1,7 @@
-"""Payment routes: a tenant's billing people start a top-up; the provider's webhooks (public,
-authenticated by their signature) settle or fail it."""
+"""Payment routes: a tenant's owners and billing people (`billing.manage`) start a top-up
+or a refund, its owners, admins and billing people (`billing.read`) read them
+(domain/access.py); the provider's webhooks (public, authenticated by their signature)
+settle or fail it."""
 
 import dataclasses
 import datetime as dt
@@ -11,16 +13,16 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 
+from billing.api.access import authorize
 from billing.app.payments import InitiatePayment, apply_webhook, get_payment, initiate_payment
 from billing.app.reconciliation import list_mismatches, list_runs, reconcile
 from billing.app.refunds import RequestRefund, get_refund, refund_payment
+from billing.domain.access import Action
 from billing.providers.base import InvalidSignature, PaymentProvider
 from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.errors import BadRequest, NotFound, ValidationFailed
 from platformkit.idempotency import check_key
-
-BILLING_ROLES = ("owner", "admin", "billing")
 
 
 class PaymentCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,8 +83,7 @@ class PaymentController(Controller):
         state: State,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
     ) -> PaymentOut:
-        principal.require_tenant(tenant_id)
-        principal.require_role(*BILLING_ROLES)
+        authorize(principal, Action.BILLING_MANAGE, tenant_id)
         key = check_key(idempotency_key)
         if key is None:
             raise ValidationFailed.for_field("Idempotency-Key", "is required to pay")
@@ -95,8 +96,7 @@ class PaymentController(Controller):
     async def retrieve(
         self, tenant_id: uuid.UUID, payment_id: uuid.UUID, db: Database, principal: Principal
     ) -> PaymentOut:
-        principal.require_tenant(tenant_id)
-        principal.require_role(*BILLING_ROLES)
+        authorize(principal, Action.BILLING_READ, tenant_id)
         return _out(await get_payment(db, tenant_id, payment_id))
 
     @post(
@@ -115,9 +115,8 @@ class PaymentController(Controller):
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
     ) -> RefundOut:
         """Refund a settled top-up, whole (no amount) or in part; the same people who top up
-        (top-ups take no step-up either)."""
-        principal.require_tenant(tenant_id)
-        principal.require_role(*BILLING_ROLES)
+        (`billing.manage`; top-ups take no step-up either)."""
+        authorize(principal, Action.BILLING_MANAGE, tenant_id)
         key = check_key(idempotency_key)
         if key is None:
             raise ValidationFailed.for_field("Idempotency-Key", "is required to refund")
@@ -132,8 +131,7 @@ class PaymentController(Controller):
     async def retrieve_refund(
         self, tenant_id: uuid.UUID, refund_id: uuid.UUID, db: Database, principal: Principal
     ) -> RefundOut:
-        principal.require_tenant(tenant_id)
-        principal.require_role(*BILLING_ROLES)
+        authorize(principal, Action.BILLING_READ, tenant_id)
         return _refund_out(await get_refund(db, tenant_id, refund_id))
 
     @post("/webhooks/sandbox", operation_id="sandboxWebhook", status_code=200)

@@ -12,6 +12,7 @@ from litestar import Controller, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from billing.api.access import authorize
 from billing.api.payments import ROUTES as PAYMENT_ROUTES
 from billing.api.schemas import (
     AccountDifferenceOut,
@@ -42,6 +43,7 @@ from billing.app.queries import get_balance, list_entries, list_prices, usage_re
 from billing.app.rerating import list_parked, rerate_parked
 from billing.app.statements import monthly_statement, statement_csv
 from billing.app.verify import verify_ledger
+from billing.domain.access import Action
 from billing.domain.ledger import Transfer
 from billing.domain.pricing import PriceVersion
 from billing.settings import BillingSettings
@@ -50,7 +52,6 @@ from platformkit.db import Database
 from platformkit.http import json_reply, respond
 from platformkit.idempotency import StoredResponse, check_key
 
-BILLING_ROLES = ("owner", "admin", "billing")
 IdempotencyKey = Annotated[str | None, Parameter(header="Idempotency-Key")]
 
 
@@ -71,18 +72,13 @@ def _transfer_out(t: Transfer | Any) -> TransferOut:
     return TransferOut(**{f: t[f] for f in TransferOut.__struct_fields__})
 
 
-def _reader(principal: Principal, tenant_id: uuid.UUID) -> None:
-    principal.require_tenant(tenant_id)
-    principal.require_role(*BILLING_ROLES)
-
-
 class BillingController(Controller):
     path = "/v1/billing"
     tags = ["billing"]
 
     @get("/tenants/{tenant_id:uuid}/balance", operation_id="getBalance")
     async def balance(self, tenant_id: uuid.UUID, db: Database, principal: Principal) -> BalanceOut:
-        _reader(principal, tenant_id)
+        authorize(principal, Action.BILLING_READ, tenant_id)
         b = await get_balance(db, tenant_id)
         return BalanceOut(
             tenant_id=tenant_id,
@@ -107,7 +103,7 @@ class BillingController(Controller):
         after: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> LedgerPage:
-        _reader(principal, tenant_id)
+        authorize(principal, Action.BILLING_READ, tenant_id)
         rows = await list_entries(db, tenant_id, after, limit)
         return LedgerPage(
             items=[_transfer_out(r) for r in rows],
@@ -123,7 +119,7 @@ class BillingController(Controller):
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> UsageReport:
-        _reader(principal, tenant_id)
+        authorize(principal, Action.BILLING_READ, tenant_id)
         since, until, rows = await usage_report(db, tenant_id, since, until)
         items = [
             ProjectUsage(
@@ -296,7 +292,7 @@ class BillingController(Controller):
         principal: Principal,
         format: Annotated[str, Parameter(pattern="^(json|csv)$")] = "json",
     ) -> Response[Any]:
-        _reader(principal, tenant_id)
+        authorize(principal, Action.BILLING_READ, tenant_id)
         statement = await monthly_statement(db, tenant_id, month)
         if format == "csv":
             return Response(

@@ -1,6 +1,8 @@
-"""gpuaas's HTTP routes (behind the gateway at /v1/gpu). Tenant routes authorize the
-principal against the tenant and project in the path; node and quota administration is
-operator only; the node agent's sync call carries its node credential."""
+"""gpuaas's HTTP routes (behind the gateway at /v1/gpu). Every route under
+/tenants/{t}/projects/{p} makes one call, `app.projects.authorize`, with its permission
+(`workload.read` or `workload.manage`, domain/access.py): another tenant, another project or
+a project gpuaas has not projected from iam answers 404, a lower role 403. Node and quota
+administration is operator only; the node agent's sync call carries its node credential."""
 
 import datetime as dt
 import uuid
@@ -46,8 +48,10 @@ from gpuaas.app.nodes import (
     set_node_state,
     sync_node,
 )
+from gpuaas.app.projects import authorize
 from gpuaas.app.quotas import availability, get_quota, set_quota
 from gpuaas.app.wakeups import NodeWakeups, differs, hold_until_changed
+from gpuaas.domain.access import Action
 from gpuaas.domain.allocations import Allocation
 from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.nodes import NodeState
@@ -134,11 +138,6 @@ def encode_outcome(instance: str) -> Callable[[AllocationOutcome], StoredRespons
     return encode
 
 
-def _authorize(principal: Principal, tenant_id: uuid.UUID, project_id: uuid.UUID) -> None:
-    principal.require_tenant(tenant_id)
-    principal.require_project(project_id)
-
-
 class AllocationController(Controller):
     path = "/v1/gpu/tenants/{tenant_id:uuid}/projects/{project_id:uuid}"
     tags = ["allocations"]
@@ -170,8 +169,7 @@ class AllocationController(Controller):
         request: Request[Any, Any, Any],
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
     ) -> Response[bytes]:
-        _authorize(principal, tenant_id, project_id)
-        principal.require_role("owner", "admin", "member")
+        await authorize(db, principal, Action.WORKLOAD_MANAGE, tenant_id, project_id, launch=True)
         reply = await create_allocation(
             db,
             CreateAllocation(
@@ -198,12 +196,8 @@ class AllocationController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
         after: uuid.UUID | None = None,
     ) -> AllocationPage:
-        _authorize(principal, tenant_id, project_id)
-        views = [
-            v
-            for v in await list_allocations(db, project_id, limit, after)
-            if v.allocation.tenant_id == tenant_id
-        ]
+        await authorize(db, principal, Action.WORKLOAD_READ, tenant_id, project_id)
+        views = await list_allocations(db, tenant_id, project_id, limit, after)
         next_after = views[-1].allocation.id if len(views) == limit else None
         return AllocationPage(items=[_out(v) for v in views], next_after=next_after)
 
@@ -216,7 +210,7 @@ class AllocationController(Controller):
         db: Database,
         principal: Principal,
     ) -> AllocationOut:
-        _authorize(principal, tenant_id, project_id)
+        await authorize(db, principal, Action.WORKLOAD_READ, tenant_id, project_id)
         view = await get_allocation(db, allocation_id)
         _same_scope(view.allocation, tenant_id, project_id)
         return _out(view)
@@ -236,8 +230,7 @@ class AllocationController(Controller):
         principal: Principal,
     ) -> AllocationOut:
         """Idempotent by nature: releasing a releasing allocation changes nothing."""
-        _authorize(principal, tenant_id, project_id)
-        principal.require_role("owner", "admin", "member")
+        await authorize(db, principal, Action.WORKLOAD_MANAGE, tenant_id, project_id)
         view = await release_allocation(
             db,
             allocation_id,
@@ -255,7 +248,7 @@ class AllocationController(Controller):
         state: State,
         principal: Principal,
     ) -> QuotaOut:
-        _authorize(principal, tenant_id, project_id)
+        await authorize(db, principal, Action.WORKLOAD_READ, tenant_id, project_id)
         return await _quota(db, tenant_id, project_id, _settings(state))
 
     @put("/quota", operation_id="setQuota")
@@ -269,6 +262,7 @@ class AllocationController(Controller):
         principal: Principal,
     ) -> QuotaOut:
         principal.require_operator()
+        await authorize(db, principal, Action.WORKLOAD_MANAGE, tenant_id, project_id)
         await set_quota(db, tenant_id, project_id, data.max_compute_slices)
         return await _quota(db, tenant_id, project_id, _settings(state))
 
@@ -276,7 +270,7 @@ class AllocationController(Controller):
 async def _quota(
     db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, settings: GpuaasSettings
 ) -> QuotaOut:
-    limit, in_use = await get_quota(db, project_id, settings)
+    limit, in_use = await get_quota(db, tenant_id, project_id, settings)
     return QuotaOut(
         tenant_id=tenant_id, project_id=project_id, max_compute_slices=limit, in_use=in_use
     )

@@ -183,7 +183,9 @@ async def _rejection(
         return BalanceExhausted(f"allocation {a.id} rejected: {shortfall}"), "insufficient_runway"
     try:
         check_quota(
-            limit, await AllocationRepository(uow).units_in_use(command.project_id), requested
+            limit,
+            await AllocationRepository(uow).units_in_use(command.tenant_id, command.project_id),
+            requested,
         )
     except QuotaExceeded as exc:
         return QuotaExceededProblem(f"allocation {a.id} rejected: {exc}"), "quota_exceeded"
@@ -249,11 +251,15 @@ async def get_allocation(db: Database, allocation_id: uuid.UUID) -> AllocationVi
 
 
 async def list_allocations(
-    db: Database, project_id: uuid.UUID, limit: int, after: uuid.UUID | None
+    db: Database,
+    tenant_id: uuid.UUID,
+    project_id: uuid.UUID,
+    limit: int,
+    after: uuid.UUID | None,
 ) -> list[AllocationView]:
     async with db.unit_of_work() as uow:
         repo = AllocationRepository(uow)
-        items = await repo.list_for_project(project_id, limit, after)
+        items = await repo.list_for_project(tenant_id, project_id, limit, after)
         instances = await repo.instances([a.id for a in items])
         return [AllocationView(a, instances.get(a.id, [])) for a in items]
 

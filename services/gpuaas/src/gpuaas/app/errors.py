@@ -17,3 +17,7 @@ class BalanceExhausted(ProblemError):
 
 class IllegalState(ProblemError):
     status, slug, title = 409, "illegal-transition", "Not allowed in the current state"
+
+
+class TenantSuspendedProblem(ProblemError):
+    status, slug, title = 403, "tenant-suspended", "The tenant is suspended"

@@ -19,12 +19,12 @@ async def set_quota(db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, l
 
 
 async def get_quota(
-    db: Database, project_id: uuid.UUID, settings: GpuaasSettings
+    db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, settings: GpuaasSettings
 ) -> tuple[int, int]:
-    """(limit, in use) in compute slices."""
+    """(limit, in use) in compute slices, of the tenant's project."""
     async with db.unit_of_work() as uow:
-        row = await QuotaRepository(uow).get(project_id)
-        in_use = await AllocationRepository(uow).units_in_use(project_id)
+        row = await QuotaRepository(uow).get(tenant_id, project_id)
+        in_use = await AllocationRepository(uow).units_in_use(tenant_id, project_id)
     limit = row["max_compute_slices"] if row else settings.default_project_quota
     return limit, in_use
 

@@ -84,13 +84,14 @@ class AllocationRepository:
         return _allocation(row) if row else None
 
     async def list_for_project(
-        self, project_id: uuid.UUID, limit: int, after: uuid.UUID | None
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int, after: uuid.UUID | None
     ) -> list[Allocation]:
         rows = await self.uow.fetch_all(
-            f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE project_id = :p"  # noqa: S608
+            f"SELECT {_ALLOCATION_COLUMNS} FROM allocations"  # noqa: S608
+            " WHERE tenant_id = :t AND project_id = :p"
             " AND (CAST(:after AS uuid) IS NULL OR id > CAST(:after AS uuid))"
             " ORDER BY id LIMIT :limit",
-            {"p": project_id, "after": after, "limit": limit},
+            {"t": tenant_id, "p": project_id, "after": after, "limit": limit},
         )
         return [_allocation(r) for r in rows]
 
@@ -157,11 +158,11 @@ class AllocationRepository:
             skip_locked=True,
         )
 
-    async def units_in_use(self, project_id: uuid.UUID) -> int:
+    async def units_in_use(self, tenant_id: uuid.UUID, project_id: uuid.UUID) -> int:
         row = await self.uow.fetch_one(
             "SELECT coalesce(sum(units), 0) AS n FROM allocations"
-            " WHERE project_id = :p AND state = ANY(:live)",
-            {"p": project_id, "live": list(_LIVE)},
+            " WHERE tenant_id = :t AND project_id = :p AND state = ANY(:live)",
+            {"t": tenant_id, "p": project_id, "live": list(_LIVE)},
         )
         return int(row["n"])
 
@@ -407,23 +408,25 @@ class QuotaRepository:
             {"p": project_id, "t": tenant_id, "d": default},
         )
         row = await self.uow.fetch_one(
-            "SELECT max_compute_slices FROM quotas WHERE project_id = :p FOR UPDATE",
-            {"p": project_id},
+            "SELECT max_compute_slices FROM quotas"
+            " WHERE tenant_id = :t AND project_id = :p FOR UPDATE",
+            {"t": tenant_id, "p": project_id},
         )
         return int(row["max_compute_slices"])
 
     async def set(self, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int) -> None:
         await self.uow.execute(
             "INSERT INTO quotas (project_id, tenant_id, max_compute_slices) VALUES (:p, :t, :l)"
-            " ON CONFLICT (project_id) DO UPDATE"
+            " ON CONFLICT (tenant_id, project_id) DO UPDATE"
             " SET max_compute_slices = EXCLUDED.max_compute_slices",
             {"p": project_id, "t": tenant_id, "l": limit},
         )
 
-    async def get(self, project_id: uuid.UUID) -> Any:
+    async def get(self, tenant_id: uuid.UUID, project_id: uuid.UUID) -> Any:
         return await self.uow.fetch_one(
-            "SELECT project_id, tenant_id, max_compute_slices FROM quotas WHERE project_id = :p",
-            {"p": project_id},
+            "SELECT project_id, tenant_id, max_compute_slices FROM quotas"
+            " WHERE tenant_id = :t AND project_id = :p",
+            {"t": tenant_id, "p": project_id},
         )
 
 
@@ -606,4 +609,46 @@ class NodeRepository:
             f"SELECT {self._COLUMNS} FROM nodes WHERE last_heartbeat_at < :b"  # noqa: S608
             " AND state NOT IN (:offline, :retired) FOR UPDATE SKIP LOCKED",
             {"b": before, "offline": NodeState.OFFLINE.value, "retired": NodeState.RETIRED.value},
+        )
+
+
+class ProjectRepository:
+    """gpuaas's projection of iam's projects and tenants' status (iam.project.v1,
+    iam.tenant.v1)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def remember(
+        self, project_id: uuid.UUID, tenant_id: uuid.UUID, created_at: dt.datetime
+    ) -> None:
+        await self.uow.execute(
+            "INSERT INTO projects (project_id, tenant_id, created_at) VALUES (:p, :t, :c)"
+            " ON CONFLICT (project_id) DO NOTHING",
+            {"p": project_id, "t": tenant_id, "c": created_at},
+        )
+
+    async def tenant_created(self, tenant_id: uuid.UUID, status: str, at: dt.datetime) -> None:
+        """A created event never undoes a suspension already projected."""
+        await self.uow.execute(
+            "INSERT INTO tenants (tenant_id, status, changed_at) VALUES (:t, :s, :at)"
+            " ON CONFLICT (tenant_id) DO NOTHING",
+            {"t": tenant_id, "s": status, "at": at},
+        )
+
+    async def tenant_suspended(self, tenant_id: uuid.UUID, at: dt.datetime) -> None:
+        await self.uow.execute(
+            "INSERT INTO tenants (tenant_id, status, changed_at) VALUES (:t, 'suspended', :at)"
+            " ON CONFLICT (tenant_id) DO UPDATE SET status = 'suspended',"
+            " changed_at = EXCLUDED.changed_at",
+            {"t": tenant_id, "at": at},
+        )
+
+    async def scope(self, tenant_id: uuid.UUID, project_id: uuid.UUID) -> Any:
+        """The project (with its tenant's status, null when unknown) if it is the tenant's."""
+        return await self.uow.fetch_one(
+            "SELECT p.project_id, p.tenant_id, t.status AS tenant_status FROM projects p"
+            " LEFT JOIN tenants t ON t.tenant_id = p.tenant_id"
+            " WHERE p.project_id = :p AND p.tenant_id = :t",
+            {"p": project_id, "t": tenant_id},
         )
