@@ -79,6 +79,8 @@ CATALOG = {
     "listPrices",
     # the fleet audit log's latest signed checkpoint (size and root hash: no tenant's data)
     "getLatestAuditCheckpoint",
+    # the same checkpoint as registry witnessed it, for verifiers to compare the two
+    "getWitnessedCheckpoint",
     # registry's platform-public namespace (docs/registry.md): apps every tenant may launch
     "listPublicApps",
     "getPublicApp",

@@ -72,8 +72,10 @@ async def test_every_route_refuses_outsiders(client):
     for method, template, operation_id, action in _operations(client.app):
         path = _path(template, victim, project)
         for who, (headers, expected) in callers.items():
-            if action == Action.CATALOG and who != "no token":
-                continue  # the platform-public catalog is for every signed-in caller
+            if action in (Action.CATALOG, Action.WITNESS) and who != "no token":
+                continue  # the public catalog and the witnessed checkpoint: any signed-in caller
+            if "{tenant_id}" not in template and who != "no token":
+                expected = 403  # fleet-wide routes name no tenant: only operators pass
             if who.startswith("service account") and "{project_id}" not in template:
                 expected = 403  # tenant-level routes: a project-bound account has no tenant role
             response = await client.request(method, path, headers=headers, json={})
