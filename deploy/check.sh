@@ -5,8 +5,10 @@
 #      of the Go module sigs.k8s.io/gateway-api, made into local schemas; all cached in $TOOLS;
 #   2. helm lint (default and production values), helm template (default, production and
 #      every optional feature on), kubeconform against the cached schemas (no network);
-#   3. every tests/deploy/bad-values/*.yaml must fail with the message its "# expect:" names;
-#   4. compose.yaml: `docker compose config` where a compose plugin answers, else the
+#   3. deploy/required_settings.py: every pod of the default, production and all-features
+#      renders gets every setting its service declares required in production;
+#   4. every tests/deploy/bad-values/*.yaml must fail with the message its "# expect:" names;
+#   5. compose.yaml: `docker compose config` where a compose plugin answers, else the
 #      Compose Specification validator of compose-go (the library docker compose loads with).
 # tests/deploy/test_deploy_artifacts.py uses the helm this script installs.
 set -euo pipefail
@@ -128,7 +130,7 @@ for kube in "${KUBE_VERSIONS[@]}"; do
     "$HELM" template gpucloud "$CHART" --kube-version "$kube" --set kafka.securityProtocol=SASL_PLAINTEXT \
         >"$RENDERED/sasl-plaintext-$kube.yaml"
     "$HELM" template gpucloud "$CHART" --kube-version "$kube" --set kafka.securityProtocol=PLAINTEXT \
-        >"$RENDERED/plaintext-$kube.yaml"
+        --set environment=development >"$RENDERED/plaintext-$kube.yaml"
 done
 
 step "kubeconform (offline: the cached schemas only)"
@@ -139,6 +141,9 @@ for kube in "${KUBE_VERSIONS[@]}"; do
         -schema-location "$SCHEMAS/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json" \
         "$RENDERED"/*-"$kube".yaml
 done
+
+step "every pod gets every setting its service requires in production"
+(cd "$REPO" && uv run --quiet python deploy/required_settings.py "$RENDERED"/{default,production,features}-*.yaml)
 
 step "values.schema.json and the chart's checks reject bad values"
 for bad in "$REPO"/tests/deploy/bad-values/*.yaml; do

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -416,3 +417,70 @@ class TestTrust:
             assert ("kafka-ca" in mounts) == kafka, name
             if doc["kind"] == "Deployment" and kafka:
                 assert configs[name]["GPUCLOUD_KAFKA_SSL_CAFILE"].startswith("/var/run/secrets/")
+
+
+def _required_settings():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "required_settings", REPO / "deploy" / "required_settings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestProductionSettings:
+    """Every pod gets what its service declares it needs in production (the list it refuses
+    to start without), checked by the same deploy/required_settings.py `just deploy-check`
+    runs; a chart that drops one fails."""
+
+    def test_every_pod_gets_every_required_setting(self, manifests):
+        assert _required_settings().gaps(list(manifests)) == []
+
+    def test_a_chart_missing_a_required_setting_fails(self):
+        checker = _required_settings()
+        # null deletes a key of the chart's values (an empty map would merge with them)
+        without = render_with(
+            "--set", "services.audit.secretEnv.GPUCLOUD_AUDIT_KEY_PASSPHRASE=null"
+        )
+        gaps = checker.gaps(list(without))
+        assert gaps == ["Deployment gpucloud-audit (audit) lacks GPUCLOUD_AUDIT_KEY_PASSPHRASE"], (
+            gaps
+        )
+        no_stripe = render_with("--set", "services.billing.secretEnv=null")
+        assert any(
+            "gpucloud-billing (billing) lacks GPUCLOUD_BILLING_STRIPE_API_KEY, "
+            "GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET" in gap
+            for gap in checker.gaps(list(no_stripe))
+        )
+
+    def test_a_development_render_is_not_production(self):
+        rendered = render_with("--set", "environment=development")
+        assert any("not production" in gap for gap in _required_settings().gaps(list(rendered)))
+
+    def test_every_service_verifies_iams_tokens_with_its_audience(self):
+        rendered = render_with("--set", "services.billing.tokenAudience=gpucloud-billing")
+        config = {d["metadata"]["name"]: d["data"] for d in rendered if d["kind"] == "ConfigMap"}
+        iam = config["gpucloud-iam"]
+        assert iam["GPUCLOUD_IAM_TOKEN_AUDIENCES"] == "gpucloud,gpucloud-billing"
+        assert "GPUCLOUD_JWKS_URL" not in iam
+        assert config["gpucloud-billing"]["GPUCLOUD_TOKEN_AUDIENCE"] == "gpucloud-billing"
+        for service in fleet_services():
+            data = config[f"gpucloud-{service.name}"]
+            assert data["GPUCLOUD_TOKEN_ISSUER"] == chart_values()["tokens"]["issuer"]
+            if service.name != "iam":
+                assert data["GPUCLOUD_JWKS_URL"] == (
+                    f"http://gpucloud-iam:{HTTP_PORT}/v1/iam/.well-known/jwks.json"
+                )
+
+    @pytest.mark.parametrize("package", ["audit", "portal", "node_agent"])
+    def test_a_production_service_without_its_settings_refuses_to_start(self, package):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GPUCLOUD_")}
+        env["GPUCLOUD_ENVIRONMENT"] = "production"
+        out = subprocess.run(
+            [sys.executable, "-m", package], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert out.returncode != 0
+        expected = _required_settings().requirements(package)[1:]
+        assert f"these required settings are not set: {', '.join(expected)}" in out.stderr

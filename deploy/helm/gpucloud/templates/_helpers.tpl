@@ -115,6 +115,7 @@ migration never uses).
 {{- $name := index . 1 -}}
 {{- $svc := include "gpucloud.settings" . | fromYaml -}}
 GPUCLOUD_SERVICE_NAME: {{ $name | quote }}
+GPUCLOUD_ENVIRONMENT: {{ $root.Values.environment | quote }}
 GPUCLOUD_KAFKA_BOOTSTRAP: {{ $root.Values.kafka.bootstrapServers | quote }}
 {{- $job := and (gt (len .) 2) (index . 2) }}
 {{- if and $svc.kafka (not $job) }}
@@ -128,6 +129,20 @@ GPUCLOUD_LOG_LEVEL: {{ $svc.logLevel | quote }}
 {{- if and $svc.database $root.Values.migrations.enabled }}
 {{- /* the pre-install/pre-upgrade Job has migrated: pods do not race to do it again */}}
 GPUCLOUD_MIGRATE_ON_START: "false"
+{{- end }}
+{{- if eq $svc.role "service" }}
+{{- /* iam's access tokens: who issues them, whom this service is, where iam's keys are */}}
+GPUCLOUD_TOKEN_ISSUER: {{ $root.Values.tokens.issuer | quote }}
+GPUCLOUD_TOKEN_AUDIENCE: {{ $svc.tokenAudience | default $root.Values.tokens.audience | quote }}
+{{- if eq $name "iam" }}
+{{- $audiences := list }}
+{{- range $other, $_ := $root.Values.services }}
+{{- $audiences = append $audiences ((include "gpucloud.settings" (list $root $other) | fromYaml).tokenAudience | default $root.Values.tokens.audience) }}
+{{- end }}
+GPUCLOUD_IAM_TOKEN_AUDIENCES: {{ uniq $audiences | sortAlpha | join "," | quote }}
+{{- else }}
+GPUCLOUD_JWKS_URL: {{ $root.Values.tokens.jwksUrl | default (printf "http://%s:%s/v1/iam/.well-known/jwks.json" (include "gpucloud.name" (list $root "iam")) (include "gpucloud.httpPort" $root)) | quote }}
+{{- end }}
 {{- end }}
 {{- if eq $svc.role "gateway" }}
 {{- $upstreams := list }}
@@ -212,6 +227,9 @@ GPUCLOUD_KAFKA_SSL_CAFILE: {{ printf "%s/%s" (include "gpucloud.kafkaCaDir" .) $
 {{- if and $svc.autoscaling.enabled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) -}}
 {{- fail (printf "services.%s.autoscaling: minReplicas (%v) is above maxReplicas (%v)" $name $svc.autoscaling.minReplicas $svc.autoscaling.maxReplicas) -}}
 {{- end -}}
+{{- end -}}
+{{- if and (eq .Values.environment "production") (not (hasPrefix "SASL_" .Values.kafka.securityProtocol)) -}}
+{{- fail (printf "kafka.securityProtocol %s authenticates no one (every service could write every topic): production needs SASL_SSL or SASL_PLAINTEXT; set environment: development for a local cluster" .Values.kafka.securityProtocol) -}}
 {{- end -}}
 {{- if ne (len $gateways) 1 -}}
 {{- fail (printf "services: exactly one entry must have role gateway, found %d %v" (len $gateways) $gateways) -}}

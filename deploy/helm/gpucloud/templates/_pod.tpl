@@ -189,6 +189,15 @@ the downward API.
 {{- if and .serve $svc.kafka }}
 {{- include "gpucloud.kafkaPassword" (dict "root" $root "secretName" (dig "kafkaCredentials" "secretName" "" $svc) "secretKey" (dig "kafkaCredentials" "secretKey" "password" $svc)) }}
 {{- end }}
+{{- if .serve }}
+{{- range $key, $ref := $svc.secretEnv }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.secretName }}
+      key: {{ $ref.secretKey }}
+{{- end }}
+{{- end }}
 {{- with $root.Values.operatorToken.secretName }}
 - name: GPUCLOUD_OPERATOR_TOKEN
   valueFrom:

@@ -16,7 +16,12 @@ and `platformkit.http.build_service_app` turns it into a litestar app whose life
 - `retention`: how long the kit's inbox rows, idempotency keys and sent outbox rows are
   kept (`platformkit.retention.Retention`; the defaults suit most services);
 - `relay` / `kafka`: turn the outbox relay or every Kafka part off (the gateway, the node
-  agent, tests).
+  agent, tests);
+- `required_settings`: the GPUCLOUD_* variables a production install must give it beyond
+  the kit's own (`platformkit.settings.production_requirements` adds those: the database,
+  the Kafka principal). In production (GPUCLOUD_ENVIRONMENT=production) the service refuses
+  to start without any of them, and `just deploy-check` fails a Helm chart that does not
+  give every pod the whole list.
 """
 
 import dataclasses
@@ -46,6 +51,7 @@ class ServiceDefinition:
     retention: Retention = dataclasses.field(default_factory=Retention)
     relay: bool = True
     kafka: bool = True
+    required_settings: Sequence[str] = ()
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
 

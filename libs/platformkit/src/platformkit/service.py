@@ -14,7 +14,7 @@ import uvicorn
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 from platformkit.migrate import apply_migrations
-from platformkit.settings import ServiceSettings
+from platformkit.settings import ServiceSettings, production_requirements, require_production
 from platformkit.telemetry import configure_logging
 
 KIT_MIGRATIONS = ("kit", "platformkit.migrations")
@@ -39,6 +39,8 @@ def run(definition: ServiceDefinition, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {definition.name}")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        require_production(production_requirements(definition))
     settings = ServiceSettings.from_env(definition.name, definition.version)
     configure_logging(settings.service_name, settings.log_format, settings.log_level)
     if args.command == "migrate" or os.environ.get("GPUCLOUD_MIGRATE_ON_START", "true") != "false":

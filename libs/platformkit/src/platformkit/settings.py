@@ -14,15 +14,66 @@ owner's.
 """
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from platformkit.kafka import KafkaSettings
+
+if TYPE_CHECKING:
+    from platformkit.definition import ServiceDefinition
 
 # Where iam's tokens come from and whom they are for. The defaults match the local devstack
 # (iam reached through the gateway), so a devstack service needs only GPUCLOUD_JWKS_URL.
 DEFAULT_TOKEN_ISSUER = "http://127.0.0.1:8080/v1/iam"
 DEFAULT_TOKEN_AUDIENCE = "gpucloud"
+
+
+# What a service that verifies iam's access tokens needs in production: where iam's keys are
+# and which issuer and audience to expect (the devstack defaults are wrong anywhere else).
+TOKEN_SETTINGS = ("GPUCLOUD_JWKS_URL", "GPUCLOUD_TOKEN_ISSUER", "GPUCLOUD_TOKEN_AUDIENCE")
+# A production Kafka client authenticates as its own principal (docs/operations.md).
+KAFKA_SETTINGS = (
+    "GPUCLOUD_KAFKA_BOOTSTRAP",
+    "GPUCLOUD_KAFKA_SECURITY_PROTOCOL",
+    "GPUCLOUD_KAFKA_SASL_MECHANISM",
+    "GPUCLOUD_KAFKA_SASL_USERNAME",
+    "GPUCLOUD_KAFKA_SASL_PASSWORD",
+)
+PRODUCTION = "production"
+
+
+def production_requirements(definition: "ServiceDefinition") -> tuple[str, ...]:
+    """Every GPUCLOUD_* variable a production pod of this service must be given: the kit's
+    (its database's runtime login, its Kafka principal) and the service's own
+    (`ServiceDefinition.required_settings`). tools/deploy/required_settings.py checks the
+    rendered Helm chart against this list; `require_production` refuses to start without it."""
+    names: list[str] = []
+    if definition.migrations:
+        names.append("GPUCLOUD_DATABASE_URL")
+    if definition.kafka:
+        names.extend(KAFKA_SETTINGS)
+    names.extend(n for n in definition.required_settings if n not in names)
+    return tuple(names)
+
+
+def missing_settings(required: Iterable[str], environ: Mapping[str, str]) -> list[str]:
+    return [name for name in required if not environ.get(name)]
+
+
+def require_production(required: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
+    """In production (GPUCLOUD_ENVIRONMENT=production) refuse to start without a required
+    setting, naming every missing one; elsewhere (devstack, tests) the defaults stand."""
+    environ = os.environ if environ is None else environ
+    if environ.get("GPUCLOUD_ENVIRONMENT", "development") != PRODUCTION:
+        return
+    missing = missing_settings(required, environ)
+    if missing:
+        raise SystemExit(
+            "GPUCLOUD_ENVIRONMENT=production and these required settings are not set: "
+            + ", ".join(missing)
+        )
 
 
 def _env(name: str, default: str | None = None) -> str | None:

@@ -87,6 +87,12 @@ class CallableJwks:
         return await self._fetch()
 
 
+# After a failed fetch the next is tried at most this long after (0.5 s, 1 s, 2 s, 2 s ...):
+# a service whose keys are missing or stale accepts tokens again within ~2 s of iam being
+# back, however long iam was down (issue 19: valid callers refused no longer than 5 s).
+FAILED_FETCH_RETRY_MAX_S = 2.0
+
+
 class JwksCache:
     def __init__(
         self,
@@ -139,10 +145,14 @@ class JwksCache:
             try:
                 document = await self.source.fetch()
             except Exception:
-                # Keep serving the keys we have; retry after 0.5 s, 1 s, 2 s ... up to the
-                # refresh interval (failures are cheap to retry, never a tight loop).
+                # Keep serving the keys we have; retry after 0.5 s, 1 s, then every 2 s
+                # (failures are cheap to retry, never a tight loop).
                 self._failures += 1
-                backoff = min(0.5 * 2 ** (self._failures - 1), self.min_refresh_interval_s)
+                backoff = min(
+                    0.5 * 2 ** min(self._failures - 1, 16),
+                    FAILED_FETCH_RETRY_MAX_S,
+                    self.min_refresh_interval_s,
+                )
                 self._retry_at = self.clock() + backoff
                 if not self.keys:
                     raise InvalidToken("signing keys are unavailable") from None

@@ -43,3 +43,44 @@ class TestProblemDetails:
 
     def test_unauthorized_carries_a_bearer_challenge(self):
         assert Unauthorized().headers["WWW-Authenticate"].startswith("Bearer")
+
+
+class TestProductionRequirements:
+    def _definition(self, **kw):
+        from platformkit.definition import ServiceDefinition
+
+        return ServiceDefinition(name="x", version="0", description="x", route_handlers=[], **kw)
+
+    def test_the_kit_adds_the_database_and_the_kafka_principal(self):
+        from platformkit.settings import production_requirements
+
+        names = production_requirements(
+            self._definition(migrations="x.m", required_settings=("GPUCLOUD_X",))
+        )
+        assert names == (
+            "GPUCLOUD_DATABASE_URL",
+            "GPUCLOUD_KAFKA_BOOTSTRAP",
+            "GPUCLOUD_KAFKA_SECURITY_PROTOCOL",
+            "GPUCLOUD_KAFKA_SASL_MECHANISM",
+            "GPUCLOUD_KAFKA_SASL_USERNAME",
+            "GPUCLOUD_KAFKA_SASL_PASSWORD",
+            "GPUCLOUD_X",
+        )
+        assert production_requirements(self._definition(kafka=False)) == ()
+
+    def test_production_refuses_to_start_naming_every_missing_setting(self):
+        import pytest
+
+        from platformkit.settings import require_production
+
+        required = ("GPUCLOUD_A", "GPUCLOUD_B", "GPUCLOUD_C")
+        with pytest.raises(SystemExit) as refused:
+            require_production(
+                required,
+                {"GPUCLOUD_ENVIRONMENT": "production", "GPUCLOUD_B": "x", "GPUCLOUD_C": ""},
+            )
+        assert str(refused.value).endswith("not set: GPUCLOUD_A, GPUCLOUD_C")
+        require_production(
+            required, {"GPUCLOUD_ENVIRONMENT": "production", **dict.fromkeys(required, "v")}
+        )
+        require_production(required, {})  # development: the defaults stand

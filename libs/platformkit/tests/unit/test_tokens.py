@@ -107,6 +107,14 @@ class TestValidToken:
             principal.require_project(uuid.uuid4())
 
 
+class TestAudienceList:
+    async def test_a_token_for_several_services_is_accepted_by_each(self, verifier, ed_key):
+        """iam lists every service's audience when they verify their own (RFC 8725 3.9)."""
+        claims = _claims(aud=["gpucloud-billing", AUD])
+        principal = await verifier.verify(_sign(ed_key, claims))
+        assert principal.subject == claims["sub"]
+
+
 class TestRejected:
     """Every one of these must be refused with 401 invalid_token."""
 
@@ -174,6 +182,7 @@ class TestRejected:
         [
             {"iss": "https://evil.test"},
             {"aud": "someone-else"},
+            {"aud": ["gpucloud-billing", "gpucloud-gpuaas"]},  # a list naming other services
             {"exp": int(time.time()) - 60},
             {"nbf": int(time.time()) + 600},
             {"exp": None},
@@ -321,6 +330,32 @@ class TestJwksCache:
         for _ in range(10):  # healthy again: unknown kids back to once a minute
             assert await cache.key("forged") is None
         assert source.fetches == 1 and source.attempts == 2
+
+
+    async def test_after_a_long_outage_keys_are_fetched_within_2_s_of_iam_back(self, ed_key):
+        """However many fetches failed while iam was down, the retry pace stays at 2 s: a
+        valid token is accepted again within seconds of iam answering (chaos bounds it)."""
+
+        class Down(MemoryJwks):
+            broken = True
+
+            async def fetch(self):
+                if self.broken:
+                    raise OSError("down")
+                return await super().fetch()
+
+        source = Down([_ed_jwk(ed_key, "k1")])
+        clock = Clock()
+        cache = JwksCache(source, clock=clock)
+        with pytest.raises(InvalidToken):
+            await cache.key("k1")
+        for _ in range(300):  # ten minutes of iam down, a request every 2 s
+            clock.now += 2.0
+            with pytest.raises(InvalidToken):
+                await cache.key("k1")
+        source.broken = False
+        clock.now += 2.0
+        assert await cache.key("k1") is not None
 
 
 class TestStepUp:

@@ -6,10 +6,12 @@ from litestar import Litestar
 from appplatform import __version__
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
+from platformkit.settings import TOKEN_SETTINGS
 
 DEFINITION = ServiceDefinition(
     name="appplatform",
     version=__version__,
+    required_settings=TOKEN_SETTINGS,
     description="App runtime: app manifests, catalog, app instances, launch requests.",
     route_handlers=[],
 )

@@ -14,6 +14,7 @@ from platformkit.consumers import BatchSubscription, Subscription
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 from platformkit.jobs import Job
+from platformkit.settings import TOKEN_SETTINGS
 
 # Every topic carrying privileged actions (audit.domain.recording.RULES names the types).
 RECORDED_TOPICS = (
@@ -37,6 +38,8 @@ LOG = AuditLog(LogConfig.from_env())
 DEFINITION = ServiceDefinition(
     name="audit",
     version=__version__,
+    # its checkpoint signing key is sealed at rest (app/log.py)
+    required_settings=(*TOKEN_SETTINGS, "GPUCLOUD_AUDIT_KEY_PASSPHRASE"),
     description="Merkle audit log of every family's privileged actions with signed checkpoints"
     " and proofs; service status read model.",
     route_handlers=[AuditController],

@@ -28,6 +28,7 @@ from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 from platformkit.jobs import Job
 from platformkit.runtime import ServiceRuntime
+from platformkit.settings import TOKEN_SETTINGS
 
 log = logging.getLogger(__name__)
 SETTINGS = BillingSettings.from_env()
@@ -110,6 +111,13 @@ def jobs(billing: BillingSettings) -> list[Job]:
 DEFINITION = ServiceDefinition(
     name=SERVICE,
     version=__version__,
+    # production takes payments through Stripe (docs/billing.md, "Payment providers")
+    required_settings=(
+        *TOKEN_SETTINGS,
+        "GPUCLOUD_BILLING_PAYMENT_PROVIDER",
+        "GPUCLOUD_BILLING_STRIPE_API_KEY",
+        "GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET",
+    ),
     description="Billing, metering, payments: price book, ledger, balances, statements.",
     route_handlers=ROUTES,
     migrations="billing.store.migrations",

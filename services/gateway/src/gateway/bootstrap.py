@@ -27,6 +27,8 @@ async def open_client(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name="gateway",
     version=__version__,
+    # the services it forwards /v1/<route>/ to, and the portal it serves at /
+    required_settings=("GPUCLOUD_UPSTREAMS", "GPUCLOUD_PORTAL_URL"),
     description="The edge: forwards /v1/<route>/... to the owning service; /v1/status.",
     route_handlers=[status, forward, forward_websocket, portal],
     kafka=False,

@@ -66,6 +66,13 @@ async def stop_agent(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
+    # which node it is, where gpuaas and terminal-gateway are, and its credential
+    required_settings=(
+        "GPUCLOUD_NODE_NAME",
+        "GPUCLOUD_GPUAAS_URL",
+        "GPUCLOUD_TERMINAL_GATEWAY_URL",
+        "GPUCLOUD_NODE_BOOTSTRAP_TOKEN",
+    ),
     description="GPU node agent: discovery, reconciliation of desired allocations.",
     route_handlers=[node_state, terminal, forward],
     kafka=False,

@@ -17,6 +17,7 @@ from platformkit.consumers import Subscription
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 from platformkit.jobs import Job
+from platformkit.settings import TOKEN_SETTINGS
 
 SETTINGS = GpuaasSettings.from_env()
 # The wakeups listener reconnects after half a second, backing off to 10 s.
@@ -46,6 +47,7 @@ def stop_gpuaas(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name=SERVICE,
     version=__version__,
+    required_settings=TOKEN_SETTINGS,
     description="GPU runtime: SKUs, MIG profiles, providers, nodes, allocations, quotas, metering.",
     route_handlers=[AllocationController, SkuController, NodeController],
     migrations="gpuaas.store.migrations",

@@ -40,7 +40,7 @@ async def install_iam(app: Litestar) -> None:
         db=runtime.db,
         keys=keys,
         issuer=settings.token_issuer,
-        audience=settings.token_audience,
+        audience=iam_settings.audience_claim(settings.token_audience),
         box=SecretBox(iam_settings.key_passphrase),
     )
     app.state.token_verifier = AccessTokenVerifier(
@@ -62,6 +62,12 @@ DEFINITION = ServiceDefinition(
     migrations="iam.store.migrations",
     dependencies={"principal": Provide(provide_authorized_principal)},
     on_startup=[install_iam],
+    # iam verifies its tokens with its own keys (no JWKS URL); it seals them at rest.
+    required_settings=(
+        "GPUCLOUD_TOKEN_ISSUER",
+        "GPUCLOUD_TOKEN_AUDIENCE",
+        "GPUCLOUD_IAM_KEY_PASSPHRASE",
+    ),
 )
 
 

@@ -31,6 +31,12 @@ def _key(secret: str) -> bytes:
     return hashlib.sha256(b"gpucloud-portal-session\0" + secret.encode()).digest()
 
 
+# What a production portal must be given (it has no ServiceDefinition; main.py checks these
+# like platformkit.service does for the others): the gateway it calls and the session key
+# every replica shares.
+PRODUCTION_SETTINGS = ("GPUCLOUD_GATEWAY_URL", "GPUCLOUD_PORTAL_SESSION_KEYS")
+
+
 @dataclass(frozen=True)
 class PortalSettings:
     service: ServiceSettings

@@ -7,6 +7,7 @@ from gpucloud_contracts.catalog import Topic
 from platformkit.consumers import Subscription
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
+from platformkit.settings import TOKEN_SETTINGS
 from registry import __version__
 from registry.api.routes import ROUTES
 from registry.app.projects import project_handler
@@ -32,6 +33,8 @@ async def close_blob_store(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name="registry",
     version=__version__,
+    # the blobs live in an external OCI registry (docs/registry.md)
+    required_settings=(*TOKEN_SETTINGS, "GPUCLOUD_REGISTRY_OCI_URL"),
     description="Registry and trust: apps, versions, artifacts, signatures, promotions.",
     route_handlers=ROUTES,
     migrations="registry.store.migrations",

@@ -12,7 +12,7 @@ from litestar import Litestar
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 from platformkit.jobs import Job, JobRun
-from platformkit.settings import ServiceSettings
+from platformkit.settings import TOKEN_SETTINGS, ServiceSettings
 from terminal_gateway import SERVICE, __version__
 from terminal_gateway.api.routes import (
     SessionController,
@@ -70,6 +70,12 @@ def definition(service: SessionService = SESSIONS) -> ServiceDefinition:
     return ServiceDefinition(
         name=SERVICE,
         version=__version__,
+        # where browsers open the WebSocket; the session-token signing keys sealed at rest
+        required_settings=(
+            *TOKEN_SETTINGS,
+            "GPUCLOUD_TERMINAL_PUBLIC_URL",
+            "GPUCLOUD_TERMINAL_KEY_PASSPHRASE",
+        ),
         description="Workload access: terminal sessions (browser and SSH) relayed to node-agent"
         " PTYs, recorded and audited.",
         route_handlers=[SessionController, TenantSessionController, jwks, ssh_endpoint, connect],

@@ -406,6 +406,37 @@ def check_terminal_sessions(connect: Connect, report: Report, databases: tuple[s
         report.figures[f"terminal sessions {state}"] = count
 
 
+# A valid token may be refused while a fault lasts, and this long after it (issue 19: a
+# verification step that fails closed must recover within 5 s of what it needs coming back).
+REFUSAL_BOUND_S = 5.0
+
+
+def check_refusals(
+    report: Report,
+    refusals: list[tuple[float, float, str]],
+    faults: list[tuple[float, float]],
+    bound_s: float = REFUSAL_BOUND_S,
+) -> None:
+    """Each run of 401s a tenant met with a token iam issued it, against the fault windows
+    (injected -> its process, or every process after an infrastructure restart, ready
+    again): refused longer than `bound_s` past the end of the last fault that began before
+    the run ended is a violation. The load refreshes (or signs in again) at the first 401,
+    so a long run means a verification step kept failing closed."""
+    longest = 0.0
+    for started, ended, where in refusals:
+        began_before = [end for start, end in faults if start <= ended]
+        back = max([*began_before, started])
+        beyond = ended - max(started, back)
+        longest = max(longest, beyond)
+        if beyond > bound_s:
+            report.add(
+                "valid tokens accepted",
+                f"{where}: refused with 401 for {ended - started:.1f} s, {beyond:.1f} s of it"
+                f" after the faults were over (bound {bound_s:g} s)",
+            )
+    report.figures["longest refusal after a fault (ms)"] = int(longest * 1000)
+
+
 def audit(connect: Connect, databases: tuple[str, ...], verify: dict[str, Any] | None) -> Report:
     report = Report()
     check_usage(connect, report)

@@ -48,7 +48,12 @@ class LoadStats:
     billing_stops: int = 0
     retries: int = 0
     gave_up: int = 0
+    step_ups: int = 0  # 401 insufficient_user_authentication: signed in again with a code
     errors: list[str] = dataclasses.field(default_factory=list)
+    # Runs of 401 a tenant met with a token iam had just issued it: (first 401, the next
+    # answer that judged the token otherwise, "METHOD /v1/<route>"), monotonic seconds. The
+    # audit (audit.check_refusals) allows them only during a fault and 5 s after it.
+    refusals: list[tuple[float, float, str]] = dataclasses.field(default_factory=list)
 
 
 def _key() -> str:
@@ -72,6 +77,7 @@ class Tenant:
         self.totp: pyotp.TOTP | None = None
         self.recovery: list[str] = []
         self.allocations: list[str] = []  # every allocation this tenant ever launched
+        self._refused: tuple[float, str] | None = None  # an open run of 401s: since, where
 
     @property
     def auth(self) -> dict[str, str]:
@@ -114,8 +120,25 @@ class Tenant:
                 and self.access
                 and not (operator or anonymous)
             ):
-                await self.sign_in_again()
+                if "insufficient_user_authentication" in response.headers.get(
+                    "www-authenticate", ""
+                ):
+                    await self.step_up()  # a second factor too old for this route
+                else:
+                    if self._refused is None:
+                        self._refused = (
+                            time.monotonic(),
+                            f"{method} /{'/'.join(path.split('/')[1:3])}",
+                        )
+                    await self.sign_in_again()
                 response = None
+            elif (
+                self._refused is not None
+                and response is not None
+                and (response.status_code not in RETRYABLE)
+            ):
+                self.stats.refusals.append((self._refused[0], time.monotonic(), self._refused[1]))
+                self._refused = None
             if response is not None and response.status_code not in RETRYABLE:
                 return response
             if time.monotonic() > deadline:
@@ -174,6 +197,30 @@ class Tenant:
         if r.status_code != 200:
             raise Gave(f"sign-in: {r.status_code} {r.text[:200]}")
         self.access, self.refresh = r.json()["access_token"], r.json().get("refresh_token", "")
+
+    def close_refusal(self, at: float) -> None:
+        """The run ended with the load (still refused when it stopped)."""
+        if self._refused is not None:
+            self.stats.refusals.append((self._refused[0], at, self._refused[1]))
+            self._refused = None
+
+    async def step_up(self) -> None:
+        """Sign in again with the password and a fresh TOTP code (the route wants a recent
+        second factor: the terminal's session, say, ten minutes after the last sign-in)."""
+        if self.totp is None:
+            return
+        self.stats.step_ups += 1
+        for at in (time.time(), time.time() + 30):
+            form = {"username": self.email, "password": self.password, "otp": self.totp.at(at)}
+            try:
+                r = await self.client.post(
+                    "/v1/iam/token", data={"grant_type": "password", "tenant": self.slug, **form}
+                )
+            except httpx.HTTPError:
+                return
+            if r.status_code == 200:
+                self.access, self.refresh = r.json()["access_token"], r.json()["refresh_token"]
+                return
 
     async def sign_in_again(self) -> None:
         """The access token expired (5 min) or was refused: refresh it; if the refresh token

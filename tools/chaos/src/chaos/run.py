@@ -14,7 +14,7 @@ import httpx
 
 from chaos import audit as audit_mod
 from chaos import load, stack
-from chaos.schedule import Fault, counts, schedule
+from chaos.schedule import CRASH_POINT, KILL, Fault, counts, schedule
 
 
 @dataclasses.dataclass
@@ -79,6 +79,8 @@ async def _drive(options: Options, faults: list[Fault], infra) -> tuple:
     ]
     stop = asyncio.Event()
     workers = [asyncio.create_task(load.run_tenant(t, stop)) for t in tenants]
+    windows: list[list[float]] = []  # each fault: [injected, what it hit ready again (or inf)]
+    watchers: list[asyncio.Task] = []
     try:
         # Let the tenants sign up and start their first rounds before the first fault.
         await asyncio.sleep(5)
@@ -87,21 +89,28 @@ async def _drive(options: Options, faults: list[Fault], infra) -> tuple:
             if revived:
                 log(f"    supervisor: started {', '.join(revived)} again (exited on its own)")
             log(f"{fault.describe()}")
+            injected = time.monotonic()
             outcome = await asyncio.to_thread(stack.inject, fault, infra, options.wait_ready)
             log(f"    {outcome}")
+            window = [injected, float("inf")]
+            windows.append(window)
+            watchers.append(asyncio.create_task(_window(fault, window)))
             await asyncio.sleep(fault.pause_s)
         log("faults done; waiting until every process is ready")
         await asyncio.to_thread(stack.ensure_all_ready, infra)
         log("stopping the load and releasing what still runs")
         stop.set()
+        stopped = time.monotonic()
+        for tenant in tenants:
+            tenant.close_refusal(stopped)
         await asyncio.wait(workers, timeout=5)
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*(_quietly(t.release_all()) for t in tenants))
     finally:
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        for task in (*workers, *watchers):
+            task.cancel()
+        await asyncio.gather(*workers, *watchers, return_exceptions=True)
         for tenant in tenants:
             await tenant.close()
     connect = audit_mod.connector(infra.pg_admin_url)
@@ -109,8 +118,24 @@ async def _drive(options: Options, faults: list[Fault], infra) -> tuple:
     await _recover(connect, databases, options.recovery_s)
     verify = await _verify(gateway, operator)
     report = await asyncio.to_thread(audit_mod.audit, connect, databases, verify)
+    # a fault whose process never became ready again leaves its window open (inf)
+    audit_mod.check_refusals(report, stats.refusals, [(s, e) for s, e in windows])
     report.figures["tenants"] = options.tenants
     return report, stats
+
+
+async def _window(fault: Fault, window: list[float]) -> None:
+    """The fault's window ends when what it stopped answers /readyz again: its process, or,
+    after a Kafka or PostgreSQL restart, every process of the fleet."""
+    from devstack import fleet
+
+    if fault.kind in (KILL, CRASH_POINT):
+        names = [fault.target]
+    else:
+        names = [p.name for p in fleet.load().processes]
+    ready = await asyncio.gather(*(stack.wait_ready(n, 120.0) for n in names))
+    if all(ready):
+        window[1] = time.monotonic()
 
 
 async def _quietly(awaitable) -> None:
@@ -196,7 +221,7 @@ def summary(options: Options, outcome: Outcome) -> str:
         f"{s.refused} refused 402), "
         f"releases {s.releases}, terminals {s.terminals} ({s.terminals_exited} exited), "
         f"billing stops {s.billing_stops}, retries {s.retries}, "
-        f"gave up {s.gave_up}"
+        f"gave up {s.gave_up}, step-ups {s.step_ups}, 401 runs {len(s.refusals)}"
     )
     figures = outcome.report.figures
     lines.append("events:      " + ", ".join(f"{k} {v}" for k, v in sorted(figures.items())))

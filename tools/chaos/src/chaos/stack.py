@@ -193,6 +193,11 @@ async def _wait_ready(name: str, within: float) -> bool:
         return (await processes.wait_ready(client, proc, within=within)).ok
 
 
+async def wait_ready(name: str, within: float) -> bool:
+    """Whether `name` answers /readyz within `within` seconds (the fault windows of run.py)."""
+    return await _wait_ready(name, within)
+
+
 def restart_clean(name: str, infra, wait: bool, within: float = 90.0) -> None:
     """Start `name` again (killing what is left of it first), as its supervisor would; with
     `wait`, until it is ready. Without, the next fault may find it still starting (a crash

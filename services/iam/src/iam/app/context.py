@@ -14,7 +14,7 @@ class IamContext:
     db: Database
     keys: SigningKeys
     issuer: str
-    audience: str
+    audience: str | list[str]  # the `aud` it mints (settings.IamSettings.audience_claim)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     # Seals secrets iam reads back (TOTP seeds); see app.secrets.SecretBox.
     box: SecretBox = field(default_factory=lambda: SecretBox(None))

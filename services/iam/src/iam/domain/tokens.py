@@ -47,7 +47,12 @@ RESTRICTED_MFA_ENROLLMENT = "mfa_enrollment"
 
 
 def access_claims(
-    subject: Subject, *, issuer: str, audience: str, jti: str, issued_at: dt.datetime
+    subject: Subject,
+    *,
+    issuer: str,
+    audience: str | list[str],
+    jti: str,
+    issued_at: dt.datetime,
 ) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": issuer,
