@@ -11,8 +11,6 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
 from billing.app.balances import announce_standings
 from billing.app.prices import announce_prices
 from billing.domain.ledger import (
@@ -27,6 +25,7 @@ from billing.domain.pricing import PriceVersion
 from billing.store.ledger import (
     DuplicateTransfer,
     LedgerRepository,
+    Overdrawn,
     PriceExists,
     TransferColumns,
 )
@@ -268,7 +267,7 @@ async def reverse_transaction(uow: UnitOfWork, transaction_id: uuid.UUID) -> lis
             await post_and_announce(uow, tenant_id, columns)
     except DuplicateTransfer:
         raise Conflict(f"transaction {transaction_id} is already reversed") from None
-    except IntegrityError:
+    except Overdrawn:  # the repository's name for the promo account's CHECK refusing it
         raise Conflict(
             "the reversal would take more from a promotional grant than it holds"
         ) from None
