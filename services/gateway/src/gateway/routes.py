@@ -167,17 +167,20 @@ async def status(request: Request[Any, Any, Any], state: State) -> dict[str, Any
     except httpx.HTTPError as exc:
         raise ServiceUnavailable("the status read model is unavailable") from exc
     settings: ServiceSettings = state.settings
-    report["services"].append(
-        {
-            "name": "gateway",
+    gateway: dict[str, Any] = {
+        "name": "gateway",
+        "ready": True,
+        "checks": {},
+        "last_seen_at": dt.datetime.now(dt.UTC).isoformat(),
+        "stale": False,
+    }
+    # audit shows versions only to operators; the gateway's own follow what audit showed
+    if any(s.get("version") for s in report["services"]):
+        gateway |= {
             "version": settings.version,
             "git_sha": settings.git_sha,
-            "ready": True,
-            "checks": {},
             "instance": "self",
             "started_at": state.started_at,
-            "last_seen_at": dt.datetime.now(dt.UTC).isoformat(),
-            "stale": False,
         }
-    )
+    report["services"].append(gateway)
     return report

@@ -67,6 +67,9 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_REGISTRY_OCI_URL"] = infra.oci_registry.url
         env["GPUCLOUD_REGISTRY_OCI_USERNAME"] = infra.oci_registry.username
         env["GPUCLOUD_REGISTRY_OCI_PASSWORD"] = infra.oci_registry.password
+    if proc.name == "audit":
+        # the local status page (GET /v1/status) shows readiness without a token
+        env["GPUCLOUD_AUDIT_STATUS_PUBLIC"] = "true"
     if proc.name == "billing":
         env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
     if proc in fleet.services:

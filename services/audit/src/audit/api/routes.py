@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, put
+from litestar import Controller, Request, Response, get, put
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import Parameter
@@ -36,11 +36,15 @@ from audit.api.schemas import (
 from audit.app import queries
 from audit.app.log import AuditLog, record_json
 from audit.app.retention import set_retention
-from platformkit.auth import Principal, require_operator
+from platformkit.auth import Principal, bearer_token, provide_principal, require_operator
 from platformkit.db import Database
-from platformkit.errors import NotFound, ValidationFailed
+from platformkit.errors import NotFound, Unauthorized, ValidationFailed
 
 STALE_AFTER = dt.timedelta(seconds=float(os.environ.get("GPUCLOUD_STATUS_STALE_AFTER_S", "20")))
+# Whether a caller without a token may read the fleet's readiness (names, ready, stale):
+# off unless configured (devstack turns it on for its status page). Versions, git SHAs,
+# instance names and start times are an operator's, whoever else asks.
+STATUS_PUBLIC = os.environ.get("GPUCLOUD_AUDIT_STATUS_PUBLIC", "false").lower() == "true"
 READER_ROLES = ("owner", "admin")
 
 
@@ -251,19 +255,31 @@ class AuditController(Controller):
         return RetentionOut(tenant_id=str(tenant_id), days=days)
 
     @get("/status", operation_id="getServiceStatus")
-    async def status(self, db: Database) -> StatusReport:
+    async def status(self, request: Request[Any, Any, Any], db: Database) -> StatusReport:
+        """Each service's readiness; its version, git SHA, instance and start time only to
+        operators. Without a token only where GPUCLOUD_AUDIT_STATUS_PUBLIC is on."""
+        caller = await provide_principal(request) if bearer_token(request) else None
+        if caller is None and not STATUS_PUBLIC:
+            raise Unauthorized("a bearer token is required (the status page is not public)")
+        full = caller is not None and caller.is_operator
         now = dt.datetime.now(dt.UTC)
         services = [
             ServiceState(
                 name=s.row["service"],
-                version=s.row["version"],
-                git_sha=s.row["git_sha"],
                 ready=s.ready,
-                checks=s.row["checks"],
-                instance=s.row["instance"],
-                started_at=s.row["started_at"],
-                last_seen_at=s.row["last_seen_at"],
                 stale=s.stale,
+                checks=s.row["checks"],
+                last_seen_at=s.row["last_seen_at"],
+                **(
+                    {
+                        "version": s.row["version"],
+                        "git_sha": s.row["git_sha"],
+                        "instance": s.row["instance"],
+                        "started_at": s.row["started_at"],
+                    }
+                    if full
+                    else {}
+                ),
             )
             for s in await queries.service_status(db, now, STALE_AFTER)
         ]
