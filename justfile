@@ -16,6 +16,10 @@ down:
 status:
     uv run --quiet devstack status
 
+# The mail the local SMTP sink received (verification and invitation links): just mail --to a@b.c
+mail *ARGS:
+    uv run --quiet devstack mail {{ARGS}}
+
 # Follow one process's log: just logs iam
 logs SERVICE:
     uv run --quiet devstack logs {{SERVICE}}

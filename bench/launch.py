@@ -27,7 +27,7 @@ import httpx
 
 from bench.common import environment, print_table, save_results, summarize_ms
 from bench.report import Headline, Summary
-from devstack import credentials, fleet
+from devstack import credentials, fleet, mail
 
 SUMMARY = "allocation-to-running p50/p99 through the gateway (needs `just up`)"
 # The devstack's gateway (GPUCLOUD_DEVSTACK_PORT_OFFSET shifts it with every port).
@@ -62,18 +62,15 @@ def _check(response: httpx.Response, *expected: int) -> dict[str, Any]:
 def sign_up(client: httpx.Client) -> tuple[str, str]:
     """A scratch tenant (and its default project) through iam's public sign-up."""
     slug = f"bench-{uuid.uuid4().hex[:10]}"
-    body = _check(
-        client.post(
-            "/v1/iam/signup",
-            json={
-                "tenant_name": "Bench launch",
-                "slug": slug,
-                "email": f"owner@{slug}.example",
-                "password": uuid.uuid4().hex + "Aa1!",
-            },
-            headers=_key(),
-        ),
-        201,
+    body = mail.verified_sign_up(
+        client,
+        {
+            "tenant_name": "Bench launch",
+            "slug": slug,
+            "email": f"owner@{slug}.example",
+            "password": uuid.uuid4().hex + "Aa1!",
+        },
+        headers=_key(),
     )
     return body["tenant"]["id"], body["project"]["id"]
 

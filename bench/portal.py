@@ -75,13 +75,12 @@ async def _seed(gateway: str, count: int, concurrency: int) -> dict[str, Any]:
     slug = f"bench-portal-{uuid.uuid4().hex[:8]}"
     email = f"owner@{slug}.example"
     async with httpx.AsyncClient(base_url=gateway, timeout=30.0) as client:
-        signed = await client.post(
-            "/v1/iam/signup",
-            json={"tenant_name": "Bench", "slug": slug, "email": email, "password": password},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-        )
-        signed.raise_for_status()
-        tenant, project = signed.json()["tenant"]["id"], signed.json()["project"]["id"]
+        from devstack import mail
+
+        body = {"tenant_name": "Bench", "slug": slug, "email": email, "password": password}
+        with httpx.Client(base_url=gateway, timeout=30.0) as sync_client:
+            signed = await asyncio.to_thread(mail.verified_sign_up, sync_client, body)
+        tenant, project = signed["tenant"]["id"], signed["project"]["id"]
         token = await client.post(
             "/v1/iam/token",
             data={"grant_type": "password", "username": email, "password": password},

@@ -81,11 +81,13 @@ def _setup(fleet: Fleet) -> tuple[dict[str, str], dict[str, Any]]:
     client = httpx.Client(base_url=fleet.gateway, timeout=30)
     slug = f"bench-{uuid.uuid4().hex[:10]}"
     email, password = f"owner@{slug}.example", uuid.uuid4().hex + "Aa1!"
-    signed = client.post(
-        "/v1/iam/signup",
-        json={"tenant_name": "Bench", "slug": slug, "email": email, "password": password},
+    from devstack import mail
+
+    signed = mail.verified_sign_up(
+        client,
+        {"tenant_name": "Bench", "slug": slug, "email": email, "password": password},
         headers={"Idempotency-Key": str(uuid.uuid4())},
-    ).json()
+    )
     tenant, project = signed["tenant"]["id"], signed["project"]["id"]
     token = client.post(
         "/v1/iam/token", data={"grant_type": "password", "username": email, "password": password}

@@ -6,6 +6,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ class Fleet:
     operator_token: str
     kafka: KafkaSettings  # the admin principal's
     pg_admin_url: str
+    mail_dir: Path  # the local SMTP sink's messages (devstack/mail.py)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.gateway, timeout=15.0)
@@ -32,7 +34,7 @@ class Fleet:
 
 @pytest.fixture(scope="session")
 def fleet() -> Iterator[Fleet]:
-    from devstack import credentials, stack
+    from devstack import credentials, mail, stack
     from devstack.fleet import load
     from devstack.processes import url
 
@@ -42,6 +44,7 @@ def fleet() -> Iterator[Fleet]:
         operator_token=credentials.password(credentials.OPERATOR_TOKEN),
         kafka=KafkaSettings.from_env(infra.kafka_env()),
         pg_admin_url=infra.pg_admin_url,
+        mail_dir=mail.folder(),
     )
 
 
@@ -121,8 +124,31 @@ class Person:
         self.recovery_codes = verified.json()["recovery_codes"]
 
 
+def mailed_token(to: str, prefix: str, after: int = 0) -> str:
+    """The newest `gcv_` (verification) or `gci_` (invitation) token iam mailed to `to`,
+    read from devstack's mail sink as a person reads their inbox."""
+    from devstack import mail
+
+    return mail.wait_for_token(to, prefix, after=after)
+
+
+def mailed_count(to: str, prefix: str) -> int:
+    from devstack import mail
+
+    return len([m for m in mail.messages(to=to) if m.token and m.token.startswith(prefix)])
+
+
+def verify_email(gateway: httpx.Client, address: str, after: int = 0) -> dict[str, Any]:
+    """Open the verification link mailed to `address`: the account (and a sign-up's tenant
+    and default project) it created."""
+    verified = gateway.post("/v1/iam/verify", json={"token": mailed_token(address, "gcv_", after)})
+    assert verified.status_code == 201, verified.text
+    return verified.json()
+
+
 def sign_up(gateway: httpx.Client, prefix: str, password: str) -> tuple[dict[str, Any], Person]:
-    """A new tenant through iam's sign-up: its body, and its owner."""
+    """A new tenant through iam's sign-up, verified by the link mailed to its owner: the
+    tenant, owner and default project, and the owner."""
     owner = Person(prefix, password)
     body = {
         "tenant_name": prefix.title(),
@@ -131,8 +157,27 @@ def sign_up(gateway: httpx.Client, prefix: str, password: str) -> tuple[dict[str
         "password": password,
     }
     response = gateway.post("/v1/iam/signup", json=body, headers=idempotency_key())
-    assert response.status_code == 201, response.text
-    return response.json(), owner
+    assert response.status_code == 202, response.text
+    return verify_email(gateway, owner.email), owner
+
+
+def invite(
+    gateway: httpx.Client, path: str, person: "Person", role: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    """Grant `role` at `path` (`/v1/iam/tenants/{t}` or `.../projects/{p}`) to `person` by
+    invitation, and accept it as them with the token mailed to them (creating their account
+    when they have none): the membership."""
+    seen = mailed_count(person.email, "gci_")
+    invited = gateway.post(
+        f"{path}/members", json={"email": person.email, "role": role}, headers=headers
+    )
+    assert invited.status_code == 202, invited.text
+    accepted = gateway.post(
+        "/v1/iam/invitations/accept",
+        json={"token": mailed_token(person.email, "gci_", after=seen), "password": person.password},
+    )
+    assert accepted.status_code == 201, accepted.text
+    return accepted.json()
 
 
 def create_app(

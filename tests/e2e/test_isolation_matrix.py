@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Person, sign_up
+from .conftest import Person, invite, sign_up
 from .conftest import bearer as _bearer
 from .conftest import idempotency_key as _key
 
@@ -41,8 +41,11 @@ pytestmark = pytest.mark.e2e
 OPENAPI = Path(__file__).resolve().parents[2] / "contracts" / "openapi"
 METHODS = ("get", "post", "put", "patch", "delete")
 
-# Public by design: probes, the fleet status page, sign-up, the token endpoint, key
-# discovery, and provider webhooks (authenticated by their signature, not a token).
+# Public by design: probes, the fleet status page, sign-up and registration (both answer
+# "check your email"), the emailed links (verifying an address, accepting an invitation:
+# each needs the token mailed to the address), the token endpoint, key discovery, and
+# provider webhooks (authenticated by their signature, not a token). Creating a bare tenant
+# or a user directly is an operator's (createTenant, createUser).
 PUBLIC = {
     "healthz",
     "readyz",
@@ -50,8 +53,9 @@ PUBLIC = {
     "getStatus",
     "getServiceStatus",  # audit's fleet status: the upstream of the gateway's /v1/status
     "signUp",
-    "createTenant",
-    "registerUser",
+    "register",
+    "verifyEmail",
+    "acceptInvitation",
     "issueToken",
     "jwks",
     "openidConfiguration",
@@ -188,19 +192,14 @@ def _sign_up(gateway: httpx.Client) -> tuple[dict[str, Any], Person]:
 def _member(
     gateway: httpx.Client, owner_token: str, tenant_id: str, role: str, project: str = ""
 ) -> Person:
-    """A new user granted `role` in the tenant, or only in `project` of it."""
+    """A new user granted `role` in the tenant, or only in `project` of it (invited, and
+    accepted with the token mailed to them)."""
     person = Person("matrix", PASSWORD)
-    created = gateway.post(
-        "/v1/iam/users", json={"email": person.email, "password": PASSWORD}, headers=_key()
-    )
-    assert created.status_code == 201, created.text
     scope = f"/projects/{project}" if project else ""
-    granted = gateway.post(
-        f"/v1/iam/tenants/{tenant_id}{scope}/members",
-        json={"email": person.email, "role": role},
-        headers=_bearer(owner_token) | _key(),
-    )
-    assert granted.status_code == 201, granted.text
+    invite(
+        gateway, f"/v1/iam/tenants/{tenant_id}{scope}", person, role,
+        _bearer(owner_token) | _key(),
+    )  # fmt: skip
     return person
 
 

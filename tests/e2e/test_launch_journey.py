@@ -35,6 +35,7 @@ import pyotp
 import pytest
 
 from .conftest import until as _until
+from .conftest import verify_email
 
 pytestmark = pytest.mark.e2e
 
@@ -208,9 +209,11 @@ class TestLaunchJourney:
             json={"tenant_name": "Journey", "slug": slug, "email": email, "password": password},
             headers=_key(),
         )
-        assert signup.status_code == 201, signup.text
-        tenant_id = signup.json()["tenant"]["id"]
-        project_id = signup.json()["project"]["id"]
+        assert signup.status_code == 202, signup.text
+        # ... and open the link iam mailed to the address (devstack's mail sink).
+        verified = verify_email(gateway, email)
+        tenant_id = verified["tenant"]["id"]
+        project_id = verified["project"]["id"]
 
         assert portal.sign_in(email, password, slug)["amr"] == ["pwd"]
         enrolled = gateway.post("/v1/iam/me/mfa/totp", headers=portal.auth)

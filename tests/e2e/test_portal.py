@@ -23,7 +23,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from .conftest import Person, sign_up, until
+from .conftest import Person, invite, sign_up, until
 
 pytestmark = pytest.mark.e2e
 
@@ -314,16 +314,10 @@ class TestIsolationAndCsrf:
         tenant, project = body["tenant"]["id"], body["project"]["id"]
         viewer = Person("viewer", "Viewer-" + uuid.uuid4().hex)
         with fleet.client() as gateway:
-            made = gateway.post(
-                "/v1/iam/users", json={"email": viewer.email, "password": viewer.password}
-            )
-            assert made.status_code == 201, made.text
-            granted = gateway.post(
-                f"/v1/iam/tenants/{tenant}/members",
-                json={"email": viewer.email, "role": "viewer"},
-                headers=fleet.operator | {"Idempotency-Key": str(uuid.uuid4())},
-            )
-            assert granted.status_code == 201, granted.text
+            invite(
+                gateway, f"/v1/iam/tenants/{tenant}", viewer, "viewer",
+                fleet.operator | {"Idempotency-Key": str(uuid.uuid4())},
+            )  # fmt: skip
         v = visit(browser, fleet, report, "viewer")
         try:
             sign_in(v, viewer)

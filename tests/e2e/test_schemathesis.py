@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .conftest import Person, bearer, create_app, sign_up, until
+from .conftest import Person, bearer, create_app, invite, sign_up, until
 from .conftest import idempotency_key as _key
 
 pytestmark = pytest.mark.e2e
@@ -105,24 +105,9 @@ def world(fleet) -> dict[str, Any]:
             )
         )["id"]
         viewer = Person("fuzz", PASSWORD)
-        _created(
-            gateway.post(
-                "/v1/iam/users", json={"email": viewer.email, "password": PASSWORD}, headers=_key()
-            )
-        )
-        membership = _created(
-            gateway.post(
-                f"{tenant}/members",
-                json={"email": viewer.email, "role": "viewer"},
-                headers=admin | _key(),
-            )
-        )
-        project_membership = _created(
-            gateway.post(
-                f"{tenant}/projects/{project_id}/members",
-                json={"email": viewer.email, "role": "viewer"},
-                headers=admin | _key(),
-            )
+        membership = invite(gateway, tenant, viewer, "viewer", admin | _key())
+        project_membership = invite(
+            gateway, f"{tenant}/projects/{project_id}", viewer, "viewer", admin | _key()
         )
         accounts = f"{tenant}/projects/{project_id}/service-accounts"
         account = _created(

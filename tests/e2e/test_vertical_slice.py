@@ -68,7 +68,7 @@ class TestTenantCreatedReachesAudit:
         created = gateway.post(
             "/v1/iam/tenants",
             json={"name": "Slice Inc", "slug": _slug()},
-            headers={"traceparent": traceparent},
+            headers={"traceparent": traceparent} | fleet.operator,
         )
         assert created.status_code == 201, created.text
         tenant = created.json()
@@ -140,39 +140,42 @@ class TestBadInputAndIdempotency:
             ({"name": "X", "slug": "fine-slug", "plan": "gold"}, "plan"),
         ],
     )
-    def test_invalid_tenant_is_a_problem_naming_the_field(self, gateway, body, field):
-        response = gateway.post("/v1/iam/tenants", json=body)
+    def test_invalid_tenant_is_a_problem_naming_the_field(self, fleet, gateway, body, field):
+        response = gateway.post("/v1/iam/tenants", json=body, headers=fleet.operator)
         assert response.status_code == 400
         assert response.headers["content-type"].startswith("application/problem+json")
         problem = response.json()
         assert problem["status"] == 400
         assert field in problem["detail"]
 
-    def test_malformed_json_is_a_problem_not_a_500(self, gateway):
+    def test_malformed_json_is_a_problem_not_a_500(self, fleet, gateway):
         response = gateway.post(
-            "/v1/iam/tenants", content=b"{not json", headers={"content-type": "application/json"}
+            "/v1/iam/tenants",
+            content=b"{not json",
+            headers={"content-type": "application/json"} | fleet.operator,
         )
         assert response.status_code == 400
         assert response.headers["content-type"].startswith("application/problem+json")
 
-    def test_taken_slug_is_a_409(self, gateway):
+    def test_taken_slug_is_a_409(self, fleet, gateway):
         body = {"name": "Twice", "slug": _slug()}
-        assert gateway.post("/v1/iam/tenants", json=body).status_code == 201
-        again = gateway.post("/v1/iam/tenants", json=body)
+        assert gateway.post("/v1/iam/tenants", json=body, headers=fleet.operator).status_code == 201
+        again = gateway.post("/v1/iam/tenants", json=body, headers=fleet.operator)
         assert again.status_code == 409
         assert again.json()["type"].endswith("/conflict")
 
-    def test_idempotency_key_replays_and_rejects_another_body(self, gateway):
+    def test_idempotency_key_replays_and_rejects_another_body(self, fleet, gateway):
         key = uuid.uuid4().hex
         body = {"name": "Once", "slug": _slug()}
-        first = gateway.post("/v1/iam/tenants", json=body, headers={"Idempotency-Key": key})
-        second = gateway.post("/v1/iam/tenants", json=body, headers={"Idempotency-Key": key})
+        headers = {"Idempotency-Key": key} | fleet.operator
+        first = gateway.post("/v1/iam/tenants", json=body, headers=headers)
+        second = gateway.post("/v1/iam/tenants", json=body, headers=headers)
         assert first.status_code == second.status_code == 201
         assert first.json() == second.json()
         other = gateway.post(
             "/v1/iam/tenants",
             json={"name": "Other", "slug": _slug()},
-            headers={"Idempotency-Key": key},
+            headers=headers,
         )
         assert other.status_code == 422
 
@@ -183,6 +186,18 @@ class TestOperatorRoutesAreClosed:
         assert gateway.get(path).status_code == 401
         wrong = gateway.get(path, headers={"Authorization": "Bearer not-the-token"})
         assert wrong.status_code == 403
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/v1/iam/tenants", {"name": "Mine", "slug": "anyone-may-not"}),
+            ("/v1/iam/users", {"email": "someone@example.test", "password": "x" * 16}),
+        ],
+    )
+    def test_creating_a_tenant_or_user_directly_is_an_operators(self, gateway, path, body):
+        assert gateway.post(path, json=body).status_code == 401
+        wrong = gateway.post(path, json=body, headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code in (401, 403)
 
     def test_unknown_route_is_a_problem_404(self, gateway):
         response = gateway.get("/v1/nowhere/at/all")

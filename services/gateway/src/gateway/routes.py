@@ -26,8 +26,17 @@ def _forward_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
     headers.pop("traceparent", None)
     headers.pop("tracestate", None)
     inject(headers)  # the gateway's own span, child of the caller's trace
-    headers["x-forwarded-for"] = request.client.host if request.client else ""
+    headers["x-forwarded-for"] = _forwarded_for(
+        request.headers.get("x-forwarded-for"), request.client.host if request.client else ""
+    )
     return headers
+
+
+def _forwarded_for(arrived: str | None, peer: str) -> str:
+    """X-Forwarded-For with the peer appended (RFC 7239's list, in its de-facto header):
+    a service believes only the entries its configured proxy hops appended, counted from
+    the right, so whatever a client wrote on the left cannot pass for its address."""
+    return f"{arrived}, {peer}" if arrived and arrived.strip() else peer
 
 
 async def _send(state: State, upstream: str, request: Request[Any, Any, Any]) -> httpx.Response:
@@ -93,7 +102,9 @@ async def forward_websocket(socket: WebSocket[Any, Any, Any], prefix: str, state
         if k.lower() not in HOP_BY_HOP | WEBSOCKET_OWN | {"traceparent", "tracestate"}
     }
     inject(headers)
-    headers["x-forwarded-for"] = socket.client.host if socket.client else ""
+    headers["x-forwarded-for"] = _forwarded_for(
+        headers.get("x-forwarded-for"), socket.client.host if socket.client else ""
+    )
     offered = list(socket.scope.get("subprotocols") or [])
     try:
         upstream_ws = await connect(

@@ -9,6 +9,7 @@ from iam import SERVICE, __version__
 from iam.api.authorization import provide_authorized_principal
 from iam.api.routes import ROUTES
 from iam.app.context import IamContext
+from iam.app.mail import Mailer
 from iam.app.secrets import SecretBox
 from iam.app.signing import SigningKeys
 from iam.settings import IamSettings
@@ -42,7 +43,13 @@ async def install_iam(app: Litestar) -> None:
         issuer=settings.token_issuer,
         audience=iam_settings.audience_claim(settings.token_audience),
         box=SecretBox(iam_settings.key_passphrase),
+        mailer=Mailer(iam_settings.smtp_host, iam_settings.smtp_port, iam_settings.mail_from),
+        public_url=iam_settings.public_url,
+        trusted_proxies=iam_settings.trusted_proxies,
+        proxy_hops=iam_settings.proxy_hops,
     )
+    if not iam_settings.smtp_host:
+        log.warning("GPUCLOUD_SMTP_HOST is not set: verification and invitation mail is not sent")
     app.state.token_verifier = AccessTokenVerifier(
         JwksCache(CallableJwks(keys.jwks), min_refresh_interval_s=1.0, max_age_s=60.0),
         issuer=settings.token_issuer,

@@ -1,5 +1,7 @@
 """iam on a fresh database (real PostgreSQL), served in process. Kafka stays off here:
-events are asserted as outbox rows, which the kit's own tests prove reach Kafka."""
+events are asserted as outbox rows, which the kit's own tests prove reach Kafka. Its mail
+goes over SMTP to a real local sink (devstack's aiosmtpd one, in a thread); the helpers
+complete sign-up and invitations by reading the messages, as a person would."""
 
 import contextlib
 import dataclasses
@@ -11,6 +13,8 @@ import pyotp
 import pytest
 from litestar.testing import AsyncTestClient
 
+from devstack import mail
+from iam.app.mail import Mailer
 from iam.bootstrap import DEFINITION
 from platformkit.http import build_service_app
 from platformkit.service import migrate
@@ -20,6 +24,35 @@ OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex
 PASSWORD = "correct horse battery staple"
 
 
+MAIL: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mail_sink(tmp_path_factory):
+    """A real SMTP server for iam's messages: the folder they land in."""
+    into = tmp_path_factory.mktemp("mail")
+    with mail.sink(into) as port:
+        MAIL.update(dir=into, port=port)
+        yield into
+
+
+def wire_mail(app) -> None:
+    """Point the in-process iam's mailer at the sink (devstack does it by environment)."""
+    app.state.iam.mailer = Mailer("127.0.0.1", int(MAIL["port"]))  # type: ignore[arg-type]
+
+
+def mailed_token(to: str, prefix: str, after: int = 0) -> str:
+    return mail.wait_for_token(to, prefix, where=MAIL["dir"], after=after)  # type: ignore[arg-type]
+
+
+def mailed(to: str) -> list[mail.Message]:
+    return mail.messages(MAIL["dir"], to)  # type: ignore[arg-type]
+
+
+def mailed_count(to: str, prefix: str) -> int:
+    return len([m for m in mailed(to) if m.token and m.token.startswith(prefix)])
+
+
 @pytest.fixture(scope="module")
 def iam_database(infra):
     with infra.scratch_database("test_iam") as url:
@@ -27,7 +60,7 @@ def iam_database(infra):
 
 
 @pytest.fixture(scope="module")
-async def client(iam_database) -> AsyncIterator[AsyncTestClient]:
+async def client(iam_database, mail_sink) -> AsyncIterator[AsyncTestClient]:
     settings = ServiceSettings(
         service_name="iam", database_url=iam_database, operator_token=OPERATOR_TOKEN
     )
@@ -35,6 +68,7 @@ async def client(iam_database) -> AsyncIterator[AsyncTestClient]:
     migrate(definition, settings)
     app = build_service_app(definition, settings)
     async with AsyncTestClient(app) as test_client:
+        wire_mail(app)
         yield test_client
 
 
@@ -46,11 +80,38 @@ def email() -> str:
     return f"u-{uuid.uuid4().hex[:12]}@example.test"
 
 
+async def verify(client, address: str, after: int = 0) -> dict:
+    """Open the verification link mailed to `address`: what it created."""
+    token_ = mailed_token(address, "gcv_", after)
+    response = await client.post("/v1/iam/verify", json={"token": token_})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 async def sign_up(client) -> dict:
+    """A tenant through sign-up, verified by the mailed link: tenant, user, project, email."""
     body = {"tenant_name": "Acme", "slug": slug(), "email": email(), "password": PASSWORD}
     response = await client.post("/v1/iam/signup", json=body)
-    assert response.status_code == 201, response.text
-    return {**response.json(), "email": body["email"]}
+    assert response.status_code == 202, response.text
+    return {**await verify(client, body["email"]), "email": body["email"]}
+
+
+async def invite(
+    client, inviter_token: str, path: str, address: str, role: str, password: str = PASSWORD
+) -> dict:
+    """Invite `address` to `role` at `path` (a tenant's or project's base) and accept the
+    mailed invitation as them: the membership."""
+    seen = mailed_count(address, "gci_")
+    invited = await client.post(
+        f"{path}/members", json={"email": address, "role": role}, headers=bearer(inviter_token)
+    )
+    assert invited.status_code == 202, invited.text
+    accepted = await client.post(
+        "/v1/iam/invitations/accept",
+        json={"token": mailed_token(address, "gci_", seen), "password": password},
+    )
+    assert accepted.status_code == 201, accepted.text
+    return accepted.json()
 
 
 async def token(
@@ -122,13 +183,8 @@ async def add_member(client, owner_token: str, tenant_id: str, role: str, projec
     """A new user holding `role` in the tenant (or project); returns their email.
     `owner_token` must carry a recent second factor (granting is a step-up operation)."""
     address = email()
-    created = await client.post("/v1/iam/users", json={"email": address, "password": PASSWORD})
-    assert created.status_code == 201, created.text
     path = f"/v1/iam/tenants/{tenant_id}" + (f"/projects/{project_id}" if project_id else "")
-    granted = await client.post(
-        f"{path}/members", json={"email": address, "role": role}, headers=bearer(owner_token)
-    )
-    assert granted.status_code == 201, granted.text
+    await invite(client, owner_token, path, address, role)
     return address
 
 
@@ -156,6 +212,7 @@ async def iam_with_token_consumers(
         iam = await stack.enter_async_context(
             AsyncTestClient(build_service_app(DEFINITION, iam_settings))
         )
+        wire_mail(iam.app)
         services = []
         for name in names:
             settings = ServiceSettings(

@@ -16,7 +16,7 @@ from iam.api.authorization import PUBLIC
 from iam.domain.permissions import ROLES, Action, allows
 from iam.domain.tokens import Subject, access_claims
 
-from .conftest import access, add_member, bearer, sign_up
+from .conftest import access, add_member, bearer, email, sign_up
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +25,10 @@ PUBLIC_OPERATIONS = {
     "healthz",
     "readyz",
     "version",
-    "createTenant",
     "signUp",
-    "registerUser",
+    "register",
+    "verifyEmail",
+    "acceptInvitation",
     "issueToken",
     "jwks",
     "openidConfiguration",
@@ -108,6 +109,13 @@ async def world(client):
     members = (
         await client.get(f"/v1/iam/tenants/{tenant_id}/members", headers=bearer(owner))
     ).json()
+    pending = (
+        await client.post(
+            f"/v1/iam/tenants/{tenant_id}/members",
+            json={"email": email(), "role": "viewer"},
+            headers=bearer(owner),
+        )
+    ).json()
     stranger = await sign_up(client)
     stranger_owner = await access(client, stranger["email"], mfa=True)
     stranger_admin = await access(
@@ -141,6 +149,7 @@ async def world(client):
             "service_account_id": victim_sa["id"],
             "key_id": victim_key["key"]["id"],
             "membership_id": next(m["id"] for m in members if m["role"] == "viewer"),
+            "invitation_id": pending["id"],
         },
         "owner": owner,
         "roles": roles,

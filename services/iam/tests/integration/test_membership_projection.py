@@ -19,11 +19,11 @@ from litestar import get
 from platformkit.auth import Principal
 
 from .conftest import (
-    PASSWORD,
     access,
     bearer,
     email,
     iam_with_token_consumers,
+    invite,
     sign_up,
 )
 
@@ -66,14 +66,7 @@ async def test_a_revoked_role_is_dropped_by_other_services_within_seconds(fleet)
     tenant = account["tenant"]["id"]
     owner = await access(iam, account["email"], mfa=True)
     address = email()
-    created = await iam.post("/v1/iam/users", json={"email": address, "password": PASSWORD})
-    assert created.status_code == 201, created.text
-    granted = await iam.post(
-        f"/v1/iam/tenants/{tenant}/members",
-        json={"email": address, "role": "admin"},
-        headers=bearer(owner),
-    )
-    assert granted.status_code == 201, granted.text
+    granted = await invite(iam, owner, f"/v1/iam/tenants/{tenant}", address, "admin")
     admin = await access(iam, address, tenant=tenant)
     await _caught_up(services)
     path = f"/tenants/{tenant}/admin-only"
@@ -83,7 +76,7 @@ async def test_a_revoked_role_is_dropped_by_other_services_within_seconds(fleet)
             assert answered.status_code == 200, answered.text
 
     revoked = await iam.delete(
-        f"/v1/iam/tenants/{tenant}/members/{granted.json()['id']}", headers=bearer(owner)
+        f"/v1/iam/tenants/{tenant}/members/{granted['id']}", headers=bearer(owner)
     )
     assert revoked.status_code == 204, revoked.text
     started = time.monotonic()

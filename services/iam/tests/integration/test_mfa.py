@@ -12,7 +12,6 @@ from iam.domain.tokens import Subject, access_claims
 
 from .conftest import (
     FACTORS,
-    PASSWORD,
     access,
     add_member,
     bearer,
@@ -158,7 +157,6 @@ class TestStepUp:
         tenant_id = account["tenant"]["id"]
         password_only = await access(client, account["email"])
         newcomer = email()
-        await client.post("/v1/iam/users", json={"email": newcomer, "password": PASSWORD})
         refused = await _members(client, tenant_id, password_only, newcomer)
         assert refused.status_code == 401
         challenge = refused.headers["www-authenticate"]
@@ -167,7 +165,7 @@ class TestStepUp:
         assert refused.json()["title"] == "A recent second factor is required"
         # ...satisfied by signing in again with the second factor.
         stepped_up = await access(client, account["email"], mfa=True)
-        assert (await _members(client, tenant_id, stepped_up, newcomer)).status_code == 201
+        assert (await _members(client, tenant_id, stepped_up, newcomer)).status_code == 202
 
     async def test_an_old_second_factor_is_not_recent(self, client):
         account = await sign_up(client)

@@ -16,9 +16,13 @@ from .conftest import (
     add_member,
     bearer,
     email,
+    invite,
+    mailed,
+    mailed_count,
     sign_up,
     slug,
     token,
+    verify,
 )
 
 pytestmark = pytest.mark.integration
@@ -65,30 +69,47 @@ class TestSignUp:
         }
         assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
-    async def test_email_taken_is_a_conflict_and_creates_nothing(self, client, iam_database):
+    async def test_a_taken_email_answers_like_a_new_one_and_creates_nothing(
+        self, client, iam_database
+    ):
         account = await sign_up(client)
-        again_slug = slug()
-        body = {
-            "tenant_name": "X",
-            "slug": again_slug,
-            "email": account["email"],
-            "password": PASSWORD,
-        }
-        response = await client.post("/v1/iam/signup", json=body)
-        assert response.status_code == 409
+        again_slug, fresh = slug(), email()
+        taken = await client.post(
+            "/v1/iam/signup",
+            json={"tenant_name": "X", "slug": again_slug, "email": account["email"],
+                  "password": PASSWORD},
+        )  # fmt: skip
+        new = await client.post(
+            "/v1/iam/signup",
+            json={"tenant_name": "X", "slug": slug(), "email": fresh, "password": PASSWORD},
+        )
+        assert taken.status_code == new.status_code == 202
+        assert taken.json() == new.json()
+        assert set(taken.headers) == set(new.headers)
+        # The owner of the taken address is told, with no link that creates anything.
+        notice = await _until_mail(account["email"], "already has an account")
+        assert "token=" not in notice.body
         with psycopg.connect(iam_database) as conn:
             assert (
                 conn.execute("SELECT 1 FROM tenants WHERE slug = %s", (again_slug,)).fetchone()
                 is None
             )
+            assert (
+                conn.execute(
+                    "SELECT 1 FROM email_verifications WHERE tenant_slug = %s", (again_slug,)
+                ).fetchone()
+                is None
+            )
 
-    async def test_idempotency_key_replays(self, client):
+    async def test_idempotency_key_replays_without_a_second_message(self, client):
         body = {"tenant_name": "Once", "slug": slug(), "email": email(), "password": PASSWORD}
         headers = {"Idempotency-Key": uuid.uuid4().hex}
         first = await client.post("/v1/iam/signup", json=body, headers=headers)
         second = await client.post("/v1/iam/signup", json=body, headers=headers)
-        assert first.status_code == second.status_code == 201
+        assert first.status_code == second.status_code == 202
         assert first.json() == second.json()
+        await verify(client, body["email"])
+        assert mailed_count(body["email"], "gcv_") == 1
 
     async def test_short_password_names_the_field(self, client):
         body = {"tenant_name": "X", "slug": slug(), "email": email(), "password": "short"}
@@ -96,9 +117,22 @@ class TestSignUp:
         assert response.status_code == 400
         assert "password" in response.json()["detail"]
 
-    async def test_the_demo_tenant_body_still_creates_a_tenant(self, client):
-        response = await client.post("/v1/iam/tenants", json={"name": "Demo", "slug": slug()})
-        assert response.status_code == 201
+    async def test_a_bare_tenant_is_an_operators(self, client):
+        body = {"name": "Demo", "slug": slug()}
+        assert (await client.post("/v1/iam/tenants", json=body)).status_code == 401
+        made = await client.post("/v1/iam/tenants", json=body, headers=bearer(OPERATOR_TOKEN))
+        assert made.status_code == 201
+
+
+async def _until_mail(to: str, subject_part: str):
+    import asyncio
+
+    for _ in range(100):
+        found = [m for m in mailed(to) if subject_part in m.subject + m.body]
+        if found:
+            return found[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no message to {to} mentioning {subject_part!r}")
 
 
 class TestPasswordGrant:
@@ -198,11 +232,7 @@ class TestRefresh:
             await client.get(f"/v1/iam/tenants/{tenant_id}/members", headers=bearer(owner))
         ).json()
         membership = next(m for m in members if m["email"] == viewer)
-        await client.post(
-            f"/v1/iam/tenants/{tenant_id}/members",
-            json={"email": viewer, "role": "admin"},
-            headers=bearer(owner),
-        )
+        await invite(client, owner, f"/v1/iam/tenants/{tenant_id}", viewer, "admin")
         refreshed = await self._refresh(client, refresh)
         claims = await verifier(client).claims(refreshed.json()["access_token"])
         assert claims["roles"] == ["admin"]
@@ -263,7 +293,6 @@ class TestMemberships:
         owner = await access(client, account["email"], mfa=True)
         admin = await access(client, await add_member(client, owner, tenant_id, "admin"), mfa=True)
         newcomer = email()
-        await client.post("/v1/iam/users", json={"email": newcomer, "password": PASSWORD})
         refused = await client.post(
             f"/v1/iam/tenants/{tenant_id}/members",
             json={"email": newcomer, "role": "owner"},

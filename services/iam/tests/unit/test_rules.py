@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iam.app.throttle import LoginThrottle, TooManyAttempts
+from iam.app.throttle import LoginThrottle, TooManyAttempts, client_address
 from iam.domain.permissions import PERMISSIONS, ROLES, Action, allows, may_grant
 from iam.domain.tokens import RefreshOutcome, judge_refresh
 
@@ -65,10 +65,10 @@ class TestRefreshJudgement:
 
 
 class TestThrottle:
-    def test_locks_after_the_limit_and_unlocks_after_the_window(self):
+    def test_locks_the_account_for_that_address_until_the_window_passes(self):
         clock = [0.0]
         throttle = LoginThrottle(
-            per_account=3, per_address=100, window_s=60, clock=lambda: clock[0]
+            per_account_address=3, per_address=100, window_s=60, clock=lambda: clock[0]
         )
         for _ in range(3):
             throttle.check("a", "1.2.3.4")
@@ -80,15 +80,56 @@ class TestThrottle:
         clock[0] = 61
         throttle.check("a", "1.2.3.4")
 
+    def test_one_address_failing_does_not_lock_the_account_elsewhere(self):
+        throttle = LoginThrottle(per_account_address=5, per_address=30, clock=lambda: 0.0)
+        for _ in range(1000):
+            throttle.failed("victim@x.test", "203.0.113.66")
+        with pytest.raises(TooManyAttempts):
+            throttle.check("victim@x.test", "203.0.113.66")
+        throttle.check("victim@x.test", "198.51.100.7")
+
     def test_per_address_limit_spans_accounts(self):
-        throttle = LoginThrottle(per_account=100, per_address=2, window_s=60, clock=lambda: 0.0)
+        throttle = LoginThrottle(per_account_address=100, per_address=2, clock=lambda: 0.0)
         throttle.failed("a", "9.9.9.9")
         throttle.failed("b", "9.9.9.9")
         with pytest.raises(TooManyAttempts):
             throttle.check("c", "9.9.9.9")
+        throttle.check("c", "9.9.9.8")
 
-    def test_success_clears_the_account(self):
-        throttle = LoginThrottle(per_account=1, per_address=100, window_s=60, clock=lambda: 0.0)
+    def test_success_clears_the_account_for_that_address(self):
+        throttle = LoginThrottle(per_account_address=1, per_address=100, clock=lambda: 0.0)
         throttle.failed("a", "x")
-        throttle.succeeded("a")
+        throttle.succeeded("a", "x")
         throttle.check("a", "x")
+
+    def test_memory_stays_bounded(self):
+        clock = [0.0]
+        throttle = LoginThrottle(
+            window_s=60, max_keys=1_000, sweep_every=100, clock=lambda: clock[0]
+        )
+        for i in range(5_000):
+            throttle.failed(f"user{i}", f"10.0.{i // 256}.{i % 256}")
+            assert len(throttle) <= 1_000 + 2
+        clock[0] = 120  # every entry expired: the next sweep forgets them all
+        for _ in range(100):
+            throttle.failed("late", "10.9.9.9")
+        assert len(throttle) == 2
+
+
+class TestClientAddress:
+    TRUSTED = ("127.0.0.0/8",)
+
+    def test_the_gateways_appended_entry_counts_not_the_clients(self):
+        spoofed = "203.0.113.1, 198.51.100.2"
+        assert client_address("127.0.0.1", spoofed, self.TRUSTED) == "198.51.100.2"
+
+    def test_an_untrusted_peer_is_its_own_address(self):
+        assert client_address("192.0.2.9", "203.0.113.1", self.TRUSTED) == "192.0.2.9"
+
+    def test_two_hops_take_the_second_from_the_right(self):
+        chain = "203.0.113.1, 198.51.100.2, 10.0.0.5"
+        assert client_address("127.0.0.1", chain, self.TRUSTED, hops=2) == "198.51.100.2"
+
+    def test_garbage_or_missing_header_falls_back_to_the_peer(self):
+        assert client_address("127.0.0.1", "", self.TRUSTED) == "127.0.0.1"
+        assert client_address("127.0.0.1", "not-an-ip", self.TRUSTED) == "127.0.0.1"

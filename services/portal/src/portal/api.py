@@ -136,6 +136,11 @@ async def token_grant(http: httpx.AsyncClient, form: dict[str, str]) -> Tokens:
     return Tokens(body["access_token"], body.get("refresh_token"), int(body["expires_in"]))
 
 
+async def public_post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
+    """A public iam route that takes no token (the emailed links' endpoints)."""
+    return (await _send(http, "POST", path, json=body)).json()
+
+
 async def _send(http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers: dict[str, str] = kwargs.pop("headers", None) or {}
     inject(headers)  # the portal's span is the parent of the gateway's

@@ -17,7 +17,7 @@ from platformkit.metrics import ServiceMetrics, metrics_middleware, metrics_rout
 from platformkit.telemetry import configure_tracing
 from portal import __version__
 from portal.settings import PortalSettings
-from portal.views import auth, billing, gpus, operator, team
+from portal.views import accounts, auth, billing, gpus, operator, team
 from portal.web import (
     EXCEPTION_HANDLERS,
     Refresher,
@@ -28,7 +28,9 @@ from portal.web import (
 )
 
 STATIC = Path(__file__).parent / "static"
-ROUTES = [*auth.ROUTES, *gpus.ROUTES, *billing.ROUTES, *team.ROUTES, *operator.ROUTES]
+ROUTES = [
+    *auth.ROUTES, *accounts.ROUTES, *gpus.ROUTES, *billing.ROUTES, *team.ROUTES, *operator.ROUTES,
+]  # fmt: skip
 
 
 @get("/readyz", operation_id="readyz", include_in_schema=False)

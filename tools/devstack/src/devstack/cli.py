@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 
-from devstack import credentials, fleet, infra, kafka, oci, postgres, stack, strays, supervise
+from devstack import credentials, fleet, infra, kafka, mail, oci, postgres, stack, strays, supervise
 
 
 def _table(rows: list[stack.Row]) -> None:
@@ -123,6 +123,22 @@ def cmd_kafka_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mail(args: argparse.Namespace) -> int:
+    """The messages the local SMTP sink received (iam's verification and invitation mail)."""
+    found = mail.messages(to=args.to)
+    if args.show:
+        for m in found[-args.show :]:
+            print(f"==== {m.path.name}\nTo: {m.to}\nSubject: {m.subject}\n\n{m.body}")
+        return 0
+    if not found:
+        print(f"no mail in {mail.folder()}")
+    for m in found:
+        print(f"{m.path.name:36} {m.to:40} {m.subject}")
+        if m.link:
+            print(f"    {m.link}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +168,10 @@ def parser() -> argparse.ArgumentParser:
     kill = sub.add_parser("kill", help="SIGKILL one process")
     kill.add_argument("name")
     kill.set_defaults(func=cmd_kill)
+    inbox = sub.add_parser("mail", help="list the messages the local mail sink received")
+    inbox.add_argument("--to", help="only those to this address")
+    inbox.add_argument("--show", type=int, default=0, metavar="N", help="print the last N in full")
+    inbox.set_defaults(func=cmd_mail)
     env = sub.add_parser("kafka-env", help="the GPUCLOUD_KAFKA_* settings of a Kafka principal")
     env.add_argument("principal", nargs="?", default=kafka.ADMIN, help="admin or a service's name")
     env.set_defaults(func=cmd_kafka_env)

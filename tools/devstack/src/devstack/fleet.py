@@ -1,4 +1,4 @@
-"""The fleet as declared in deploy/fleet.toml: Kafka, PostgreSQL and OCI registry ports,
+"""The fleet as declared in deploy/fleet.toml: Kafka, PostgreSQL, OCI registry and mail sink ports,
 services, gateway, node agents.
 
 GPUCLOUD_DEVSTACK_PORT_OFFSET=<n> adds n to every port (Kafka, its controller, PostgreSQL, the
@@ -42,6 +42,8 @@ class Fleet:
     kafka_principals: tuple[str, ...] = ()
     portal: Service | None = None
     oci_registry_port: int = 0
+    # The local SMTP sink iam sends verification and invitation mail to (devstack/mail.py).
+    mail_sink_port: int = 0
 
     @property
     def database_packages(self) -> tuple[str, ...]:
@@ -127,4 +129,5 @@ def load() -> Fleet:
         node_agents=node_agents,
         kafka_principals=principals,
         oci_registry_port=int(data.get("oci_registry", {}).get("port", 15000)) + off,
+        mail_sink_port=int(data.get("mail_sink", {}).get("port", 15025)) + off,
     )

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from devstack import credentials, fleet, kafka, oci, postgres
+from devstack import credentials, fleet, kafka, mail, oci, postgres
 from devstack.credentials import ADMIN_ROLE
 from devstack.paths import repo_root, state_dir, venv_python
 
@@ -87,12 +87,14 @@ def provision_kafka(f: fleet.Fleet) -> str:
 
 
 def ensure_infra() -> Infra:
-    """Start Kafka, PostgreSQL and the OCI registry unless they run; return once all answer."""
+    """Start Kafka, PostgreSQL, the OCI registry and the mail sink unless they run; return
+    once all answer."""
     f = fleet.load()
     with state_lock():
         with ThreadPoolExecutor(max_workers=3) as pool:
             jobs = [pool.submit(_ensure_kafka, f), pool.submit(postgres.start, f)]
             registry = pool.submit(oci.start, f)
+            jobs.append(pool.submit(mail.start, f))
             for job in jobs:
                 job.result()
             oci_registry = registry.result()
@@ -107,4 +109,9 @@ def ensure_infra() -> Infra:
 
 def stop_infra() -> dict[str, int | None]:
     with state_lock():
-        return {"kafka": kafka.stop(), "postgres": postgres.stop(), oci.NAME: oci.stop()}
+        return {
+            "kafka": kafka.stop(),
+            "postgres": postgres.stop(),
+            oci.NAME: oci.stop(),
+            mail.NAME: mail.stop(),
+        }

@@ -63,6 +63,11 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_JWKS_URL"] = f"{url(iam)}/v1/iam/.well-known/jwks.json"
     if proc == iam:
         env["GPUCLOUD_IAM_KEY_PASSPHRASE"] = credentials.password("iam_key_passphrase")
+        # Verification and invitation mail goes to the local sink (devstack/mail.py); its
+        # links point at the portal, through the gateway.
+        env["GPUCLOUD_SMTP_HOST"] = "127.0.0.1"
+        env["GPUCLOUD_SMTP_PORT"] = str(fleet.mail_sink_port)
+        env.setdefault("GPUCLOUD_PUBLIC_URL", url(fleet.gateway))
     if proc.name == "registry" and infra.oci_registry is not None:
         env["GPUCLOUD_REGISTRY_OCI_URL"] = infra.oci_registry.url
         env["GPUCLOUD_REGISTRY_OCI_USERNAME"] = infra.oci_registry.username

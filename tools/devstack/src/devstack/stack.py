@@ -12,7 +12,7 @@ import httpx
 
 from devstack import fleet as fleet_mod
 from devstack import infra as infra_mod
-from devstack import kafka, oci, postgres, processes, supervise
+from devstack import kafka, mail, oci, postgres, processes, supervise
 from devstack.fleet import Fleet, Service
 from devstack.paths import pids_dir
 
@@ -131,48 +131,71 @@ DEMO_EMAIL = "demo@example.com"
 DEMO_TOP_UP_MICROS = 100_000_000  # 100.00 USD of sandbox credit
 
 
+def _demo_sign_in(client: httpx.Client, password: str) -> httpx.Response:
+    return client.post(
+        "/v1/iam/token",
+        data={"grant_type": "password", "username": DEMO_EMAIL, "password": password},
+    )
+
+
+def _demo_sign_up(client: httpx.Client, password: str) -> tuple[str, str]:
+    """iam's sign-up, verified the way a person does it: the link mailed to the demo
+    address, read from the local mail sink. The tenant id and slug."""
+    for slug in ("demo", "demo-portal"):
+        seen = len([m for m in mail.messages(to=DEMO_EMAIL) if m.token])
+        body = {"tenant_name": "Demo Tenant", "slug": slug, "email": DEMO_EMAIL}
+        resp = client.post("/v1/iam/signup", json=body | {"password": password})
+        if resp.status_code == 409:
+            continue
+        if resp.status_code != 202:
+            raise StackError(
+                f"signing up the demo user failed: HTTP {resp.status_code} {resp.text[:500]}"
+            )
+        token = mail.wait_for_token(DEMO_EMAIL, "gcv_", after=seen)
+        verified = client.post("/v1/iam/verify", json={"token": token})
+        if verified.status_code == 409:
+            continue
+        if verified.status_code != 201:
+            raise StackError(
+                f"verifying the demo user failed: HTTP {verified.status_code} {verified.text[:500]}"
+            )
+        return verified.json()["tenant"]["id"], slug
+    raise StackError("the demo slugs 'demo' and 'demo-portal' are both taken")
+
+
 def seed_demo(f: Fleet) -> Demo:
     """The demo tenant and its owner, a person who can sign in to the portal and launch at
-    once: iam's public sign-up (tenant + owner + default project in one transaction), then
-    a sandbox payment (billing's provider settles it by its signed webhook). Both carry
-    fixed Idempotency-Keys, so a second `up` replays them and changes nothing. The password
-    is generated once and kept in .state/secrets.json.
+    once: iam's public sign-up, verified by the link iam mails to the local sink (tenant +
+    owner + default project are created by the verification, in one transaction), then a
+    sandbox payment (billing's provider settles it by its signed webhook, fixed
+    Idempotency-Key). A second `up` finds the user signs in and changes nothing. The
+    password is generated once and kept in .state/secrets.json.
 
-    A state made before the portal existed holds a bare tenant `demo` (POST
-    /v1/iam/tenants, no owner): the sign-up then uses the slug `demo-portal` instead."""
+    A state made before the portal existed holds a bare tenant `demo` (no owner): the
+    sign-up then uses the slug `demo-portal` instead."""
     from devstack import credentials
 
     gateway = processes.url(f.gateway)
     password = credentials.password("demo_user_password")
     state = "created"
     with httpx.Client(base_url=gateway, timeout=10.0) as client:
-        for slug in ("demo", "demo-portal"):
-            body = {"tenant_name": "Demo Tenant", "slug": slug, "email": DEMO_EMAIL}
-            resp = client.post(
-                "/v1/iam/signup",
-                json=body | {"password": password},
-                headers={"Idempotency-Key": f"devstack-demo-signup-{slug}"},
-            )
-            if resp.status_code != 409:
-                break
-        if resp.status_code not in (200, 201):
-            raise StackError(
-                f"seeding the demo user failed: HTTP {resp.status_code} {resp.text[:500]}"
-            )
-        tenant_id = resp.json()["tenant"]["id"]
-        token = client.post(
-            "/v1/iam/token",
-            data={
-                "grant_type": "password",
-                "username": DEMO_EMAIL,
-                "password": password,
-                "tenant": tenant_id,
-            },
-        )
-        if token.status_code != 200:
+        token = _demo_sign_in(client, password)
+        if token.status_code == 400 and "mfa" in token.text:
             # The demo user enrolled a second factor in the portal: the balance is theirs now.
-            return Demo(DEMO_EMAIL, password, slug, "exists (signed in with a second factor)")
+            return Demo(DEMO_EMAIL, password, "demo", "exists (signed in with a second factor)")
+        if token.status_code == 200:
+            state = "exists"
+        else:
+            _demo_sign_up(client, password)
+            token = _demo_sign_in(client, password)
+            if token.status_code != 200:
+                raise StackError(
+                    f"the demo user cannot sign in: HTTP {token.status_code} {token.text[:300]}"
+                )
         auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        me = client.get("/v1/iam/me", headers=auth).json()
+        tenant_id = me["tenant_id"]
+        slug = client.get(f"/v1/iam/tenants/{tenant_id}", headers=auth).json()["slug"]
         deadline = time.monotonic() + 30.0
         while True:  # billing opens the tenant from iam's event: wait for it
             paid = client.post(
@@ -185,7 +208,7 @@ def seed_demo(f: Fleet) -> Demo:
             time.sleep(0.3)
         if paid.status_code not in (200, 201):
             state = (
-                f"created, but the sandbox top-up failed: HTTP {paid.status_code} {paid.text[:300]}"
+                f"{state}, but the sandbox top-up failed: HTTP {paid.status_code} {paid.text[:300]}"
             )
     return Demo(DEMO_EMAIL, password, slug, state)
 
@@ -217,7 +240,9 @@ def _tracked_names() -> list[str]:
     """Every process with a pid file, fleet order first (kafka excluded)."""
     names = [p.name for p in fleet_mod.load().processes]
     extra = sorted(p.stem for p in pids_dir().glob("*.pid"))
-    return [n for n in dict.fromkeys([*names, *extra]) if n not in (kafka.NAME, oci.NAME)]
+    return [
+        n for n in dict.fromkeys([*names, *extra]) if n not in (kafka.NAME, oci.NAME, mail.NAME)
+    ]
 
 
 def down() -> dict[str, int | None]:
@@ -303,6 +328,6 @@ def kill(name: str) -> int | None:
         if pid:
             postgres.stop(mode="immediate")
         return pid
-    if name not in (kafka.NAME, oci.NAME):
+    if name not in (kafka.NAME, oci.NAME, mail.NAME):
         name = fleet_mod.load().find(name).name
     return supervise.kill(name)

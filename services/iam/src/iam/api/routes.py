@@ -1,10 +1,10 @@
-"""iam's HTTP routes. Public: sign-up, tenant creation (the devstack demo tenant), user
-registration, the token endpoint, JWKS and OIDC discovery. Every other route declares the
+"""iam's HTTP routes. Public: sign-up and registration (each answered "check your email"),
+email verification, accepting an invitation, the token endpoint, JWKS and OIDC discovery.
+Creating a bare tenant or a user directly is an operator's. Every other route declares the
 action it performs and is authorized by `iam.api.authorization.authorize`."""
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import uuid
 from typing import Annotated, Any
 
@@ -16,9 +16,11 @@ from litestar.params import Body, Parameter
 
 from iam.api.authorization import guarded, public
 from iam.api.schemas import (
+    AcceptInvitationIn,
     ApiKeyCreate,
     ApiKeyIssuedOut,
     ApiKeyOut,
+    InvitationOut,
     MemberGrant,
     MembershipOut,
     MeOut,
@@ -31,7 +33,6 @@ from iam.api.schemas import (
     ServiceAccountOut,
     SigningKeyOut,
     SignUpIn,
-    SignUpOut,
     TenantCreate,
     TenantOut,
     TenantPage,
@@ -41,14 +42,20 @@ from iam.api.schemas import (
     TotpVerifyIn,
     UserCreate,
     UserOut,
+    VerificationSent,
+    VerifiedOut,
+    VerifyEmailIn,
 )
 from iam.api.ssh_keys import SshKeyController
-from iam.app import identity, mfa, sessions
+from iam.app import accounts, identity, mfa, sessions
 from iam.app.context import IamContext
 from iam.app.tenants import CreateTenant, create_tenant, get_tenant, list_tenants, suspend_tenant
-from iam.domain.identity import ApiKey, Membership, Project, ServiceAccount, User
+from iam.app.throttle import client_address
+from iam.domain.accounts import invitation_state
+from iam.domain.identity import ApiKey, Membership, Project, ServiceAccount, User, now
 from iam.domain.permissions import Action
 from iam.domain.tenants import Tenant
+from iam.store.accounts import Invitation
 from platformkit.auth import Principal
 from platformkit.db import Database
 from platformkit.errors import PROBLEM_JSON, BadRequest, Problem
@@ -100,6 +107,26 @@ def _key(k: ApiKey) -> ApiKeyOut:
     )  # fmt: skip
 
 
+def _invitation(i: Invitation) -> InvitationOut:
+    state = invitation_state(
+        expires_at=i.expires_at, accepted_at=i.accepted_at, revoked_at=i.revoked_at, at=now()
+    )
+    return InvitationOut(
+        id=i.id, tenant_id=i.tenant_id, project_id=i.project_id, email=i.email, role=i.role,
+        state=state.value, created_at=i.created_at, expires_at=i.expires_at,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+_SENT = VerificationSent(
+    status="verification_sent",
+    detail="check your email: the link we sent finishes the sign-up (valid 24 hours, once)",
+)
+
+
+def _sent(_: None) -> Any:
+    return json_reply(_SENT, status=202)
+
+
 _CONFLICT = ResponseSpec(
     Problem, description="Conflict", media_type=PROBLEM_JSON, generate_examples=False
 )
@@ -119,11 +146,13 @@ class TenantController(Controller):
             ),
             409: _CONFLICT,
         },
-        **public(),
+        **guarded(Action.OPERATE),
     )
     async def create(
-        self, data: TenantCreate, db: Database, idempotency_key: IdempotencyKey = None
-    ) -> Response[bytes]:
+        self, data: TenantCreate, db: Database, principal: Principal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:  # fmt: skip
+        """A bare tenant, no owner (an operator's; people sign up)."""
         reply = await create_tenant(
             db,
             CreateTenant(data.name, data.slug, check_key(idempotency_key)),
@@ -166,29 +195,94 @@ class AccountController(Controller):
     @post(
         "/signup",
         operation_id="signUp",
-        status_code=201,
+        status_code=202,
         responses={
-            201: ResponseSpec(SignUpOut, description="Tenant, owner and default project",
-                              generate_examples=False),
+            202: ResponseSpec(VerificationSent, description="Check your email (whether or not"
+                              " the address has an account)", generate_examples=False),
             409: _CONFLICT,
         },
         **public(),
     )  # fmt: skip
     async def sign_up(
-        self, data: SignUpIn, db: Database, idempotency_key: IdempotencyKey = None
+        self, data: SignUpIn, state: State, idempotency_key: IdempotencyKey = None
     ) -> Response[bytes]:
-        reply = await identity.sign_up(
-            db,
-            identity.SignUp(
-                data.tenant_name, data.slug, data.email, data.password, check_key(idempotency_key)
+        """A tenant and its owner, once the address is verified: mails the link."""
+        reply = await accounts.register(
+            state.iam,
+            accounts.Registration(
+                data.email, data.password, data.tenant_name, data.slug, check_key(idempotency_key)
             ),
-            lambda s: json_reply(SignUpOut(_tenant(s.tenant), _user(s.user), _project(s.project))),
+            _sent,
         )
         return respond(reply)
 
-    @post("/users", operation_id="registerUser", status_code=201, **public())
-    async def register(self, data: UserCreate, db: Database) -> UserOut:
-        return _user(await identity.register_user(db, data.email, data.password))
+    @post(
+        "/register",
+        operation_id="register",
+        status_code=202,
+        responses={
+            202: ResponseSpec(VerificationSent, description="Check your email (whether or not"
+                              " the address has an account)", generate_examples=False),
+        },
+        **public(),
+    )  # fmt: skip
+    async def register(
+        self, data: UserCreate, state: State, idempotency_key: IdempotencyKey = None
+    ) -> Response[bytes]:
+        """An account without a tenant (to accept invitations), once the address is
+        verified: mails the link."""
+        reply = await accounts.register(
+            state.iam,
+            accounts.Registration(
+                data.email, data.password, idempotency_key=check_key(idempotency_key)
+            ),
+            _sent,
+        )
+        return respond(reply)
+
+    @post(
+        "/verify",
+        operation_id="verifyEmail",
+        status_code=201,
+        responses={409: _CONFLICT},
+        **public(),
+    )
+    async def verify(self, data: VerifyEmailIn, state: State) -> Response[VerifiedOut]:
+        """Spend the emailed link: the account (and a sign-up's tenant) is created now."""
+        done = await accounts.verify_email(state.iam, data.token)
+        return Response(
+            VerifiedOut(
+                user=_user(done.user),
+                tenant=_tenant(done.tenant) if done.tenant else None,
+                project=_project(done.project) if done.project else None,
+            ),
+            status_code=201,
+            headers=NO_STORE,
+        )
+
+    @post(
+        "/invitations/accept",
+        operation_id="acceptInvitation",
+        status_code=201,
+        responses={409: _CONFLICT},
+        **public(),
+    )
+    async def accept_invitation(
+        self, request: Request[Any, Any, Any], data: AcceptInvitationIn, state: State
+    ) -> MembershipOut:
+        """Bind the invitation's role to the invited address's account (proven by the token
+        and the account's password; an address without an account gets one with it)."""
+        ctx: IamContext = state.iam
+        m = await accounts.accept_invitation(
+            ctx,
+            accounts.AcceptInvitation(data.token, data.password, _client_address(request, ctx)),
+        )
+        return _membership(m, None)
+
+    @post("/users", operation_id="createUser", status_code=201, **guarded(Action.OPERATE))
+    async def create_user(self, data: UserCreate, db: Database, principal: Principal) -> UserOut:
+        """An account for an address the operator vouches for (people register)."""
+        return _user(await identity.create_user(db, data.email, data.password))
 
     @get("/me", operation_id="whoAmI", **guarded(Action.AUTHENTICATED))
     async def me(self, principal: Principal) -> MeOut:
@@ -245,15 +339,10 @@ class TokenRequest:
         return f"TokenRequest(grant_type={self.grant_type!r})"
 
 
-def _client_address(request: Request[Any, Any, Any]) -> str:
+def _client_address(request: Request[Any, Any, Any], ctx: IamContext) -> str:
     peer = request.client.host if request.client else ""
-    # Behind our gateway (on loopback) the caller's address is in X-Forwarded-For.
-    try:
-        trusted = ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        trusted = False
-    forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
-    return forwarded if trusted and forwarded else peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    return client_address(peer, forwarded, ctx.trusted_proxies, ctx.proxy_hops)
 
 
 class TokenController(Controller):
@@ -288,7 +377,7 @@ class TokenController(Controller):
             if not data.username or not data.password:
                 raise BadRequest("username and password are required")
             issued = await sessions.password_grant(
-                ctx, data.username, data.password, data.tenant, _client_address(request),
+                ctx, data.username, data.password, data.tenant, _client_address(request, ctx),
                 otp=data.otp,
             )  # fmt: skip
         elif data.grant_type == "refresh_token":
@@ -399,13 +488,28 @@ class MemberController(Controller):
     ) -> list[MembershipOut]:
         return [_membership(m, e) for m, e in await identity.list_members(db, tenant_id)]
 
-    @post("/members", operation_id="grantTenantRole", status_code=201,
+    @post("/members", operation_id="grantTenantRole", status_code=202,
           **guarded(Action.MEMBER_MANAGE, step_up=True))  # fmt: skip
     async def grant(
-        self, tenant_id: uuid.UUID, data: MemberGrant, db: Database, principal: Principal
-    ) -> MembershipOut:
-        m = await identity.grant_role(db, tenant_id, data.email, data.role, principal)
-        return _membership(m, data.email.strip().lower())
+        self, tenant_id: uuid.UUID, data: MemberGrant, state: State, principal: Principal
+    ) -> Response[InvitationOut]:
+        """Invite an address to a role: it binds when the address's owner accepts."""
+        i = await accounts.invite(state.iam, tenant_id, data.email, data.role, principal)
+        return Response(_invitation(i), status_code=202)
+
+    @get("/invitations", operation_id="listInvitations", **guarded(Action.MEMBER_READ))
+    async def invitations(
+        self, tenant_id: uuid.UUID, db: Database, principal: Principal
+    ) -> list[InvitationOut]:
+        """The tenant's invitations (its projects' too), newest first."""
+        return [_invitation(i) for i in await accounts.list_invitations(db, tenant_id)]
+
+    @delete("/invitations/{invitation_id:uuid}", operation_id="revokeInvitation",
+            **guarded(Action.MEMBER_MANAGE))  # fmt: skip
+    async def revoke_invitation(
+        self, tenant_id: uuid.UUID, invitation_id: uuid.UUID, db: Database, principal: Principal
+    ) -> None:
+        await accounts.revoke_invitation(db, tenant_id, invitation_id, principal)
 
     @delete("/members/{membership_id:uuid}", operation_id="revokeTenantRole",
             **guarded(Action.MEMBER_MANAGE, step_up=True))  # fmt: skip
@@ -423,15 +527,16 @@ class MemberController(Controller):
         return [_membership(m, e) for m, e in members]
 
     @post("/projects/{project_id:uuid}/members", operation_id="grantProjectRole",
-          status_code=201, **guarded(Action.PROJECT_MEMBER_MANAGE, step_up=True))  # fmt: skip
+          status_code=202, **guarded(Action.PROJECT_MEMBER_MANAGE, step_up=True))  # fmt: skip
     async def project_grant(
-        self, tenant_id: uuid.UUID, project_id: uuid.UUID, data: MemberGrant, db: Database,
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, data: MemberGrant, state: State,
         principal: Principal,
-    ) -> MembershipOut:  # fmt: skip
-        m = await identity.grant_role(
-            db, tenant_id, data.email, data.role, principal, project_id=project_id
+    ) -> Response[InvitationOut]:  # fmt: skip
+        """Invite an address to a project role: it binds when the address's owner accepts."""
+        i = await accounts.invite(
+            state.iam, tenant_id, data.email, data.role, principal, project_id=project_id
         )
-        return _membership(m, data.email.strip().lower())
+        return Response(_invitation(i), status_code=202)
 
     @delete("/projects/{project_id:uuid}/members/{membership_id:uuid}",
             operation_id="revokeProjectRole",

@@ -60,6 +60,42 @@ class SignUpOut(msgspec.Struct):
     project: ProjectOut
 
 
+class VerificationSent(msgspec.Struct):
+    """The same answer whether or not the address has an account (no enumeration)."""
+
+    status: Literal["verification_sent"]
+    detail: str
+
+
+class VerifyEmailIn(msgspec.Struct, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class VerifiedOut(msgspec.Struct, omit_defaults=True):
+    """The account the link made; a sign-up's tenant and default project with it."""
+
+    user: UserOut
+    tenant: TenantOut | None = None
+    project: ProjectOut | None = None
+
+
+class InvitationOut(msgspec.Struct):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID | None
+    email: str
+    role: str
+    state: Literal["pending", "accepted", "revoked", "expired"]
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+class AcceptInvitationIn(msgspec.Struct, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # The account's password; for an address without an account, the new account's.
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
 Role = Literal["owner", "admin", "member", "viewer", "billing"]
 ProjectRole = Literal["admin", "member", "viewer"]
 

@@ -5,8 +5,6 @@ together or not at all."""
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from gpucloud_contracts.events.iam import (
     ApiKeyIssued,
@@ -19,10 +17,9 @@ from gpucloud_contracts.events.iam import (
 )
 from iam.app.events import EVENTS
 from iam.app.secrets import digest, hash_password, new_secret
-from iam.app.tenants import add_tenant, check_name, check_slug
+from iam.app.tenants import check_name, check_slug
 from iam.domain import permissions
 from iam.domain.identity import (
-    DEFAULT_PROJECT_SLUG,
     ApiKey,
     IdentityEvent,
     Membership,
@@ -34,7 +31,6 @@ from iam.domain.identity import (
     password_problem,
     role_problem,
 )
-from iam.domain.tenants import Tenant
 from iam.domain.tokens import API_KEY_PREFIX
 from iam.store.identity import (
     AlreadyExists,
@@ -46,7 +42,6 @@ from iam.store.identity import (
 from platformkit.auth import Principal
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from platformkit.idempotency import IdempotentRequest, StoredResponse, lookup, run_once
 from platformkit.ids import uuid7
 
 MAX_KEY_LIFETIME = dt.timedelta(days=365)
@@ -113,64 +108,12 @@ async def _revoked(uow: UnitOfWork, m: Membership, by: uuid.UUID | None) -> None
     )  # fmt: skip
 
 
-# -- sign-up and users ----------------------------------------------------------------
+# -- users ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SignUp:
-    tenant_name: str
-    slug: str
-    email: str
-    password: str
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class SignedUp:
-    tenant: Tenant
-    user: User
-    project: Project
-
-
-async def sign_up(
-    db: Database, command: SignUp, encode: Callable[[SignedUp], StoredResponse]
-) -> StoredResponse:
-    """Tenant + owner + default project, in one transaction with their events."""
-    check_name("tenant_name", command.tenant_name)
-    check_slug("slug", command.slug)
-    email = _email(command.email)
-    _password(command.password)
-    # The password is not part of the idempotency fingerprint: the stored record must not
-    # become an oracle for it. Same key + same tenant/email replays the stored response,
-    # without hashing the password again.
-    request = IdempotentRequest.of(
-        "iam.signup", command.idempotency_key, [command.tenant_name, command.slug, email]
-    )
-    if (stored := await lookup(db, request)) is not None:
-        return stored
-    password_hash = await asyncio.to_thread(hash_password, command.password)
-
-    async def work(uow: UnitOfWork) -> SignedUp:
-        tenant = Tenant.new(command.tenant_name, command.slug)
-        await add_tenant(uow, tenant)
-        user = User.new(email)
-        try:
-            await UserRepository(uow).add(user, password_hash)
-        except AlreadyExists:
-            raise Conflict("an account with this email exists; sign in instead") from None
-        project = Project.new(tenant.id, "Default", DEFAULT_PROJECT_SLUG)
-        await ProjectRepository(uow).add(project)
-        owner = Membership.new(tenant.id, user.id, "owner")
-        await MembershipRepository(uow).add(owner)
-        await _user_registered(uow, user)
-        await _project_created(uow, project, user.id)
-        await _granted(uow, owner, None)
-        return SignedUp(tenant, user, project)
-
-    return await run_once(db, request, work, encode)
-
-
-async def register_user(db: Database, email: str, password: str) -> User:
+async def create_user(db: Database, email: str, password: str) -> User:
+    """An operator's account for someone (the operator vouches for the address); everyone
+    else comes in through a verified sign-up or an accepted invitation (app.accounts)."""
     email = _email(email)
     _password(password)
     password_hash = await asyncio.to_thread(hash_password, password)
@@ -230,47 +173,7 @@ def _granter_roles(by: Principal, project_id: uuid.UUID | None) -> frozenset[str
     return by.roles_in_project(project_id) if project_id else by.roles
 
 
-async def grant_role(
-    db: Database,
-    tenant_id: uuid.UUID,
-    email: str,
-    role: str,
-    by: Principal,
-    project_id: uuid.UUID | None = None,
-) -> Membership:
-    """Give a user a role in the tenant (or one project); it replaces their previous role
-    there. Only an owner grants or takes away ownership; the last owner stays."""
-    email = _email(email)
-    problem = role_problem(role, project=project_id is not None)
-    if problem:
-        raise ValidationFailed.for_field("role", problem)
-    if not permissions.may_grant(_granter_roles(by, project_id), role):
-        raise Forbidden(f"you may not grant the role {role!r}")
-    async with db.unit_of_work() as uow:
-        if project_id is not None:
-            await _project(uow, tenant_id, project_id)
-        found = await UserRepository(uow).by_email(email)
-        if found is None:
-            raise NotFound(
-                "no user with this email; they sign up first",
-            )
-        user, _ = found
-        memberships = MembershipRepository(uow)
-        previous = await memberships.in_scope(tenant_id, user.id, project_id)
-        if previous is not None:
-            if previous.role == role:
-                return previous
-            if not permissions.may_grant(_granter_roles(by, project_id), previous.role):
-                raise Forbidden(f"you may not change the role {previous.role!r}")
-            await _remove(uow, previous, by)
-        membership = Membership.new(tenant_id, user.id, role, project_id=project_id)
-        await memberships.add(membership)
-        await _granted(uow, membership, _actor(by))
-        await uow.commit()
-    return membership
-
-
-async def _remove(uow: UnitOfWork, membership: Membership, by: Principal) -> None:
+async def _remove(uow: UnitOfWork, membership: Membership, by: uuid.UUID | None) -> None:
     memberships = MembershipRepository(uow)
     if (
         membership.project_id is None
@@ -279,7 +182,7 @@ async def _remove(uow: UnitOfWork, membership: Membership, by: Principal) -> Non
     ):
         raise Conflict("a tenant keeps at least one owner")
     await memberships.delete(membership.id)
-    await _revoked(uow, membership, _actor(by))
+    await _revoked(uow, membership, by)
 
 
 async def revoke_membership(
@@ -295,7 +198,7 @@ async def revoke_membership(
             raise NotFound("no such membership")
         if not permissions.may_grant(_granter_roles(by, project_id), membership.role):
             raise Forbidden(f"you may not take away the role {membership.role!r}")
-        await _remove(uow, membership, by)
+        await _remove(uow, membership, _actor(by))
         await uow.commit()
 
 

@@ -218,7 +218,7 @@ async def password_grant(
             actor_kind="user",
         )
         await uow.commit()
-    ctx.throttle.succeeded(account)
+    ctx.throttle.succeeded(account, address)
     return IssuedTokens(await _sign(ctx, subject), _ttl(), refresh, tenant_id)
 
 

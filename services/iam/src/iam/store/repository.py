@@ -33,6 +33,10 @@ class TenantRepository:
         except IntegrityError as exc:
             raise SlugTaken(tenant.slug) from exc
 
+    async def slug_taken(self, slug: str) -> bool:
+        query = select(TenantRow.id).where(TenantRow.slug == slug)
+        return (await self.session.exec(query)).first() is not None
+
     async def get(self, tenant_id: uuid.UUID) -> Tenant | None:
         row = await self.session.get(TenantRow, tenant_id)
         return _to_domain(row) if row else None

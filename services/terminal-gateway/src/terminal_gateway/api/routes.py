@@ -60,11 +60,12 @@ def _context(state: State) -> TerminalContext:
 
 
 def client_address(connection: Any) -> str | None:
-    """The client as the gateway saw it (it overwrites X-Forwarded-For), else the peer."""
+    """The client as the gateway saw it (the entry it appended to X-Forwarded-For, the
+    rightmost), else the peer."""
     forwarded = connection.headers.get("x-forwarded-for", "")
-    first = forwarded.split(",")[0].strip()
-    if first:
-        return first[:100]
+    last = forwarded.split(",")[-1].strip()
+    if last:
+        return last[:100]
     return connection.client.host if connection.client else None
 
 
