@@ -69,11 +69,17 @@ DEFINITION = ServiceDefinition(
     migrations="iam.store.migrations",
     dependencies={"principal": Provide(provide_authorized_principal)},
     on_startup=[install_iam],
-    # iam verifies its tokens with its own keys (no JWKS URL); it seals them at rest.
+    # iam verifies its tokens with its own keys (no JWKS URL); it seals them at rest; it
+    # mails verification and invitation links (relay, the links' base); it reads the client
+    # address from the X-Forwarded-For of the proxies it trusts (docs/iam.md).
     required_settings=(
         "GPUCLOUD_TOKEN_ISSUER",
         "GPUCLOUD_TOKEN_AUDIENCE",
         "GPUCLOUD_IAM_KEY_PASSPHRASE",
+        "GPUCLOUD_SMTP_HOST",
+        "GPUCLOUD_PUBLIC_URL",
+        "GPUCLOUD_IAM_TRUSTED_PROXIES",
+        "GPUCLOUD_IAM_PROXY_HOPS",
     ),
 )
 
