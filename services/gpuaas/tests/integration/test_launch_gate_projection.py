@@ -145,7 +145,7 @@ async def test_release_and_key_events_land_once_and_feed_the_gate(client, infra,
     )  # fmt: skip
     revoked = _event("registry.key.revoked", tenant, key, tenant)
     late_active = _event(
-        "registry.key.added", tenant, dataclasses.replace(key, status="active", revoked_at=None),
+        "registry.key.added", tenant, msgspec.structs.replace(key, status="active", revoked_at=None),
         tenant,
     )  # fmt: skip
     await _send(infra, "registry.key.v1", revoked, revoked, late_active)
