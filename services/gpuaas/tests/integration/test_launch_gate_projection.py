@@ -144,10 +144,8 @@ async def test_release_and_key_events_land_once_and_feed_the_gate(client, infra,
         name="release", created_at=now, occurred_at=now, revoked_at=now,
     )  # fmt: skip
     revoked = _event("registry.key.revoked", tenant, key, tenant)
-    late_active = _event(
-        "registry.key.added", tenant, msgspec.structs.replace(key, status="active", revoked_at=None),
-        tenant,
-    )  # fmt: skip
+    reactivated = msgspec.structs.replace(key, status="active", revoked_at=None)
+    late_active = _event("registry.key.added", tenant, reactivated, tenant)
     await _send(infra, "registry.key.v1", revoked, revoked, late_active)
     assert await _eventually(lambda: claimed(late_active))
     async with db.unit_of_work() as uow:
