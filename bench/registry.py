@@ -12,6 +12,14 @@
    streams into the OCI registry), registry running as its own process (`python -m
    registry`) on a scratch database. MiB/s each, and the ratio.
 
+3. **launch-gate check** (gpuaas, issue 12 item 5): gpuaas's migrations on a scratch
+   database, its projection holding one promoted release signed by one of the tenant's keys
+   (plus `--gate-noise` other releases and keys of other tenants); `app.launch_gate.check`
+   as a launch runs it (read the project's channel, the release row, the tenant's keys, then
+   the pure decision with its Ed25519 verification), one unit of work each, `--gate-checks`
+   times: p50/p99 ms, target p99 <= 2 ms. Baseline in the same run, interleaved: the same
+   three reads in one unit of work without the decision (what the projection costs alone).
+
 Needs devstack's infra (`ensure_infra()`: Kafka, PostgreSQL, the OCI registry).
 """
 
@@ -36,7 +44,8 @@ from bench.common import environment, print_table, save_results, scratch_databas
 from bench.report import Headline, Summary
 
 SUMMARY = (
-    "node-side bundle verify cost per GiB vs plain sha256; blob upload MiB/s via registry vs OCI"
+    "node-side bundle verify cost per GiB vs plain sha256; blob upload MiB/s via registry vs OCI;"
+    " gpuaas launch-gate check p99 vs its projection reads alone"
 )
 CHUNK = 1 << 20
 
@@ -45,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="layer size to verify")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each verify (best kept)")
     parser.add_argument("--upload-mib", type=int, default=256, help="blob size to upload")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 64 MiB layer, 16 MiB blob")
+    parser.add_argument("--gate-checks", type=int, default=2000, help="launch-gate checks timed")
+    parser.add_argument("--gate-noise", type=int, default=1000, help="other releases projected")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 64 MiB layer, 16 MiB blob, 300 checks"
+    )
 
 
 def _random_file(path: Path, mib: int) -> None:
@@ -207,9 +220,110 @@ def upload_part(upload_mib: int, work: Path) -> dict[str, Any]:
     }
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _gate_timings(url: str, checks: int, noise: int) -> dict[str, Any]:
+    import datetime as dt
+
+    from gpuaas.app.launch_gate import check, key_facts, release_facts
+    from gpuaas.domain.launch_gate import Allowed, BundleRequest, decide
+    from gpuaas.store.repository import LaunchGateRepository
+    from gpucloud_trust import intoto
+    from gpucloud_trust.digests import digest_bytes
+    from gpucloud_trust.keys import SigningKey
+    from platformkit.db import Database
+
+    db = Database(url, pool_size=2)
+    tenant, project = uuid.uuid4(), uuid.uuid4()
+    key = SigningKey.generate()
+    now = dt.datetime.now(dt.UTC)
+
+    async def project_release(t: uuid.UUID, p: uuid.UUID, app: str, signer: SigningKey) -> str:
+        digest = digest_bytes(f"{t}{app}".encode())
+        envelope = intoto.release_statement(digest, tenant=str(t), app=app, version="1.0.0")
+        async with db.unit_of_work() as uow:
+            repo = LaunchGateRepository(uow)
+            await repo.apply_key({
+                "tenant_id": t, "key_id": signer.keyid, "public_key": signer.public.raw,
+                "status": "active", "expires_at": None, "as_of": now,
+            })  # fmt: skip
+            await repo.apply_release({
+                "version_id": uuid.uuid4(), "tenant_id": t, "project_id": p, "app": app,
+                "version": "1.0.0", "manifest_digest": digest,
+                "channels": ["dev", "staging", "stable"], "yanked": False,
+                "envelopes": [envelope.sign([signer]).to_json().decode()],
+                "thresholds": {"dev": 1, "staging": 1, "stable": 1}, "sequence": 4,
+                "occurred_at": now,
+            })  # fmt: skip
+            await uow.commit()
+        return digest
+
+    for i in range(noise):
+        await project_release(uuid.uuid4(), uuid.uuid4(), f"noise-{i}", SigningKey.generate())
+    digest = await project_release(tenant, project, "svc", key)
+    request = BundleRequest("svc", "1.0.0", digest)
+
+    async def gate() -> None:
+        async with db.unit_of_work() as uow:
+            await check(uow, tenant, project, request, dt.datetime.now(dt.UTC))
+
+    async def reads_only() -> None:
+        async with db.unit_of_work() as uow:
+            repo = LaunchGateRepository(uow)
+            await repo.required_channel(tenant, project)
+            await repo.release(tenant, "svc", "1.0.0")
+            await repo.keys(tenant)
+
+    async with db.unit_of_work() as uow:
+        repo = LaunchGateRepository(uow)
+        facts = release_facts(await repo.release(tenant, "svc", "1.0.0"))
+        keys = key_facts(await repo.keys(tenant))
+
+    async def decision_only() -> None:  # the pure decision over rows already read
+        outcome = decide(tenant, project, request, "stable", facts, keys, dt.datetime.now(dt.UTC))
+        assert isinstance(outcome, Allowed)
+
+    for _ in range(50):  # warm the pool, the plans, the caches
+        await gate()
+        await reads_only()
+    timings: dict[str, list[float]] = {"gate": [], "reads": [], "decision": []}
+    for _ in range(checks):
+        for name, fn in (("gate", gate), ("reads", reads_only), ("decision", decision_only)):
+            started = time.perf_counter()
+            await fn()
+            timings[name].append((time.perf_counter() - started) * 1000)
+    await db.dispose()
+    return {
+        "checks": checks,
+        "noise_releases": noise,
+        "gate_p50_ms": _percentile(timings["gate"], 0.50),
+        "gate_p99_ms": _percentile(timings["gate"], 0.99),
+        "reads_p50_ms": _percentile(timings["reads"], 0.50),
+        "reads_p99_ms": _percentile(timings["reads"], 0.99),
+        "decision_p50_ms": _percentile(timings["decision"], 0.50),
+        "decision_p99_ms": _percentile(timings["decision"], 0.99),
+    }
+
+
+def gate_part(checks: int, noise: int) -> dict[str, Any]:
+    from devstack.infra import ensure_infra
+    from gpuaas.bootstrap import DEFINITION
+    from platformkit.service import migrate
+    from platformkit.settings import ServiceSettings
+
+    infra = ensure_infra()
+    with scratch_database(infra.pg_admin_url) as url:
+        migrate(DEFINITION, ServiceSettings("gpuaas", database_url=url))
+        return asyncio.run(_gate_timings(url, checks, noise))
+
+
 def main(args: argparse.Namespace) -> int:
     if args.quick:
         args.size_mib, args.repeat, args.upload_mib = 64, 1, 16
+        args.gate_checks, args.gate_noise = 300, 100
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         work = Path(tmp)
         (work / "v").mkdir()
@@ -234,11 +348,27 @@ def main(args: argparse.Namespace) -> int:
                 ["registry / OCI", f"{upload['ratio']:.3f}"],
             ],
         )
+    gate = gate_part(args.gate_checks, args.gate_noise)
+    print_table(
+        f"gpuaas launch-gate check ({gate['checks']} checks, {gate['noise_releases']} other"
+        " releases projected)",
+        ["", "p50 ms", "p99 ms"],
+        [
+            ["projection reads alone (baseline)", f"{gate['reads_p50_ms']:.3f}",
+             f"{gate['reads_p99_ms']:.3f}"],
+            ["launch-gate check (reads + decision)", f"{gate['gate_p50_ms']:.3f}",
+             f"{gate['gate_p99_ms']:.3f}"],
+            ["the decision alone (pure, rows in hand)", f"{gate['decision_p50_ms']:.3f}",
+             f"{gate['decision_p99_ms']:.3f}"],
+            ["target p99", "", "<= 2.000"],
+        ],
+    )  # fmt: skip
     results = {
         "environment": environment(),
         "args": vars(args) | {"func": None},
         "verify": verify,
         "upload": upload,
+        "gate": gate,
     }
     results["args"].pop("func", None)
     print(f"\nresults: {save_results('registry', results)}")
@@ -266,6 +396,21 @@ def headlines(results: dict[str, Any]) -> Summary:
                 "MiB/s",
                 baseline=upload["oci_mib_s"],
                 baseline_name="straight to the OCI registry",
+            ),
+            *(
+                [
+                    Headline(
+                        "launch-gate check p99",
+                        results["gate"]["gate_p99_ms"],
+                        "ms",
+                        better="lower",
+                        baseline=results["gate"]["reads_p99_ms"],
+                        baseline_name="projection reads alone",
+                        target=2.0,
+                    )
+                ]
+                if "gate" in results
+                else []
             ),
         ]
     )

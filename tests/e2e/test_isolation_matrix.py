@@ -101,6 +101,7 @@ VIEWER_READS = {
     "listAllocations",
     "getAllocation",
     "getQuota",
+    "getLaunchPolicy",  # workload.read: the channel the project's launches require
     "listTrustedKeys",
     "listPromotionPolicies",
     "listApps",

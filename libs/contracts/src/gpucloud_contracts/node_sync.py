@@ -49,6 +49,9 @@ class NodeSync(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Optional (older agents omit it): allocation id -> when its workload was last seen
     # active (simulated nodes: it used CPU). Feeds the idle stop.
     activity: dict[str, dt.datetime] = {}
+    # Optional: allocation id -> why the agent refused to run it (its bundle failed the
+    # re-verification before running: a gpucloud_trust reason code such as blob-digest).
+    failures: dict[str, Annotated[str, msgspec.Meta(max_length=64)]] = {}
 
 
 class InstanceOut(msgspec.Struct):
@@ -60,12 +63,35 @@ class InstanceOut(msgspec.Struct):
     profile_id: int | None = None
 
 
+class BundleKey(msgspec.Struct):
+    """A publisher key of the bundle's namespace as gpuaas's projection holds it."""
+
+    public_key: str  # the raw 32-byte Ed25519 key, standard base64
+    status: str  # active | rotated | revoked
+    expires_at: dt.datetime | None = None
+
+
+class DesiredBundle(msgspec.Struct):
+    """The signed, promoted bundle to run, with what the agent needs to verify it again
+    offline before it starts anything (gpucloud_trust.gate.check_launch, then the bytes)."""
+
+    tenant_id: uuid.UUID  # the app's namespace (00000000-...: the platform-public one)
+    app: str
+    version: str
+    digest: str  # the manifest digest the launch named
+    channel: str  # the channel the project required
+    envelopes: list[str]  # the release statements' DSSE JSON, as registry stored them
+    keys: list[BundleKey]
+    thresholds: dict[str, int] = {}
+
+
 class DesiredAllocation(msgspec.Struct):
     id: uuid.UUID
     sku: str
     mig_profile: str | None
     state: str
     instances: list[InstanceOut]
+    bundle: DesiredBundle | None = None
 
 
 class DesiredState(msgspec.Struct):

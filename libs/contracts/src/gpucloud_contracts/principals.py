@@ -77,6 +77,8 @@ SERVICES: dict[str, ServiceAccess] = {
             "iam.project.v1",
             "iam.service-account.v1",
             "iam.tenant.v1",
+            "registry.key.v1",
+            "registry.release.v1",
         ),
     ),
     "iam": ServiceAccess(

@@ -41,6 +41,8 @@ class AgentSettings:
     sync_interval_s: float = 0.2
     state_dir: Path = Path(".state/node-agent")
     workload_command: str = DEFAULT_WORKLOAD
+    # Pulled bundles (an OCI image layout per manifest digest); None: bytes not verified.
+    bundle_dir: Path | None = None
     agent_url: str | None = None
     provider: str = "static"
 
@@ -59,6 +61,7 @@ class AgentSettings:
             sync_interval_s=float(env("GPUCLOUD_NODE_SYNC_INTERVAL_S", "0.2") or 0.2),
             state_dir=Path(env("GPUCLOUD_NODE_STATE_DIR", ".state/node-agent") or "."),
             workload_command=env("GPUCLOUD_WORKLOAD_COMMAND") or DEFAULT_WORKLOAD,
+            bundle_dir=Path(b) if (b := env("GPUCLOUD_NODE_BUNDLE_DIR")) else None,
             agent_url=f"http://{env('GPUCLOUD_HTTP_HOST', '127.0.0.1')}:{port}" if port else None,
             provider=env("GPUCLOUD_NODE_PROVIDER", "static") or "static",
         )
@@ -73,6 +76,7 @@ class NodeAgent:
             settings.state_dir / f"{settings.node_name}.json",
             settings.workload_command,
             mig_driver_for(self.discovery),  # node-agent PTY/MIG work: NVML or simulated MIG
+            bundle_dir=settings.bundle_dir,
         )
         self.node_id: str | None = None
         self._credential: str | None = None
@@ -110,6 +114,7 @@ class NodeAgent:
             allocations=self.reconciler.observed(),  # type: ignore[arg-type]
             hold=hold,
             activity={k: dt.datetime.fromisoformat(v) for k, v in activity.items()},
+            failures=self.reconciler.failures(),
         )
         r = await client.post(
             f"/v1/gpu/nodes/{self.node_id}/sync",

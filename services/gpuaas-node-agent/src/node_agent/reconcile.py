@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
+from node_agent.bundles import BundleError, verify_before_run
 from node_agent.isolation import IsolationUnavailable, WorkloadAccounts, workload_environment
 from node_agent.mig import MigDriver, MigError, SimulatedMig, Slice
 
@@ -101,14 +102,19 @@ class Reconciler:
         workload_command: str = DEFAULT_WORKLOAD,
         mig: MigDriver | None = None,
         accounts: WorkloadAccounts | None = None,
+        bundle_dir: Path | None = None,
     ) -> None:
         self.state_file = state_file
+        # Where pulled bundles are (an OCI image layout per manifest digest; bundles.py).
+        self.bundle_dir = bundle_dir
         self.command = workload_command
         self.mig: MigDriver = mig or SimulatedMig()
         # Per-allocation users (None: workloads run as the agent, e.g. without root).
         self.accounts = accounts
         self.workloads: dict[str, Workload] = {}
         self.failed: set[str] = set()
+        # Why a failed allocation's bundle was refused (reported to gpuaas with the state).
+        self.failure_reasons: dict[str, str] = {}
         # Instances whose destruction failed (still in use, driver hiccup): retried.
         self.undestroyed: set[Slice] = set()
         self._swept = False
@@ -158,6 +164,9 @@ class Reconciler:
         out.update({a: "failed" for a in self.failed})
         return out
 
+    def failures(self) -> dict[str, str]:
+        return {a: r for a, r in self.failure_reasons.items() if a in self.failed}
+
     def activity(self, now: dt.datetime | None = None) -> dict[str, str]:
         """Allocation id -> when its workload was last seen using CPU (ISO 8601, UTC); only
         workloads seen active since the agent started (gpuaas starts the clock at running)."""
@@ -187,6 +196,7 @@ class Reconciler:
                 self._release(self.workloads.pop(allocation_id))
                 changed = True
         self.failed &= set(wanted)
+        self.failure_reasons = {a: r for a, r in self.failure_reasons.items() if a in wanted}
         for allocation_id, d in wanted.items():
             if allocation_id in self.failed:
                 continue  # reported; gpuaas decides what happens to it
@@ -196,6 +206,20 @@ class Reconciler:
             if w is not None:
                 # Died under us: start it again (on the same instances) rather than lose it.
                 self.workloads.pop(allocation_id)
+            if d.bundle is not None:
+                try:
+                    verify_before_run(d.bundle, self.bundle_dir)
+                except BundleError as refused:
+                    # Nothing starts: no instance, no process (docs/gpuaas.md, launch gate).
+                    log.error(
+                        "bundle refused before running",
+                        extra={"fields": {"allocation_id": allocation_id,
+                                          "reason": refused.reason, "error": str(refused)}},
+                    )  # fmt: skip
+                    self.failed.add(allocation_id)
+                    self.failure_reasons[allocation_id] = refused.reason
+                    changed = True
+                    continue
             try:
                 workload = self._start(allocation_id, d.instances)
             except (OSError, MigError, IsolationUnavailable) as exc:

@@ -1,11 +1,13 @@
-"""Wires gpuaas together: routes, migrations, the balance, price, project and tenant
-projections, and the jobs (the sweeper, the node-sync wakeups listener)."""
+"""Wires gpuaas together: routes, migrations, the balance, price, project, tenant and
+launch-gate (registry releases and keys) projections, and the jobs (the sweeper, the
+node-sync wakeups listener)."""
 
 from litestar import Litestar
 
 from gpuaas import SERVICE, __version__
 from gpuaas.api.routes import AllocationController, NodeController, SkuController
 from gpuaas.app.balance import balance_handler
+from gpuaas.app.launch_gate import registry_handler
 from gpuaas.app.prices import price_handler
 from gpuaas.app.projects import project_handler, tenant_handler
 from gpuaas.app.providers import provider_from_env
@@ -56,6 +58,11 @@ DEFINITION = ServiceDefinition(
         Subscription("price-book", (Topic.BILLING_PRICE_V1,), price_handler()),
         Subscription("projects", (Topic.IAM_PROJECT_V1,), project_handler()),
         Subscription("tenants", (Topic.IAM_TENANT_V1,), tenant_handler()),
+        Subscription(
+            "launch-gate",
+            (Topic.REGISTRY_RELEASE_V1, Topic.REGISTRY_KEY_V1),
+            registry_handler(),
+        ),
     ],
     jobs=[
         Job(

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["AllocationChanged", "NodeChanged"]
+__all__ = ["AllocationChanged", "LaunchedBundle", "NodeChanged"]
 
 
 class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -52,7 +52,8 @@ class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     ) = None
     # Why, for rejections, failures and releases (e.g. `no_capacity`, `balance_exhausted`,
     # `insufficient_runway`, `idle_stop` for a running allocation without workload activity for
-    # its `idle_stop_after_s`).
+    # its `idle_stop_after_s`; `bundle_<reason>` when the node agent refused the bundle on re-
+    # verification, e.g. `bundle_blob_digest`).
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     # MIG profile name (e.g. `1g.10gb`); absent for whole GPUs.
     mig_profile: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
@@ -60,6 +61,19 @@ class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     node_id: uuid.UUID | None = None
     # Release attempt number on `releasing` retries.
     attempt: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    bundle: LaunchedBundle | None = None
+
+
+class LaunchedBundle(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The signed, promoted runtime bundle the allocation runs (registry's release), when the launch named one."""
+
+    # The app's namespace; 00000000-0000-0000-0000-000000000000 is the platform-public one.
+    tenant_id: uuid.UUID
+    app: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9-]{0,62}$")]
+    version: Annotated[str, msgspec.Meta(min_length=5, max_length=128)]
+    manifest_digest: Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")]
+    # The channel the project required when the launch passed the gate.
+    channel: Literal["dev", "staging", "stable"]
 
 
 class NodeChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

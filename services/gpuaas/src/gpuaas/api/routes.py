@@ -18,9 +18,12 @@ from gpuaas.api.schemas import (
     AllocationCreate,
     AllocationOut,
     AllocationPage,
+    BundleOut,
     DesiredAllocation,
     DesiredState,
     InstanceOut,
+    LaunchPolicyIn,
+    LaunchPolicyOut,
     NodeOut,
     NodeRegister,
     NodeRegistered,
@@ -39,6 +42,7 @@ from gpuaas.app.allocations import (
     list_allocations,
     release_allocation,
 )
+from gpuaas.app.launch_gate import desired_bundles, get_required_channel, set_required_channel
 from gpuaas.app.nodes import (
     GpuInventory,
     authenticate_node,
@@ -54,6 +58,7 @@ from gpuaas.app.wakeups import NodeWakeups, differs, hold_until_changed
 from gpuaas.domain.access import Action
 from gpuaas.domain.allocations import Allocation
 from gpuaas.domain.catalog import SKUS
+from gpuaas.domain.launch_gate import BundleRequest
 from gpuaas.domain.nodes import NodeState
 from gpuaas.settings import GpuaasSettings
 from platformkit.auth import Principal, bearer_token
@@ -74,11 +79,12 @@ async def _held_sync(
     observed: dict[str, str],
     settings: GpuaasSettings,
     activity: dict[str, dt.datetime] | None = None,
+    failures: dict[str, str] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Sync (a heartbeat); when the agent has nothing to do, wait for a change of the node's
     desired state (or the hold to pass) and sync again (the second heartbeat)."""
     async with wakeups.watching(node_id) as changed:
-        desired = await sync_node(db, node_id, observed, settings, activity)
+        desired = await sync_node(db, node_id, observed, settings, activity, failures)
         if differs({str(a.id) for a, _ in desired}, observed):
             return desired
         changed.clear()  # our own transitions notified too; the first check re-reads
@@ -123,6 +129,15 @@ def _out(view: AllocationView) -> AllocationOut:
         running_since=a.running_since,
         idle_stop_after_s=a.idle_stop_after_s,
         last_active_at=a.last_active_at,
+        bundle=BundleOut(
+            tenant_id=a.bundle.tenant_id,
+            app=a.bundle.app,
+            version=a.bundle.version,
+            digest=a.bundle.digest,
+            channel=a.bundle.channel,
+        )
+        if a.bundle
+        else None,
     )
 
 
@@ -156,6 +171,14 @@ class AllocationController(Controller):
                 media_type=PROBLEM_JSON,
                 generate_examples=False,
             ),
+            422: ResponseSpec(
+                Problem,
+                description="Invalid request, or the launch gate refused the named bundle"
+                " (type bundle-<reason>: unknown-release, manifest-digest, yanked, unsigned,"
+                " untrusted, revoked, expired, below-threshold, unpromoted)",
+                media_type=PROBLEM_JSON,
+                generate_examples=False,
+            ),
         },
     )
     async def create(
@@ -180,6 +203,14 @@ class AllocationController(Controller):
                 data.count,
                 check_key(idempotency_key),
                 data.idle_stop_after_s,
+                BundleRequest(
+                    data.bundle.app,
+                    data.bundle.version,
+                    data.bundle.digest,
+                    platform=data.bundle.namespace == "platform",
+                )
+                if data.bundle
+                else None,
             ),
             _settings(state),
             encode_outcome(request.url.path),
@@ -265,6 +296,42 @@ class AllocationController(Controller):
         await authorize(db, principal, Action.WORKLOAD_MANAGE, tenant_id, project_id)
         await set_quota(db, tenant_id, project_id, data.max_compute_slices)
         return await _quota(db, tenant_id, project_id, _settings(state))
+
+    @get("/launch-policy", operation_id="getLaunchPolicy")
+    async def launch_policy(
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, db: Database, principal: Principal
+    ) -> LaunchPolicyOut:
+        """The channel a bundle named by a launch in the project must be promoted to (the
+        launch gate, docs/gpuaas.md); stable unless set."""
+        await authorize(db, principal, Action.WORKLOAD_READ, tenant_id, project_id)
+        channel, configured = await get_required_channel(db, tenant_id, project_id)
+        return LaunchPolicyOut(
+            tenant_id=tenant_id,
+            project_id=project_id,
+            required_channel=channel,
+            configured=configured,
+        )
+
+    @put("/launch-policy", operation_id="setLaunchPolicy")
+    async def put_launch_policy(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        data: LaunchPolicyIn,
+        db: Database,
+        principal: Principal,
+    ) -> LaunchPolicyOut:
+        """Tenant owners and admins, a project's admins: which channel may run here."""
+        await authorize(db, principal, Action.LAUNCH_POLICY_MANAGE, tenant_id, project_id)
+        await set_required_channel(
+            db, tenant_id, project_id, data.required_channel, principal.subject
+        )
+        return LaunchPolicyOut(
+            tenant_id=tenant_id,
+            project_id=project_id,
+            required_channel=data.required_channel,
+            configured=True,
+        )
 
 
 async def _quota(
@@ -372,11 +439,14 @@ class NodeController(Controller):
         settings = _settings(state)
         wakeups = getattr(state, "node_wakeups", None)
         if not data.hold or wakeups is None:
-            desired = await sync_node(db, node_id, data.allocations, settings, data.activity)
+            desired = await sync_node(
+                db, node_id, data.allocations, settings, data.activity, data.failures
+            )
         else:
             desired = await _held_sync(
-                db, wakeups, node_id, data.allocations, settings, data.activity
+                db, wakeups, node_id, data.allocations, settings, data.activity, data.failures
             )
+        bundles = await desired_bundles(db, [a for a, _ in desired])
         return DesiredState(
             node_id=node_id,
             allocations=[
@@ -386,6 +456,7 @@ class NodeController(Controller):
                     mig_profile=a.mig_profile,
                     state=a.state.value,
                     instances=_instances(rows),
+                    bundle=bundles.get(a.id),
                 )
                 for a, rows in desired
             ],

@@ -2,7 +2,7 @@
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -20,10 +20,14 @@ __all__ = [
     "AllocationCreate",
     "AllocationOut",
     "AllocationPage",
+    "BundleIn",
+    "BundleOut",
     "DesiredAllocation",
     "DesiredState",
     "GpuIn",
     "InstanceOut",
+    "LaunchPolicyIn",
+    "LaunchPolicyOut",
     "NodeOut",
     "NodeRegister",
     "NodeRegistered",
@@ -33,6 +37,37 @@ __all__ = [
     "QuotaOut",
     "SkuOut",
 ]
+
+
+class BundleIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A registry release to run: an app of this project (namespace `tenant`) or of the
+    platform-public catalog (`platform`), its version, and the bundle digest expected."""
+
+    app: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9-]{0,62}$")]
+    version: Annotated[str, msgspec.Meta(min_length=5, max_length=128)]
+    digest: Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")]
+    namespace: Literal["tenant", "platform"] = "tenant"
+
+
+class BundleOut(msgspec.Struct):
+    tenant_id: uuid.UUID  # the app's namespace (00000000-...: platform-public)
+    app: str
+    version: str
+    digest: str
+    channel: str  # the channel the project required when the launch passed the gate
+
+
+class LaunchPolicyIn(msgspec.Struct, forbid_unknown_fields=True):
+    # The channel a bundle named by a launch in the project must be promoted to.
+    required_channel: Literal["dev", "staging", "stable"]
+
+
+class LaunchPolicyOut(msgspec.Struct):
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    required_channel: str
+    # False: none was set and the default (stable) applies.
+    configured: bool
 
 
 class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,6 +84,8 @@ class AllocationCreate(msgspec.Struct, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    # Run this signed, promoted bundle (the launch gate checks it first).
+    bundle: BundleIn | None = None
 
 
 class AllocationOut(msgspec.Struct):
@@ -68,6 +105,7 @@ class AllocationOut(msgspec.Struct):
     running_since: dt.datetime | None = None
     idle_stop_after_s: int | None = None
     last_active_at: dt.datetime | None = None
+    bundle: BundleOut | None = None
 
 
 class AllocationPage(msgspec.Struct):

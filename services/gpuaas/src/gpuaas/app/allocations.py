@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from gpuaas.app import launch_gate
 from gpuaas.app.capacity import LiveIndex, live_index
 from gpuaas.app.errors import BalanceExhausted, IllegalState, NoCapacity, QuotaExceededProblem
 from gpuaas.app.lifecycle import Lifecycle, emit
@@ -23,6 +24,7 @@ from gpuaas.domain.allocations import (
     release_steps,
 )
 from gpuaas.domain.catalog import SKUS, MigProfile
+from gpuaas.domain.launch_gate import BundleRequest
 from gpuaas.domain.placement import Decision
 from gpuaas.domain.quota import QuotaExceeded, check_quota, units
 from gpuaas.settings import GpuaasSettings
@@ -52,6 +54,9 @@ class CreateAllocation:
     count: int
     idempotency_key: str | None = None
     idle_stop_after_s: int | None = None
+    # The signed, promoted bundle to run (the launch gate checks it); None: the node's
+    # configured workload.
+    bundle: BundleRequest | None = None
 
     @property
     def idempotency(self) -> IdempotentRequest | None:
@@ -60,6 +65,9 @@ class CreateAllocation:
         if self.idle_stop_after_s is not None:
             # Only when set: keys stored before the idle policy existed keep their hash.
             fingerprint.append(self.idle_stop_after_s)
+        if self.bundle is not None:
+            b = self.bundle
+            fingerprint.append([b.app, b.version, b.digest, b.platform])
         return IdempotentRequest.of(
             f"gpuaas.allocations:{self.project_id}", self.idempotency_key, fingerprint
         )
@@ -201,6 +209,13 @@ async def _create_in(
     booked: list[Decision],
 ) -> tuple[AllocationOutcome, int | None]:
     life = Lifecycle(uow, settings)
+    launched = None
+    if command.bundle is not None:
+        # The gate first: a refused bundle is answered like a malformed request, before
+        # anything is recorded.
+        launched = await launch_gate.check(
+            uow, command.tenant_id, command.project_id, command.bundle, life.now
+        )
     requested = units(profile, command.count)
     a, first = new_allocation(
         uuid7(),
@@ -211,6 +226,7 @@ async def _create_in(
         command.count,
         life.now,
         command.idle_stop_after_s,
+        launched,
     )
     repo = AllocationRepository(uow)
     await repo.add(a, requested)

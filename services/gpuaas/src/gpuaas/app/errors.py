@@ -1,6 +1,6 @@
 """gpuaas's problem types (RFC 9457), each with its HTTP status and stable slug."""
 
-from platformkit.errors import ProblemError
+from platformkit.errors import FieldError, ProblemError
 
 
 class NoCapacity(ProblemError):
@@ -21,3 +21,18 @@ class IllegalState(ProblemError):
 
 class TenantSuspendedProblem(ProblemError):
     status, slug, title = 403, "tenant-suspended", "The tenant is suspended"
+
+
+class LaunchRefusedProblem(ProblemError):
+    """The launch gate refused the named bundle. One problem type per reason
+    (`bundle-<reason>`: bundle-unknown-release, bundle-manifest-digest, bundle-yanked,
+    bundle-unsigned, bundle-untrusted, bundle-revoked, bundle-expired, bundle-below-threshold,
+    bundle-unpromoted); `errors[0]` names the field `bundle` and the reason code."""
+
+    status, slug, title = 422, "bundle-refused", "The bundle may not be launched"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}", errors=[FieldError("bundle", reason)])
+        self.reason = reason
+        self.slug = f"bundle-{reason}"
+        self.title = f"The bundle may not be launched: {reason}"

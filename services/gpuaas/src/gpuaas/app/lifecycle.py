@@ -21,7 +21,7 @@ from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.metering import USAGE_TYPE, UsageInterval, due_intervals
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository, NodeRepository
-from gpucloud_contracts.events.gpuaas import AllocationChanged
+from gpucloud_contracts.events.gpuaas import AllocationChanged, LaunchedBundle
 from gpucloud_contracts.events.metering import UsageRecorded
 from platformkit.db import UnitOfWork
 
@@ -49,6 +49,15 @@ async def emit(uow: UnitOfWork, t: Transition) -> None:
             quantity=a.count,
             node_id=a.node_id,
             attempt=t.attempt,
+            bundle=LaunchedBundle(
+                tenant_id=a.bundle.tenant_id,
+                app=a.bundle.app,
+                version=a.bundle.version,
+                manifest_digest=a.bundle.digest,
+                channel=a.bundle.channel,  # type: ignore[arg-type]
+            )
+            if a.bundle
+            else None,
             occurred_at=a.updated_at,
         ),
     )

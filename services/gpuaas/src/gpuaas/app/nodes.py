@@ -171,11 +171,14 @@ async def sync_node(
     observed: dict[str, str],
     settings: GpuaasSettings,
     activity: dict[str, dt.datetime] | None = None,
+    failures: dict[str, str] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Apply the node's observed allocation states (also a heartbeat); return what the node
     should run. Observed states: provisioning, running, failed; an allocation the node no
     longer reports is torn down there. `activity` (optional; older agents omit it) is the
-    last time each running workload was seen active: it feeds the idle stop."""
+    last time each running workload was seen active: it feeds the idle stop. `failures`
+    (optional) says why the agent refused one: a bundle that failed its re-verification
+    fails with reason `bundle_<code>` instead of `provision_error`."""
     async with db.unit_of_work() as uow:
         life = Lifecycle(uow, settings)
         now = life.now
@@ -186,7 +189,10 @@ async def sync_node(
             await _set_state(uow, node, NodeState.READY, now)
         repo = AllocationRepository(uow)
         for a in await repo.lock_on_node(node_id, HOLDS_CAPACITY):
-            a = await life.apply(a, on_node_report(a.state, observed.get(str(a.id))))
+            key = str(a.id)
+            a = await life.apply(
+                a, on_node_report(a.state, observed.get(key), (failures or {}).get(key))
+            )
             reported = (activity or {}).get(str(a.id))
             if a.state == S.RUNNING and reported is not None:
                 kept = later_activity(a.last_active_at, reported, now)

@@ -5,6 +5,8 @@ enforces (docs/iam.md is the reference; iam's table is not imported).
   admin, member, viewer; project roles admin, member, viewer;
 - `workload.manage`: create and release allocations; tenant roles owner, admin, member;
   project roles admin, member.
+- `launch-policy.manage`: set the channel launched bundles must be promoted to; tenant roles
+  owner, admin; project role admin.
 
 Tenant roles hold in every project of the tenant; project roles only in their project (a
 service account holds exactly one project role, in its project). The operator token passes
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 class Action(enum.StrEnum):
     WORKLOAD_READ = "workload.read"
     WORKLOAD_MANAGE = "workload.manage"
+    LAUNCH_POLICY_MANAGE = "launch-policy.manage"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ def _rule(tenant: str, project: str = "") -> Rule:
 PERMISSIONS: dict[Action, Rule] = {
     Action.WORKLOAD_READ: _rule("owner admin member viewer", "admin member viewer"),
     Action.WORKLOAD_MANAGE: _rule("owner admin member", "admin member"),
+    Action.LAUNCH_POLICY_MANAGE: _rule("owner admin", "admin"),
 }
 
 

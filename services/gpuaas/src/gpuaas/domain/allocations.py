@@ -86,6 +86,19 @@ class IllegalTransition(Exception):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LaunchedBundle:
+    """The registry release an allocation runs (it passed the launch gate): the app's
+    namespace (a tenant, or the platform-public one), app, version, bundle digest, and the
+    channel the project required."""
+
+    tenant_id: uuid.UUID
+    app: str
+    version: str
+    digest: str
+    channel: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Allocation:
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -108,6 +121,8 @@ class Allocation:
     # (None: never). last_active_at starts at running and moves with the node's reports.
     idle_stop_after_s: int | None = None
     last_active_at: dt.datetime | None = None
+    # The signed, promoted bundle it runs (None: the node's configured workload).
+    bundle: LaunchedBundle | None = None
 
     @property
     def holds_capacity(self) -> bool:
@@ -134,6 +149,7 @@ def new_allocation(
     count: int,
     now: dt.datetime,
     idle_stop_after_s: int | None = None,
+    bundle: LaunchedBundle | None = None,
 ) -> tuple[Allocation, Transition]:
     allocation = Allocation(
         allocation_id,
@@ -146,6 +162,7 @@ def new_allocation(
         now,
         now,
         idle_stop_after_s=idle_stop_after_s,
+        bundle=bundle,
     )
     return allocation, Transition(AllocationEvent.REQUESTED, allocation, None, None)
 
@@ -250,9 +267,31 @@ def release_steps(state: AllocationState, reason: str) -> tuple[Step, ...]:
     return (Step(S.RELEASING, reason),)
 
 
-def on_node_report(state: AllocationState, seen: str | None) -> tuple[Step, ...]:
+# Why a node agent refused to run an allocation's bundle (gpucloud_trust's reason codes:
+# its re-verification before running). Any other failure is a provision error: a node never
+# chooses the reason text gpuaas records.
+BUNDLE_FAILURES = frozenset(
+    {
+        "unknown-release", "manifest-digest", "manifest-invalid", "yanked", "unsigned",
+        "untrusted", "revoked", "expired", "below-threshold", "unpromoted", "statement",
+        "subject-mismatch", "blob-missing", "blob-size", "blob-digest",
+    }
+)  # fmt: skip
+
+
+def failure_reason(code: str | None) -> str:
+    """The reason recorded when a node reports an allocation failed (with this code)."""
+    if code in BUNDLE_FAILURES:
+        return "bundle_" + code.replace("-", "_")
+    return PROVISION_ERROR
+
+
+def on_node_report(
+    state: AllocationState, seen: str | None, failure: str | None = None
+) -> tuple[Step, ...]:
     """The steps the node's report calls for. `seen`: provisioning, running, failed, or
-    None when the node no longer reports the allocation (its workload is gone)."""
+    None when the node no longer reports the allocation (its workload is gone). `failure`:
+    the agent's reason code for a failed one (a bundle that failed its re-verification)."""
     steps: list[Step] = []
 
     def go(*more: Step) -> AllocationState:
@@ -264,7 +303,8 @@ def on_node_report(state: AllocationState, seen: str | None) -> tuple[Step, ...]
     if state == S.PROVISIONING and seen == "running":
         state = go(Step(S.RUNNING))
     elif state in (S.SCHEDULED, S.PROVISIONING) and seen == "failed":
-        state = go(Step(S.FAILED, PROVISION_ERROR), Step(S.RELEASING, PROVISION_ERROR))
+        why = failure_reason(failure)
+        state = go(Step(S.FAILED, why), Step(S.RELEASING, why))
     elif state == S.RUNNING and seen in (None, "failed"):
         # The workload vanished under a running allocation: release it.
         state = go(*release_steps(state, WORKLOAD_LOST))

@@ -10,7 +10,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from gpuaas.domain.allocations import HOLDS_CAPACITY, Allocation, AllocationState
+from gpuaas.domain.allocations import (
+    HOLDS_CAPACITY,
+    Allocation,
+    AllocationState,
+    LaunchedBundle,
+)
 from gpuaas.domain.geometry import Instance, Layout
 from gpuaas.domain.nodes import NodeState
 from gpuaas.domain.placement import Booking, GpuState, NodeCapacity
@@ -22,7 +27,8 @@ _LIVE = tuple(s.value for s in HOLDS_CAPACITY)
 _ALLOCATION_COLUMNS = (
     "id, tenant_id, project_id, sku, mig_profile, count, state, created_at, updated_at,"
     " node_id, reason, running_since, usage_cursor, usage_sequence, release_attempts,"
-    " next_release_at, idle_stop_after_s, last_active_at"
+    " next_release_at, idle_stop_after_s, last_active_at, bundle_tenant_id, bundle_app,"
+    " bundle_version, bundle_digest, bundle_channel"
 )
 
 
@@ -50,6 +56,15 @@ def _allocation(row: Any) -> Allocation:
         next_release_at=row["next_release_at"],
         idle_stop_after_s=row["idle_stop_after_s"],
         last_active_at=row["last_active_at"],
+        bundle=LaunchedBundle(
+            row["bundle_tenant_id"],
+            row["bundle_app"],
+            row["bundle_version"],
+            row["bundle_digest"],
+            row["bundle_channel"],
+        )
+        if row["bundle_digest"] is not None
+        else None,
     )
 
 
@@ -62,7 +77,9 @@ class AllocationRepository:
             f"INSERT INTO allocations ({_ALLOCATION_COLUMNS}, units) VALUES (:id, :tenant_id,"  # noqa: S608
             " :project_id, :sku, :mig_profile, :count, :state, :created_at, :updated_at,"
             " :node_id, :reason, :running_since, :usage_cursor, :usage_sequence,"
-            " :release_attempts, :next_release_at, :idle_stop_after_s, :last_active_at, :units)",
+            " :release_attempts, :next_release_at, :idle_stop_after_s, :last_active_at,"
+            " :bundle_tenant_id, :bundle_app, :bundle_version, :bundle_digest, :bundle_channel,"
+            " :units)",
             {**_params(allocation), "units": units},
         )
 
@@ -263,6 +280,11 @@ def _params(a: Allocation) -> dict[str, Any]:
         "next_release_at": a.next_release_at,
         "idle_stop_after_s": a.idle_stop_after_s,
         "last_active_at": a.last_active_at,
+        "bundle_tenant_id": a.bundle.tenant_id if a.bundle else None,
+        "bundle_app": a.bundle.app if a.bundle else None,
+        "bundle_version": a.bundle.version if a.bundle else None,
+        "bundle_digest": a.bundle.digest if a.bundle else None,
+        "bundle_channel": a.bundle.channel if a.bundle else None,
     }
 
 
@@ -651,4 +673,87 @@ class ProjectRepository:
             " LEFT JOIN tenants t ON t.tenant_id = p.tenant_id"
             " WHERE p.project_id = :p AND p.tenant_id = :t",
             {"p": project_id, "t": tenant_id},
+        )
+
+
+class LaunchGateRepository:
+    """The launch gate's projection of registry's releases and publisher keys, and each
+    project's required channel."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+
+    async def apply_release(self, row: dict[str, Any]) -> None:
+        """Keep the event with the highest sequence (a redelivery or an older event changes
+        nothing of it); every event still adds the threshold of the channel it promoted to,
+        and a yank is never undone."""
+        await self.uow.execute(
+            "INSERT INTO releases (version_id, tenant_id, project_id, app, version,"
+            " manifest_digest, channels, yanked, envelopes, thresholds, sequence, occurred_at)"
+            " VALUES (:version_id, :tenant_id, :project_id, :app, :version, :manifest_digest,"
+            " :channels, :yanked, :envelopes, CAST(:thresholds AS jsonb), :sequence, :occurred_at)"
+            " ON CONFLICT (version_id) DO UPDATE SET"
+            " channels = CASE WHEN EXCLUDED.sequence > releases.sequence"
+            "   THEN EXCLUDED.channels ELSE releases.channels END,"
+            " envelopes = CASE WHEN EXCLUDED.sequence > releases.sequence"
+            "   THEN EXCLUDED.envelopes ELSE releases.envelopes END,"
+            " yanked = releases.yanked OR EXCLUDED.yanked,"
+            " thresholds = releases.thresholds || EXCLUDED.thresholds,"
+            " occurred_at = GREATEST(releases.occurred_at, EXCLUDED.occurred_at),"
+            " sequence = GREATEST(releases.sequence, EXCLUDED.sequence)",
+            {**row, "thresholds": json.dumps(row["thresholds"])},
+        )
+
+    async def apply_key(self, row: dict[str, Any]) -> None:
+        """The furthest status (active < rotated < revoked) and the latest expiry win."""
+        await self.uow.execute(
+            "INSERT INTO publisher_keys (tenant_id, key_id, public_key, status, expires_at,"
+            " expiry_as_of) VALUES (:tenant_id, :key_id, :public_key, :status, :expires_at,"
+            " :as_of) ON CONFLICT (tenant_id, key_id) DO UPDATE SET"
+            " status = CASE WHEN array_position(ARRAY['active', 'rotated', 'revoked'],"
+            "   EXCLUDED.status) > array_position(ARRAY['active', 'rotated', 'revoked'],"
+            "   publisher_keys.status) THEN EXCLUDED.status ELSE publisher_keys.status END,"
+            " expires_at = CASE WHEN EXCLUDED.expiry_as_of >= publisher_keys.expiry_as_of"
+            "   THEN EXCLUDED.expires_at ELSE publisher_keys.expires_at END,"
+            " expiry_as_of = GREATEST(publisher_keys.expiry_as_of, EXCLUDED.expiry_as_of)",
+            row,
+        )
+
+    async def release(self, tenant_id: uuid.UUID, app: str, version: str) -> Any:
+        return await self.uow.fetch_one(
+            "SELECT tenant_id, project_id, app, version, manifest_digest, envelopes, channels,"
+            " yanked, thresholds, sequence FROM releases"
+            " WHERE tenant_id = :t AND app = :a AND version = :v",
+            {"t": tenant_id, "a": app, "v": version},
+        )
+
+    async def keys(self, tenant_id: uuid.UUID) -> list[Any]:
+        return await self.uow.fetch_all(
+            "SELECT key_id, public_key, status, expires_at FROM publisher_keys"
+            " WHERE tenant_id = :t ORDER BY key_id",
+            {"t": tenant_id},
+        )
+
+    async def required_channel(self, tenant_id: uuid.UUID, project_id: uuid.UUID) -> str | None:
+        row = await self.uow.fetch_one(
+            "SELECT required_channel FROM launch_policies WHERE project_id = :p AND tenant_id = :t",
+            {"p": project_id, "t": tenant_id},
+        )
+        return row["required_channel"] if row else None
+
+    async def set_required_channel(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        channel: str,
+        actor: str,
+        at: dt.datetime,
+    ) -> None:
+        await self.uow.execute(
+            "INSERT INTO launch_policies (project_id, tenant_id, required_channel, updated_by,"
+            " updated_at) VALUES (:p, :t, :c, :by, :at) ON CONFLICT (project_id) DO UPDATE SET"
+            " required_channel = EXCLUDED.required_channel, updated_by = EXCLUDED.updated_by,"
+            " updated_at = EXCLUDED.updated_at"
+            " WHERE launch_policies.tenant_id = EXCLUDED.tenant_id",
+            {"p": project_id, "t": tenant_id, "c": channel, "by": actor, "at": at},
         )
