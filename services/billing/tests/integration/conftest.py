@@ -204,3 +204,12 @@ async def new_tenant(db: Database) -> uuid.UUID:
         await tenant_projection(BillingSettings())(event, uow)
         await uow.commit()
     return tenant
+
+
+async def outbox_types(db: Database, subject: str) -> list[str]:
+    """The event types billing put in its outbox about one subject (a payment), in order."""
+    async with db.unit_of_work() as uow:
+        rows = await uow.fetch_all(
+            "SELECT type FROM outbox WHERE subject = :s ORDER BY seq", {"s": subject}
+        )
+    return [r["type"] for r in rows]

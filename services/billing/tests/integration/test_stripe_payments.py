@@ -26,7 +26,7 @@ from billing.app.verify import verify_ledger
 from billing.providers.base import RefundDeclined
 from billing.providers.stripe import StripeProvider
 
-from .conftest import OP, as_tenant, new_tenant
+from .conftest import OP, as_tenant, new_tenant, outbox_types
 
 pytestmark = pytest.mark.integration
 
@@ -230,6 +230,38 @@ class TestStripePayments:
         r = await client.get(f"/v1/billing/tenants/{tenant}/payments/{payment['id']}", headers=OP)
         assert r.json()["status"] == "failed" and r.json()["failure_reason"] == "card_declined"
         assert await _wallet(client, tenant) == 0
+
+    async def test_success_after_a_failure_credits_once(self, client, db, stripe_provider):
+        """The customer's first card is declined (payment_failed), they retry with another
+        card on the same PaymentIntent (succeeded): the captured money is credited, once,
+        however often Stripe delivers the success or reports it again."""
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        failed = intent_event(
+            payment, "payment_intent.payment_failed", last_payment_error={"code": "card_declined"}
+        )
+        assert (await _deliver(client, failed, signed(failed))).json() == {"result": "failed"}
+        assert await _wallet(client, tenant) == 0
+
+        succeeded = intent_event(payment)
+        r = await _deliver(client, succeeded, signed(succeeded))
+        assert r.status_code == 200 and r.json() == {"result": "settled"}, r.text
+        r = await client.get(f"/v1/billing/tenants/{tenant}/payments/{payment['id']}", headers=OP)
+        assert r.json()["status"] == "settled" and r.json()["failure_reason"] is None
+        assert await _wallet(client, tenant) == 25_000_000
+
+        r = await _deliver(client, succeeded, signed(succeeded))  # Stripe's redelivery
+        assert r.json() == {"result": "duplicate"}
+        again = intent_event(payment)  # another event id reporting the same success
+        assert (await _deliver(client, again, signed(again))).json() == {"result": "unchanged"}
+        # the first failure delivered again (late) changes nothing either
+        assert (await _deliver(client, failed, signed(failed))).json() == {"result": "duplicate"}
+        assert await _wallet(client, tenant) == 25_000_000
+        assert await outbox_types(db, payment["id"]) == [
+            "billing.payment.failed",
+            "billing.payment.settled",
+        ]
+        assert (await verify_ledger(db)).ok
 
     async def test_forged_signature_is_refused(self, client, db, stripe_provider):
         tenant = await new_tenant(db)

@@ -149,7 +149,7 @@ async def _move(
     try:
         steps = path_to(PaymentStatus(payment["status"]), target)
     except IllegalTransition as exc:
-        # a late `failed` after `settled` (or the reverse) is recorded, never applied
+        # a late `failed` after `settled` is refused (failed -> settled is a retried card)
         raise Conflict(str(exc)) from None
     if not steps:
         return "unchanged"
