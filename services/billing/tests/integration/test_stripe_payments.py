@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 import socket
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from billing.app.verify import verify_ledger
@@ -154,12 +156,15 @@ async def _wallet(client, tenant):
 class TestStripeAdapter:
     async def test_creates_a_payment_intent_at_stripe(self, stripe_mock):
         provider = StripeProvider("sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock)
-        ref = await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")
-        assert ref.startswith("pi_")
+        created = await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")
+        assert created.provider_ref.startswith("pi_")
+        assert created.client_secret and "_secret_" in created.client_secret
+        assert created.client_secret not in repr(created)
+        assert await provider.client_secret(created.provider_ref) == created.client_secret
 
     async def test_refunds_a_payment_intent_at_stripe(self, stripe_mock):
         provider = StripeProvider("sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock)
-        ref = await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")
+        ref = (await provider.create_payment(uuid.uuid4(), 12_340_000, "USD")).provider_ref
         refund = await provider.refund(ref, uuid.uuid4(), 2_340_000, "USD")
         assert refund.provider_ref.startswith("re_")
         assert refund.status == "succeeded"  # stripe-mock's fixture refund
@@ -230,6 +235,52 @@ class TestStripePayments:
         r = await client.get(f"/v1/billing/tenants/{tenant}/payments/{payment['id']}", headers=OP)
         assert r.json()["status"] == "failed" and r.json()["failure_reason"] == "card_declined"
         assert await _wallet(client, tenant) == 0
+
+    async def test_the_client_secret_goes_to_the_caller_only(
+        self, client, db, billing_url, stripe_mock, caplog
+    ):
+        """The top-up's answer (and a repeat of its Idempotency-Key) carries the intent's
+        client_secret for Stripe.js; no read returns it, and it is in no log line (at DEBUG,
+        where the Stripe library would log response bodies) and no row of billing's
+        database (payments, outbox, idempotency keys, provider events, ...)."""
+        caplog.set_level(logging.DEBUG)
+        client.app.state.payment_provider = StripeProvider(
+            "sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock
+        )
+        tenant = await new_tenant(db)
+        headers = {**as_tenant(tenant, "billing"), "Idempotency-Key": uuid.uuid4().hex}
+        url = f"/v1/billing/tenants/{tenant}/payments"
+        r = await client.post(url, headers=headers, json={"amount_micros": 25_000_000})
+        assert r.status_code == 201, r.text
+        payment = r.json()
+        secret = payment["client_secret"]
+        assert secret and "_secret_" in secret and payment["status"] == "pending"
+
+        again = await client.post(url, headers=headers, json={"amount_micros": 25_000_000})
+        assert again.status_code == 201
+        assert again.json()["id"] == payment["id"] and again.json()["client_secret"] == secret
+
+        read = await client.get(f"{url}/{payment['id']}", headers=OP)
+        assert read.status_code == 200 and "client_secret" not in read.json()
+        assert secret not in read.text
+
+        body = intent_event(payment)  # settled: nothing left to confirm
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "settled"}
+        settled = await client.post(url, headers=headers, json={"amount_micros": 25_000_000})
+        assert settled.json()["status"] == "settled" and settled.json()["client_secret"] is None
+
+        assert secret not in caplog.text
+        with psycopg.connect(billing_url) as conn:
+            tables = [
+                t
+                for (t,) in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            ]
+            assert {"payments", "outbox", "idempotency_keys", "provider_events"} <= set(tables)
+            for table in tables:
+                rows = conn.execute(f'SELECT t::text FROM "{table}" t').fetchall()  # noqa: S608
+                assert not [row for (row,) in rows if secret in row], table
 
     async def test_success_after_a_failure_credits_once(self, client, db, stripe_provider):
         """The customer's first card is declined (payment_failed), they retry with another

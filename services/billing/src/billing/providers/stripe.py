@@ -1,7 +1,8 @@
 """The Stripe payment provider, through Stripe's official Python library.
 
 A top-up is a PaymentIntent carrying billing's payment id in its metadata, created with that id
-as Stripe's idempotency key (a retried call makes no second intent). Its outcome arrives as a
+as Stripe's idempotency key (a retried call makes no second intent); its `client_secret` goes
+back to the caller only, who confirms the intent with Stripe.js. Its outcome arrives as a
 webhook (`payment_intent.succeeded` / `payment_intent.payment_failed`) whose `Stripe-Signature`
 is checked by `stripe.Webhook.construct_event` (HMAC-SHA256, 300 s tolerance); every other
 event type is acknowledged and ignored. `api_base` points the client at stripe-mock in tests.
@@ -13,6 +14,7 @@ refused rather than rounded, so what Stripe charges is exactly what the ledger c
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import stripe
 
 from billing.providers.base import (
+    CreatedPayment,
     InvalidSignature,
     RefundDeclined,
     RefundResult,
@@ -61,6 +64,10 @@ class StripeProvider:
     client: stripe.StripeClient = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # The library logs whole response bodies at DEBUG (a PaymentIntent's client_secret
+        # among them): never below INFO, whatever GPUCLOUD_LOG_LEVEL says.
+        library_log = logging.getLogger("stripe")
+        library_log.setLevel(max(library_log.getEffectiveLevel(), logging.INFO))
         self.client = stripe.StripeClient(
             self.api_key,
             base_addresses={"api": self.api_base} if self.api_base else {},
@@ -68,7 +75,9 @@ class StripeProvider:
             max_network_retries=2,
         )
 
-    async def create_payment(self, payment_id: uuid.UUID, amount_micros: int, currency: str) -> str:
+    async def create_payment(
+        self, payment_id: uuid.UUID, amount_micros: int, currency: str
+    ) -> CreatedPayment:
         intent = await self.client.v1.payment_intents.create_async(
             {
                 "amount": to_minor_units(amount_micros, currency),
@@ -78,7 +87,12 @@ class StripeProvider:
             },
             {"idempotency_key": f"billing-payment-{payment_id}"},
         )
-        return intent.id
+        return CreatedPayment(intent.id, intent.client_secret)
+
+    async def client_secret(self, provider_ref: str) -> str | None:
+        """Read again from the intent (a secret key may retrieve it), for a repeated request."""
+        intent = await self.client.v1.payment_intents.retrieve_async(provider_ref)
+        return intent.client_secret
 
     def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None:
         """The payment event, or None for an authentic event billing does not act on."""
