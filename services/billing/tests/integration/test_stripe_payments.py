@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from billing.app.verify import verify_ledger
-from billing.providers.base import RefundDeclined
+from billing.providers.base import RefundDeclined, RefundResult
 from billing.providers.stripe import StripeProvider
 
 from .conftest import OP, as_tenant, new_tenant, outbox_types
@@ -73,8 +73,16 @@ def _free_port() -> int:
 def stripe_mock() -> Iterator[str]:
     binary = _install_stripe_mock()
     port = _free_port()
+    # its HTTPS listener too: left to its default (:12112) it collides with any other
+    # stripe-mock on the machine, and the process exits after serving its first requests
     process = subprocess.Popen(
-        [str(binary), "-http-addr", f"127.0.0.1:{port}"],
+        [
+            str(binary),
+            "-http-addr",
+            f"127.0.0.1:{port}",
+            "-https-addr",
+            f"127.0.0.1:{_free_port()}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -128,6 +136,39 @@ def intent_event(payment: dict, kind: str = "payment_intent.succeeded", **intent
         "data": {"object": obj},
     }
     return json.dumps(event).encode()
+
+
+def refund_event(refund: dict, status: str, **fields) -> bytes:
+    """Stripe's `charge.refund.updated` of a refund billing asked for (its id in metadata)."""
+    obj = {
+        "id": refund["provider_ref"],
+        "object": "refund",
+        "amount": refund["amount_micros"] // 10_000,
+        "currency": refund["currency"].lower(),
+        "metadata": {"refund_id": refund["id"]},
+        "status": status,
+        **fields,
+    }
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": "charge.refund.updated",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+    return json.dumps(event).encode()
+
+
+class PendingRefunds(StripeProvider):
+    """Stripe's adapter, against stripe-mock, whose fixture refund is always `succeeded`:
+    real Stripe answers `pending` for many payment methods (the outcome comes later by
+    webhook), which is what this one reports after making the refund at stripe-mock."""
+
+    async def refund(self, payment_ref, refund_id, amount_micros, currency):
+        made = await super().refund(payment_ref, refund_id, amount_micros, currency)
+        return RefundResult(made.provider_ref, "pending")
 
 
 async def _pay(client, tenant, amount=25_000_000):
@@ -346,3 +387,115 @@ class TestStripePayments:
     ):
         r = await client.post("/v1/billing/webhooks/sandbox", content=b"{}")
         assert r.status_code == 404
+
+
+class TestStripeRefundWebhooks:
+    """A refund Stripe answered `pending` is resolved by its `charge.refund.updated`: succeeded
+    keeps the wallet debit and moves the payment; failed or canceled reverses the debit and
+    releases the reservation. Once, however often Stripe delivers."""
+
+    @pytest.fixture
+    def stripe_provider(self, client, stripe_mock) -> StripeProvider:
+        provider = PendingRefunds("sk_test_123", WEBHOOK_SECRET, api_base=stripe_mock)
+        client.app.state.payment_provider = provider
+        return provider
+
+    async def _pending_refund(self, client, db, amount=10_000_000):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        body = intent_event(payment)
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "settled"}
+        r = await client.post(
+            f"/v1/billing/tenants/{tenant}/payments/{payment['id']}/refunds",
+            headers={**as_tenant(tenant, "billing"), "Idempotency-Key": uuid.uuid4().hex},
+            json={"amount_micros": amount},
+        )
+        assert r.status_code == 201, r.text
+        refund = r.json()
+        assert refund["status"] == "pending" and refund["provider_ref"].startswith("re_")
+        assert await _wallet(client, tenant) == 25_000_000 - amount  # held while pending
+        return tenant, payment, refund
+
+    async def _refund(self, client, tenant, refund_id):
+        r = await client.get(f"/v1/billing/tenants/{tenant}/refunds/{refund_id}", headers=OP)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def test_succeeded_finalizes_the_debit_once(self, client, db, stripe_provider):
+        tenant, payment, refund = await self._pending_refund(client, db)
+        body = refund_event(refund, "succeeded")
+        r = await _deliver(client, body, signed(body))
+        assert r.status_code == 200 and r.json() == {"result": "refund_succeeded"}, r.text
+        assert (await self._refund(client, tenant, refund["id"]))["status"] == "succeeded"
+        assert await _status(client, tenant, payment["id"]) == "partially_refunded"
+        assert await _wallet(client, tenant) == 15_000_000
+
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "duplicate"}
+        late = refund_event(refund, "failed")  # a succeeded refund is final here
+        assert (await _deliver(client, late, signed(late))).json() == {"result": "unchanged"}
+        assert await _wallet(client, tenant) == 15_000_000
+        assert await outbox_types(db, payment["id"]) == [
+            "billing.payment.settled",
+            "billing.payment.refunded",
+        ]
+        assert (await verify_ledger(db)).ok
+
+    @pytest.mark.parametrize("status", ["failed", "canceled"])
+    async def test_failed_or_canceled_reverses_the_hold(self, client, db, stripe_provider, status):
+        tenant, payment, refund = await self._pending_refund(client, db)
+        body = refund_event(refund, status, failure_reason="expired_or_canceled_card")
+        r = await _deliver(client, body, signed(body))
+        assert r.json() == {"result": "refund_failed"}, r.text
+        after = await self._refund(client, tenant, refund["id"])
+        assert after["status"] == "failed" and "expired_or_canceled_card" in after["failure_reason"]
+        assert await _status(client, tenant, payment["id"]) == "settled"
+        assert await _wallet(client, tenant) == 25_000_000  # the debit reversed
+
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "duplicate"}
+        again = refund_event(refund, status)
+        assert (await _deliver(client, again, signed(again))).json() == {"result": "unchanged"}
+        assert await _wallet(client, tenant) == 25_000_000
+        assert await outbox_types(db, payment["id"]) == [
+            "billing.payment.settled",
+            "billing.payment.refund_failed",
+        ]
+        async with db.unit_of_work() as uow:
+            kinds = await uow.fetch_all(
+                "SELECT kind FROM transfers WHERE tenant_id = :t ORDER BY tenant_seq",
+                {"t": tenant},
+            )
+        assert [k["kind"] for k in kinds] == ["top_up", "refund", "reversal"]
+        # the reservation is released: the whole payment is refundable again
+        r = await client.post(
+            f"/v1/billing/tenants/{tenant}/payments/{payment['id']}/refunds",
+            headers={**as_tenant(tenant, "billing"), "Idempotency-Key": uuid.uuid4().hex},
+            json={},
+        )
+        assert r.status_code == 201 and r.json()["amount_micros"] == 25_000_000, r.text
+        assert (await verify_ledger(db)).ok
+
+    async def test_still_pending_keeps_the_hold(self, client, db, stripe_provider):
+        tenant, _, refund = await self._pending_refund(client, db)
+        body = refund_event(refund, "pending")
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "unchanged"}
+        assert (await self._refund(client, tenant, refund["id"]))["status"] == "pending"
+        assert await _wallet(client, tenant) == 15_000_000
+
+    async def test_another_refund_id_of_the_same_refund_is_refused(
+        self, client, db, stripe_provider
+    ):
+        tenant, _, refund = await self._pending_refund(client, db)
+        body = refund_event({**refund, "provider_ref": "re_someone_else"}, "succeeded")
+        r = await _deliver(client, body, signed(body))
+        assert r.status_code == 409, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert (await self._refund(client, tenant, refund["id"]))["status"] == "pending"
+
+    async def test_a_refund_billing_did_not_make_is_ignored(self, client, db, stripe_provider):
+        """A refund made in Stripe's dashboard carries no billing refund id."""
+        tenant, _, refund = await self._pending_refund(client, db)
+        body = json.loads(refund_event(refund, "succeeded"))
+        body["data"]["object"]["metadata"] = {}
+        raw = json.dumps(body).encode()
+        assert (await _deliver(client, raw, signed(raw))).json() == {"result": "ignored"}
+        assert (await self._refund(client, tenant, refund["id"]))["status"] == "pending"

@@ -18,6 +18,7 @@ from typing import Any
 
 from billing.app.events import EVENTS
 from billing.app.funds import post_and_announce
+from billing.app.refunds import record_refund_outcome
 from billing.domain.ledger import (
     AccountKind,
     Transfer,
@@ -31,9 +32,15 @@ from billing.domain.payments import (
     PaymentStatus,
     path_to,
 )
-from billing.providers.base import PaymentProvider, WebhookEvent
+from billing.providers.base import (
+    PaymentProvider,
+    RefundDeclined,
+    RefundResult,
+    RefundUpdate,
+    WebhookEvent,
+)
 from billing.store.ledger import LedgerRepository, TransferColumns
-from billing.store.payments import PaymentRepository
+from billing.store.payments import PaymentRepository, RefundRepository
 from gpucloud_contracts.events.billing import PaymentChanged
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
@@ -149,6 +156,11 @@ async def apply_webhook(
     event = provider.verify_webhook(body, headers)  # raises InvalidSignature
     if event is None:
         return "ignored"
+    if isinstance(event, RefundUpdate):
+        async with db.unit_of_work() as uow:
+            outcome = await _apply_refund_update(uow, provider, event)
+            await uow.commit()
+        return outcome
     async with db.unit_of_work() as uow:
         payments = PaymentRepository(uow)
         if not await payments.first_delivery(
@@ -159,6 +171,33 @@ async def apply_webhook(
         outcome = await _move(uow, event.payment_id, target, event=event, reason=event.reason)
         await uow.commit()
     return outcome
+
+
+async def _apply_refund_update(
+    uow: UnitOfWork, provider: PaymentProvider, update: RefundUpdate
+) -> str:
+    """A pending refund's outcome: succeeded keeps the wallet debit and moves the payment,
+    failed reverses the debit and releases the reservation (app/refunds.py, the same as the
+    provider's first answer); an event seen before, or a refund already final, changes
+    nothing."""
+    refunds = RefundRepository(uow)
+    refund = await refunds.get(update.refund_id)
+    if refund is None:
+        raise NotFound(f"refund {update.refund_id} not found")
+    if refund["provider_ref"] not in (None, update.provider_ref):
+        raise Conflict("the webhook's refund reference does not match the refund")
+    if not await PaymentRepository(uow).first_delivery(
+        provider.name, update.event_id, refund["payment_id"], f"refund.{update.status}"
+    ):
+        return "duplicate"
+    outcome: RefundResult | RefundDeclined
+    if update.status == "failed":
+        outcome = RefundDeclined(update.reason or "refund failed at the provider")
+    else:
+        outcome = RefundResult(update.provider_ref, update.status)
+    before = refund["status"]
+    after = await record_refund_outcome(uow, update.refund_id, outcome)
+    return "unchanged" if after == before else f"refund_{after}"
 
 
 async def _move(

@@ -3,7 +3,8 @@
 A provider creates a payment for an amount (carrying billing's payment id as metadata), with
 the secret the customer confirms it with where the provider needs that (Stripe.js), and later
 reports its outcome through signed webhooks; `verify_webhook` checks the signature and
-returns the outcome (None for an authentic event billing does not act on), or raises
+returns the outcome of a payment or of a refund (None for an authentic event billing does
+not act on), or raises
 InvalidSignature. It refunds a settled payment, whole or in parts (`refund`), and lists what
 it settled (`settlement_report`, for reconciliation).
 """
@@ -25,6 +26,17 @@ class WebhookEvent:
     type: Literal["payment.settled", "payment.failed"]
     payment_id: uuid.UUID
     provider_ref: str
+    reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RefundUpdate:
+    """The provider's later outcome of a refund it first answered `pending`."""
+
+    event_id: str
+    refund_id: uuid.UUID
+    provider_ref: str
+    status: Literal["succeeded", "failed", "pending"]
     reason: str | None = None
 
 
@@ -75,7 +87,9 @@ class PaymentProvider(Protocol):
         needs no confirmation by the customer."""
         ...
 
-    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None: ...
+    def verify_webhook(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> WebhookEvent | RefundUpdate | None: ...
 
     async def refund(
         self, payment_ref: str, refund_id: uuid.UUID, amount_micros: int, currency: str

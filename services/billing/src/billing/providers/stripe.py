@@ -26,6 +26,7 @@ from billing.providers.base import (
     InvalidSignature,
     RefundDeclined,
     RefundResult,
+    RefundUpdate,
     Settlement,
     WebhookEvent,
 )
@@ -37,6 +38,15 @@ ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XA
 EVENT_TYPES = {
     "payment_intent.succeeded": "payment.settled",
     "payment_intent.payment_failed": "payment.failed",
+}
+# A Refund's later outcome: `charge.refund.updated` (and its newer name `refund.updated`).
+REFUND_EVENT_TYPES = frozenset({"charge.refund.updated", "refund.updated"})
+REFUND_STATUSES = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "failed",
+    "pending": "pending",
+    "requires_action": "pending",
 }
 
 
@@ -94,8 +104,11 @@ class StripeProvider:
         intent = await self.client.v1.payment_intents.retrieve_async(provider_ref)
         return intent.client_secret
 
-    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None:
-        """The payment event, or None for an authentic event billing does not act on."""
+    def verify_webhook(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> WebhookEvent | RefundUpdate | None:
+        """The payment or refund event, or None for an authentic event billing does not act
+        on."""
         signature = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER)
         try:
             event = stripe.Webhook.construct_event(body, signature, self.webhook_secret)
@@ -103,6 +116,8 @@ class StripeProvider:
             raise InvalidSignature(f"stripe signature: {exc.user_message or exc}") from None
         except ValueError:
             raise InvalidSignature("signed body is not a Stripe event") from None
+        if event.type in REFUND_EVENT_TYPES:
+            return _refund_update(event.id, event.data.object.to_dict())
         kind = EVENT_TYPES.get(event.type)
         if kind is None:
             return None
@@ -129,8 +144,8 @@ class StripeProvider:
     ) -> RefundResult:
         """A Refund of the PaymentIntent; billing's refund id is Stripe's idempotency key,
         so a retried call makes no second refund. `failed`/`canceled` (or an API refusal)
-        is a decline; `pending`/`requires_action` stay pending (their later outcome would
-        come by a `refund.updated` webhook, which billing does not handle yet)."""
+        is a decline; `pending`/`requires_action` stay pending (their outcome comes by a
+        `charge.refund.updated` webhook, which finds the refund by `metadata.refund_id`)."""
         try:
             minor = to_minor_units(amount_micros, currency)
         except ValueError as exc:
@@ -172,3 +187,22 @@ class StripeProvider:
                 )
             )
         return report
+
+
+def _refund_update(event_id: str, refund: dict[str, Any]) -> RefundUpdate | None:
+    """A Refund billing asked for (its refund id in the metadata) in a final or pending
+    state; None for another integration's refund (one made in Stripe's dashboard)."""
+    metadata = refund.get("metadata") or {}
+    status = REFUND_STATUSES.get(refund.get("status") or "")
+    try:
+        refund_id = uuid.UUID(metadata["refund_id"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if status is None:
+        return None
+    reason = None
+    if status == "failed":
+        reason = f"stripe refund {refund['id']} {refund['status']}"
+        if refund.get("failure_reason"):
+            reason += f": {refund['failure_reason']}"
+    return RefundUpdate(event_id, refund_id, refund["id"], status, reason)  # type: ignore[arg-type]
