@@ -175,6 +175,9 @@ async def billing_client(billing_url: str, jobs=()) -> AsyncIterator[AsyncTestCl
     )
     app = build_service_app(dataclasses.replace(DEFINITION, kafka=False, jobs=jobs), settings)
     app.state.token_verifier = _Tokens()
+    # the sandbox, chosen explicitly (billing refuses to start without a provider); tests
+    # of another provider put theirs in app.state.payment_provider
+    app.state.billing_settings = BillingSettings(payment_provider="sandbox", sandbox_payments=True)
     async with AsyncTestClient(app) as test_client:
         yield test_client
 

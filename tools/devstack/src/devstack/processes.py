@@ -68,6 +68,10 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         env["GPUCLOUD_REGISTRY_OCI_USERNAME"] = infra.oci_registry.username
         env["GPUCLOUD_REGISTRY_OCI_PASSWORD"] = infra.oci_registry.password
     if proc.name == "billing":
+        # the demo tenant's balance is sandbox money: chosen explicitly (billing refuses to
+        # start without a provider, and takes the sandbox only when told)
+        env["GPUCLOUD_BILLING_PAYMENT_PROVIDER"] = "sandbox"
+        env["GPUCLOUD_BILLING_SANDBOX_PAYMENTS"] = "true"
         env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
     if proc in fleet.services:
         # its own Kafka principal: the ACLs let it write its families' topics only
