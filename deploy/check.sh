@@ -8,6 +8,8 @@
 #   3. deploy/required_settings.py: every pod of the default, production and all-features
 #      renders gets every setting its service declares required in production;
 #   4. every tests/deploy/bad-values/*.yaml must fail with the message its "# expect:" names;
+#      every render starts from tests/deploy/test-values.yaml (it names the Stripe Secret, without
+#      which the default values refuse to render) and the default values must fail without it;
 #   5. compose.yaml: `docker compose config` where a compose plugin answers, else the
 #      Compose Specification validator of compose-go (the library docker compose loads with).
 # tests/deploy/test_deploy_artifacts.py uses the helm this script installs.
@@ -27,6 +29,7 @@ HELM=$TOOLS/helm-$HELM_VERSION/helm
 KUBECONFORM=$TOOLS/kubeconform-$KUBECONFORM_VERSION/kubeconform
 COMPOSE_SPEC=$TOOLS/compose-go-$COMPOSE_GO_VERSION/cmd  # compose-go's cmd/ is its validator
 SCHEMAS=$TOOLS/schemas-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION-gateway-api-$GATEWAY_API_VERSION
+TEST_VALUES=(-f "$REPO/tests/deploy/test-values.yaml")
 RENDERED=$(mktemp -d)
 trap 'rm -rf "$RENDERED"' EXIT
 
@@ -112,7 +115,7 @@ go_install "$KUBECONFORM" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECON
 install_schemas
 
 step "helm lint"
-"$HELM" lint --strict "$CHART"
+"$HELM" lint --strict "$CHART" "${TEST_VALUES[@]}"
 "$HELM" lint --strict "$CHART" -f "$CHART/values-production.yaml"
 
 step "helm template"
@@ -122,14 +125,14 @@ features=(--set httpRoute.enabled=true --set ingress.enabled=true --set ingress.
           --set kafka.ca.secretName=gpucloud-kafka-ca
           --set services.gateway.ingressFromAnywhere=true --set defaults.podAntiAffinity.type=required)
 for kube in "${KUBE_VERSIONS[@]}"; do
-    "$HELM" template gpucloud "$CHART" --kube-version "$kube" >"$RENDERED/default-$kube.yaml"
+    "$HELM" template gpucloud "$CHART" --kube-version "$kube" "${TEST_VALUES[@]}" >"$RENDERED/default-$kube.yaml"
     "$HELM" template gpucloud "$CHART" --kube-version "$kube" -f "$CHART/values-production.yaml" \
         >"$RENDERED/production-$kube.yaml"
-    "$HELM" template gpucloud "$CHART" --kube-version "$kube" "${features[@]}" >"$RENDERED/features-$kube.yaml"
+    "$HELM" template gpucloud "$CHART" --kube-version "$kube" "${TEST_VALUES[@]}" "${features[@]}" >"$RENDERED/features-$kube.yaml"
     # SCRAM on a private network without TLS, and a local cluster without authentication
-    "$HELM" template gpucloud "$CHART" --kube-version "$kube" --set kafka.securityProtocol=SASL_PLAINTEXT \
+    "$HELM" template gpucloud "$CHART" --kube-version "$kube" "${TEST_VALUES[@]}" --set kafka.securityProtocol=SASL_PLAINTEXT \
         >"$RENDERED/sasl-plaintext-$kube.yaml"
-    "$HELM" template gpucloud "$CHART" --kube-version "$kube" --set kafka.securityProtocol=PLAINTEXT \
+    "$HELM" template gpucloud "$CHART" --kube-version "$kube" "${TEST_VALUES[@]}" --set kafka.securityProtocol=PLAINTEXT \
         --set environment=development >"$RENDERED/plaintext-$kube.yaml"
 done
 
@@ -149,12 +152,19 @@ step "values.schema.json and the chart's checks reject bad values"
 for bad in "$REPO"/tests/deploy/bad-values/*.yaml; do
     expect=$(sed -n 's/^# expect: //p' "$bad")
     [[ -n $expect ]] || die "$bad: no '# expect: <message>' line"
-    if output=$("$HELM" template gpucloud "$CHART" -f "$bad" 2>&1); then
+    if output=$("$HELM" template gpucloud "$CHART" "${TEST_VALUES[@]}" -f "$bad" 2>&1); then
         die "$(basename "$bad"): helm template accepted it"
     fi
     grep -qF -- "$expect" <<<"$output" || die "$(basename "$bad"): no '$expect' in: $output"
     printf 'rejected %-28s %s\n' "$(basename "$bad")" "$(grep -F -- "$expect" <<<"$output" | head -1 | sed 's/^ *//')"
 done
+
+step "the default values choose Stripe and refuse to render without its Secret"
+if output=$("$HELM" template gpucloud "$CHART" 2>&1); then
+    die "helm template of the default values (no Stripe Secret) rendered"
+fi
+grep -qF "services.billing.payments.stripe.secretName" <<<"$output" || die "no Stripe Secret refusal in: $output"
+echo "refused: $(grep -F "services.billing.payments.stripe.secretName" <<<"$output" | head -1 | sed 's/^Error: //')"
 
 step "compose.yaml"
 if docker compose version >/dev/null 2>&1; then

@@ -22,6 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "gpucloud"
+TEST_VALUES = REPO / "tests" / "deploy" / "test-values.yaml"
 NODE_AGENT_KEY = "gpuaas-node-agent"  # the node agent's key in the chart (services/<it>)
 HTTP_PORT = 8000
 
@@ -196,9 +197,7 @@ def render(values_file: str) -> tuple[dict, ...]:
     return render_with("-f", str(CHART / values_file))
 
 
-@cache
-def render_with(*flags: str) -> tuple[dict, ...]:
-    """`helm template` of the chart with these flags, as parsed documents."""
+def helm_template(*flags: str) -> subprocess.CompletedProcess:
     helm = helm_binary()
     if not helm.is_file():
         reason = f"helm not at {helm}: run `just deploy-check` (deploy/check.sh) first"
@@ -206,8 +205,17 @@ def render_with(*flags: str) -> tuple[dict, ...]:
             pytest.fail(reason)  # CI never skips for want of a tool
         pytest.skip(reason)
     args = [str(helm), "template", "gpucloud", str(CHART), *flags]
-    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
-    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+@cache
+def render_with(*flags: str) -> tuple[dict, ...]:
+    """`helm template` of the chart with these flags and tests/deploy/test-values.yaml (the
+    Stripe Secret a real install names; last, so a values file does not unset it), as parsed
+    documents."""
+    result = helm_template(*flags, "-f", str(TEST_VALUES))
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
 @pytest.fixture(scope="module", params=["values.yaml", "values-production.yaml"])
@@ -448,11 +456,16 @@ class TestProductionSettings:
         assert gaps == ["Deployment gpucloud-audit (audit) lacks GPUCLOUD_AUDIT_KEY_PASSPHRASE"], (
             gaps
         )
-        no_stripe = render_with("--set", "services.billing.secretEnv=null")
+        # the sandbox (a demo cluster, development) gives billing no Stripe keys
+        sandbox = render_with(
+            "--set", "environment=development",
+            "--set", "services.billing.payments.provider=sandbox",
+            "--set", "services.billing.payments.sandbox=true",
+        )  # fmt: skip
         assert any(
             "gpucloud-billing (billing) lacks GPUCLOUD_BILLING_STRIPE_API_KEY, "
             "GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET" in gap
-            for gap in checker.gaps(list(no_stripe))
+            for gap in checker.gaps(list(sandbox))
         )
 
     def test_a_development_render_is_not_production(self):
@@ -484,3 +497,46 @@ class TestProductionSettings:
         assert out.returncode != 0
         expected = _required_settings().requirements(package)[1:]
         assert f"these required settings are not set: {', '.join(expected)}" in out.stderr
+
+
+class TestPayments:
+    """The chart chooses Stripe and refuses to render without its Secret: no install settles
+    top-ups through the sandbox (money from nothing) by accident."""
+
+    def test_default_values_without_the_stripe_secret_fail_to_render(self):
+        result = helm_template()
+        assert result.returncode != 0
+        assert "services.billing.payments.stripe.secretName" in result.stderr
+
+    def test_the_sandbox_renders_only_when_meant(self):
+        result = helm_template("--set", "services.billing.payments.provider=sandbox")
+        assert result.returncode != 0
+        assert "services.billing.payments.sandbox" in result.stderr
+        manifests = render_with(
+            "--set",
+            "services.billing.payments.provider=sandbox",
+            "--set",
+            "services.billing.payments.sandbox=true",
+        )
+        (billing,) = (c for n, c in containers(manifests, "Deployment") if n == "gpucloud-billing")
+        env = env_of(billing)
+        assert env["GPUCLOUD_BILLING_PAYMENT_PROVIDER"]["value"] == "sandbox"
+        assert env["GPUCLOUD_BILLING_SANDBOX_PAYMENTS"]["value"] == "true"
+        assert "GPUCLOUD_BILLING_STRIPE_API_KEY" not in env
+
+    def test_billing_serves_stripe_with_its_keys_from_the_secret(self, manifests):
+        for name, container in containers(manifests, "Deployment"):
+            env = env_of(container)
+            if name != "gpucloud-billing":
+                assert not [k for k in env if k.startswith("GPUCLOUD_BILLING_")], name
+                continue
+            assert env["GPUCLOUD_BILLING_PAYMENT_PROVIDER"]["value"] == "stripe"
+            assert "GPUCLOUD_BILLING_SANDBOX_PAYMENTS" not in env
+            for key, secret_key in (
+                ("GPUCLOUD_BILLING_STRIPE_API_KEY", "api-key"),
+                ("GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET", "webhook-secret"),
+            ):
+                ref = env[key]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "gpucloud-billing-stripe", "key": secret_key}
+        for name, container in containers(manifests, "Job"):  # migrations need no provider
+            assert "GPUCLOUD_BILLING_PAYMENT_PROVIDER" not in env_of(container), name

@@ -224,12 +224,22 @@ GPUCLOUD_KAFKA_SSL_CAFILE: {{ printf "%s/%s" (include "gpucloud.kafkaCaDir" .) $
 {{- if and (eq $svc.role "portal") (not (dig "sessionKeys" "secretName" "" $svc)) (or $svc.autoscaling.enabled (gt (int $svc.replicas) 1)) -}}
 {{- fail (printf "services.%s.sessionKeys.secretName: more than one portal pod needs one shared session key Secret (each pod would seal cookies with its own random key)" $name) -}}
 {{- end -}}
+{{- with $svc.payments -}}
+{{- if eq .provider "stripe" -}}
+{{- $_ := required (printf "services.%s.payments.stripe.secretName: payments.provider stripe needs the Secret holding the Stripe API key and webhook signing secret (or choose payments.provider sandbox with payments.sandbox: true, which settles top-ups without money)" $name) (dig "stripe" "secretName" "" .) -}}
+{{- else if not .sandbox -}}
+{{- fail (printf "services.%s.payments.sandbox: payments.provider sandbox settles every top-up without money; set payments.sandbox: true to mean it (a demo cluster only)" $name) -}}
+{{- end -}}
+{{- end -}}
 {{- if and $svc.autoscaling.enabled (gt (int $svc.autoscaling.minReplicas) (int $svc.autoscaling.maxReplicas)) -}}
 {{- fail (printf "services.%s.autoscaling: minReplicas (%v) is above maxReplicas (%v)" $name $svc.autoscaling.minReplicas $svc.autoscaling.maxReplicas) -}}
 {{- end -}}
 {{- end -}}
 {{- if and (eq .Values.environment "production") (not (hasPrefix "SASL_" .Values.kafka.securityProtocol)) -}}
 {{- fail (printf "kafka.securityProtocol %s authenticates no one (every service could write every topic): production needs SASL_SSL or SASL_PLAINTEXT; set environment: development for a local cluster" .Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and (eq .Values.environment "production") (eq (dig "billing" "payments" "provider" "stripe" .Values.services) "sandbox") (dig "billing" "payments" "sandbox" false .Values.services) -}}
+{{- fail "services.billing.payments.provider sandbox settles top-ups without money: production takes Stripe (environment: development for a demo cluster)" -}}
 {{- end -}}
 {{- if ne (len $gateways) 1 -}}
 {{- fail (printf "services: exactly one entry must have role gateway, found %d %v" (len $gateways) $gateways) -}}

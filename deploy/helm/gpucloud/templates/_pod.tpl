@@ -219,6 +219,27 @@ the downward API.
       name: {{ . }}
       key: {{ dig "sessionKeys" "secretKey" "keys" $svc }}
 {{- end }}
+{{- if .serve }}
+{{- with $svc.payments }}
+- name: GPUCLOUD_BILLING_PAYMENT_PROVIDER
+  value: {{ .provider | quote }}
+{{- if eq .provider "stripe" }}
+- name: GPUCLOUD_BILLING_STRIPE_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .stripe.secretName }}
+      key: {{ .stripe.apiKeySecretKey }}
+- name: GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .stripe.secretName }}
+      key: {{ .stripe.webhookSecretKey }}
+{{- else }}
+- name: GPUCLOUD_BILLING_SANDBOX_PAYMENTS
+  value: "true"
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if eq $svc.role "node-agent" }}
 - name: GPUCLOUD_NODE_NAME
   valueFrom:

@@ -49,8 +49,10 @@ def tune_gc(gen0_threshold: int) -> None:
 
 
 def payment_provider(billing: BillingSettings, deliver_to: str) -> PaymentProvider:
-    """The provider GPUCLOUD_BILLING_PAYMENT_PROVIDER names; the sandbox's webhooks go to
-    `deliver_to` (this very service) over HTTP."""
+    """The provider GPUCLOUD_BILLING_PAYMENT_PROVIDER names, which must be given: stripe
+    with its keys, or the sandbox (money from nothing) only with
+    GPUCLOUD_BILLING_SANDBOX_PAYMENTS=true. The sandbox's webhooks go to `deliver_to` (this
+    very service) over HTTP."""
     if billing.payment_provider == "stripe":
         if not billing.stripe_api_key or not billing.stripe_webhook_secret:
             raise RuntimeError(
@@ -62,8 +64,19 @@ def payment_provider(billing: BillingSettings, deliver_to: str) -> PaymentProvid
             webhook_secret=billing.stripe_webhook_secret,
             api_base=billing.stripe_api_base,
         )
+    if not billing.payment_provider:
+        raise RuntimeError(
+            "GPUCLOUD_BILLING_PAYMENT_PROVIDER is not set: choose stripe (with"
+            " GPUCLOUD_BILLING_STRIPE_API_KEY and GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET) or"
+            " sandbox (no money; with GPUCLOUD_BILLING_SANDBOX_PAYMENTS=true)"
+        )
     if billing.payment_provider != "sandbox":
         raise RuntimeError(f"unknown payment provider {billing.payment_provider!r}")
+    if not billing.sandbox_payments:
+        raise RuntimeError(
+            "GPUCLOUD_BILLING_PAYMENT_PROVIDER=sandbox settles every top-up without money:"
+            " set GPUCLOUD_BILLING_SANDBOX_PAYMENTS=true to mean it (development and demos only)"
+        )
 
     async def deliver(body: bytes, headers: dict[str, str]) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -79,7 +92,9 @@ async def start_billing(app: Litestar) -> None:
     unannounced), and the rating hot path's GC tuning."""
     settings = app.state.settings
     url = f"http://127.0.0.1:{settings.http_port}/v1/billing/webhooks/sandbox"
-    app.state.payment_provider = payment_provider(SETTINGS, url)
+    # a test app chooses its provider in `billing_settings`; a service from its environment
+    chosen = getattr(app.state, "billing_settings", None) or SETTINGS
+    app.state.payment_provider = payment_provider(chosen, url)  # refuses to start unchosen
     runtime: ServiceRuntime = app.state.runtime
     if runtime.db is not None:
         await announce_pending_prices(runtime.db)

@@ -30,8 +30,11 @@ class BillingSettings:
     reconcile_grace_s: float = 900.0
     # HMAC secret of the sandbox payment provider's webhooks (random per process if unset).
     sandbox_secret: str | None = dataclasses.field(default=None, repr=False)
-    # Which payment provider takes top-ups: `sandbox` (local) or `stripe`.
-    payment_provider: str = "sandbox"
+    # Which payment provider takes top-ups: `stripe`, or `sandbox` (settles every top-up
+    # without money: only with sandbox_payments). No default: billing refuses to start
+    # until one is chosen, so no install mints money by accident.
+    payment_provider: str = ""
+    sandbox_payments: bool = False
     # Stripe: secret API key, webhook endpoint signing secret (whsec_...), and an API base
     # other than Stripe's own (stripe-mock in tests; unset in production).
     stripe_api_key: str | None = dataclasses.field(default=None, repr=False)
@@ -53,7 +56,8 @@ class BillingSettings:
             reconcile_lookback_s=float(env("GPUCLOUD_BILLING_RECONCILE_LOOKBACK_S", "172800")),
             reconcile_grace_s=float(env("GPUCLOUD_BILLING_RECONCILE_GRACE_S", "900")),
             sandbox_secret=env("GPUCLOUD_BILLING_SANDBOX_SECRET"),
-            payment_provider=env("GPUCLOUD_BILLING_PAYMENT_PROVIDER", "sandbox"),
+            payment_provider=env("GPUCLOUD_BILLING_PAYMENT_PROVIDER", ""),
+            sandbox_payments=env("GPUCLOUD_BILLING_SANDBOX_PAYMENTS", "") == "true",
             stripe_api_key=env("GPUCLOUD_BILLING_STRIPE_API_KEY"),
             stripe_webhook_secret=env("GPUCLOUD_BILLING_STRIPE_WEBHOOK_SECRET"),
             stripe_api_base=env("GPUCLOUD_BILLING_STRIPE_API_BASE"),

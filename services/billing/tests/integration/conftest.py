@@ -175,6 +175,9 @@ async def billing_client(billing_url: str, jobs=()) -> AsyncIterator[AsyncTestCl
     )
     app = build_service_app(dataclasses.replace(DEFINITION, kafka=False, jobs=jobs), settings)
     app.state.token_verifier = _Tokens()
+    # the sandbox, chosen explicitly (billing refuses to start without a provider); tests
+    # of another provider put theirs in app.state.payment_provider
+    app.state.billing_settings = BillingSettings(payment_provider="sandbox", sandbox_payments=True)
     async with AsyncTestClient(app) as test_client:
         yield test_client
 
@@ -204,3 +207,12 @@ async def new_tenant(db: Database) -> uuid.UUID:
         await tenant_projection(BillingSettings())(event, uow)
         await uow.commit()
     return tenant
+
+
+async def outbox_types(db: Database, subject: str) -> list[str]:
+    """The event types billing put in its outbox about one subject (a payment), in order."""
+    async with db.unit_of_work() as uow:
+        rows = await uow.fetch_all(
+            "SELECT type FROM outbox WHERE subject = :s ORDER BY seq", {"s": subject}
+        )
+    return [r["type"] for r in rows]

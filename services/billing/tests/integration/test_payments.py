@@ -12,7 +12,7 @@ import pytest
 from billing.app.verify import verify_ledger
 from billing.providers.sandbox import SIGNATURE_HEADER, Behaviour, SandboxProvider, sign
 
-from .conftest import OP, as_tenant, new_tenant
+from .conftest import OP, as_tenant, new_tenant, outbox_types
 
 pytestmark = pytest.mark.integration
 
@@ -75,14 +75,6 @@ async def _wallet(client, tenant):
     return r.json()["wallet_micros"]
 
 
-async def _outbox_types(db, payment_id):
-    async with db.unit_of_work() as uow:
-        rows = await uow.fetch_all(
-            "SELECT type FROM outbox WHERE subject = :s ORDER BY seq", {"s": payment_id}
-        )
-    return [r["type"] for r in rows]
-
-
 class TestSandboxPayments:
     async def test_settled_webhook_credits_the_wallet_once(self, client, db, sandbox):
         tenant = await new_tenant(db)
@@ -90,7 +82,7 @@ class TestSandboxPayments:
         await sandbox.drain()
         assert await _status(client, tenant, payment["id"]) == "settled"
         assert await _wallet(client, tenant) == 25_000_000
-        assert await _outbox_types(db, payment["id"]) == ["billing.payment.settled"]
+        assert await outbox_types(db, payment["id"]) == ["billing.payment.settled"]
         assert (await verify_ledger(db)).ok
 
     async def test_duplicated_webhooks_change_nothing(self, client, db, sandbox):
@@ -116,7 +108,7 @@ class TestSandboxPayments:
         await sandbox.drain()
         assert await _status(client, tenant, payment["id"]) == "failed"
         assert await _wallet(client, tenant) == 0
-        assert await _outbox_types(db, payment["id"]) == ["billing.payment.failed"]
+        assert await outbox_types(db, payment["id"]) == ["billing.payment.failed"]
 
     async def test_delayed_webhook_keeps_the_payment_pending_until_it_arrives(
         self, client, db, sandbox

@@ -12,8 +12,8 @@ from billing.app.verify import verify_ledger
 from billing.providers.sandbox import Behaviour
 from billing.settings import BillingSettings
 
-from .conftest import OP, as_tenant, new_tenant, usage_event
-from .test_payments import Sandbox, _outbox_types, _pay, _status, _wallet
+from .conftest import OP, as_tenant, new_tenant, outbox_types, usage_event
+from .test_payments import Sandbox, _pay, _status, _wallet
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ class TestRefunds:
             ("top_up", 25_000_000, False),
             ("refund", 25_000_000, False),
         ]
-        assert await _outbox_types(db, payment) == [
+        assert await outbox_types(db, payment) == [
             "billing.payment.settled",
             "billing.payment.refunded",
         ]
@@ -107,7 +107,7 @@ class TestRefunds:
             ("refund", 5_000_000, False),
             ("reversal", 5_000_000, True),
         ]
-        assert await _outbox_types(db, payment) == [
+        assert await outbox_types(db, payment) == [
             "billing.payment.settled",
             "billing.payment.refund_failed",
         ]

@@ -10,6 +10,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from billing.bootstrap import DEFINITION
+from billing.settings import BillingSettings
 from platformkit.http import build_service_app
 from platformkit.service import migrate
 from platformkit.settings import ServiceSettings
@@ -58,6 +59,8 @@ def runtime(database_roles) -> ServiceSettings:
 async def test_the_runtime_role_serves_billing(runtime) -> None:
     app = build_service_app(dataclasses.replace(DEFINITION, kafka=False), runtime)
     app.state.token_verifier = _Tokens()
+    # billing starts only with a provider chosen: the sandbox, explicitly
+    app.state.billing_settings = BillingSettings(payment_provider="sandbox", sandbox_payments=True)
     async with AsyncTestClient(app) as client:
         tenant = await new_tenant(client.app.state.runtime.db)
         price = {

@@ -22,6 +22,8 @@ class TestStateMachine:
             (S.PENDING, S.SETTLED),
             (S.PENDING, S.FAILED),
             (S.SETTLED, S.REFUNDED),
+            # Stripe: a PaymentIntent whose card failed can still succeed (another card)
+            (S.FAILED, S.SETTLED),
         ],
     )
     def test_allowed(self, current, target):
@@ -31,7 +33,7 @@ class TestStateMachine:
         ("current", "target"),
         [
             (S.SETTLED, S.FAILED),
-            (S.FAILED, S.SETTLED),
+            (S.FAILED, S.REFUNDED),
             (S.REFUNDED, S.SETTLED),
             (S.PENDING, S.INITIATED),
             (S.FAILED, S.PENDING),
@@ -45,6 +47,8 @@ class TestStateMachine:
         assert transition(S.SETTLED, S.SETTLED) is False
         assert path_to(S.SETTLED, S.SETTLED) == []
         assert path_to(S.INITIATED, S.SETTLED) == [S.PENDING, S.SETTLED]
+        assert path_to(S.FAILED, S.FAILED) == []
+        assert path_to(S.FAILED, S.SETTLED) == [S.SETTLED]
 
 
 class TestSandboxSignature:

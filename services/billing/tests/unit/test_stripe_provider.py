@@ -89,7 +89,8 @@ def test_a_signed_body_that_is_not_json_is_refused():
 
 
 def test_settings_select_the_provider_and_stripe_needs_its_secrets():
-    assert isinstance(payment_provider(BillingSettings(), "http://x"), SandboxProvider)
+    sandbox = BillingSettings(payment_provider="sandbox", sandbox_payments=True)
+    assert isinstance(payment_provider(sandbox, "http://x"), SandboxProvider)
     chosen = payment_provider(
         BillingSettings(
             payment_provider="stripe",
@@ -107,3 +108,27 @@ def test_settings_select_the_provider_and_stripe_needs_its_secrets():
     ):
         with pytest.raises(RuntimeError):
             payment_provider(broken, "http://x")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (BillingSettings(), "GPUCLOUD_BILLING_PAYMENT_PROVIDER is not set: choose stripe"),
+        (
+            BillingSettings(payment_provider="sandbox"),
+            "without money: set GPUCLOUD_BILLING_SANDBOX_PAYMENTS=true",
+        ),
+    ],
+)
+def test_no_provider_is_chosen_for_you_and_the_sandbox_only_when_meant(settings, message):
+    with pytest.raises(RuntimeError, match=message):
+        payment_provider(settings, "http://x")
+
+
+def test_settings_read_the_sandbox_switch(monkeypatch):
+    monkeypatch.delenv("GPUCLOUD_BILLING_PAYMENT_PROVIDER", raising=False)
+    monkeypatch.delenv("GPUCLOUD_BILLING_SANDBOX_PAYMENTS", raising=False)
+    assert BillingSettings.from_env().payment_provider == ""
+    assert BillingSettings.from_env().sandbox_payments is False
+    monkeypatch.setenv("GPUCLOUD_BILLING_SANDBOX_PAYMENTS", "true")
+    assert BillingSettings.from_env().sandbox_payments is True

@@ -76,6 +76,10 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # the local status page (GET /v1/status) shows readiness without a token
         env["GPUCLOUD_AUDIT_STATUS_PUBLIC"] = "true"
     if proc.name == "billing":
+        # the demo tenant's balance is sandbox money: chosen explicitly (billing refuses to
+        # start without a provider, and takes the sandbox only when told)
+        env["GPUCLOUD_BILLING_PAYMENT_PROVIDER"] = "sandbox"
+        env["GPUCLOUD_BILLING_SANDBOX_PAYMENTS"] = "true"
         env["GPUCLOUD_BILLING_SANDBOX_SECRET"] = credentials.password("billing_sandbox_secret")
     if proc in fleet.services:
         # its own Kafka principal: the ACLs let it write its families' topics only

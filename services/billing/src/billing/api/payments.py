@@ -40,6 +40,14 @@ class PaymentOut(msgspec.Struct):
     failure_reason: str | None = None
 
 
+class PaymentCreated(PaymentOut):
+    """The answer to the caller who created the top-up (or repeats its Idempotency-Key):
+    the payment and, for Stripe, the PaymentIntent's client_secret, which Stripe.js confirms
+    the payment with (docs/billing.md, "Confirming a Stripe top-up"). No read returns it."""
+
+    client_secret: str | None = None
+
+
 class RefundCreate(msgspec.Struct, forbid_unknown_fields=True):
     # None: everything still refundable
     amount_micros: Annotated[int, msgspec.Meta(ge=1, le=10**13)] | None = None
@@ -82,15 +90,17 @@ class PaymentController(Controller):
         principal: Principal,
         state: State,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
-    ) -> PaymentOut:
+    ) -> PaymentCreated:
         authorize(principal, Action.BILLING_MANAGE, tenant_id)
         key = check_key(idempotency_key)
         if key is None:
             raise ValidationFailed.for_field("Idempotency-Key", "is required to pay")
-        payment_id = await initiate_payment(
+        initiated = await initiate_payment(
             db, _provider(state), InitiatePayment(tenant_id, data.amount_micros, key)
         )
-        return _out(await get_payment(db, tenant_id, payment_id))
+        payment = await get_payment(db, tenant_id, initiated.payment_id)
+        fields = {f: payment[f] for f in PaymentOut.__struct_fields__}
+        return PaymentCreated(**fields, client_secret=initiated.client_secret)
 
     @get("/tenants/{tenant_id:uuid}/payments/{payment_id:uuid}", operation_id="getPayment")
     async def retrieve(

@@ -11,12 +11,14 @@ payment event and the balance announcement in the outbox.
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from billing.app.events import EVENTS
 from billing.app.funds import post_and_announce
+from billing.app.refunds import record_refund_outcome
 from billing.domain.ledger import (
     AccountKind,
     Transfer,
@@ -30,16 +32,23 @@ from billing.domain.payments import (
     PaymentStatus,
     path_to,
 )
-from billing.providers.base import PaymentProvider, WebhookEvent
+from billing.providers.base import (
+    PaymentProvider,
+    RefundDeclined,
+    RefundResult,
+    RefundUpdate,
+    WebhookEvent,
+)
 from billing.store.ledger import LedgerRepository, TransferColumns
-from billing.store.payments import PaymentRepository
+from billing.store.payments import PaymentRepository, RefundRepository
 from gpucloud_contracts.events.billing import PaymentChanged
 from platformkit.db import Database, UnitOfWork
-from platformkit.errors import Conflict, NotFound, ValidationFailed
+from platformkit.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
 
 SETTLEMENT = "settlement"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +76,19 @@ def _payment_reference(payment_id: uuid.UUID) -> StoredResponse:
     return StoredResponse(201, str(payment_id).encode())
 
 
+@dataclasses.dataclass(frozen=True)
+class InitiatedPayment:
+    payment_id: uuid.UUID
+    # for the caller alone (Stripe.js confirms the intent with it); never stored or logged
+    client_secret: str | None = dataclasses.field(default=None, repr=False)
+
+
 async def initiate_payment(
     db: Database, provider: PaymentProvider, command: InitiatePayment
-) -> uuid.UUID:
-    """Returns the payment id; a repeated Idempotency-Key returns the same id (and the
-    provider is not asked again)."""
+) -> InitiatedPayment:
+    """The payment id and the provider's confirmation secret; a repeated Idempotency-Key
+    returns the same payment (no second one is created at the provider) with its secret read
+    again from the provider, since billing keeps none."""
     if not 0 < command.amount_micros <= 10**13:
         raise ValidationFailed.for_field("amount_micros", "must be 1 to 10000000000000")
     request = IdempotentRequest.of(
@@ -96,21 +113,40 @@ async def initiate_payment(
 
     reply = await run_once(db, request, record, _payment_reference)
     payment_id = uuid.UUID(reply.body.decode())
-    if reply.replayed:
-        return payment_id
     payment = await get_payment(db, command.tenant_id, payment_id)
+    if reply.replayed:
+        return InitiatedPayment(payment_id, await _secret_again(provider, payment))
     try:
-        ref = await provider.create_payment(payment_id, command.amount_micros, payment["currency"])
+        created = await provider.create_payment(
+            payment_id, command.amount_micros, payment["currency"]
+        )
     except Exception as exc:
         async with db.unit_of_work() as uow:
             await _move(uow, payment_id, PaymentStatus.FAILED, reason=repr(exc)[:1000])
             await uow.commit()
-        return payment_id
+        return InitiatedPayment(payment_id)
     async with db.unit_of_work() as uow:
-        await PaymentRepository(uow).set_provider_ref(payment_id, ref)
+        await PaymentRepository(uow).set_provider_ref(payment_id, created.provider_ref)
         await _move(uow, payment_id, PaymentStatus.PENDING)
         await uow.commit()
-    return payment_id
+    return InitiatedPayment(payment_id, created.client_secret)
+
+
+async def _secret_again(provider: PaymentProvider, payment: Any) -> str | None:
+    """The confirmation secret of a payment made before, from the provider that made it;
+    None when there is nothing the customer could still confirm."""
+    if payment["provider_ref"] is None or payment["provider"] != provider.name:
+        return None
+    if payment["status"] not in (PaymentStatus.PENDING, PaymentStatus.FAILED):
+        return None  # settled (or refunded): confirming again would charge nothing
+    try:
+        return await provider.client_secret(payment["provider_ref"])
+    except Exception:
+        log.warning("payment provider unreachable", extra={"payment_id": str(payment["id"])})
+        raise ServiceUnavailable(
+            "the payment provider did not answer; repeat the request to get the payment's"
+            " client_secret"
+        ) from None
 
 
 async def apply_webhook(
@@ -120,6 +156,11 @@ async def apply_webhook(
     event = provider.verify_webhook(body, headers)  # raises InvalidSignature
     if event is None:
         return "ignored"
+    if isinstance(event, RefundUpdate):
+        async with db.unit_of_work() as uow:
+            outcome = await _apply_refund_update(uow, provider, event)
+            await uow.commit()
+        return outcome
     async with db.unit_of_work() as uow:
         payments = PaymentRepository(uow)
         if not await payments.first_delivery(
@@ -130,6 +171,33 @@ async def apply_webhook(
         outcome = await _move(uow, event.payment_id, target, event=event, reason=event.reason)
         await uow.commit()
     return outcome
+
+
+async def _apply_refund_update(
+    uow: UnitOfWork, provider: PaymentProvider, update: RefundUpdate
+) -> str:
+    """A pending refund's outcome: succeeded keeps the wallet debit and moves the payment,
+    failed reverses the debit and releases the reservation (app/refunds.py, the same as the
+    provider's first answer); an event seen before, or a refund already final, changes
+    nothing."""
+    refunds = RefundRepository(uow)
+    refund = await refunds.get(update.refund_id)
+    if refund is None:
+        raise NotFound(f"refund {update.refund_id} not found")
+    if refund["provider_ref"] not in (None, update.provider_ref):
+        raise Conflict("the webhook's refund reference does not match the refund")
+    if not await PaymentRepository(uow).first_delivery(
+        provider.name, update.event_id, refund["payment_id"], f"refund.{update.status}"
+    ):
+        return "duplicate"
+    outcome: RefundResult | RefundDeclined
+    if update.status == "failed":
+        outcome = RefundDeclined(update.reason or "refund failed at the provider")
+    else:
+        outcome = RefundResult(update.provider_ref, update.status)
+    before = refund["status"]
+    after = await record_refund_outcome(uow, update.refund_id, outcome)
+    return "unchanged" if after == before else f"refund_{after}"
 
 
 async def _move(
@@ -149,7 +217,7 @@ async def _move(
     try:
         steps = path_to(PaymentStatus(payment["status"]), target)
     except IllegalTransition as exc:
-        # a late `failed` after `settled` (or the reverse) is recorded, never applied
+        # a late `failed` after `settled` is refused (failed -> settled is a retried card)
         raise Conflict(str(exc)) from None
     if not steps:
         return "unchanged"

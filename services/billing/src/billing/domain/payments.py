@@ -5,7 +5,11 @@ Payment:
     initiated -> pending -> settled -> refunded
                               settled -> partially_refunded -> refunded
                    partially_refunded -> partially_refunded (a further partial refund)
-    initiated | pending -> failed
+    initiated | pending -> failed -> settled
+
+`failed -> settled`: a Stripe PaymentIntent reports `payment_failed` when a card is declined
+and stays open; the customer may retry with another card and the same intent then reports
+`succeeded`. The money was captured, so the payment settles and is credited.
 
 The ledger is credited on `settled` only (clearing -> wallet, transfer id derived from the
 payment id). A transition to the state a payment is already in is a no-op (a provider that
@@ -43,7 +47,7 @@ _ALLOWED = {
     PaymentStatus.PENDING: {PaymentStatus.SETTLED, PaymentStatus.FAILED},
     PaymentStatus.SETTLED: {PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED},
     PaymentStatus.PARTIALLY_REFUNDED: {PaymentStatus.REFUNDED},
-    PaymentStatus.FAILED: set(),
+    PaymentStatus.FAILED: {PaymentStatus.SETTLED},
     PaymentStatus.REFUNDED: set(),
 }
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
 from billing.providers.base import (
+    CreatedPayment,
     InvalidSignature,
     RefundDeclined,
     RefundResult,
@@ -55,7 +56,9 @@ class SandboxProvider:
     fail_next_refund: bool = False
     _tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
 
-    async def create_payment(self, payment_id: uuid.UUID, amount_micros: int, currency: str) -> str:
+    async def create_payment(
+        self, payment_id: uuid.UUID, amount_micros: int, currency: str
+    ) -> CreatedPayment:
         behaviour, self.next_behaviour = self.next_behaviour, Behaviour()
         ref = f"sbx_{uuid.uuid4().hex}"
         event = {
@@ -72,7 +75,10 @@ class SandboxProvider:
         task = asyncio.create_task(self._send(json.dumps(event).encode(), behaviour))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return ref
+        return CreatedPayment(ref)  # settles on its own: nothing for a customer to confirm
+
+    async def client_secret(self, provider_ref: str) -> str | None:
+        return None
 
     async def _send(self, body: bytes, behaviour: Behaviour) -> None:
         await asyncio.sleep(behaviour.delay_s)

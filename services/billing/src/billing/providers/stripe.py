@@ -1,7 +1,8 @@
 """The Stripe payment provider, through Stripe's official Python library.
 
 A top-up is a PaymentIntent carrying billing's payment id in its metadata, created with that id
-as Stripe's idempotency key (a retried call makes no second intent). Its outcome arrives as a
+as Stripe's idempotency key (a retried call makes no second intent); its `client_secret` goes
+back to the caller only, who confirms the intent with Stripe.js. Its outcome arrives as a
 webhook (`payment_intent.succeeded` / `payment_intent.payment_failed`) whose `Stripe-Signature`
 is checked by `stripe.Webhook.construct_event` (HMAC-SHA256, 300 s tolerance); every other
 event type is acknowledged and ignored. `api_base` points the client at stripe-mock in tests.
@@ -13,6 +14,7 @@ refused rather than rounded, so what Stripe charges is exactly what the ledger c
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -20,9 +22,11 @@ from typing import Any
 import stripe
 
 from billing.providers.base import (
+    CreatedPayment,
     InvalidSignature,
     RefundDeclined,
     RefundResult,
+    RefundUpdate,
     Settlement,
     WebhookEvent,
 )
@@ -34,6 +38,15 @@ ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XA
 EVENT_TYPES = {
     "payment_intent.succeeded": "payment.settled",
     "payment_intent.payment_failed": "payment.failed",
+}
+# A Refund's later outcome: `charge.refund.updated` (and its newer name `refund.updated`).
+REFUND_EVENT_TYPES = frozenset({"charge.refund.updated", "refund.updated"})
+REFUND_STATUSES = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "failed",
+    "pending": "pending",
+    "requires_action": "pending",
 }
 
 
@@ -61,6 +74,10 @@ class StripeProvider:
     client: stripe.StripeClient = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # The library logs whole response bodies at DEBUG (a PaymentIntent's client_secret
+        # among them): never below INFO, whatever GPUCLOUD_LOG_LEVEL says.
+        library_log = logging.getLogger("stripe")
+        library_log.setLevel(max(library_log.getEffectiveLevel(), logging.INFO))
         self.client = stripe.StripeClient(
             self.api_key,
             base_addresses={"api": self.api_base} if self.api_base else {},
@@ -68,7 +85,9 @@ class StripeProvider:
             max_network_retries=2,
         )
 
-    async def create_payment(self, payment_id: uuid.UUID, amount_micros: int, currency: str) -> str:
+    async def create_payment(
+        self, payment_id: uuid.UUID, amount_micros: int, currency: str
+    ) -> CreatedPayment:
         intent = await self.client.v1.payment_intents.create_async(
             {
                 "amount": to_minor_units(amount_micros, currency),
@@ -78,10 +97,18 @@ class StripeProvider:
             },
             {"idempotency_key": f"billing-payment-{payment_id}"},
         )
-        return intent.id
+        return CreatedPayment(intent.id, intent.client_secret)
 
-    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent | None:
-        """The payment event, or None for an authentic event billing does not act on."""
+    async def client_secret(self, provider_ref: str) -> str | None:
+        """Read again from the intent (a secret key may retrieve it), for a repeated request."""
+        intent = await self.client.v1.payment_intents.retrieve_async(provider_ref)
+        return intent.client_secret
+
+    def verify_webhook(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> WebhookEvent | RefundUpdate | None:
+        """The payment or refund event, or None for an authentic event billing does not act
+        on."""
         signature = {k.lower(): v for k, v in headers.items()}.get(SIGNATURE_HEADER)
         try:
             event = stripe.Webhook.construct_event(body, signature, self.webhook_secret)
@@ -89,6 +116,8 @@ class StripeProvider:
             raise InvalidSignature(f"stripe signature: {exc.user_message or exc}") from None
         except ValueError:
             raise InvalidSignature("signed body is not a Stripe event") from None
+        if event.type in REFUND_EVENT_TYPES:
+            return _refund_update(event.id, event.data.object.to_dict())
         kind = EVENT_TYPES.get(event.type)
         if kind is None:
             return None
@@ -115,8 +144,8 @@ class StripeProvider:
     ) -> RefundResult:
         """A Refund of the PaymentIntent; billing's refund id is Stripe's idempotency key,
         so a retried call makes no second refund. `failed`/`canceled` (or an API refusal)
-        is a decline; `pending`/`requires_action` stay pending (their later outcome would
-        come by a `refund.updated` webhook, which billing does not handle yet)."""
+        is a decline; `pending`/`requires_action` stay pending (their outcome comes by a
+        `charge.refund.updated` webhook, which finds the refund by `metadata.refund_id`)."""
         try:
             minor = to_minor_units(amount_micros, currency)
         except ValueError as exc:
@@ -158,3 +187,22 @@ class StripeProvider:
                 )
             )
         return report
+
+
+def _refund_update(event_id: str, refund: dict[str, Any]) -> RefundUpdate | None:
+    """A Refund billing asked for (its refund id in the metadata) in a final or pending
+    state; None for another integration's refund (one made in Stripe's dashboard)."""
+    metadata = refund.get("metadata") or {}
+    status = REFUND_STATUSES.get(refund.get("status") or "")
+    try:
+        refund_id = uuid.UUID(metadata["refund_id"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if status is None:
+        return None
+    reason = None
+    if status == "failed":
+        reason = f"stripe refund {refund['id']} {refund['status']}"
+        if refund.get("failure_reason"):
+            reason += f": {refund['failure_reason']}"
+    return RefundUpdate(event_id, refund_id, refund["id"], status, reason)  # type: ignore[arg-type]

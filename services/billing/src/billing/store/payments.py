@@ -68,8 +68,11 @@ class PaymentRepository:
         reason: str | None = None,
         provider_ref: str | None = None,
     ) -> None:
+        # a payment settled after a failed attempt (another card) has no failure left: the
+        # attempt's reason stays in its billing.payment.failed event
         await self.uow.execute(
-            "UPDATE payments SET status = :s, failure_reason = coalesce(:r, failure_reason),"
+            "UPDATE payments SET status = :s, failure_reason = CASE WHEN :s = 'settled' THEN NULL"
+            " ELSE coalesce(:r, failure_reason) END,"
             " provider_ref = coalesce(provider_ref, :ref), updated_at = now() WHERE id = :id",
             {"s": status.value, "r": reason, "ref": provider_ref, "id": payment_id},
         )
