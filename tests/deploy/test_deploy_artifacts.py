@@ -512,12 +512,17 @@ class TestPayments:
         result = helm_template("--set", "services.billing.payments.provider=sandbox")
         assert result.returncode != 0
         assert "services.billing.payments.sandbox" in result.stderr
+        in_production = helm_template(
+            "--set", "services.billing.payments.provider=sandbox",
+            "--set", "services.billing.payments.sandbox=true",
+        )  # fmt: skip
+        assert in_production.returncode != 0
+        assert "production takes Stripe" in in_production.stderr
         manifests = render_with(
-            "--set",
-            "services.billing.payments.provider=sandbox",
-            "--set",
-            "services.billing.payments.sandbox=true",
-        )
+            "--set", "environment=development",
+            "--set", "services.billing.payments.provider=sandbox",
+            "--set", "services.billing.payments.sandbox=true",
+        )  # fmt: skip
         (billing,) = (c for n, c in containers(manifests, "Deployment") if n == "gpucloud-billing")
         env = env_of(billing)
         assert env["GPUCLOUD_BILLING_PAYMENT_PROVIDER"]["value"] == "sandbox"
