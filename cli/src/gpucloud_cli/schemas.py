@@ -26,6 +26,7 @@ SCHEMA_FILE = Path(__file__).with_name("gpucloud-cli.schema.json")  # shipped in
 SCHEMA_ID = "https://gpucloud.dev/schemas/gpucloud-cli.schema.json"
 MODELS: tuple[type[m.Model], ...] = (
     m.Me, m.Tenant, m.Project, m.ServiceAccount, m.ApiKey, m.Profile, m.Sku, m.Instance,
+    m.LaunchedBundle,
     m.Allocation, m.Price, m.Grant, m.Balance, m.ProjectUsage, m.UsageReport, m.Payment,
     m.StatementLine, m.Statement, m.SshKey, m.TerminalSession, m.SshEndpoint,
 )  # fmt: skip

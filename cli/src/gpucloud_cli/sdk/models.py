@@ -220,9 +220,20 @@ class Instance(Model):
     profile_id: int | None = None
 
 
+class LaunchedBundle(Model):
+    """The signed, promoted bundle an allocation runs (gpuaas's launch gate passed it)."""
+
+    API_SCHEMA = ("gpuaas", "BundleOut")
+    tenant_id: str
+    app: str
+    version: str
+    digest: str
+    channel: str
+
+
 class Allocation(Model):
     API_SCHEMA = ("gpuaas", "AllocationOut")
-    NESTED = {"instances": Instance}
+    NESTED = {"instances": Instance, "bundle": LaunchedBundle}
     id: str
     tenant_id: str
     project_id: str
@@ -239,6 +250,7 @@ class Allocation(Model):
     running_since: str | None = None
     idle_stop_after_s: int | None = None
     last_active_at: str | None = None
+    bundle: LaunchedBundle | None = None
 
 
 # the allocation state machine (docs/state-machines.md), as far as a client needs it
