@@ -110,13 +110,20 @@ class TestRelayAssertion:
 
     @pytest.mark.parametrize(
         "overrides",
-        [{"session_jti": "another"}, {"exp": int(time.time()) + 300}, {"aud": "node:node-b"}],
+        [
+            lambda: {"session_jti": "another"},
+            # at run time, not at collection: a long suite would shrink the lifetime below
+            # the bound before this runs (the test then could not fail as it should)
+            lambda: {"exp": int(time.time()) + 300},
+            lambda: {"aud": "node:node-b"},
+        ],
+        ids=["another-session", "lives-too-long", "another-node"],
     )
     async def test_a_wrong_relay_assertion_is_refused(self, signer, overrides):
         token = signer.token(NODE, "alloc-1")
         with pytest.raises(InvalidToken):
             await _verifier(signer, relay=True).verify(
-                token, signer.relay(NODE, token, **overrides)
+                token, signer.relay(NODE, token, **overrides())
             )
 
     async def test_a_session_token_cannot_pose_as_a_relay_assertion(self, signer):
