@@ -170,6 +170,16 @@ def producer(
     )
 
 
+def _fatal_delivery_errors() -> tuple[type[BaseException], ...]:
+    """Broker answers after which an idempotent producer's sequence state is wrong for good:
+    aiokafka keeps its sender alive but fails every later batch with the same error."""
+    from aiokafka import errors
+
+    names = ("OutOfOrderSequenceNumber", "UnknownProducerId", "InvalidProducerEpoch",
+             "ProducerFenced", "InvalidProducerIdMapping")  # fmt: skip
+    return tuple(getattr(errors, n) for n in names if hasattr(errors, n))
+
+
 class RenewingProducer:
     """An idempotent producer that outlives a broken aiokafka producer.
 
@@ -181,6 +191,11 @@ class RenewingProducer:
     id, sequence numbers from 0) takes its place. Records the broken one never delivered were
     failed to their senders, so nothing is silently lost: the outbox relay republishes its
     batch, and consumers deduplicate on the event id.
+
+    The sender may also stay alive and fail every batch with the same answer (seen in CI's
+    chaos run: OutOfOrderSequenceNumber on 36 relay attempts in a row after a Kafka
+    restart): a delivery that fails with one of those fatal answers marks the producer
+    broken too, so the next send renews it.
     """
 
     def __init__(self, factory: Callable[[], AIOKafkaProducer]) -> None:
@@ -188,6 +203,8 @@ class RenewingProducer:
         self._current = factory()
         self._started = False  # start() was called and stop() was not
         self._current_started = False
+        self._poisoned = False  # a delivery failed with a fatal answer (see the docstring)
+        self._fatal = _fatal_delivery_errors()
         self.renewals = 0
 
     @property
@@ -201,6 +218,8 @@ class RenewingProducer:
     @property
     def broken(self) -> bool:
         """The sender task has ended: this producer will never deliver again."""
+        if self._poisoned:
+            return True
         task = _sender_task(self._current)
         return self._current_started and task is not None and task.done()
 
@@ -219,6 +238,7 @@ class RenewingProducer:
         fresh one in its place."""
         old, self._current = self._current, self._factory()
         was_started, self._current_started = self._current_started, False
+        self._poisoned = False
         self.renewals += 1
         task = _sender_task(old)
         ended = task is not None and task.done() and not task.cancelled()
@@ -249,7 +269,17 @@ class RenewingProducer:
             await self.renew()
         elif self._started and not self._current_started:
             await self._start_current()
-        return await self._current.send(topic, value=value, key=key, **options)
+        producer = self._current
+        delivery = await producer.send(topic, value=value, key=key, **options)
+
+        def judge(done: asyncio.Future) -> None:
+            if done.cancelled() or producer is not self._current:
+                return
+            if isinstance(done.exception(), self._fatal):
+                self._poisoned = True
+
+        delivery.add_done_callback(judge)
+        return delivery
 
     async def send_and_wait(
         self, topic: str, value: Any = None, key: Any = None, **options: Any

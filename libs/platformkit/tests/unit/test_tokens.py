@@ -331,7 +331,6 @@ class TestJwksCache:
             assert await cache.key("forged") is None
         assert source.fetches == 1 and source.attempts == 2
 
-
     async def test_after_a_long_outage_keys_are_fetched_within_2_s_of_iam_back(self, ed_key):
         """However many fetches failed while iam was down, the retry pace stays at 2 s: a
         valid token is accepted again within seconds of iam answering (chaos bounds it)."""
