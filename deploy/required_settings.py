@@ -45,17 +45,22 @@ def _documents(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
                 yield document
 
 
-def _given(container: dict[str, Any], configmaps: dict[str, dict[str, str]]) -> dict[str, bool]:
-    """Each setting the container gets -> whether it carries something (a non-empty value or
-    a Secret/field reference)."""
-    given: dict[str, bool] = {}
+REFERENCE = "<from a Secret or the downward API>"
+
+
+def _settings(container: dict[str, Any], configmaps: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Each setting the container gets -> its value as text ("" when empty; REFERENCE for a
+    Secret or field reference). The container's env wins over its ConfigMaps, as in a pod."""
+    settings: dict[str, str] = {}
     for source in container.get("envFrom", ()):
         name = (source.get("configMapRef") or {}).get("name")
         for key, value in configmaps.get(name, {}).items():
-            given[key] = bool(str(value))
+            settings[key] = str(value)
     for entry in container.get("env", ()):
-        given[entry["name"]] = bool(entry.get("valueFrom")) or bool(str(entry.get("value", "")))
-    return given
+        settings[entry["name"]] = (
+            REFERENCE if entry.get("valueFrom") else str(entry.get("value", ""))
+        )
+    return settings
 
 
 def gaps(documents: list[dict[str, Any]]) -> list[str]:
@@ -81,14 +86,14 @@ def gaps(documents: list[dict[str, Any]]) -> list[str]:
                 required: tuple[str, ...] = MIGRATION
             else:
                 required = requirements(package)
-            given = _given(container, configmaps)
+            given = _settings(container, configmaps)
             missing = [name for name in required if not given.get(name)]
             checked += 1
             if missing:
                 where = f"{document['kind']} {document['metadata']['name']}"
                 problems.append(f"{where} ({package}) lacks {', '.join(missing)}")
             if document["kind"] != "Job" and given.get("GPUCLOUD_ENVIRONMENT"):
-                environment = _value(container, configmaps, "GPUCLOUD_ENVIRONMENT")
+                environment = given["GPUCLOUD_ENVIRONMENT"]
                 if environment != "production":
                     problems.append(
                         f"{document['kind']} {document['metadata']['name']}: "
@@ -97,17 +102,6 @@ def gaps(documents: list[dict[str, Any]]) -> list[str]:
     if not checked:
         problems.append("no pod running `python -m <package>` in the rendered chart")
     return problems
-
-
-def _value(container: dict[str, Any], configmaps: dict[str, dict[str, str]], name: str) -> Any:
-    for entry in container.get("env", ()):
-        if entry["name"] == name:
-            return entry.get("value")
-    for source in container.get("envFrom", ()):
-        data = configmaps.get((source.get("configMapRef") or {}).get("name"), {})
-        if name in data:
-            return data[name]
-    return None
 
 
 def main(argv: list[str]) -> int:

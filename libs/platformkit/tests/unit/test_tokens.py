@@ -80,6 +80,20 @@ def verifier(source):
     return AccessTokenVerifier(JwksCache(source), issuer=ISS, audience=AUD)
 
 
+class _Switchable(MemoryJwks):
+    """A key source that can be down (`broken`); `attempts` counts fetches tried."""
+
+    def __init__(self, keys, broken: bool = False) -> None:
+        super().__init__(keys)
+        self.broken, self.attempts = broken, 0
+
+    async def fetch(self):
+        self.attempts += 1
+        if self.broken:
+            raise OSError("down")
+        return await super().fetch()
+
+
 def _sign(key, claims: dict, *, kid: str = "k1", alg: str = "EdDSA", typ: str = "at+jwt") -> str:
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": typ})
 
@@ -285,15 +299,7 @@ class TestJwksCache:
         assert await cache.key("es") is None
 
     async def test_an_unreachable_jwks_keeps_the_known_keys(self, ed_key):
-        class Flaky(MemoryJwks):
-            broken = False
-
-            async def fetch(self):
-                if self.broken:
-                    raise OSError("down")
-                return await super().fetch()
-
-        source = Flaky([_ed_jwk(ed_key, "k1")])
+        source = _Switchable([_ed_jwk(ed_key, "k1")])
         clock = Clock()
         cache = JwksCache(source, clock=clock)
         assert await cache.key("k1") is not None
@@ -305,17 +311,7 @@ class TestJwksCache:
         """A service that started while iam was down accepts tokens within seconds of iam
         coming back, not after the once-a-minute pace for unknown kids."""
 
-        class Down(MemoryJwks):
-            broken = True
-            attempts = 0
-
-            async def fetch(self):
-                self.attempts += 1
-                if self.broken:
-                    raise OSError("down")
-                return await super().fetch()
-
-        source = Down([_ed_jwk(ed_key, "k1")])
+        source = _Switchable([_ed_jwk(ed_key, "k1")], broken=True)
         clock = Clock()
         cache = JwksCache(source, clock=clock)
         with pytest.raises(InvalidToken):
@@ -335,15 +331,7 @@ class TestJwksCache:
         """However many fetches failed while iam was down, the retry pace stays at 2 s: a
         valid token is accepted again within seconds of iam answering (chaos bounds it)."""
 
-        class Down(MemoryJwks):
-            broken = True
-
-            async def fetch(self):
-                if self.broken:
-                    raise OSError("down")
-                return await super().fetch()
-
-        source = Down([_ed_jwk(ed_key, "k1")])
+        source = _Switchable([_ed_jwk(ed_key, "k1")], broken=True)
         clock = Clock()
         cache = JwksCache(source, clock=clock)
         with pytest.raises(InvalidToken):
