@@ -130,3 +130,20 @@ class TestPolledFragments:
         )
         assert response.status_code == 200
         assert response.headers["hx-redirect"] == "/sign-in?next=/projects/p/allocations/a"
+
+    @pytest.mark.parametrize(
+        ("status", "polls", "has_form"),
+        [("pending", True, False), ("settled", False, True), ("partially_refunded", False, True)],
+    )
+    def test_a_payment_that_settles_while_open_gains_its_refund_form(self, status, polls, has_form):
+        # The sandbox and Stripe settle by webhook, after the page was drawn pending: the
+        # polled fragment, not the page around it, has to bring the refund form.
+        from portal.web import ENV
+
+        payment = {"id": "p-1", "status": status, "amount_micros": 20_000_000, "currency": "USD",
+                   "provider": "sandbox", "provider_ref": None, "failure_reason": None}
+        html = ENV.get_template("_payment_live.html").render(
+            p=payment, errors=FormErrors(), idempotency_key="k", csrf="c", csrf_field="_csrf"
+        )
+        assert ('hx-get="/billing/payments/p-1/live"' in html) is polls
+        assert ('action="/billing/payments/p-1/refund"' in html) is has_form

@@ -142,7 +142,13 @@ async def payment_page(request: Request[Any, Any, Any], payment_id: str) -> Resp
 @get("/billing/payments/{payment_id:str}/live", name="payment_live")
 async def payment_live(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
     payment = await _payment(request, payment_id)
-    return render(request, "_payment_live.html", p=payment)
+    return render(
+        request,
+        "_payment_live.html",
+        p=payment,
+        errors=FormErrors(),
+        idempotency_key=str(uuid.uuid4()),
+    )
 
 
 @post("/billing/payments/{payment_id:str}/refund", name="refund")
