@@ -140,8 +140,15 @@ class TestPolledFragments:
         # polled fragment, not the page around it, has to bring the refund form.
         from portal.web import ENV
 
-        payment = {"id": "p-1", "status": status, "amount_micros": 20_000_000, "currency": "USD",
-                   "provider": "sandbox", "provider_ref": None, "failure_reason": None}
+        payment = {
+            "id": "p-1",
+            "status": status,
+            "amount_micros": 20_000_000,
+            "currency": "USD",
+            "provider": "sandbox",
+            "provider_ref": None,
+            "failure_reason": None,
+        }
         html = ENV.get_template("_payment_live.html").render(
             p=payment, errors=FormErrors(), idempotency_key="k", csrf="c", csrf_field="_csrf"
         )
