@@ -16,6 +16,7 @@ import enum
 import msgspec
 
 from gpucloud_contracts.events import (
+    appplatform,
     audit,
     billing,
     gpuaas,
@@ -33,6 +34,8 @@ __all__ = ["EVENT_TYPES", "TOPICS", "EventSpec", "Topic", "TopicSpec", "payload_
 class Topic(enum.StrEnum):
     """Every topic of the contracts, by name."""
 
+    APPPLATFORM_INSTANCE_V1 = "appplatform.instance.v1"
+    APPPLATFORM_REPLICA_V1 = "appplatform.replica.v1"
     AUDIT_CHECKPOINT_V1 = "audit.checkpoint.v1"
     BILLING_BALANCE_V1 = "billing.balance.v1"
     BILLING_PAYMENT_V1 = "billing.payment.v1"
@@ -55,6 +58,8 @@ class Topic(enum.StrEnum):
 
 
 TOPICS: dict[str, TopicSpec] = {
+    "appplatform.instance.v1": TopicSpec(name="appplatform.instance.v1", partitions=6, replicas=1),
+    "appplatform.replica.v1": TopicSpec(name="appplatform.replica.v1", partitions=6, replicas=1),
     "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
     "billing.balance.v1": TopicSpec(name="billing.balance.v1", partitions=6, replicas=1),
     "billing.payment.v1": TopicSpec(name="billing.payment.v1", partitions=6, replicas=1),
@@ -77,6 +82,72 @@ TOPICS: dict[str, TopicSpec] = {
 }
 
 EVENT_TYPES: dict[str, EventSpec] = {
+    "appplatform.instance.created": EventSpec(
+        type="appplatform.instance.created",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.degraded": EventSpec(
+        type="appplatform.instance.degraded",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.failed": EventSpec(
+        type="appplatform.instance.failed",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.provisioning": EventSpec(
+        type="appplatform.instance.provisioning",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.ready": EventSpec(
+        type="appplatform.instance.ready",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.starting": EventSpec(
+        type="appplatform.instance.starting",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.stopped": EventSpec(
+        type="appplatform.instance.stopped",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.stopping": EventSpec(
+        type="appplatform.instance.stopping",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.instance.updated": EventSpec(
+        type="appplatform.instance.updated",
+        topic="appplatform.instance.v1",
+        payload=appplatform.InstanceChanged,
+        family="appplatform",
+    ),
+    "appplatform.replica.requested": EventSpec(
+        type="appplatform.replica.requested",
+        topic="appplatform.replica.v1",
+        payload=appplatform.ReplicaRequest,
+        family="appplatform",
+    ),
+    "appplatform.replica.stop_requested": EventSpec(
+        type="appplatform.replica.stop_requested",
+        topic="appplatform.replica.v1",
+        payload=appplatform.ReplicaStop,
+        family="appplatform",
+    ),
     "audit.checkpoint.created": EventSpec(
         type="audit.checkpoint.created",
         topic="audit.checkpoint.v1",
@@ -187,6 +258,18 @@ EVENT_TYPES: dict[str, EventSpec] = {
     ),
     "gpuaas.allocation.scheduled": EventSpec(
         type="gpuaas.allocation.scheduled",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.workload_ready": EventSpec(
+        type="gpuaas.allocation.workload_ready",
+        topic="gpuaas.allocation.v1",
+        payload=gpuaas.AllocationChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.allocation.workload_unready": EventSpec(
+        type="gpuaas.allocation.workload_unready",
         topic="gpuaas.allocation.v1",
         payload=gpuaas.AllocationChanged,
         family="gpuaas",

@@ -27,8 +27,13 @@ SERVICES: dict[str, ServiceAccess] = {
         families=("appplatform",),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "gpuaas.allocation.v1",
+            "gpuaas.node.v1",
             "iam.membership.v1",
+            "iam.project.v1",
             "iam.service-account.v1",
+            "iam.tenant.v1",
+            "registry.release.v1",
         ),
     ),
     "audit": ServiceAccess(
@@ -71,6 +76,7 @@ SERVICES: dict[str, ServiceAccess] = {
         ),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "appplatform.replica.v1",
             "billing.balance.v1",
             "billing.price.v1",
             "iam.membership.v1",

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["AllocationChanged", "LaunchedBundle", "NodeChanged"]
+__all__ = ["AllocationChanged", "ReplicaOwner", "LaunchedBundle", "NodeChanged"]
 
 
 class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -62,6 +62,14 @@ class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     # Release attempt number on `releasing` retries.
     attempt: Annotated[int, msgspec.Meta(ge=0)] | None = None
     bundle: LaunchedBundle | None = None
+    replica: ReplicaOwner | None = None
+
+
+class ReplicaOwner(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The app replica this allocation runs, when appplatform's controller asked for it."""
+
+    replica_id: uuid.UUID
+    instance_id: uuid.UUID
 
 
 class LaunchedBundle(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -66,6 +66,12 @@ class Bundle(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tr
     config: Blob
     layers: list[Blob]
     artifact_type: str | None | None = None
+    # The bundle's config blob parsed as JSON, when it is a gpucloud app manifest (config media
+    # type application/vnd.gpucloud.bundle.config.v1+json, at most 64 KiB): the signed
+    # `gpucloud.yaml` of the release (contracts/app-manifest.schema.json). appplatform builds
+    # its catalog from it. Absent for bundles published before it was carried, and for configs
+    # that are not JSON objects.
+    app_manifest: dict[str, Any] | None | None = None
 
 
 class Blob(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
