@@ -118,11 +118,13 @@ async def oci(oci_registry) -> AsyncIterator[OciClient]:
     await client.close()
 
 
-def build_bundle(root: Path, seed: str = "") -> bundles.Bundle:
+def build_bundle(root: Path, seed: str = "", config: dict | None = None) -> bundles.Bundle:
     source = root / f"src-{uuid.uuid4().hex[:6]}"
     (source / "bin").mkdir(parents=True)
     (source / "bin" / "serve").write_text(f"#!/bin/sh\necho {seed or uuid.uuid4().hex}\n")
     (source / "weights.bin").write_bytes(os.urandom(300_000))
     return bundles.build(
-        source, root / f"layout-{uuid.uuid4().hex[:6]}", config={"cmd": ["bin/serve"]}
+        source,
+        root / f"layout-{uuid.uuid4().hex[:6]}",
+        config=config if config is not None else {"cmd": ["bin/serve"]},
     )

@@ -268,6 +268,34 @@ async def test_the_manifest_is_served_byte_for_byte(client, tmp_path):
     assert response.headers["content-type"].startswith("application/vnd.oci.image.manifest.v1+json")
 
 
+async def test_every_release_event_carries_the_bundles_app_manifest(client, registry_url, tmp_path):
+    # The config blob is the signed gpucloud.yaml: appplatform's catalog reads it from the
+    # events alone. One over 64 KiB is not carried (the release still publishes).
+    p = Publisher(client)
+    await p.create_app()
+    manifest = {"schema_version": 1, "name": p.app, "version": "1.0.0", "command": ["bin/serve"]}
+    small = build_bundle(tmp_path, config=manifest)
+    large = build_bundle(tmp_path, config={**manifest, "padding": "x" * 70_000})
+    for built in (small, large):
+        await p.upload(built)
+    assert (await p.publish("1.0.0", small))["bundle"]["app_manifest"] == manifest
+    assert (await p.publish("1.1.0", large))["bundle"].get("app_manifest") is None
+    alice = SigningKey.generate()
+    await p.trust(alice)
+    await p.attach("1.0.0", p.release(small.digest, "1.0.0", alice))
+    assert (await p.promote("1.0.0", "dev")).status_code == 201
+    carried = [
+        msgspec.json.decode(payload, type=ReleaseChanged).bundle.app_manifest
+        for _, topic, payload in _outbox(registry_url)
+        if topic == "registry.release.v1"
+        and msgspec.json.decode(payload, type=ReleaseChanged).app == p.app
+    ]
+    # published 1.0.0, published 1.1.0, statement on 1.0.0, promotion of 1.0.0
+    assert carried == [manifest, None, manifest, manifest]
+    got = await client.get(p.version_path("1.0.0"), headers=p.owner)
+    assert got.json()["bundle"]["app_manifest"] == manifest
+
+
 async def test_versions_are_immutable_and_semver_ordered(client, tmp_path):
     p = Publisher(client)
     await p.create_app()

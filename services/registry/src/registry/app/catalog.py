@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gpucloud_trust.bundle import MANIFEST_MEDIA_TYPE, BundleError, Manifest
+from gpucloud_trust.bundle import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, BundleError, Manifest
 from gpucloud_trust.digests import InvalidDigest, check_digest
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import NotFound, ServiceUnavailable
@@ -171,6 +173,40 @@ async def open_blob(db: Database, oci: OciClient, ref: AppRef, digest: str):
         raise ServiceUnavailable(f"the blob store is unavailable: {exc}") from None
 
 
+# The largest config blob read as an app manifest: a gpucloud.yaml is a few KiB.
+APP_MANIFEST_MAX_BYTES = 64 * 1024
+
+
+async def _app_manifest(
+    oci: OciClient, repository: str, manifest: Manifest
+) -> dict[str, Any] | None:
+    """The bundle's config blob as a JSON object, when it is a gpucloud config of at most
+    APP_MANIFEST_MAX_BYTES: the signed app manifest every release event carries. Read back from
+    the OCI registry and hashed again, so what the events carry is what the digest names."""
+    config = manifest.config
+    if config.media_type != CONFIG_MEDIA_TYPE or config.size > APP_MANIFEST_MAX_BYTES:
+        return None
+    try:
+        response = await oci.open_blob(repository, config.digest)
+    except (LookupError, OciError) as exc:
+        raise ServiceUnavailable(f"the blob store did not return the config blob: {exc}") from None
+    try:
+        raw = b""
+        async for chunk in response.aiter_bytes():
+            raw += chunk
+            if len(raw) > APP_MANIFEST_MAX_BYTES:
+                return None
+    finally:
+        await response.aclose()
+    if "sha256:" + hashlib.sha256(raw).hexdigest() != config.digest:
+        raise ServiceUnavailable("the blob store returned other bytes for the config blob")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _manifest(encoded: str) -> Manifest:
     try:
         raw = base64.b64decode(encoded, validate=True)
@@ -220,6 +256,7 @@ async def publish_version(
         await oci.put_manifest(repository, manifest.digest, manifest.raw, MANIFEST_MEDIA_TYPE)
     except OciError as exc:
         raise ServiceUnavailable(f"the blob store refused the manifest: {exc}") from None
+    app_manifest = await _app_manifest(oci, repository, manifest)
 
     async def work(uow: UnitOfWork) -> tuple[int, Any]:
         await repo.insert_bundle(
@@ -231,6 +268,7 @@ async def publish_version(
                 "media_type": MANIFEST_MEDIA_TYPE,
                 "artifact_type": manifest.artifact_type,
                 "total_size": manifest.total_size,
+                "app_manifest": None if app_manifest is None else json.dumps(app_manifest),
             },
             [
                 {

@@ -93,6 +93,7 @@ async def release_document(
             size=len(bytes(bundle_row["manifest"])),
             config=_blob(blobs[0]),
             layers=[_blob(b) for b in blobs[1:]],
+            app_manifest=_json_object(bundle_row["app_manifest"]),
         ),
         statements=[statement_out(s) for s in statement_rows],
         signers=[signer_out(k) for k in keys],
@@ -108,6 +109,12 @@ async def release_document(
         if actor is None
         else dt.datetime.now(dt.UTC),
     )
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return value if isinstance(value, dict) else json.loads(value)
 
 
 def _last_policy(promotions: list[Any]) -> PolicyResult | None:

@@ -97,8 +97,8 @@ async def artifacts(uow: UnitOfWork, app_id: uuid.UUID, digests: Sequence[str]) 
 async def insert_bundle(uow: UnitOfWork, row: dict[str, Any], blobs: list[dict[str, Any]]) -> None:
     created = await uow.execute(
         "INSERT INTO bundles (app_id, manifest_digest, manifest, media_type, artifact_type,"
-        " total_size) VALUES (:app_id, :manifest_digest, :manifest, :media_type,"
-        " :artifact_type, :total_size) ON CONFLICT DO NOTHING",
+        " total_size, app_manifest) VALUES (:app_id, :manifest_digest, :manifest, :media_type,"
+        " :artifact_type, :total_size, CAST(:app_manifest AS jsonb)) ON CONFLICT DO NOTHING",
         row,
     )
     if created.rowcount:
