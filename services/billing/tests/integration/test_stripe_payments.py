@@ -263,6 +263,33 @@ class TestStripePayments:
         assert await _wallet(client, tenant) == 15_000_000
         assert (await verify_ledger(db)).ok
 
+    async def test_an_unreachable_stripe_is_a_503_and_the_same_key_asks_again(
+        self, client, db, stripe_provider, stripe_mock
+    ):
+        tenant = await new_tenant(db)
+        payment = await _pay(client, tenant)
+        body = intent_event(payment)
+        assert (await _deliver(client, body, signed(body))).json() == {"result": "settled"}
+        refund = {
+            "url": f"/v1/billing/tenants/{tenant}/payments/{payment['id']}/refunds",
+            "headers": {**as_tenant(tenant, "billing"), "Idempotency-Key": uuid.uuid4().hex},
+            "json": {"amount_micros": 10_000_000},
+        }
+        client.app.state.payment_provider = StripeProvider(
+            api_key="sk_test_123", webhook_secret=WEBHOOK_SECRET, api_base="http://127.0.0.1:9"
+        )
+        r = await client.post(**refund)
+        assert r.status_code == 503, r.text
+        assert "same Idempotency-Key" in r.json()["detail"]
+        # the hold stays: the wallet cannot be spent twice while the outcome is unknown
+        assert await _wallet(client, tenant) == 15_000_000
+        client.app.state.payment_provider = stripe_provider
+        r = await client.post(**refund)
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "succeeded"
+        assert await _wallet(client, tenant) == 15_000_000
+        assert (await verify_ledger(db)).ok
+
     async def test_failed_intent_fails_the_payment(self, client, db, stripe_provider):
         tenant = await new_tenant(db)
         payment = await _pay(client, tenant)

@@ -18,6 +18,7 @@
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from typing import Any
 
@@ -45,9 +46,11 @@ from billing.store.ledger import LedgerRepository, TransferColumns
 from billing.store.payments import PaymentRepository, RefundRepository
 from gpucloud_contracts.events.billing import RefundChanged
 from platformkit.db import Database, UnitOfWork
-from platformkit.errors import Conflict, NotFound, ValidationFailed
+from platformkit.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
 from platformkit.ids import uuid7
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +101,15 @@ async def refund_payment(
         )
     except RefundDeclined as exc:
         outcome = exc
+    except Exception:
+        # Unreachable or erring provider: the outcome is unknown, so the refund stays
+        # `requested` with its hold, and the same Idempotency-Key asks the provider again
+        # (the provider's idempotency key is the refund id: no second refund).
+        log.warning("payment provider unreachable", extra={"refund_id": str(refund_id)})
+        raise ServiceUnavailable(
+            "the payment provider did not answer; repeat the request with the same"
+            " Idempotency-Key to learn the refund's outcome"
+        ) from None
     async with db.unit_of_work() as uow:
         await record_refund_outcome(uow, refund_id, outcome)
         await uow.commit()
