@@ -13,7 +13,7 @@ from gpucloud_trust import intoto
 from gpucloud_trust.dsse import Envelope
 from gpucloud_trust.keys import PublicKey, SigningKey
 
-from .conftest import bearer, create_app, idempotency_key, sign_up
+from .conftest import bearer, create_app, idempotency_key, sign_up, until
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "registry-" + uuid.uuid4().hex + "Aa1!"
@@ -63,9 +63,43 @@ def test_publish_sign_and_promote_through_the_gateway(fleet, gateway, tmp_path):
     assert attached.status_code == 201, attached.text
     skipped = gateway.post(f"{version}/promotions", json={"channel": "staging"}, headers=auth)
     assert skipped.status_code == 409, skipped.text
-    for channel in ("dev", "staging"):
-        promoted = gateway.post(f"{version}/promotions", json={"channel": channel}, headers=auth)
-        assert promoted.status_code == 201, promoted.text
+    policy = gateway.put(
+        f"/v1/registry/tenants/{tenant}/policies/staging",
+        json={"required_evidence": ["security-scan"]},
+        headers=auth,
+    )
+    assert policy.status_code == 200, policy.text
+    promoted = gateway.post(f"{version}/promotions", json={"channel": "dev"}, headers=auth)
+    assert promoted.status_code == 201, promoted.text
+    missing = gateway.post(f"{version}/promotions", json={"channel": "staging"}, headers=auth)
+    assert missing.status_code == 422 and missing.json()["errors"][0]["message"] == (
+        "missing-evidence"
+    )
+
+    # CI records its scan in audit; registry reads it from audit's events (issue 15 item 5)
+    evidence = gateway.post(
+        f"/v1/audit/tenants/{tenant}/projects/{project}/evidence",
+        json={"kind": "security-scan", "subject_digest": built.digest, "outcome": "pass"},
+        headers=auth | idempotency_key(),
+    )
+    assert evidence.status_code == 201, evidence.text
+    about = gateway.get("/v1/audit/evidence", params={"subject": built.digest}, headers=auth)
+    assert [e["evidence_id"] for e in about.json()["items"]] == [evidence.json()["evidence_id"]]
+
+    def promote_staging():
+        answer = gateway.post(f"{version}/promotions", json={"channel": "staging"}, headers=auth)
+        return answer if answer.status_code == 201 else None
+
+    promoted = until("registry sees the evidence", promote_staging, within=20, every=0.5)
+    assert promoted.json()["policy"]["evidence_found"] == ["security-scan"]
+
+    # both the evidence and the promotion are leaves of the tenant's audit trail
+    def recorded():
+        page = gateway.get(f"/v1/audit/tenants/{tenant}/records", headers=auth).json()
+        actions = {r["record"]["action"] for r in page["items"]}
+        return {"audit.evidence.recorded", "registry.release.promoted"} <= actions
+
+    until("audit records the evidence and the promotion", recorded, within=30, every=0.5)
 
     release = gateway.get(version, headers=auth).json()
     assert release["channels"] == ["dev", "staging"]

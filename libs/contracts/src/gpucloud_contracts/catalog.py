@@ -37,6 +37,7 @@ class Topic(enum.StrEnum):
     APPPLATFORM_INSTANCE_V1 = "appplatform.instance.v1"
     APPPLATFORM_REPLICA_V1 = "appplatform.replica.v1"
     AUDIT_CHECKPOINT_V1 = "audit.checkpoint.v1"
+    AUDIT_EVIDENCE_V1 = "audit.evidence.v1"
     BILLING_BALANCE_V1 = "billing.balance.v1"
     BILLING_PAYMENT_V1 = "billing.payment.v1"
     BILLING_PRICE_V1 = "billing.price.v1"
@@ -61,6 +62,7 @@ TOPICS: dict[str, TopicSpec] = {
     "appplatform.instance.v1": TopicSpec(name="appplatform.instance.v1", partitions=6, replicas=1),
     "appplatform.replica.v1": TopicSpec(name="appplatform.replica.v1", partitions=6, replicas=1),
     "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
+    "audit.evidence.v1": TopicSpec(name="audit.evidence.v1", partitions=3, replicas=1),
     "billing.balance.v1": TopicSpec(name="billing.balance.v1", partitions=6, replicas=1),
     "billing.payment.v1": TopicSpec(name="billing.payment.v1", partitions=6, replicas=1),
     "billing.price.v1": TopicSpec(name="billing.price.v1", partitions=3, replicas=1),
@@ -152,6 +154,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         type="audit.checkpoint.created",
         topic="audit.checkpoint.v1",
         payload=audit.CheckpointCreated,
+        family="audit",
+    ),
+    "audit.evidence.recorded": EventSpec(
+        type="audit.evidence.recorded",
+        topic="audit.evidence.v1",
+        payload=audit.EvidenceRecorded,
         family="audit",
     ),
     "billing.balance.changed": EventSpec(

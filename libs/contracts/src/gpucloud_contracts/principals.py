@@ -41,6 +41,8 @@ SERVICES: dict[str, ServiceAccess] = {
         families=("audit",),
         writes=("platform.heartbeat.v1",),
         reads=(
+            "appplatform.instance.v1",
+            "audit.evidence.v1",
             "billing.payment.v1",
             "billing.price.v1",
             "gpuaas.allocation.v1",
@@ -53,6 +55,8 @@ SERVICES: dict[str, ServiceAccess] = {
             "iam.tenant.v1",
             "iam.user.v1",
             "platform.heartbeat.v1",
+            "registry.key.v1",
+            "registry.release.v1",
             "terminal.policy.v1",
             "terminal.session.v1",
         ),
@@ -102,6 +106,7 @@ SERVICES: dict[str, ServiceAccess] = {
         writes=("platform.heartbeat.v1",),
         reads=(
             "audit.checkpoint.v1",
+            "audit.evidence.v1",
             "iam.membership.v1",
             "iam.project.v1",
             "iam.service-account.v1",

@@ -31,6 +31,10 @@ RECORDED_TOPICS = (
     Topic.GPUAAS_NODE_V1,
     Topic.TERMINAL_SESSION_V1,
     Topic.TERMINAL_POLICY_V1,
+    Topic.REGISTRY_RELEASE_V1,
+    Topic.REGISTRY_KEY_V1,
+    Topic.APPPLATFORM_INSTANCE_V1,
+    Topic.AUDIT_EVIDENCE_V1,
 )
 
 LOG = AuditLog(LogConfig.from_env())

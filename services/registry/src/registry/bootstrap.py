@@ -10,6 +10,7 @@ from platformkit.http import build_service_app
 from platformkit.settings import TOKEN_SETTINGS
 from registry import __version__
 from registry.api.routes import ROUTES
+from registry.app.evidence import evidence_handler
 from registry.app.projects import project_handler
 from registry.app.witness import witness_handler
 from registry.oci import OciClient
@@ -43,6 +44,7 @@ DEFINITION = ServiceDefinition(
         Subscription(
             "witness", (Topic.AUDIT_CHECKPOINT_V1,), witness_handler(SETTINGS.audit_log_key)
         ),
+        Subscription("evidence", (Topic.AUDIT_EVIDENCE_V1,), evidence_handler()),
     ],
     on_startup=[open_blob_store],
     on_shutdown=[close_blob_store],

@@ -6,16 +6,20 @@ needs to verify the pulled bundle offline."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import msgspec
 import psycopg
 import pytest
 
+from gpucloud_contracts.events.audit import EvidenceRecorded
 from gpucloud_contracts.events.registry import KeyChanged, ReleaseChanged
 from gpucloud_trust import bundle as bundles
 from gpucloud_trust.digests import digest_bytes
 from gpucloud_trust.dsse import Envelope
 from gpucloud_trust.keys import PublicKey, SigningKey
+from platformkit.envelope import new_event
+from registry.app.evidence import evidence_handler
 from registry.domain.apps import repository
 
 from .conftest import build_bundle
@@ -365,3 +369,53 @@ async def test_promotion_records_are_immutable_in_the_database(client, registry_
             with pytest.raises(psycopg.errors.RestrictViolation, match="immutable"):
                 conn.execute(sql)
         assert conn.execute("SELECT count(*) FROM promotions").fetchone() == (1,)
+
+
+async def _audit_recorded(client, tenant, digest: str, kind: str, outcome: str = "pass") -> None:
+    """What audit.evidence.recorded does to registry's projection (its own consumer's handler)."""
+    evidence = EvidenceRecorded(
+        evidence_id=uuid.uuid4(),
+        tenant_id=tenant,
+        kind=kind,
+        subject_digest=digest,
+        outcome=outcome,
+        producer=str(uuid.uuid4()),
+        producer_kind="service_account",
+        recorded_at=dt.datetime.now(dt.UTC),
+    )
+    event = new_event(
+        type="audit.evidence.recorded",
+        source="audit",
+        subject=str(evidence.evidence_id),
+        payload=evidence,
+    )
+    async with client.app.state.runtime.db.unit_of_work() as uow:
+        await evidence_handler()(event, uow)
+        await uow.commit()
+
+
+async def test_audit_evidence_records_meet_the_policys_required_evidence(client, tmp_path):
+    p = Publisher(client)
+    alice = SigningKey.generate()
+    await p.create_app()
+    built = build_bundle(tmp_path)
+    await p.upload(built)
+    await p.publish("2.0.0", built)
+    await p.trust(alice)
+    await p.set_policy("staging", required_evidence=["security-scan"])
+    await p.attach("2.0.0", p.release(built.digest, "2.0.0", alice))
+    assert (await p.promote("2.0.0", "dev")).status_code == 201
+
+    # a failed scan, a passing scan of another bundle, another kind, another tenant's pass:
+    # none of them is this version's security-scan on record
+    await _audit_recorded(client, p.tenant, built.digest, "security-scan", "fail")
+    await _audit_recorded(client, p.tenant, "sha256:" + "0" * 64, "security-scan")
+    await _audit_recorded(client, p.tenant, built.digest, "sbom")
+    await _audit_recorded(client, uuid.uuid4(), built.digest, "security-scan")
+    refused = await p.promote("2.0.0", "staging")
+    assert refused.status_code == 422 and _reasons(refused) == ["missing-evidence"]
+
+    await _audit_recorded(client, p.tenant, built.digest, "security-scan")
+    promoted = await p.promote("2.0.0", "staging")
+    assert promoted.status_code == 201, promoted.text
+    assert promoted.json()["policy"]["evidence_found"] == ["security-scan"]

@@ -6,11 +6,41 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-__all__ = ["CheckpointCreated"]
+__all__ = ["EvidenceRecorded", "CheckpointCreated"]
+
+
+class EvidenceRecorded(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Payload of `audit.evidence.recorded`, also the evidence read's item."""
+
+    evidence_id: uuid.UUID
+    # The tenant the evidence belongs to; 00000000-0000-0000-0000-000000000000 for the
+    # platform's own (deploy readiness).
+    tenant_id: uuid.UUID
+    # e.g. `release`, `uat`, `security-scan`, `sbom`, `readiness`.
+    kind: Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9-]{0,62}$")]
+    # What the evidence is about (a bundle's manifest digest; for readiness, the digest of the
+    # deploy's version map).
+    subject_digest: Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")]
+    # The check's result; only `pass` satisfies a promotion policy.
+    outcome: Literal["pass", "fail"]
+    # Who recorded it (a user or service account id, or `operator`).
+    producer: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    producer_kind: Literal["user", "service_account", "operator"]
+    recorded_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The project of the recording caller's binding, when it was recorded in one.
+    project_id: uuid.UUID | None = None
+    # Digest of the evidence document itself (the scan report, the SBOM), kept wherever `uri`
+    # says.
+    content_digest: Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")] | None = None
+    # Where the evidence document is kept.
+    uri: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+    # Small structured facts (at most 16 KiB as JSON), e.g. for readiness each service's version
+    # and git SHA.
+    details: dict[str, Any] | None = None
 
 
 class CheckpointCreated(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

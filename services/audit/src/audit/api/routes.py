@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, put
+from litestar import Controller, Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import Parameter
@@ -24,6 +25,8 @@ from litestar.params import Parameter
 from audit.api.schemas import (
     CheckpointOut,
     ConsistencyOut,
+    EvidenceIn,
+    EvidencePageOut,
     InclusionOut,
     LogKey,
     RecordOut,
@@ -33,12 +36,14 @@ from audit.api.schemas import (
     ServiceState,
     StatusReport,
 )
+from audit.app import evidence as evidence_app
 from audit.app import queries
 from audit.app.log import AuditLog, record_json
 from audit.app.retention import set_retention
+from gpucloud_contracts.events.audit import EvidenceRecorded
 from platformkit.auth import Principal, bearer_token, provide_principal, require_operator
 from platformkit.db import Database
-from platformkit.errors import NotFound, Unauthorized, ValidationFailed
+from platformkit.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 
 STALE_AFTER = dt.timedelta(seconds=float(os.environ.get("GPUCLOUD_STATUS_STALE_AFTER_S", "20")))
 # Whether a caller without a token may read the fleet's readiness (names, ready, stale):
@@ -106,6 +111,38 @@ class _RecordsOperation(Operation):
 
 
 JSONL = "application/jsonl"
+IdempotencyKey = Annotated[
+    str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200)
+]
+Subject = Annotated[str, Parameter(pattern=r"^sha256:[0-9a-f]{64}$")]
+Kind = Annotated[str | None, Parameter(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+
+
+def _record_command(
+    tenant_id: uuid.UUID,
+    project_id: uuid.UUID | None,
+    data: EvidenceIn,
+    principal: Principal,
+    key: str | None,
+) -> evidence_app.RecordEvidence:
+    return evidence_app.RecordEvidence(
+        tenant_id=tenant_id,
+        project_id=project_id,
+        kind=data.kind,
+        subject_digest=data.subject_digest,
+        outcome=data.outcome,
+        content_digest=data.content_digest,
+        uri=data.uri,
+        details=data.details,
+        principal=principal,
+        idempotency_key=key,
+    )
+
+
+def _stored(status: int, body: bytes) -> Response[bytes]:
+    return Response(body, status_code=status, media_type="application/json")
+
+
 Limit = Annotated[int, Parameter(ge=1, le=1000)]
 After = Annotated[int, Parameter(ge=0)]
 Format = Annotated[str, Parameter(pattern="^(json|jsonl)$")]
@@ -244,6 +281,83 @@ class AuditController(Controller):
             record=record_json(leaf),
             proof=[_b64(h) for h in proof],
         )
+
+    @post(
+        "/tenants/{tenant_id:uuid}/projects/{project_id:uuid}/evidence",
+        operation_id="recordEvidence",
+        status_code=201,
+        description="Record a check's result about a digest (a bundle's manifest digest): the"
+        " tenant's owners, admins and members, the project's admins and members (a CI"
+        " service account bound to it), operators. Immutable; published as"
+        " `audit.evidence.recorded` and kept in the audit log.",
+        responses={201: ResponseSpec(EvidenceRecorded, description="The stored record")},
+    )
+    async def record_evidence(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        data: EvidenceIn,
+        db: Database,
+        principal: Principal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        evidence_app.authorize_record(principal, tenant_id, project_id)
+        if tenant_id == evidence_app.PLATFORM_TENANT:
+            raise NotFound("no such resource")
+        command = _record_command(tenant_id, project_id, data, principal, idempotency_key)
+        return _stored(*await evidence_app.record_evidence(db, command))
+
+    @post(
+        "/evidence",
+        operation_id="recordPlatformEvidence",
+        status_code=201,
+        description="Record the platform's own evidence (tenant 00000000-..., e.g. which"
+        " version of every service passed readiness after a deploy): operators only.",
+        guards=[require_operator],
+        responses={201: ResponseSpec(EvidenceRecorded, description="The stored record")},
+    )
+    async def record_platform_evidence(
+        self,
+        data: EvidenceIn,
+        db: Database,
+        principal: Principal,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[bytes]:
+        command = _record_command(
+            evidence_app.PLATFORM_TENANT, None, data, principal, idempotency_key
+        )
+        return _stored(*await evidence_app.record_evidence(db, command))
+
+    @get(
+        "/evidence",
+        operation_id="listEvidence",
+        description="The evidence records about a digest that the caller may read, oldest"
+        " first: the tenant's readers (owner, admin, member, viewer) every record of their"
+        " tenant, project roles and service accounts their projects' records, operators"
+        " every record (`tenant` narrows; the platform's own is tenant"
+        " 00000000-0000-0000-0000-000000000000).",
+    )
+    async def list_evidence(
+        self,
+        db: Database,
+        principal: Principal,
+        subject: Subject,
+        kind: Kind = None,
+        tenant: uuid.UUID | None = None,
+        limit: Limit = 100,
+    ) -> EvidencePageOut:
+        if not principal.is_operator:
+            if principal.tenant_id is None:
+                raise NotFound("no such resource")
+            if not (
+                principal.roles & evidence_app.TENANT_READER_ROLES
+                or any(
+                    r & evidence_app.PROJECT_READER_ROLES for r in principal.project_roles.values()
+                )
+            ):
+                raise Forbidden("your role does not read evidence")
+        items = await evidence_app.evidence_about(db, principal, subject, kind, tenant, limit)
+        return EvidencePageOut(items=items)
 
     @put("/tenants/{tenant_id:uuid}/retention", operation_id="setAuditRetention")
     async def retention(

@@ -1,7 +1,9 @@
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from gpucloud_contracts.events.audit import EvidenceRecorded
 
 
 class LogKey(msgspec.Struct):
@@ -72,3 +74,21 @@ class ServiceState(msgspec.Struct):
 class StatusReport(msgspec.Struct):
     services: list[ServiceState]
     generated_at: dt.datetime
+
+
+Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class EvidenceIn(msgspec.Struct, forbid_unknown_fields=True):
+    """An evidence record: a check's `outcome` about `subject_digest` (docs/audit.md)."""
+
+    kind: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+    subject_digest: Digest
+    outcome: Literal["pass", "fail"]
+    content_digest: Digest | None = None
+    uri: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+    details: dict[str, Any] | None = None
+
+
+class EvidencePageOut(msgspec.Struct):
+    items: list[EvidenceRecorded]

@@ -89,7 +89,39 @@ _TERMINAL = {
     "terminal.policy.changed": Rule("terminal_policy", "tenant_id", ("changed_by",)),
 }
 
-RULES: Mapping[str, Rule] = {**_IAM, **_BILLING, **_GPUAAS, **_TERMINAL}
+_RELEASE = Rule("release", "version_id", ("actor",))
+_KEY = Rule("publisher_key", "id", ("actor",))
+_INSTANCE = Rule("app_instance", "instance_id", ("actor",))
+_REGISTRY = {
+    "registry.version.published": _RELEASE,
+    "registry.statement.attached": _RELEASE,
+    "registry.release.promoted": _RELEASE,
+    "registry.release.yanked": _RELEASE,
+    "registry.key.added": _KEY,
+    "registry.key.rotated": _KEY,
+    "registry.key.renewed": _KEY,
+    "registry.key.revoked": _KEY,
+}
+_APPPLATFORM = {
+    # Desired-state changes and how instances end; the controller's intermediate steps
+    # (provisioning, starting, ready, degraded) are not privileged actions.
+    "appplatform.instance.created": _INSTANCE,
+    "appplatform.instance.updated": _INSTANCE,
+    "appplatform.instance.stopping": _INSTANCE,
+    "appplatform.instance.stopped": _INSTANCE,
+    "appplatform.instance.failed": Rule("app_instance", "instance_id", ("actor",), "failure"),
+}
+_AUDIT = {"audit.evidence.recorded": Rule("evidence", "evidence_id", ("producer",))}
+
+RULES: Mapping[str, Rule] = {
+    **_IAM,
+    **_BILLING,
+    **_GPUAAS,
+    **_TERMINAL,
+    **_REGISTRY,
+    **_APPPLATFORM,
+    **_AUDIT,
+}
 """Every recorded event type. An event of a recorded topic whose type has no rule (a new
 type, a high-volume one such as a balance change) is not a privileged action: skipped."""
 

@@ -19,6 +19,7 @@ from platformkit.db import Database
 from platformkit.ids import uuid7
 from registry.app.catalog import AppRef, require_app, require_version
 from registry.app.common import Actor, PromotionRefused, conflict, emit, invalid
+from registry.app.evidence import recorded_kinds
 from registry.app.keys import policy_from_row
 from registry.app.releases import RELEASE_PROMOTED, RELEASE_YANKED, release_document, state_of
 from registry.app.trust import standing, successors
@@ -44,7 +45,10 @@ async def promote(
             await repo.statements(uow, version["id"]), keys, version["manifest_digest"], claim
         )
         policy = policy_from_row(await repo.policy(uow, app["tenant_id"], channel.value), channel)
-        result = evaluate(policy, now.release_signers, now.evidence_kinds, successors(keys))
+        on_record = now.evidence_kinds | await recorded_kinds(
+            uow, app["tenant_id"], version["manifest_digest"]
+        )
+        result = evaluate(policy, now.release_signers, on_record, successors(keys))
         if not result.passed:
             raise PromotionRefused(list(result.reasons), explain(result))
         record = PolicyOut(

@@ -10,9 +10,9 @@ of exactly this bundle, tenant, app and version (the app layer verifies the DSSE
 this module only counts). A rotated required key is stood in for by its successors, so a
 routine rotation does not lock a channel.
 
-Evidence: until audit's evidence API exists, a kind is on record when an evidence-reference
-statement of that kind about this bundle is attached, signed by an unrevoked trusted key
-(docs/registry.md says how this changes when audit.evidence events arrive).
+Evidence: the caller passes the kinds on record (app/promotions.py): passing audit evidence
+records about the bundle in the app's tenant (app/evidence.py) and attached evidence-reference
+statements signed by an unrevoked trusted key (app/trust.py).
 """
 
 from __future__ import annotations
