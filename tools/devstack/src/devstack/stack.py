@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,6 +215,40 @@ def seed_demo(f: Fleet) -> Demo:
     return Demo(DEMO_EMAIL, password, slug, state)
 
 
+def record_readiness(f: Fleet) -> tuple[str | None, str]:
+    """Readiness evidence of this deploy (issue 15 item 5): which version and git SHA of every
+    service passed its readiness, one audit evidence record (kind `readiness`, platform
+    tenant) whose subject is the digest of that version map, so "which build is running and
+    did its checks pass" has one readback: GET /v1/audit/evidence?subject=<digest>."""
+    from devstack import credentials
+
+    headers = {"Authorization": f"Bearer {credentials.load()[credentials.OPERATOR_TOKEN]}"}
+    with httpx.Client(base_url=processes.url(f.gateway), timeout=10.0) as client:
+        status = client.get("/v1/audit/status", headers=headers)
+        if status.status_code != 200:
+            return None, f"not recorded: status HTTP {status.status_code}"
+        services = {
+            s["name"]: {"version": s["version"], "git_sha": s["git_sha"], "ready": s["ready"]}
+            for s in status.json()["services"]
+        }
+        versions = json.dumps(services, sort_keys=True, separators=(",", ":")).encode()
+        digest = "sha256:" + hashlib.sha256(versions).hexdigest()
+        all_ready = all(s["ready"] for s in services.values())
+        made = client.post(
+            "/v1/audit/evidence",
+            json={
+                "kind": "readiness",
+                "subject_digest": digest,
+                "outcome": "pass" if all_ready else "fail",
+                "details": {"deploy": "devstack", "services": services},
+            },
+            headers=headers | {"Idempotency-Key": f"devstack-readiness-{all_ready}-{digest}"},
+        )
+    if made.status_code != 201:
+        return None, f"not recorded: HTTP {made.status_code} {made.text[:200]}"
+    return digest, f"{len(services)} services, subject {digest[:19]}..."
+
+
 def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]:
     started = time.monotonic()
     infra = infra_mod.ensure_infra()
@@ -229,6 +265,7 @@ def up(infra_only: bool = False, log=print) -> tuple[infra_mod.Infra, list[Row]]
     log(f"processes ready ({time.monotonic() - started:.1f}s)")
     asyncio.run(_wait_fleet_status(f))
     log(f"gateway reports every service ready ({time.monotonic() - started:.1f}s)")
+    log(f"readiness evidence: {record_readiness(f)[1]}")
     asyncio.run(_wait_nodes_ready(f))
     log(f"gpuaas reports every node agent ready ({time.monotonic() - started:.1f}s)")
     demo = seed_demo(f)
