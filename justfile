@@ -31,6 +31,7 @@ test *ARGS: lint deploy-check
 # Regenerate payload types from contracts/asyncapi and the committed OpenAPI documents
 contracts:
     uv run --quiet python tools/contracts/generate.py
+    uv run --quiet python tools/contracts/app_manifest_schema.py
 
 # ruff, import layering, AsyncAPI validation, drift of every generated contract, the portal's vendored assets
 lint:
@@ -38,6 +39,7 @@ lint:
     uv run --quiet ruff check .
     uv run --quiet lint-imports
     uv run --quiet python tools/contracts/generate.py --check
+    uv run --quiet python tools/contracts/app_manifest_schema.py --check
     uv run --quiet python -m portal.vendor check
 
 # Chaos run on an isolated stack (own home, ports + 1000): just chaos --seed 1 --cycles 100
