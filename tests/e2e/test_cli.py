@@ -40,7 +40,9 @@ MIG = ("h100-80gb", "1g.10gb")
 
 def _document_name(args: tuple[str, ...]) -> str:
     words = [a for a in args if not a.startswith("-")]
-    if words[0] in ("keys", "service-accounts", "ssh-keys", "audit"):
+    if words[:2] == ["app", "key"]:
+        return " ".join(words[:3])
+    if words[0] in ("keys", "service-accounts", "ssh-keys", "audit", "app"):
         return " ".join(words[:2])
     if words[0] == "ssh" and "--config" in args:
         return "ssh --config"
@@ -138,6 +140,39 @@ class TestCli:
         used = gpucloud.json("use", f"{slug}/Default")  # a project by name
         assert used["context"]["project_id"] == tenant["body"]["project"]["id"]
         assert gpucloud.json("use")["current"] == f"{slug}/default"
+
+    def test_an_app_from_init_to_a_signed_promoted_release(
+        self, gpucloud: Cli, tenant, tmp_path
+    ) -> None:
+        folder = tmp_path / "hello"
+        gpucloud.json("app", "init", "hello", "--dir", str(folder))
+        (folder / "gpucloud.yaml").write_text(
+            (folder / "gpucloud.yaml").read_text().replace("port: 8000", "port: 70000")
+        )
+        invalid = gpucloud.error("app", "validate", str(folder), expect=5)
+        assert invalid["errors"] == [{"field": "ports[0].port", "message": "must be <= 65535"}]
+        (folder / "gpucloud.yaml").write_text(
+            (folder / "gpucloud.yaml").read_text().replace("port: 70000", "port: 8000")
+        )
+        assert gpucloud.json("app", "validate", str(folder))["name"] == "hello"
+
+        key_file = tmp_path / "publisher.key"
+        made = gpucloud.json("app", "key", "create", "--out", str(key_file), "--name", "ci")
+        assert (key_file.stat().st_mode & 0o777) == 0o600
+        assert made["key"]["key_id"] == made["key_id"]
+
+        # unsigned: published, not promotable; signed: promoted to dev
+        published = gpucloud.json("app", "publish", str(folder))
+        assert published["app_created"] and not published["signed"]
+        assert published["release"]["bundle"]["app_manifest"]["name"] == "hello"
+        refused = gpucloud.error("app", "promote", "hello", "0.1.0", "--to", "dev", expect=5)
+        assert refused["errors"][0]["message"] == "unsigned"
+        signed = gpucloud.json("app", "publish", str(folder), "--key", str(key_file))
+        assert signed["signed"] and signed["digest"] == published["digest"]
+        assert not signed["app_created"] and signed["blobs_uploaded"] == 0
+        promoted = gpucloud.json("app", "promote", "hello", "0.1.0", "--to", "dev")
+        assert promoted["release"]["channels"] == ["dev"]
+        assert promoted["release"]["bundle"]["manifest_digest"] == published["digest"]
 
     def test_top_up_settles_through_the_sandbox(self, gpucloud: Cli) -> None:
         # billing learns of the tenant from iam's event: wait until it answers for it

@@ -3,8 +3,8 @@
     uv run python tools/contracts/app_manifest_schema.py           # write it
     uv run python tools/contracts/app_manifest_schema.py --check   # exit 1 when it drifted
 
-The structs (libs/contracts/src/gpucloud_contracts/app_manifest.py) are the source; the file
-is what publishers' editors and other tools read. libs/contracts/tests/test_app_manifest.py
+The structs (libs/manifest/src/gpucloud_manifest/__init__.py) are the source; the file
+is what publishers' editors and other tools read. libs/manifest/tests/test_manifest.py
 fails when the two disagree.
 """
 
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from gpucloud_contracts.app_manifest import json_schema
+from gpucloud_manifest import json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "contracts" / "app-manifest.schema.json"

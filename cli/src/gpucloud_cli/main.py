@@ -61,6 +61,9 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
             "Your SSH public keys, which `gpucloud ssh` signs in with.",
         ),
     },
+    "App": {
+        "app": ("apps:app", "Publish apps: init, validate, key create, publish, promote."),
+    },
     "Audit": {
         "audit": (
             "audit:audit",

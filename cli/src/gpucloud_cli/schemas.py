@@ -305,6 +305,42 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "finding": {"type": "null"},
         }
     ),
+    "app init": obj({"manifest": STRING, "files": array(STRING)}),
+    "app validate": obj(
+        {
+            "manifest": STRING,
+            "valid": BOOLEAN,
+            "name": STRING,
+            "version": STRING,
+            "required_env": array(STRING),
+        }
+    ),
+    "app key create": obj(
+        {
+            "key_file": {**STRING, "description": "The private key, mode 0600"},
+            "key_id": STRING,
+            "key": {"type": "object", "description": "registry's trusted key (KeyChanged)"},
+        }
+    ),
+    "app publish": obj(
+        {
+            "app": STRING,
+            "version": STRING,
+            "digest": {**STRING, "description": "The bundle's manifest digest"},
+            "app_created": BOOLEAN,
+            "blobs_uploaded": INTEGER,
+            "signed": BOOLEAN,
+            "release": {"type": "object", "description": "registry's release document"},
+        }
+    ),
+    "app promote": obj(
+        {
+            "app": STRING,
+            "version": STRING,
+            "channel": {"enum": ["dev", "staging", "stable"]},
+            "release": {"type": "object", "description": "registry's release document"},
+        }
+    ),
     "completion": obj({"shell": {"enum": ["bash", "zsh", "fish"]}, "script": STRING}),
     "error": obj({"error": ref("Error")}),
 }

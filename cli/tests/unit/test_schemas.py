@@ -30,13 +30,24 @@ def test_it_is_a_valid_json_schema() -> None:
         jsonschema_rs.validator_for(schemas.document_schema(command))
 
 
+def _leaves(group: click.Group, ctx: click.Context, prefix: str) -> set[str]:
+    names = set()
+    for sub in group.list_commands(ctx):
+        command = group.get_command(ctx, sub)
+        if isinstance(command, click.Group):  # e.g. `app key create`
+            names |= _leaves(command, ctx, f"{prefix} {sub}")
+        else:
+            names.add(f"{prefix} {sub}")
+    return names
+
+
 def _leaf_commands() -> set[str]:
     ctx = click.Context(cli)
     names = set()
     for name in COMMANDS:
         command = cli.get_command(ctx, name)
         if isinstance(command, click.Group):
-            names |= {f"{name} {sub}" for sub in command.list_commands(ctx)}
+            names |= _leaves(command, ctx, name)
         else:
             names.add(name)
     return names

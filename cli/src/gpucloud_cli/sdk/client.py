@@ -131,6 +131,7 @@ class Client:
         idempotency_key: str | None = None,
         authenticated: bool = True,
         retry: bool | None = None,
+        content: bytes | None = None,
     ) -> Answer:
         headers: dict[str, str] = {}
         if idempotency_key:
@@ -144,8 +145,9 @@ class Client:
                     raise NotSignedIn("not signed in: run `gpucloud login`")
                 headers["Authorization"] = f"Bearer {self.credentials.token()}"
             try:
+                extra = {} if content is None else {"content": content}
                 response = self._http.request(
-                    method, path, json=json, data=data, params=params, headers=headers
+                    method, path, json=json, data=data, params=params, headers=headers, **extra
                 )
             except TransportError as exc:
                 if retry and attempt < len(RETRY_DELAYS_S):

@@ -101,6 +101,7 @@ class Http:
         data: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> Answer:
         target = self.prefix + path
         if params:
@@ -115,6 +116,9 @@ class Http:
         elif data is not None:
             body = urlencode(data).encode()
             sent["Content-Type"] = "application/x-www-form-urlencoded"
+        elif content is not None:
+            body = content
+            sent.setdefault("Content-Type", "application/octet-stream")
         if body is not None or method in ("POST", "PUT", "PATCH"):
             sent["Content-Length"] = str(len(body or b""))
         connection = self._connect()

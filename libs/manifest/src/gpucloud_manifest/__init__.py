@@ -4,7 +4,7 @@ Shared by the CLI (`gpucloud app validate|publish`), registry's events (a publis
 carries its bundle's config blob, which is this manifest as JSON) and appplatform (its
 catalog and instances). Hand written; contracts/app-manifest.schema.json is generated from
 these structs (`python tools/contracts/app_manifest_schema.py`, checked for drift by
-libs/contracts/tests/test_app_manifest.py).
+libs/manifest/tests/test_manifest.py).
 
 `validate(data)` checks a parsed document and raises `ManifestError` listing every problem
 with its exact field path (`ports[1].port: must be <= 65535`, `probe.port: names no declared
@@ -341,7 +341,7 @@ def validate(data: Any) -> Manifest:
 
 def to_builtins(manifest: Manifest) -> dict[str, Any]:
     """The manifest as JSON-ready data (what a bundle's config blob holds)."""
-    return msgspec.to_builtins(manifest, omit_defaults=False)
+    return msgspec.to_builtins(manifest)
 
 
 def json_schema() -> dict[str, Any]:
@@ -353,7 +353,7 @@ def json_schema() -> dict[str, Any]:
         "title": "gpucloud app manifest (gpucloud.yaml)",
         "description": (
             "What an app runs (command, env, ports), on what (resources) and how it is probed."
-            " Generated from libs/contracts/src/gpucloud_contracts/app_manifest.py; semantic"
+            " Generated from libs/manifest/src/gpucloud_manifest/__init__.py; semantic"
             " rules (a probe names a declared http port, unique port names and numbers, a sku"
             " or a memory range) are checked by its validate(). Volumes are local to the node."
         ),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gpucloud_contracts.app_manifest import Manifest, ManifestError, json_schema, validate
+from gpucloud_manifest import Manifest, ManifestError, json_schema, validate
 
 ROOT = Path(__file__).resolve().parents[3]
 
