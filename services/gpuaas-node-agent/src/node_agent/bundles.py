@@ -9,9 +9,10 @@ stored them) and the namespace's publisher keys. Before the workload starts the 
    must verify against a key that counts now, say this tenant, app and version, and name
    the digest gpuaas asked for; the release must be promoted to the channel and not yanked;
 2. verifies the bytes it would run (`gpucloud_trust.bundle.verify_layout`): the manifest
-   must hash to the digest and every blob to its descriptor. The agent does not pull
-   bundles from registry yet: it reads them from `GPUCLOUD_NODE_BUNDLE_DIR/<hex>/` (an OCI
-   image layout per manifest digest, the pull cache's shape). With no bundle directory set,
+   must hash to the digest and every blob to its descriptor. The bytes come from the pull
+   cache `GPUCLOUD_NODE_BUNDLE_DIR/<hex>/` (an OCI image layout per manifest digest); one not
+   there yet is pulled from the OCI registry first when GPUCLOUD_NODE_OCI_URL is set
+   (node_agent/pull.py, the node's own registry credential). With no bundle directory set,
    step 2 is skipped and the agent runs its configured workload command (logged).
 
 A failure raises `BundleError` whose `reason` the agent reports on its next sync; gpuaas
@@ -21,6 +22,7 @@ records the allocation failed with reason `bundle_<reason>`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from gpucloud_trust.bundle import BundleError, ReleaseClaim, VerifiedRelease, ve
 from gpucloud_trust.dsse import Envelope, InvalidEnvelope
 from gpucloud_trust.gate import Release, TrustedKey, check_launch
 from gpucloud_trust.keys import InvalidKey, PublicKey
+from node_agent.pull import OciPuller
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,11 @@ def _keys(bundle: DesiredBundle) -> list[TrustedKey]:
         except InvalidKey:
             continue
     return out
+
+
+@functools.cache
+def _puller() -> OciPuller | None:
+    return OciPuller.from_env()
 
 
 def verify_before_run(
@@ -77,6 +85,8 @@ def verify_before_run(
             extra={"fields": {"digest": bundle.digest, "app": bundle.app}},
         )
         return verified
+    if (puller := _puller()) is not None:
+        puller.ensure(bundle.tenant_id, bundle.app, bundle.digest, bundle_dir)
     threshold = max(1, bundle.thresholds.get(bundle.channel, 1))
     return verify_layout(
         bundle_dir / bundle.digest.removeprefix("sha256:"),

@@ -30,6 +30,12 @@ NAME = "oci-registry"
 VERSION = "v3.1.2"
 MODULE = f"github.com/distribution/distribution/v3/cmd/registry@{VERSION}"
 USERNAME = "registry"
+# The node agents pull bundles as their own user. The distribution registry's htpasswd auth
+# has no scopes, so this user could push too; the agents verify every digest and signature
+# before running anything (docs/gpuaas.md "Launch gate"). A production registry gives nodes
+# a pull-only credential (token auth with `pull` scope).
+NODE_USERNAME = "node"
+NODE_PASSWORD_KEY = "oci_node_password"
 PASSWORD_KEY = "oci_registry_password"
 SECRET_KEY = "oci_registry_http_secret"
 
@@ -86,11 +92,17 @@ def url(fleet: Fleet) -> str:
 
 def _write_config(fleet: Fleet) -> Path:
     home = _home()
-    password = credentials.password(PASSWORD_KEY)
+    users = {
+        USERNAME: credentials.password(PASSWORD_KEY),
+        NODE_USERNAME: credentials.password(NODE_PASSWORD_KEY),
+    }
     htpasswd = home / "htpasswd"
-    if not _htpasswd_matches(htpasswd, password):
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
-        htpasswd.write_text(f"{USERNAME}:{hashed}\n")
+    if not _htpasswd_matches(htpasswd, users):
+        lines = [
+            f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=10)).decode()}\n"
+            for user, pw in users.items()
+        ]
+        htpasswd.write_text("".join(lines))
         htpasswd.chmod(0o600)
     config = {  # JSON is YAML: no YAML writer needed
         "version": 0.1,
@@ -115,12 +127,14 @@ def _write_config(fleet: Fleet) -> Path:
     return path
 
 
-def _htpasswd_matches(path: Path, password: str) -> bool:
+def _htpasswd_matches(path: Path, users: dict[str, str]) -> bool:
     try:
-        user, hashed = path.read_text().strip().split(":", 1)
+        found = dict(line.split(":", 1) for line in path.read_text().split())
     except (OSError, ValueError):
         return False
-    return user == USERNAME and bcrypt.checkpw(password.encode(), hashed.encode())
+    return set(found) == set(users) and all(
+        bcrypt.checkpw(pw.encode(), found[user].encode()) for user, pw in users.items()
+    )
 
 
 def ready(fleet: Fleet) -> bool:

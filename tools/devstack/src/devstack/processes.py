@@ -14,7 +14,7 @@ from functools import cache
 
 import httpx
 
-from devstack import credentials, kafka, supervise
+from devstack import credentials, kafka, oci, supervise
 from devstack.fleet import Fleet, Service
 from devstack.infra import Infra
 from devstack.paths import repo_root, state_dir, venv_python
@@ -113,6 +113,15 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # The agent's local state belongs to this stack (an isolated stack has its own home).
         env.setdefault("GPUCLOUD_NODE_STATE_DIR", str(state_dir() / "node-agent"))
         env["GPUCLOUD_GPUAAS_URL"] = url(gpuaas) if gpuaas else f"http://{HOST}:8104"
+        if infra.oci_registry is not None:
+            # The agent pulls a launch's bundle from the OCI registry into its pull cache
+            # (an OCI layout per manifest digest), then verifies bytes and signatures.
+            env["GPUCLOUD_NODE_BUNDLE_DIR"] = str(
+                state_dir() / "node-agent" / f"bundles-{proc.name}"
+            )
+            env["GPUCLOUD_NODE_OCI_URL"] = infra.oci_registry.url
+            env["GPUCLOUD_NODE_OCI_USERNAME"] = oci.NODE_USERNAME
+            env["GPUCLOUD_NODE_OCI_PASSWORD"] = credentials.password(oci.NODE_PASSWORD_KEY)
         if terminal is not None:
             # The agent verifies session tokens against terminal-gateway's keys.
             env["GPUCLOUD_TERMINAL_JWKS_URL"] = f"{url(terminal)}/v1/terminal/.well-known/jwks.json"
