@@ -62,7 +62,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
     "App": {
-        "app": ("apps:app", "Publish apps: init, validate, key create, publish, promote."),
+        "app": ("apps:app", "Apps: init, validate, publish, promote; launch, ps, get, open, stop."),
     },
     "Audit": {
         "audit": (

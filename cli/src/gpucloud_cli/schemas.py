@@ -341,6 +341,16 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "release": {"type": "object", "description": "registry's release document"},
         }
     ),
+    "app launch": obj(
+        {
+            "instance": {"type": "object", "description": "appplatform's instance (InstanceOut)"},
+            "waited": BOOLEAN,
+        }
+    ),
+    "app ps": obj({"instances": array({"type": "object"})}),
+    "app get": obj({"instance": {"type": "object"}}),
+    "app stop": obj({"instance": {"type": "object"}}),
+    "app open": obj({"instance_id": STRING, "url": STRING}),
     "completion": obj({"shell": {"enum": ["bash", "zsh", "fish"]}, "script": STRING}),
     "error": obj({"error": ref("Error")}),
 }

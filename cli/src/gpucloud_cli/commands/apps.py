@@ -11,6 +11,10 @@ in registry (docs/apps.md "Add a New App").
   project when it is new, uploads the blobs through registry, publishes the version and, with
   `--key`, signs and attaches the release statement.
 - `app promote NAME VERSION --to CHANNEL` promotes it (dev -> staging -> stable).
+- `app launch APP --name NAME` runs an instance of a promoted release in the project
+  (appplatform keeps it running), `--wait` follows it to ready; `app ps`, `app get`,
+  `app stop` read and stop instances; `app open` prints (or opens) an exposed port's URL
+  through the gateway, where the caller's own token authorizes every request.
 """
 
 from __future__ import annotations
@@ -127,7 +131,7 @@ def _manifest_path(target: str) -> Path:
 
 @click.group()
 def app() -> None:
-    """Publish apps: init, validate, key create, publish, promote."""
+    """Apps: init, validate, publish, promote; launch, ps, get, open, stop."""
 
 
 @app.command("init")
@@ -333,3 +337,201 @@ def promote(app: App, name: str, version: str, channel: str, as_json: bool) -> N
         emit_json({"app": name, "version": version, "channel": channel, "release": release})
         return
     note(f"{name} {version} is on {', '.join(release.get('channels') or [channel])}")
+
+
+def _instances(scope: Any) -> str:
+    return f"/v1/apps/tenants/{scope.tenant_id}/projects/{scope.project_id}/instances"
+
+
+def _instance_id(scope: Any, wanted: str) -> str:
+    """An instance by id or by name (live instances' names are unique in a project)."""
+    items = scope.client._json("GET", _instances(scope), params={"limit": 500})["items"]
+    for item in items:
+        if wanted == item["id"] or (
+            wanted == item["name"] and item["status"]["state"] not in ("stopped", "failed")
+        ):
+            return item["id"]
+    from gpucloud_cli.sdk.errors import UnknownName
+
+    names = ", ".join(sorted({i["name"] for i in items})) or "none yet"
+    raise UnknownName(f"no instance {wanted!r} in this project; instances: {names}")
+
+
+def _env_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    from gpucloud_cli.sdk.errors import InvalidInput
+
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput("env", f"{pair!r} is not NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def _summary(instance: dict[str, Any]) -> str:
+    status = instance["status"]
+    return (
+        f"{instance['name']} ({instance['id']}): {status['state']},"
+        f" {status['ready_replicas']}/{instance['spec']['replicas']} ready"
+    )
+
+
+@app.command("launch")
+@click.argument("app_name", metavar="APP")
+@click.option("--name", "instance_name", help="The instance's name (default: APP).")
+@click.option("--channel", type=click.Choice(["dev", "staging", "stable"]), help="Default: stable.")
+@click.option("--version", help="One version instead of a channel's newest.")
+@click.option("--public", is_flag=True, help="A platform-public app, not the tenant's own.")
+@click.option("--replicas", type=click.IntRange(1, 16))
+@click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Repeatable.")
+@click.option("--wait/--no-wait", default=False, help="Follow the instance until it is ready.")
+@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True)
+@json_option
+@pass_app
+def launch(
+    app: App,
+    app_name: str,
+    instance_name: str | None,
+    channel: str | None,
+    version: str | None,
+    public: bool,
+    replicas: int | None,
+    env: tuple[str, ...],
+    wait: bool,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
+    """Launch an instance of a promoted app in the project."""
+    import time
+
+    from gpucloud_cli.sdk.client import new_idempotency_key
+    from gpucloud_cli.sdk.errors import Unfinished
+
+    scope = app.scope()
+    body: dict[str, Any] = {"name": instance_name or app_name, "env": _env_pairs(env)}
+    for field, value in (("channel", channel), ("version", version), ("replicas", replicas)):
+        if value is not None:
+            body[field] = value
+    if public:
+        body["namespace"] = "platform"
+    base = f"/v1/apps/tenants/{scope.tenant_id}/projects/{scope.project_id}"
+    instance = scope.client._json(
+        "POST",
+        f"{base}/apps/{app_name}/instances",
+        json=body,
+        idempotency_key=new_idempotency_key(),
+    )
+    deadline = time.monotonic() + timeout_s
+    while wait and instance["status"]["state"] not in ("ready", "failed", "stopped"):
+        if time.monotonic() > deadline:
+            raise Unfinished(f"{_summary(instance)} after {timeout_s:.0f} s")
+        time.sleep(1.0)
+        instance = scope.client._json("GET", f"{_instances(scope)}/{instance['id']}")
+    if as_json:
+        emit_json({"instance": instance, "waited": wait})
+        return
+    note(_summary(instance))
+
+
+@app.command("ps")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Stopped and failed ones too.")
+@json_option
+@pass_app
+def ps(app: App, show_all: bool, as_json: bool) -> None:
+    """List the project's app instances."""
+    from gpucloud_cli.output import table
+
+    scope = app.scope()
+    items = scope.client._json("GET", _instances(scope), params={"limit": 500})["items"]
+    if not show_all:
+        items = [i for i in items if i["status"]["state"] not in ("stopped", "failed")]
+    if as_json:
+        emit_json({"instances": items})
+        return
+    table(
+        ["ID", "NAME", "APP", "VERSION", "STATE", "READY"],
+        [
+            [
+                i["id"][-8:],
+                i["name"],
+                i["spec"]["app"],
+                i["spec"]["version"],
+                i["status"]["state"],
+                f"{i['status']['ready_replicas']}/{i['spec']['replicas']}",
+            ]
+            for i in items
+        ],
+        empty="no app instances in this project",
+    )
+
+
+@app.command("get")
+@click.argument("instance")
+@json_option
+@pass_app
+def get(app: App, instance: str, as_json: bool) -> None:
+    """Show one instance: its desired state, status and conditions."""
+    scope = app.scope()
+    found = scope.client._json("GET", f"{_instances(scope)}/{_instance_id(scope, instance)}")
+    if as_json:
+        emit_json({"instance": found})
+        return
+    note(_summary(found))
+    for c in found["status"]["conditions"]:
+        note(f"  {c['type']}={c['status']} ({c['reason']}): {c['message']}")
+
+
+@app.command("stop")
+@click.argument("instance")
+@json_option
+@pass_app
+def stop(app: App, instance: str, as_json: bool) -> None:
+    """Stop an instance: its replicas are released."""
+    scope = app.scope()
+    path = f"{_instances(scope)}/{_instance_id(scope, instance)}/stop"
+    found = scope.client._json("POST", path, retry=True)  # stopping twice changes nothing
+    if as_json:
+        emit_json({"instance": found})
+        return
+    note(_summary(found))
+
+
+def _first_exposed_port(scope: Any, instance: dict[str, Any]) -> str:
+    """The first exposed http port of the instance's release, from the catalog."""
+    from gpucloud_cli.sdk.errors import InvalidInput
+
+    spec = instance["spec"]
+    catalog = scope.client._json("GET", "/v1/apps/catalog", params={"q": spec["app"]})
+    for item in catalog["items"]:
+        if item["app"] != spec["app"] or item["tenant_id"] != spec["app_tenant_id"]:
+            continue
+        for channel in item["channels"]:
+            for version in channel["versions"]:
+                if version["manifest_digest"] == spec["manifest_digest"]:
+                    for p in version["manifest"]["ports"]:
+                        if p.get("expose") and p.get("protocol", "http") == "http":
+                            return str(p["port"])
+    raise InvalidInput("port", "the release exposes no http port the catalog shows: give --port")
+
+
+@app.command("open")
+@click.argument("instance")
+@click.option("--port", help="A declared exposed port (number or name); default: the first.")
+@click.option("--browser/--no-browser", default=False, help="Open it in a web browser.")
+@json_option
+@pass_app
+def open_command(app: App, instance: str, port: str | None, browser: bool, as_json: bool) -> None:
+    """Print the URL of an instance's exposed port through the gateway."""
+    scope = app.scope()
+    found = scope.client._json("GET", f"{_instances(scope)}/{_instance_id(scope, instance)}")
+    chosen = port or _first_exposed_port(scope, found)
+    url = f"{scope.client.gateway}/v1/apps/instances/{found['id']}/ports/{chosen}/"
+    if browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    if as_json:
+        emit_json({"instance_id": found["id"], "url": url})
+        return
+    note(url)
