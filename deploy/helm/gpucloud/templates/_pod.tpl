@@ -126,6 +126,10 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if eq $svc.role "node-agent" }}
+        - name: bundle-cache
+          mountPath: /var/cache/gpucloud
+        {{- end }}
         {{- if and .serve $signingKeys }}
         - name: signing-keys
           mountPath: {{ $signingKeysDir }}
@@ -139,6 +143,11 @@ spec:
   volumes:
     - name: tmp
       emptyDir: {sizeLimit: 64Mi}
+    {{- if eq $svc.role "node-agent" }}
+    # the agent's pull cache: one OCI layout per bundle digest, verified before each run
+    - name: bundle-cache
+      emptyDir: {sizeLimit: {{ $svc.bundleCacheSize | default "50Gi" }}}
+    {{- end }}
     {{- if and .serve $signingKeys }}
     - name: signing-keys
       secret:

@@ -66,12 +66,15 @@ async def stop_agent(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
-    # which node it is, where gpuaas and terminal-gateway are, and its credential
+    # which node it is, where gpuaas and terminal-gateway are, and its credential; where it
+    # pulls bundles from and caches them (a production node verifies every byte it runs)
     required_settings=(
         "GPUCLOUD_NODE_NAME",
         "GPUCLOUD_GPUAAS_URL",
         "GPUCLOUD_TERMINAL_GATEWAY_URL",
         "GPUCLOUD_NODE_BOOTSTRAP_TOKEN",
+        "GPUCLOUD_NODE_BUNDLE_DIR",
+        "GPUCLOUD_NODE_OCI_URL",
     ),
     description="GPU node agent: discovery, reconciliation of desired allocations.",
     route_handlers=[node_state, terminal, forward],
