@@ -1,6 +1,7 @@
 """The console's navigation, in one place. A later phase adds its page here (apps catalog
-and instances: issue 14; audit trail: issue 15; SSH keys; sign-up once issue 10 lands) and
-the layout picks it up; the terminal lives on the allocation page (issue 13)."""
+and instances: issue 14; SSH keys) and the layout picks it up; the terminal lives on the
+allocation page. A link may name the tenant roles it is shown to (the audit trail: owners
+and admins); the API still decides, and a lower role that types the address gets its 403."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ class Link:
     label: str
     href: str
     section: str  # the first path segment it owns, for aria-current
+    roles: tuple[str, ...] = ()  # tenant roles it is shown to (none: everyone signed in)
 
+
+# Who may read the tenant's audit trail (audit's READER_ROLES): the link is theirs only.
+AUDIT_READERS = ("owner", "admin")
 
 USER_NAV = (
     Link("Dashboard", "/", ""),
@@ -23,6 +28,7 @@ USER_NAV = (
     Link("Billing", "/billing", "billing"),
     Link("Projects", "/projects", "projects"),
     Link("Members", "/members", "members"),
+    Link("Audit", "/audit", "audit", roles=AUDIT_READERS),
     Link("Account", "/account", "account"),
 )
 
@@ -43,7 +49,8 @@ def nav_for(session: Session) -> tuple[Link, ...]:
         return OPERATOR_NAV
     if session.restricted:
         return ENROLLMENT_NAV
-    return USER_NAV
+    held = set(session.roles)
+    return tuple(link for link in USER_NAV if not link.roles or held.intersection(link.roles))
 
 
 def current(link: Link, path: str) -> bool:

@@ -36,7 +36,7 @@ class Package:
 
 PACKAGES = (
     Package("htmx.org", "2.0.11", "htmx", ("dist/htmx.min.js", "LICENSE")),
-    # For the browser terminal of a later phase (issue 13): served, not loaded yet.
+    # The browser terminal on the allocation page (static/terminal.js loads them).
     Package("@xterm/xterm", "6.0.0", "xterm", ("lib/xterm.js", "css/xterm.css", "LICENSE")),
     Package("@xterm/addon-fit", "0.11.0", "xterm-addon-fit", ("lib/addon-fit.js", "LICENSE")),
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,12 +36,14 @@ CSRF_FIELD = "_csrf"
 CSRF_HEADER = "x-csrf-token"
 
 # htmx is loaded from 'self' with eval off (its meta config); inline SVG needs no source.
+# `connect-src 'self'` covers the terminal's WebSocket (ws:/wss: of this origin, CSP 3).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'{styles}; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
-    ),
+    "content-security-policy": CSP.format(styles=""),
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
@@ -193,22 +196,31 @@ def render(
     *,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
+    style_nonce: bool = False,
     **context: Any,
 ) -> Response[str]:
+    """A page. `style_nonce`: the page's CSP also allows <style> elements carrying a fresh
+    per-response nonce (`csp_nonce` in the template): xterm.js writes its theme and cell
+    sizes into <style> elements it creates, which `style-src 'self'` alone refuses; the
+    terminal's script stamps the nonce on them (static/terminal.js). Style attributes stay
+    refused; no script source changes."""
     session = session_of(request)
+    nonce = secrets.token_urlsafe(18) if style_nonce else None
     html = ENV.get_template(template).render(
         session=session,
         csrf=session.csrf,
         csrf_field=CSRF_FIELD,
         nav=nav_for(session),
         path=request.url.path,
+        csp_nonce=nonce,
         **context,
     )
+    extra = {"content-security-policy": CSP.format(styles=f" 'nonce-{nonce}'")} if nonce else {}
     return Response(
         html,
         status_code=status_code,
         media_type="text/html",
-        headers={"cache-control": "no-store", **(headers or {})},
+        headers={"cache-control": "no-store", **extra, **(headers or {})},
     )
 
 

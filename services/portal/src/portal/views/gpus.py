@@ -278,15 +278,80 @@ async def _allocation(request: Request[Any, Any, Any], project_id: str, allocati
         "gpus": figures.gpu_pictures(allocation["instances"]),
         "terminal": allocation["state"] in figures.TERMINAL_STATES,
         "releasable": allocation["state"] in ("scheduled", "provisioning", "running"),
+        # A fresh key per drawing of the "Open terminal" form (the step-up replay keeps it).
+        "terminal_key": str(uuid.uuid4()),
     }
+
+
+# terminal-gateway's final session states (docs/terminal.md): nothing to attach to.
+TERMINAL_SESSION_FINAL = ("closed", "expired", "revoked")
+
+
+async def _terminal_panel(
+    api: Api, allocation: dict[str, Any], terminal_id: str | None
+) -> dict[str, Any]:
+    """The allocation page's terminal: the live session named by `?terminal=` (one of the
+    user's own on this allocation, read from terminal-gateway) for the page's script to
+    attach to, or how it ended. The connect token is never part of the page: the script
+    asks the portal for a fresh one (`.../terminal/{id}/attach`) each time it connects."""
+    panel: dict[str, Any] = {"live": None, "ended": None, "errors": FormErrors()}
+    if not terminal_id or allocation["state"] != "running":
+        return panel
+    gone = FormErrors(
+        "No such terminal session", "It is not one of yours on this allocation: open a new one."
+    )
+    try:
+        uuid.UUID(terminal_id)
+        found = await api.get(f"/v1/terminal/sessions/{seg(terminal_id)}")
+    except ValueError:
+        panel["errors"] = gone
+        return panel
+    except ApiError as exc:
+        panel["errors"] = gone if exc.status == 404 else FormErrors.of(exc)
+        return panel
+    if found.get("allocation_id") != allocation["id"]:
+        panel["errors"] = gone
+    elif found["state"] in TERMINAL_SESSION_FINAL:
+        panel["ended"] = found
+    else:
+        panel["live"] = found
+    return panel
+
+
+async def allocation_response(
+    request: Request[Any, Any, Any],
+    project_id: str,
+    allocation_id: str,
+    *,
+    terminal_id: str | None = None,
+    terminal_errors: FormErrors | None = None,
+    status_code: int = 200,
+) -> Response[Any]:
+    """The allocation page; with a live terminal session it loads xterm.js and the
+    terminal's script (and allows the style elements xterm creates: `style_nonce`)."""
+    context = await _allocation(request, project_id, allocation_id)
+    panel = await _terminal_panel(api_of(request), context["a"], terminal_id)
+    if terminal_errors:
+        panel["errors"] = terminal_errors
+    return render(
+        request,
+        "allocation.html",
+        status_code=status_code,
+        style_nonce=panel["live"] is not None,
+        project_id=project_id,
+        term=panel,
+        **context,
+    )
 
 
 @get("/projects/{project_id:str}/allocations/{allocation_id:str}", name="allocation")
 async def allocation_page(
-    request: Request[Any, Any, Any], project_id: str, allocation_id: str
+    request: Request[Any, Any, Any],
+    project_id: str,
+    allocation_id: str,
+    terminal: str | None = None,
 ) -> Response[Any]:
-    context = await _allocation(request, project_id, allocation_id)
-    return render(request, "allocation.html", project_id=project_id, **context)
+    return await allocation_response(request, project_id, allocation_id, terminal_id=terminal)
 
 
 @get("/projects/{project_id:str}/allocations/{allocation_id:str}/live", name="allocation_live")
