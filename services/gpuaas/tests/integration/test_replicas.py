@@ -16,7 +16,9 @@ from litestar.testing import AsyncTestClient
 
 from gpuaas.app.launch_gate import registry_handler
 from gpuaas.app.projects import tenant_handler
+from gpuaas.app.replicas import request_replica
 from gpuaas.bootstrap import DEFINITION
+from gpuaas.settings import GpuaasSettings
 from gpucloud_contracts.events.appplatform import (
     BundleRef,
     Port,
@@ -40,6 +42,7 @@ from .conftest import add_node, iam_event, new_project, outbox
 
 pytestmark = pytest.mark.integration
 TOPIC = "appplatform.replica.v1"
+SETTINGS = GpuaasSettings(metering_period_s=60)
 
 
 @pytest.fixture
@@ -270,3 +273,67 @@ async def test_a_replica_command_from_another_source_is_not_applied(client, infr
     )
     assert await _eventually(lambda: _allocations_of(db, marker.replica_id))
     assert await _allocations_of(db, forged.replica_id) == []
+
+
+async def test_the_runtime_goes_to_the_node_and_readiness_changes_are_published_once(
+    client, infra, db
+):
+    node = await add_node(db)
+    tenant, project = await new_project(db)
+    digest = await _launchable(db, tenant, project)
+    r = _request(tenant, project, digest)
+    async with db.unit_of_work() as uow:
+        a = await request_replica(uow, r, SETTINGS, {})
+        await uow.commit()
+    assert a is not None and a.state == "scheduled"
+    aid = str(a.id)
+    sync = f"/v1/gpu/nodes/{node.node_id}/sync"
+    auth = {"Authorization": f"Bearer {node.credential}"}
+
+    async def report(**fields):
+        reply = await client.post(sync, json={"allocations": {aid: "running"}, **fields},
+                                  headers=auth)  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    desired = await report()
+    (mine,) = [d for d in desired["allocations"] if d["id"] == aid]
+    assert mine["runtime"]["command"] == ["python", "-m", "http.server", "${PORT}"]
+    assert mine["runtime"]["ports"][0] == {
+        "name": "http", "port": 8080, "protocol": "http", "expose": True,
+    }  # fmt: skip
+    assert mine["runtime"]["probe"]["path"] == "/" and mine["runtime"]["env"] == {"MODE": "test"}
+    await report()  # provisioning -> running
+
+    await report(readiness={aid: "starting"})
+    await report(readiness={aid: "ready"})
+    await report(readiness={aid: "ready"})  # unchanged: nothing new
+    await report(readiness={aid: "unready"}, readiness_reasons={aid: "process_exited"})
+    await report(readiness={aid: "unready"}, readiness_reasons={aid: "process_exited"})
+    await report(readiness={aid: "ready"})
+    events = await outbox(db, a.id, "gpuaas.allocation.v1")
+    readiness = [
+        (e["type"].rsplit(".", 1)[1], _json(e["payload"]).get("reason"))
+        for e in events
+        if "workload" in e["type"]
+    ]
+    assert readiness == [
+        ("workload_ready", None),
+        ("workload_unready", "process_exited"),
+        ("workload_ready", None),
+    ]
+    for e in events:
+        payload = _json(e["payload"])
+        assert payload["replica"]["replica_id"] == str(r.replica_id)
+        if "workload" in e["type"]:
+            assert payload["state"] == payload["previous_state"] == "running"
+    view = (await client.get(
+        f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{aid}",
+        headers={"Authorization": "Bearer test-operator-token"},
+    )).json()  # fmt: skip
+    assert (view["state"], view["readiness"]) == ("running", "ready")
+    assert view["replica_id"] == str(r.replica_id)
+
+
+def _json(payload):
+    return msgspec.json.decode(payload) if isinstance(payload, str | bytes) else payload
