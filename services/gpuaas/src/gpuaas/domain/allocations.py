@@ -297,6 +297,8 @@ BUNDLE_FAILURES = frozenset(
         "unknown-release", "manifest-digest", "manifest-invalid", "yanked", "unsigned",
         "untrusted", "revoked", "expired", "below-threshold", "unpromoted", "statement",
         "subject-mismatch", "blob-missing", "blob-size", "blob-digest",
+        # the node's unpacking refused a layer member (absolute, `..`, a link outside, ...)
+        "layer-unsafe",
     }
 )  # fmt: skip
 
