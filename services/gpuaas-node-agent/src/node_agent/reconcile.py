@@ -139,6 +139,8 @@ class Reconciler:
         # Per-allocation users (None: workloads run as the agent, e.g. without root).
         self.accounts = accounts
         self.workloads: dict[str, Workload] = {}
+        # The runtime of each desired app replica (the proxy reads its declared ports).
+        self.runtimes: dict[str, WorkloadRuntime] = {}
         self.failed: set[str] = set()
         # Why a failed allocation's bundle was refused (reported to gpuaas with the state).
         self.failure_reasons: dict[str, str] = {}
@@ -257,6 +259,7 @@ class Reconciler:
         """Converge once; True when anything changed (worth an immediate report)."""
         changed = False
         wanted = {str(d.id): d for d in desired}
+        self.runtimes = {a: d.runtime for a, d in wanted.items() if d.runtime is not None}
         if not self._swept:
             self._sweep_orphans()
             if self.accounts is not None:
