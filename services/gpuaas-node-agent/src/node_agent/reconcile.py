@@ -364,8 +364,9 @@ class Reconciler:
         self, allocation_id: str, d: DesiredAllocation, kept: dict[str, int], restarted: bool
     ) -> Workload:
         """An app replica: the verified bundle unpacked into the private working directory
-        (the first start only), host ports assigned, the runtime's argv run without a shell,
-        its output in the allocation's bounded log, its readiness probed (workloads.py)."""
+        (while it is empty: the first start), host ports assigned, the runtime's argv run
+        without a shell, its output in the allocation's bounded log, its readiness probed
+        (workloads.py)."""
         runtime = d.runtime
         assert runtime is not None
         made: list[Slice] = []
@@ -376,7 +377,11 @@ class Reconciler:
             if "cwd" not in options:
                 workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 options["cwd"] = workdir
-            if d.bundle is not None and self.bundle_dir is not None and not restarted:
+            # Only into a fresh directory: a restart (or an agent restarted after the
+            # process died) finds the tree the workload has been using, and writing into a
+            # directory its user controls would race that user's own links.
+            fresh = not any(workdir.iterdir())
+            if d.bundle is not None and self.bundle_dir is not None and fresh:
                 layout = self.bundle_dir / d.bundle.digest.removeprefix("sha256:")
                 unpack_layers(layout, workdir)
                 if "user" in options:
@@ -398,8 +403,10 @@ class Reconciler:
                 os.close(log_fd)
         except BaseException:
             self._destroy(set(made))
-            if self.accounts is not None and not restarted:
-                self.accounts.release(allocation_id)
+            if not restarted:  # nothing of a start that did not happen stays behind
+                if self.accounts is not None:
+                    self.accounts.release(allocation_id)
+                shutil.rmtree(self.workdirs / allocation_id, ignore_errors=True)
             raise
         w = Workload(allocation_id, process.pid, devices, process, slices=tuple(made))
         w.app, w.ports = True, ports

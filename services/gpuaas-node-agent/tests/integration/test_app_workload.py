@@ -149,6 +149,7 @@ def test_a_bundle_with_an_unsafe_layer_starts_nothing_and_is_reported(tmp_path):
     assert r.workloads == {}
     assert r.observed() == {str(allocation): "failed"}
     assert r.failures() == {str(allocation): "layer-unsafe"}
+    assert not (r.workdirs / str(allocation)).exists()  # nothing of it stays behind
 
 
 # ----------------------------------------------------------------------------- with gpuaas

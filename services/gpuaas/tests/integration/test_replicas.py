@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from gpuaas.app.launch_gate import registry_handler
 from gpuaas.app.projects import tenant_handler
-from gpuaas.app.replicas import request_replica
+from gpuaas.app.replicas import request_replica, unrecorded_id
 from gpuaas.bootstrap import DEFINITION
 from gpuaas.settings import GpuaasSettings
 from gpucloud_contracts.events.appplatform import (
@@ -246,6 +246,22 @@ async def test_invented_foreign_suspended_and_unpromoted_are_rejected_naming_the
     await _send(infra, *events)
     for event in events:
         assert await _eventually(lambda event=event: _applied(db, event))
+    # resources no SKU matches: nothing can be recorded, the rejection is still published
+    bogus = msgspec.structs.replace(
+        _request(tenant, project, digest), resources=ReplicaResources(sku="v100", count=1)
+    )
+    bogus_event = _event("appplatform.replica.requested", bogus.instance_id, bogus, tenant)
+    await _send(infra, bogus_event)
+    assert await _eventually(lambda: _applied(db, bogus_event))
+    assert await _allocations_of(db, bogus.replica_id) == []
+    published = await outbox(db, unrecorded_id(bogus.replica_id), "gpuaas.allocation.v1")
+    assert [e["type"] for e in published] == [
+        "gpuaas.allocation.requested",
+        "gpuaas.allocation.rejected",
+    ]
+    assert _json(published[1]["payload"])["reason"] == "invalid_resources"
+    assert _json(published[1]["payload"])["replica"]["replica_id"] == str(bogus.replica_id)
+
     for reason, r in cases:
         (row,) = await _allocations_of(db, r.replica_id)
         assert (row["state"], row["reason"]) == ("rejected", reason)

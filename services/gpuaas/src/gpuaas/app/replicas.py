@@ -59,6 +59,11 @@ INVALID_RESOURCES = "invalid_resources"
 _REJECTED_NS = uuid.UUID("6f1d8a52-3c2b-4f0e-9a57-1f3a9e0c2b7d")
 
 
+def unrecorded_id(replica_id: uuid.UUID) -> uuid.UUID:
+    """The allocation id of a replica refused before any row could hold it."""
+    return uuid.uuid5(_REJECTED_NS, str(replica_id))
+
+
 def replica_command(r: ReplicaRequest) -> CreateAllocation:
     """The replica command as the allocation request the route would make. A bundle of the
     instance's own tenant is an app of this project's tenant; the platform-public namespace
@@ -132,7 +137,7 @@ async def _reject_unrecorded(
     so only `requested` and `rejected` are published, under an id derived from the replica."""
     life = Lifecycle(uow, settings)
     a, first = new_allocation(
-        uuid.uuid5(_REJECTED_NS, str(r.replica_id)),
+        unrecorded_id(r.replica_id),
         r.tenant_id,
         r.project_id,
         r.resources.sku,
