@@ -122,6 +122,7 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     mode = 0o755 if member.mode & stat.S_IXUSR else 0o644
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    os.fchmod(fd, mode)  # exactly the layer's mode, whatever the agent's umask (077)
     with os.fdopen(fd, "wb") as out:
         shutil.copyfileobj(source, out)
     return member.size

@@ -46,6 +46,7 @@ from gpucloud_trust import intoto
 from gpucloud_trust.keys import SigningKey
 from node_agent.agent import AgentSettings, NodeAgent
 from node_agent.discovery import SimulatedDiscovery
+from node_agent.isolation import WorkloadAccounts, harden_agent
 from node_agent.reconcile import Reconciler
 from node_agent.workloads import read_log
 from platformkit.db import Database
@@ -273,3 +274,36 @@ async def _eventually(check, want, within: float = 20.0):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never {want}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="per-allocation users need root and a system python")  # fmt: skip
+def test_with_isolation_the_app_runs_as_its_own_user_in_its_own_tree(tmp_path):
+    bundle_dir, digest = _bundle_dir(tmp_path)
+    state = tmp_path / "agent"
+    harden_agent(state)
+    accounts = WorkloadAccounts(
+        owner=f"app-test-{uuid.uuid4()}", workspace_root=state / "workspaces",
+        lease_dir=tmp_path / "leases", first_uid=5_500_000,
+    )  # fmt: skip
+    r = Reconciler(state / "node.json", bundle_dir=bundle_dir, accounts=accounts)
+    allocation = uuid.uuid4()
+    aid = str(allocation)
+    desired = _desired(digest, allocation)
+    runtime = msgspec.structs.replace(
+        desired.runtime, command=["/usr/bin/python3", *desired.runtime.command[1:]]
+    )
+    desired = msgspec.structs.replace(desired, runtime=runtime)
+    try:
+        assert r.reconcile([desired])
+        account = accounts.account(aid)
+        assert account is not None
+        _until(lambda: r.readiness()[0].get(aid) == "ready", "ready")
+        served = account.home / "health" / "ready.txt"
+        assert served.stat().st_uid == account.uid  # the unpacked tree is the workload's
+        status = Path(f"/proc/{r.workloads[aid].pid}/status").read_text()
+        assert f"Uid:\t{account.uid}\t" in status
+        assert r.log_path(aid).stat().st_uid == 0  # the log is the agent's
+    finally:
+        r.reconcile([])
+    assert accounts.account(aid) is None and not account.home.exists()
