@@ -52,6 +52,14 @@ class NodeSync(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Optional: allocation id -> why the agent refused to run it (its bundle failed the
     # re-verification before running: a gpucloud_trust reason code such as blob-digest).
     failures: dict[str, Annotated[str, msgspec.Meta(max_length=64)]] = {}
+    # Optional: allocation id -> its workload's readiness (allocations with a runtime: app
+    # replicas). `starting` until the probe first passes; `unready` after
+    # `failure_threshold` failures in a row or when the process exited (it is restarted).
+    readiness: dict[str, Literal["starting", "ready", "unready"]] = {}
+    # Optional: allocation id -> why it is unready (`probe_failed`, `process_exited`).
+    readiness_reasons: dict[str, Annotated[str, msgspec.Meta(max_length=64)]] = {}
+    # Optional: allocation id -> {declared port (as text): the host port the agent assigned}.
+    ports: dict[str, dict[str, int]] = {}
 
 
 class InstanceOut(msgspec.Struct):
@@ -85,6 +93,40 @@ class DesiredBundle(msgspec.Struct):
     thresholds: dict[str, int] = {}
 
 
+class WorkloadPort(msgspec.Struct):
+    """A port the app declares: its name (`PORT_<NAME>`), the declared number (the connect
+    URL's), the protocol, and whether the connect URL serves it."""
+
+    name: str
+    port: int
+    protocol: str = "http"
+    expose: bool = False
+
+
+class WorkloadProbe(msgspec.Struct):
+    """HTTP readiness probe: GET http://127.0.0.1:<host port of `port`><path>."""
+
+    port: int
+    path: str
+    interval_s: float = 5.0
+    timeout_s: float = 1.0
+    initial_delay_s: float = 0.0
+    failure_threshold: int = 3
+    headers: dict[str, str] | None = None
+
+
+class WorkloadRuntime(msgspec.Struct):
+    """How the agent runs the bundle (the app replica's runtime, as appplatform sent it):
+    argv (`${PORT}` / `${PORT_<NAME>}` expand to the assigned host ports), environment,
+    ports and probe. Lenient on purpose (no forbid_unknown_fields): an agent older than a
+    new runtime field still runs the workload."""
+
+    command: list[str]
+    ports: list[WorkloadPort] = []
+    env: dict[str, str] | None = None
+    probe: WorkloadProbe | None = None
+
+
 class DesiredAllocation(msgspec.Struct):
     id: uuid.UUID
     sku: str
@@ -92,6 +134,8 @@ class DesiredAllocation(msgspec.Struct):
     state: str
     instances: list[InstanceOut]
     bundle: DesiredBundle | None = None
+    # An app replica: run the bundle with this runtime (None: the node's configured workload).
+    runtime: WorkloadRuntime | None = None
 
 
 class DesiredState(msgspec.Struct):

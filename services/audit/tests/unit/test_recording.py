@@ -56,6 +56,11 @@ def test_outcomes_follow_the_event_type_or_the_payload():
 def test_not_privileged_types_are_not_recorded():
     assert to_record(_event("billing.balance.changed", {"tenant_id": T})) is None
     assert "metering.usage.recorded" not in RULES
+    # an app replica's readiness (gpuaas.allocation.v1, a recorded topic) is skipped, never
+    # an error that would dead-letter the batch
+    for kind in ("workload_ready", "workload_unready"):
+        ready = {"allocation_id": "a", "tenant_id": T, "state": "running"}
+        assert to_record(_event(f"gpuaas.allocation.{kind}", ready)) is None
 
 
 def test_floats_in_payloads_still_encode_and_the_tenant_seq_is_in_the_leaf():

@@ -108,13 +108,20 @@ class NodeAgent:
         if self.node_id is None:
             await self.register(client)
         activity = await asyncio.to_thread(self.reconciler.activity)
+        await asyncio.to_thread(self.reconciler.trim_logs)
+        readiness, reasons = self.reconciler.readiness()
         # Defaults are left out on the wire (an empty activity, no hold): gpuaas refuses
         # unknown fields, so an older gpuaas still takes what this agent sends.
         report = NodeSync(
             allocations=self.reconciler.observed(),  # type: ignore[arg-type]
-            hold=hold,
+            # While an app workload is starting or dead, report at the sync interval so its
+            # readiness (and restart) shows at once; otherwise hold.
+            hold=hold and self.reconciler.settled(),
             activity={k: dt.datetime.fromisoformat(v) for k, v in activity.items()},
             failures=self.reconciler.failures(),
+            readiness=readiness,  # type: ignore[arg-type]
+            readiness_reasons=reasons,
+            ports=self.reconciler.ports(),
         )
         r = await client.post(
             f"/v1/gpu/nodes/{self.node_id}/sync",

@@ -1,5 +1,7 @@
 """Wires the node agent. No database, no Kafka: it talks to gpuaas over HTTP only."""
 
+import os
+
 from litestar import Litestar, get
 from litestar.datastructures import State
 
@@ -10,6 +12,7 @@ from node_agent.agent import (
     AgentSettings,
     NodeAgent,
 )
+from node_agent.app_proxy import AppProxy, AppProxyVerifier, app_logs, app_port
 from node_agent.isolation import accounts_from_env, harden_agent
 from node_agent.session_tokens import SessionTokenVerifier
 from node_agent.terminal import TerminalService, TerminalSettings, forward, terminal
@@ -54,12 +57,17 @@ def start_agent(app: Litestar) -> None:
     agent.reconciler.accounts = accounts_from_env(settings.node_name, settings.state_dir)
     app.state.agent = agent
     app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
+    # appplatform's connect URLs and logs; without its JWKS every proxy request is refused.
+    jwks = os.environ.get("GPUCLOUD_APPS_JWKS_URL")
+    verifier = AppProxyVerifier.from_jwks_url(jwks, node_name=settings.node_name) if jwks else None
+    app.state.app_proxy = AppProxy(verifier, agent.reconciler)
 
 
 async def stop_agent(app: Litestar) -> None:
     """After the sync job stopped: shells end (their sessions are told), the workloads keep
     running (a restart adopts them)."""
     await app.state.terminal.close_all()
+    await app.state.app_proxy.close()
     app.state.agent.reconciler.stop_all()
 
 
@@ -77,7 +85,7 @@ DEFINITION = ServiceDefinition(
         "GPUCLOUD_NODE_OCI_URL",
     ),
     description="GPU node agent: discovery, reconciliation of desired allocations.",
-    route_handlers=[node_state, terminal, forward],
+    route_handlers=[node_state, terminal, forward, app_port, app_logs],
     kafka=False,
     relay=False,
     jobs=[

@@ -1,5 +1,6 @@
 """Wires gpuaas together: routes, migrations, the balance, price, project, tenant and
-launch-gate (registry releases and keys) projections, and the jobs (the sweeper, the
+launch-gate (registry releases and keys) projections, appplatform's replica commands, and
+the jobs (the sweeper, the
 node-sync wakeups listener)."""
 
 from litestar import Litestar
@@ -11,6 +12,7 @@ from gpuaas.app.launch_gate import registry_handler
 from gpuaas.app.prices import price_handler
 from gpuaas.app.projects import project_handler, tenant_handler
 from gpuaas.app.providers import provider_from_env
+from gpuaas.app.replicas import replica_handler
 from gpuaas.app.sweeper import Sweeper
 from gpuaas.app.wakeups import NodeWakeups
 from gpuaas.settings import GpuaasSettings
@@ -63,6 +65,8 @@ DEFINITION = ServiceDefinition(
             (Topic.REGISTRY_RELEASE_V1, Topic.REGISTRY_KEY_V1),
             registry_handler(),
         ),
+        # appplatform's controller: run or stop app replicas (one allocation per replica).
+        Subscription("replicas", (Topic.APPPLATFORM_REPLICA_V1,), replica_handler(SETTINGS)),
     ],
     jobs=[
         Job(

@@ -4,6 +4,7 @@ by membership revocation; every refusal; the recording readable by tenant admins
 recording that cannot be written ends the session."""
 
 import asyncio
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -16,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from gpucloud_contracts.events.gpuaas import AllocationChanged, ReplicaOwner
 from gpucloud_terminal import protocol
 
 from .conftest import OPERATOR_TOKEN, Screen, events_of
@@ -245,6 +247,47 @@ async def test_releasing_the_allocation_revokes_its_session_within_2_s(stack):
     # And no new session on it.
     again = await stack.open(stack.iam.token(uuid.uuid4(), t.id), t)
     assert again.status_code == 409
+
+
+async def test_workload_readiness_events_keep_the_session_and_the_allocation_running(stack):
+    """An app replica's allocation reports readiness on gpuaas.allocation.v1
+    (`workload_ready`, `workload_unready`, state still `running`): applied, not
+    dead-lettered, and no session of the allocation is revoked."""
+    t = await stack.tenant()
+    body = (await stack.open(stack.iam.token(uuid.uuid4(), t.id), t)).json()
+    async with await _connect(body) as ws:
+        screen = await _attach(ws)
+        for kind in ("workload_unready", "workload_ready"):
+            await stack.publish(
+                "gpuaas.allocation.v1", f"gpuaas.allocation.{kind}", t.allocation_id,
+                AllocationChanged(
+                    allocation_id=t.allocation_id, tenant_id=t.id, project_id=t.project_id,
+                    state="running", previous_state="running",
+                    reason="process_exited" if kind == "workload_unready" else None,
+                    sku="h100-80gb", quantity=1, node_id=stack.node_id,
+                    replica=ReplicaOwner(replica_id=uuid.uuid4(), instance_id=uuid.uuid4()),
+                    occurred_at=dt.datetime.now(dt.UTC),
+                ),
+                t.id,
+            )  # fmt: skip
+        await stack.until(
+            # only this test publishes readiness events on the module's stack
+            lambda: (
+                stack.sql(
+                    "SELECT count(*) FROM inbox WHERE consumer = 'allocations'"
+                    " AND event_type LIKE 'gpuaas.allocation.workload_%%'"
+                )[0][0]
+                == 2
+            ),
+            what="the readiness events applied",
+        )
+        await ws.send(b'echo "sti""ll here"\n')
+        await screen.until(ws, "still here")
+    session_id = body["session"]["id"]
+    assert stack.sql("SELECT state FROM sessions WHERE id = %s", session_id)[0][0] != "revoked"
+    assert stack.sql("SELECT state FROM allocations WHERE id = %s", t.allocation_id) == [
+        ("running",)
+    ]
 
 
 async def test_revoking_the_membership_revokes_the_session_within_2_s(stack):

@@ -125,6 +125,10 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         if terminal is not None:
             # The agent verifies session tokens against terminal-gateway's keys.
             env["GPUCLOUD_TERMINAL_JWKS_URL"] = f"{url(terminal)}/v1/terminal/.well-known/jwks.json"
+        apps = next((s for s in fleet.services if s.name == "appplatform"), None)
+        if apps is not None:
+            # The agent verifies appplatform's X-App-Proxy tokens (connect URLs, logs).
+            env["GPUCLOUD_APPS_JWKS_URL"] = f"{url(apps)}/v1/apps/.well-known/jwks.json"
     return env
 
 

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post, put
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
@@ -32,6 +33,7 @@ from gpuaas.api.schemas import (
     QuotaIn,
     QuotaOut,
     SkuOut,
+    WorkloadRuntime,
 )
 from gpuaas.app.allocations import (
     AllocationOutcome,
@@ -80,11 +82,15 @@ async def _held_sync(
     settings: GpuaasSettings,
     activity: dict[str, dt.datetime] | None = None,
     failures: dict[str, str] | None = None,
+    readiness: dict[str, str] | None = None,
+    readiness_reasons: dict[str, str] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Sync (a heartbeat); when the agent has nothing to do, wait for a change of the node's
     desired state (or the hold to pass) and sync again (the second heartbeat)."""
     async with wakeups.watching(node_id) as changed:
-        desired = await sync_node(db, node_id, observed, settings, activity, failures)
+        desired = await sync_node(
+            db, node_id, observed, settings, activity, failures, readiness, readiness_reasons
+        )
         if differs({str(a.id) for a, _ in desired}, observed):
             return desired
         changed.clear()  # our own transitions notified too; the first check re-reads
@@ -138,6 +144,10 @@ def _out(view: AllocationView) -> AllocationOut:
         )
         if a.bundle
         else None,
+        replica_id=a.replica.replica_id if a.replica else None,
+        instance_id=a.replica.instance_id if a.replica else None,
+        readiness=a.readiness,
+        readiness_reason=a.readiness_reason,
     )
 
 
@@ -440,12 +450,14 @@ class NodeController(Controller):
         wakeups = getattr(state, "node_wakeups", None)
         if not data.hold or wakeups is None:
             desired = await sync_node(
-                db, node_id, data.allocations, settings, data.activity, data.failures
-            )
+                db, node_id, data.allocations, settings, data.activity, data.failures,
+                data.readiness, data.readiness_reasons,
+            )  # fmt: skip
         else:
             desired = await _held_sync(
-                db, wakeups, node_id, data.allocations, settings, data.activity, data.failures
-            )
+                db, wakeups, node_id, data.allocations, settings, data.activity, data.failures,
+                data.readiness, data.readiness_reasons,
+            )  # fmt: skip
         bundles = await desired_bundles(db, [a for a, _ in desired])
         return DesiredState(
             node_id=node_id,
@@ -457,6 +469,7 @@ class NodeController(Controller):
                     state=a.state.value,
                     instances=_instances(rows),
                     bundle=bundles.get(a.id),
+                    runtime=msgspec.convert(a.runtime, WorkloadRuntime) if a.runtime else None,
                 )
                 for a, rows in desired
             ],

@@ -14,6 +14,7 @@ from gpucloud_contracts.node_sync import (  # the node agent's contract, shared 
     NodeRegister,
     NodeRegistered,
     NodeSync,
+    WorkloadRuntime,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "QuotaIn",
     "QuotaOut",
     "SkuOut",
+    "WorkloadRuntime",
 ]
 
 
@@ -106,6 +108,12 @@ class AllocationOut(msgspec.Struct):
     idle_stop_after_s: int | None = None
     last_active_at: dt.datetime | None = None
     bundle: BundleOut | None = None
+    # An app replica's allocation (appplatform asked for it): its replica and instance, and
+    # its workload's readiness as its node last reported it (starting | ready | unready).
+    replica_id: uuid.UUID | None = None
+    instance_id: uuid.UUID | None = None
+    readiness: str | None = None
+    readiness_reason: str | None = None
 
 
 class AllocationPage(msgspec.Struct):

@@ -9,7 +9,13 @@ from typing import Any
 
 from gpuaas.app import launch_gate
 from gpuaas.app.capacity import LiveIndex, live_index
-from gpuaas.app.errors import BalanceExhausted, IllegalState, NoCapacity, QuotaExceededProblem
+from gpuaas.app.errors import (
+    BalanceExhausted,
+    IllegalState,
+    LaunchRefusedProblem,
+    NoCapacity,
+    QuotaExceededProblem,
+)
 from gpuaas.app.lifecycle import Lifecycle, emit
 from gpuaas.app.prices import runway_shortfall
 from gpuaas.domain.allocations import (
@@ -19,6 +25,7 @@ from gpuaas.domain.allocations import (
     Allocation,
     AllocationState,
     IllegalTransition,
+    ReplicaRef,
     idle_stop_error,
     new_allocation,
     release_steps,
@@ -57,6 +64,10 @@ class CreateAllocation:
     # The signed, promoted bundle to run (the launch gate checks it); None: the node's
     # configured workload.
     bundle: BundleRequest | None = None
+    # An app replica (appplatform's replica command, app/replicas.py): its ids and the
+    # runtime the node agent runs the bundle with. The replica id is the idempotency key.
+    replica: ReplicaRef | None = None
+    runtime: dict[str, Any] | None = None
 
     @property
     def idempotency(self) -> IdempotentRequest | None:
@@ -207,15 +218,25 @@ async def _create_in(
     settings: GpuaasSettings,
     live: LiveIndex,
     booked: list[Decision],
+    refused_as: tuple[ProblemError, str] | None = None,
 ) -> tuple[AllocationOutcome, int | None]:
+    """The allocation, placed or rejected. `refused_as`: a refusal the caller already
+    decided (a replica command whose project or tenant may not launch), recorded like the
+    others."""
     life = Lifecycle(uow, settings)
     launched = None
-    if command.bundle is not None:
+    if command.bundle is not None and refused_as is None:
         # The gate first: a refused bundle is answered like a malformed request, before
-        # anything is recorded.
-        launched = await launch_gate.check(
-            uow, command.tenant_id, command.project_id, command.bundle, life.now
-        )
+        # anything is recorded. A replica command has no caller to answer: its refusal is
+        # recorded as a rejected allocation (reason bundle_<reason>) that names the replica.
+        try:
+            launched = await launch_gate.check(
+                uow, command.tenant_id, command.project_id, command.bundle, life.now
+            )
+        except LaunchRefusedProblem as exc:
+            if command.replica is None:
+                raise
+            refused_as = exc, "bundle_" + exc.reason.replace("-", "_")
     requested = units(profile, command.count)
     a, first = new_allocation(
         uuid7(),
@@ -227,11 +248,13 @@ async def _create_in(
         life.now,
         command.idle_stop_after_s,
         launched,
+        command.replica,
+        command.runtime,
     )
     repo = AllocationRepository(uow)
     await repo.add(a, requested)
     await emit(uow, first)
-    refused = await _rejection(uow, command, a, requested, settings, life.now)
+    refused = refused_as or await _rejection(uow, command, a, requested, settings, life.now)
     decision = None
     if refused is None:
         decision = await _schedule(uow, live, a, profile)

@@ -21,13 +21,49 @@ from gpuaas.domain.catalog import SKUS
 from gpuaas.domain.metering import USAGE_TYPE, UsageInterval, due_intervals
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository, NodeRepository
-from gpucloud_contracts.events.gpuaas import AllocationChanged, LaunchedBundle
+from gpucloud_contracts.events.gpuaas import AllocationChanged, LaunchedBundle, ReplicaOwner
 from gpucloud_contracts.events.metering import UsageRecorded
 from platformkit.db import UnitOfWork
 
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _changed(
+    a: Allocation,
+    previous: AllocationState | None,
+    reason: str | None,
+    attempt: int | None,
+    at: dt.datetime,
+) -> AllocationChanged:
+    return AllocationChanged(
+        allocation_id=a.id,
+        tenant_id=a.tenant_id,
+        project_id=a.project_id,
+        state=a.state.value,
+        previous_state=previous.value if previous else None,
+        reason=reason,
+        sku=a.sku,
+        mig_profile=a.mig_profile,
+        quantity=a.count,
+        node_id=a.node_id,
+        attempt=attempt,
+        bundle=LaunchedBundle(
+            tenant_id=a.bundle.tenant_id,
+            app=a.bundle.app,
+            version=a.bundle.version,
+            manifest_digest=a.bundle.digest,
+            channel=a.bundle.channel,  # type: ignore[arg-type]
+        )
+        if a.bundle
+        else None,
+        # Every event of an app replica's allocation names the replica.
+        replica=ReplicaOwner(replica_id=a.replica.replica_id, instance_id=a.replica.instance_id)
+        if a.replica
+        else None,
+        occurred_at=at,
+    )
 
 
 async def emit(uow: UnitOfWork, t: Transition) -> None:
@@ -37,29 +73,21 @@ async def emit(uow: UnitOfWork, t: Transition) -> None:
         t.type.value,
         subject=str(a.id),
         tenant=str(a.tenant_id),
-        payload=AllocationChanged(
-            allocation_id=a.id,
-            tenant_id=a.tenant_id,
-            project_id=a.project_id,
-            state=a.state.value,
-            previous_state=t.previous.value if t.previous else None,
-            reason=t.reason,
-            sku=a.sku,
-            mig_profile=a.mig_profile,
-            quantity=a.count,
-            node_id=a.node_id,
-            attempt=t.attempt,
-            bundle=LaunchedBundle(
-                tenant_id=a.bundle.tenant_id,
-                app=a.bundle.app,
-                version=a.bundle.version,
-                manifest_digest=a.bundle.digest,
-                channel=a.bundle.channel,  # type: ignore[arg-type]
-            )
-            if a.bundle
-            else None,
-            occurred_at=a.updated_at,
-        ),
+        payload=_changed(a, t.previous, t.reason, t.attempt, a.updated_at),
+    )
+
+
+async def emit_readiness(
+    uow: UnitOfWork, a: Allocation, event_type: str, reason: str | None, at: dt.datetime
+) -> None:
+    """`gpuaas.allocation.workload_ready | workload_unready`: the allocation stays running
+    (state and previous state both `running`)."""
+    await EVENTS.add_event(
+        uow,
+        event_type,
+        subject=str(a.id),
+        tenant=str(a.tenant_id),
+        payload=_changed(a, a.state, reason, None, at),
     )
 
 

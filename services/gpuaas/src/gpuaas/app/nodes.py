@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from gpuaas.app.events import EVENTS
-from gpuaas.app.lifecycle import Lifecycle, now_utc
+from gpuaas.app.lifecycle import Lifecycle, emit_readiness, now_utc
 from gpuaas.domain.allocations import (
     DESIRED_ON_NODE,
     HOLDS_CAPACITY,
@@ -22,6 +22,7 @@ from gpuaas.domain.allocations import (
     AllocationState,
     later_activity,
     on_node_report,
+    on_readiness_report,
     release_steps,
 )
 from gpuaas.domain.catalog import SKUS
@@ -172,13 +173,18 @@ async def sync_node(
     settings: GpuaasSettings,
     activity: dict[str, dt.datetime] | None = None,
     failures: dict[str, str] | None = None,
+    readiness: dict[str, str] | None = None,
+    readiness_reasons: dict[str, str] | None = None,
 ) -> list[tuple[Allocation, list[Any]]]:
     """Apply the node's observed allocation states (also a heartbeat); return what the node
     should run. Observed states: provisioning, running, failed; an allocation the node no
     longer reports is torn down there. `activity` (optional; older agents omit it) is the
     last time each running workload was seen active: it feeds the idle stop. `failures`
     (optional) says why the agent refused one: a bundle that failed its re-verification
-    fails with reason `bundle_<code>` instead of `provision_error`."""
+    fails with reason `bundle_<code>` instead of `provision_error`. `readiness` (optional,
+    app replicas) is each running workload's probe state: a change is stored on the
+    allocation and published (`workload_ready` / `workload_unready`, reason from
+    `readiness_reasons`); the allocation stays running."""
     async with db.unit_of_work() as uow:
         life = Lifecycle(uow, settings)
         now = life.now
@@ -197,7 +203,18 @@ async def sync_node(
             if a.state == S.RUNNING and reported is not None:
                 kept = later_activity(a.last_active_at, reported, now)
                 if kept != a.last_active_at:
-                    await repo.save(dataclasses.replace(a, last_active_at=kept))
+                    a = dataclasses.replace(a, last_active_at=kept)
+                    await repo.save(a)
+            change = on_readiness_report(
+                a, (readiness or {}).get(key), (readiness_reasons or {}).get(key)
+            )
+            if change is not None:
+                a = dataclasses.replace(
+                    a, readiness=change.readiness, readiness_reason=change.reason
+                )
+                await repo.save(a)
+                if change.event is not None:
+                    await emit_readiness(uow, a, change.event, change.reason, now)
         desired = await repo.lock_on_node(node_id, DESIRED_ON_NODE)
         instances = await repo.instances([a.id for a in desired])
         await uow.commit()

@@ -29,6 +29,7 @@ import dataclasses
 import datetime as dt
 import enum
 import uuid
+from typing import Any
 
 
 class AllocationState(enum.StrEnum):
@@ -99,6 +100,15 @@ class LaunchedBundle:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReplicaRef:
+    """The app replica an allocation runs: appplatform's replica id (the allocation's
+    idempotency key for the replica command) and its instance."""
+
+    replica_id: uuid.UUID
+    instance_id: uuid.UUID
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Allocation:
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -123,6 +133,14 @@ class Allocation:
     last_active_at: dt.datetime | None = None
     # The signed, promoted bundle it runs (None: the node's configured workload).
     bundle: LaunchedBundle | None = None
+    # The app replica it runs (appplatform's controller asked for it), and how the node
+    # agent runs the bundle (the replica command's runtime: command, env, ports, probe).
+    replica: ReplicaRef | None = None
+    runtime: dict[str, Any] | None = None
+    # The workload's readiness as the node last reported it (app replicas only; not a
+    # state: the allocation stays running): starting | ready | unready, and why unready.
+    readiness: str | None = None
+    readiness_reason: str | None = None
 
     @property
     def holds_capacity(self) -> bool:
@@ -150,6 +168,8 @@ def new_allocation(
     now: dt.datetime,
     idle_stop_after_s: int | None = None,
     bundle: LaunchedBundle | None = None,
+    replica: ReplicaRef | None = None,
+    runtime: dict[str, Any] | None = None,
 ) -> tuple[Allocation, Transition]:
     allocation = Allocation(
         allocation_id,
@@ -163,6 +183,8 @@ def new_allocation(
         now,
         idle_stop_after_s=idle_stop_after_s,
         bundle=bundle,
+        replica=replica,
+        runtime=runtime,
     )
     return allocation, Transition(AllocationEvent.REQUESTED, allocation, None, None)
 
@@ -275,6 +297,8 @@ BUNDLE_FAILURES = frozenset(
         "unknown-release", "manifest-digest", "manifest-invalid", "yanked", "unsigned",
         "untrusted", "revoked", "expired", "below-threshold", "unpromoted", "statement",
         "subject-mismatch", "blob-missing", "blob-size", "blob-digest",
+        # the node's unpacking refused a layer member (absolute, `..`, a link outside, ...)
+        "layer-unsafe",
     }
 )  # fmt: skip
 
@@ -327,3 +351,43 @@ def on_idle_check(allocation: Allocation, now: dt.datetime) -> tuple[Step, ...]:
     if not is_idle(allocation, now):
         return ()
     return release_steps(allocation.state, IDLE_STOP_REASON)
+
+
+# ------------------------------------------------------------------- workload readiness
+# Not a state: a running app replica's workload passes its probe or not, as its node
+# reports; gpuaas records the change and publishes it (only on change).
+WORKLOAD_READY = "gpuaas.allocation.workload_ready"
+WORKLOAD_UNREADY = "gpuaas.allocation.workload_unready"
+READINESS = frozenset({"starting", "ready", "unready"})
+# Why a workload turned unready (what the agent may say; anything else reads as the probe).
+UNREADY_REASONS = frozenset({"probe_failed", "process_exited"})
+PROBE_FAILED = "probe_failed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReadinessChange:
+    """A readiness report that changes the stored readiness: the new values, and the event
+    to publish (None for `starting`, which is only stored)."""
+
+    readiness: str
+    reason: str | None
+    event: str | None
+
+
+def on_readiness_report(
+    allocation: Allocation, reported: str | None, reason: str | None = None
+) -> ReadinessChange | None:
+    """What a node's readiness report of a running allocation changes, or None. Ready
+    publishes `workload_ready` when it was not ready; unready publishes `workload_unready`
+    when it was not unready already (a workload that exits before its first ready counts
+    too: a crash loop shows); `starting` is stored quietly."""
+    if allocation.state != S.RUNNING or reported not in READINESS:
+        return None
+    if reported == allocation.readiness:
+        return None
+    if reported == "ready":
+        return ReadinessChange("ready", None, WORKLOAD_READY)
+    if reported == "unready":
+        why = reason if reason in UNREADY_REASONS else PROBE_FAILED
+        return ReadinessChange("unready", why, WORKLOAD_UNREADY)
+    return ReadinessChange("starting", None, None)

@@ -15,6 +15,7 @@ from gpuaas.domain.allocations import (
     Allocation,
     AllocationState,
     LaunchedBundle,
+    ReplicaRef,
 )
 from gpuaas.domain.geometry import Instance, Layout
 from gpuaas.domain.nodes import NodeState
@@ -28,7 +29,8 @@ _ALLOCATION_COLUMNS = (
     "id, tenant_id, project_id, sku, mig_profile, count, state, created_at, updated_at,"
     " node_id, reason, running_since, usage_cursor, usage_sequence, release_attempts,"
     " next_release_at, idle_stop_after_s, last_active_at, bundle_tenant_id, bundle_app,"
-    " bundle_version, bundle_digest, bundle_channel"
+    " bundle_version, bundle_digest, bundle_channel, replica_id, instance_id, runtime,"
+    " readiness, readiness_reason"
 )
 
 
@@ -65,6 +67,12 @@ def _allocation(row: Any) -> Allocation:
         )
         if row["bundle_digest"] is not None
         else None,
+        replica=ReplicaRef(row["replica_id"], row["instance_id"])
+        if row["replica_id"] is not None
+        else None,
+        runtime=row["runtime"],
+        readiness=row["readiness"],
+        readiness_reason=row["readiness_reason"],
     )
 
 
@@ -79,6 +87,7 @@ class AllocationRepository:
             " :node_id, :reason, :running_since, :usage_cursor, :usage_sequence,"
             " :release_attempts, :next_release_at, :idle_stop_after_s, :last_active_at,"
             " :bundle_tenant_id, :bundle_app, :bundle_version, :bundle_digest, :bundle_channel,"
+            " :replica_id, :instance_id, CAST(:runtime AS jsonb), :readiness, :readiness_reason,"
             " :units)",
             {**_params(allocation), "units": units},
         )
@@ -88,7 +97,8 @@ class AllocationRepository:
             "UPDATE allocations SET state = :state, updated_at = :updated_at, node_id = :node_id,"
             " reason = :reason, running_since = :running_since, usage_cursor = :usage_cursor,"
             " usage_sequence = :usage_sequence, release_attempts = :release_attempts,"
-            " next_release_at = :next_release_at, last_active_at = :last_active_at WHERE id = :id",
+            " next_release_at = :next_release_at, last_active_at = :last_active_at,"
+            " readiness = :readiness, readiness_reason = :readiness_reason WHERE id = :id",
             _params(allocation),
         )
 
@@ -97,6 +107,15 @@ class AllocationRepository:
             f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE id = :id"  # noqa: S608
             + (" FOR UPDATE" if lock else ""),
             {"id": allocation_id},
+        )
+        return _allocation(row) if row else None
+
+    async def by_replica(self, replica_id: uuid.UUID, *, lock: bool = False) -> Allocation | None:
+        """The allocation made for an app replica (at most one: replica_id is unique)."""
+        row = await self.uow.fetch_one(
+            f"SELECT {_ALLOCATION_COLUMNS} FROM allocations WHERE replica_id = :r"  # noqa: S608
+            + (" FOR UPDATE" if lock else ""),
+            {"r": replica_id},
         )
         return _allocation(row) if row else None
 
@@ -285,6 +304,11 @@ def _params(a: Allocation) -> dict[str, Any]:
         "bundle_version": a.bundle.version if a.bundle else None,
         "bundle_digest": a.bundle.digest if a.bundle else None,
         "bundle_channel": a.bundle.channel if a.bundle else None,
+        "replica_id": a.replica.replica_id if a.replica else None,
+        "instance_id": a.replica.instance_id if a.replica else None,
+        "runtime": json.dumps(a.runtime) if a.runtime is not None else None,
+        "readiness": a.readiness,
+        "readiness_reason": a.readiness_reason,
     }
 
 
