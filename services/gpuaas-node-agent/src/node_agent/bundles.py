@@ -23,11 +23,22 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from gpucloud_contracts.node_sync import DesiredBundle
-from gpucloud_trust.bundle import BundleError, ReleaseClaim, VerifiedRelease, verify_layout
+import msgspec
+
+from gpucloud_contracts.node_sync import DesiredBundle, WorkloadRuntime
+from gpucloud_trust.bundle import (
+    BundleError,
+    Manifest,
+    ReleaseClaim,
+    VerifiedRelease,
+    blob_path,
+    verify_layout,
+)
 from gpucloud_trust.dsse import Envelope, InvalidEnvelope
 from gpucloud_trust.gate import Release, TrustedKey, check_launch
 from gpucloud_trust.keys import InvalidKey, PublicKey
@@ -98,4 +109,63 @@ def verify_before_run(
     )
 
 
-__all__ = ["BundleError", "verify_before_run"]
+def _signed_manifest(bundle: DesiredBundle, bundle_dir: Path) -> dict[str, Any]:
+    """The app manifest the bundle's config blob holds (covered by the release signature:
+    the manifest digest names the config blob's digest)."""
+    layout = bundle_dir / bundle.digest.removeprefix("sha256:")
+    try:
+        manifest = Manifest.parse(blob_path(layout, bundle.digest).read_bytes())
+        config = json.loads(blob_path(layout, manifest.config.digest).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise BundleError("runtime-unsigned", f"the bundle's config is unreadable: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("command"), list):
+        raise BundleError("runtime-unsigned", "the bundle's config is not an app manifest")
+    return config
+
+
+def _ports(declared: Any) -> list[tuple[str, int, str, bool]]:
+    return sorted(
+        (p.get("name"), p.get("port"), p.get("protocol", "http"), bool(p.get("expose", False)))
+        for p in declared or []
+        if isinstance(p, dict)
+    )
+
+
+def check_runtime(bundle: DesiredBundle, bundle_dir: Path | None, runtime: WorkloadRuntime) -> None:
+    """The runtime gpuaas sent must be the one the publisher signed: the same argv, ports and
+    probe as the bundle's manifest, and environment variables only of names it declares
+    (their values are the launcher's). Otherwise BundleError(`runtime-mismatch`): a control
+    plane that lies about the command runs nothing. Needs the verified layout (bundle_dir)."""
+    if bundle_dir is None:
+        raise BundleError("runtime-unsigned", "no bundle directory: the runtime cannot be checked")
+    signed = _signed_manifest(bundle, bundle_dir)
+    wrong = []
+    if list(runtime.command) != signed["command"]:
+        wrong.append("command")
+    if _ports([msgspec.to_builtins(p) for p in runtime.ports]) != _ports(signed.get("ports")):
+        wrong.append("ports")
+    probe = signed.get("probe")
+    if isinstance(probe, dict):
+        by_name = {p.get("name"): p.get("port") for p in signed.get("ports") or []}
+        port = by_name.get(probe.get("port"), probe.get("port"))
+        given = runtime.probe
+        if (
+            given is None
+            or given.path != probe.get("path")
+            or given.port != port
+            or (given.headers or {}) != (probe.get("headers") or {})
+        ):
+            wrong.append("probe")
+    elif runtime.probe is not None:
+        wrong.append("probe")
+    declared = set((signed.get("env") or {}).keys())
+    undeclared = sorted(set(runtime.env or {}) - declared)
+    if undeclared:
+        wrong.append(f"env ({', '.join(undeclared)} not declared)")
+    if wrong:
+        raise BundleError(
+            "runtime-mismatch", f"the runtime differs from the signed manifest: {', '.join(wrong)}"
+        )
+
+
+__all__ = ["BundleError", "check_runtime", "verify_before_run"]

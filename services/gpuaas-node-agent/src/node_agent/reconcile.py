@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut, WorkloadRuntime
-from node_agent.bundles import BundleError, verify_before_run
+from node_agent.bundles import BundleError, check_runtime, verify_before_run
 from node_agent.isolation import IsolationUnavailable, WorkloadAccounts, workload_environment
 from node_agent.mig import MigDriver, MigError, SimulatedMig, Slice
 from node_agent.workloads import (
@@ -289,9 +289,19 @@ class Reconciler:
                 if restarted:
                     log.warning("workload exited; restarting it",
                                 extra={"fields": {"allocation_id": allocation_id}})  # fmt: skip
+            if d.runtime is not None and d.bundle is None:
+                # an app runtime is only ever the signed manifest of a bundle
+                log.error("app runtime without a bundle refused",
+                          extra={"fields": {"allocation_id": allocation_id}})  # fmt: skip
+                self.failed.add(allocation_id)
+                self.failure_reasons[allocation_id] = "runtime-unsigned"
+                changed = True
+                continue
             if d.bundle is not None:
                 try:
                     verify_before_run(d.bundle, self.bundle_dir)
+                    if d.runtime is not None:
+                        check_runtime(d.bundle, self.bundle_dir, d.runtime)
                 except BundleError as refused:
                     # Nothing starts: no instance, no process (docs/gpuaas.md, launch gate).
                     log.error(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -86,11 +87,34 @@ class AppsSigner:
         return jwt.encode(claims, self.key, algorithm="EdDSA", headers=headers)
 
 
+def signed_config(runtime: WorkloadRuntime) -> dict:
+    """The app manifest a publisher signs for `runtime` (the bundle's config blob): the agent
+    runs a runtime only when it matches the signed one (node_agent.bundles.check_runtime)."""
+    config: dict = {
+        "schema_version": 1, "name": "web", "version": "1.0.0", "command": list(runtime.command),
+        "resources": {"sku": "h100-80gb"},
+        "ports": [msgspec.to_builtins(p) for p in runtime.ports],
+        "env": {name: {"value": value} for name, value in (runtime.env or {}).items()},
+    }  # fmt: skip
+    if runtime.probe is not None:
+        config["probe"] = {"path": runtime.probe.path, "port": runtime.probe.port}
+    return config
+
+
+RUNTIME = WorkloadRuntime(
+    command=[sys.executable, "-u", "server.py"],
+    ports=[WorkloadPort(name="http", port=8080, protocol="http", expose=True),
+           WorkloadPort(name="metrics", port=9090, protocol="http", expose=False)],
+    probe=WorkloadProbe(port=8080, path="/health", interval_s=0.1, timeout_s=1,
+                        initial_delay_s=0, failure_threshold=2),
+)  # fmt: skip
+
+
 def _desired(tmp_path: Path) -> tuple[DesiredAllocation, Path]:
     src = tmp_path / "src"
     src.mkdir()
     (src / "server.py").write_text(SERVER)
-    built = bundles.build(src, tmp_path / "staging")
+    built = bundles.build(src, tmp_path / "staging", config=signed_config(RUNTIME))
     bundle_dir = tmp_path / "bundles"
     bundle_dir.mkdir()
     built.layout.rename(bundle_dir / built.digest.removeprefix("sha256:"))
@@ -104,13 +128,7 @@ def _desired(tmp_path: Path) -> tuple[DesiredAllocation, Path]:
             channel="stable", envelopes=[statement.sign([PUBLISHER]).to_json().decode()],
             keys=[BundleKey(public_key=PUBLISHER.public.to_base64(), status="active")],
         ),
-        runtime=WorkloadRuntime(
-            command=[sys.executable, "-u", "server.py"],
-            ports=[WorkloadPort(name="http", port=8080, protocol="http", expose=True),
-                   WorkloadPort(name="metrics", port=9090, protocol="http", expose=False)],
-            probe=WorkloadProbe(port=8080, path="/health", interval_s=0.1, timeout_s=1,
-                                initial_delay_s=0, failure_threshold=2),
-        ),
+        runtime=RUNTIME,
     )  # fmt: skip
     return desired, bundle_dir
 

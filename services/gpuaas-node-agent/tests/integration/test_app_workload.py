@@ -62,11 +62,26 @@ SIGNER = SigningKey.generate()
 HTTP_ONLY = dataclasses.replace(DEFINITION, subscriptions=())
 
 
-def _bundle_dir(tmp_path: Path) -> tuple[Path, str]:
+def signed_config(runtime: WorkloadRuntime) -> dict:
+    """The app manifest a publisher signs for `runtime` (the bundle's config blob): the agent
+    runs a runtime only when it matches the signed one (node_agent.bundles.check_runtime)."""
+    config: dict = {
+        "schema_version": 1, "name": "web", "version": "1.0.0", "command": list(runtime.command),
+        "resources": {"sku": "h100-80gb"},
+        "ports": [msgspec.to_builtins(p) for p in runtime.ports],
+        "env": {name: {"value": value} for name, value in (runtime.env or {}).items()},
+    }  # fmt: skip
+    if runtime.probe is not None:
+        config["probe"] = {"path": runtime.probe.path, "port": runtime.probe.port}
+    return config
+
+
+def _bundle_dir(tmp_path: Path, runtime: WorkloadRuntime | None = None) -> tuple[Path, str]:
     src = tmp_path / "src"
     (src / "health").mkdir(parents=True)
     (src / "health" / "ready.txt").write_text("ok from the bundle\n")
-    built = bundles.build(src, tmp_path / "staging")
+    config = signed_config(runtime or _desired("sha256:" + "0" * 64, uuid.uuid4()).runtime)
+    built = bundles.build(src, tmp_path / "staging", config=config)
     root = tmp_path / "bundles"
     root.mkdir()
     built.layout.rename(root / built.digest.removeprefix("sha256:"))
@@ -140,7 +155,8 @@ def test_a_bundle_with_an_unsafe_layer_starts_nothing_and_is_reported(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "escape").symlink_to("/etc")  # the builder bundles links as they are
-    built = bundles.build(src, tmp_path / "staging")
+    config = signed_config(_desired("sha256:" + "0" * 64, uuid.uuid4()).runtime)
+    built = bundles.build(src, tmp_path / "staging", config=config)
     bundle_dir = tmp_path / "bundles"
     bundle_dir.mkdir()
     built.layout.rename(bundle_dir / built.digest.removeprefix("sha256:"))
@@ -279,7 +295,11 @@ async def _eventually(check, want, within: float = 20.0):
 @pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
                     reason="per-allocation users need root and a system python")  # fmt: skip
 def test_with_isolation_the_app_runs_as_its_own_user_in_its_own_tree(tmp_path):
-    bundle_dir, digest = _bundle_dir(tmp_path)
+    template = _desired("sha256:" + "0" * 64, uuid.uuid4()).runtime
+    system_python = msgspec.structs.replace(
+        template, command=["/usr/bin/python3", *template.command[1:]]
+    )
+    bundle_dir, digest = _bundle_dir(tmp_path, system_python)
     state = tmp_path / "agent"
     harden_agent(state)
     accounts = WorkloadAccounts(
