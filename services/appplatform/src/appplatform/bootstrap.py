@@ -1,10 +1,13 @@
-"""Wires appplatform together: routes, migrations, and its projections of registry's
-releases (the catalog), iam's projects and tenants and gpuaas's nodes."""
+"""Wires appplatform together: routes, migrations, its projections of registry's releases
+(the catalog), iam's projects and tenants and gpuaas's nodes, the observed state of its
+replicas (gpuaas's allocation events) and the instance controller's loop."""
 
 from litestar import Litestar
 
 from appplatform import __version__
 from appplatform.api.routes import ROUTES
+from appplatform.app.controller import Controller
+from appplatform.app.observations import allocation_handler
 from appplatform.app.projections import (
     node_handler,
     project_handler,
@@ -15,7 +18,17 @@ from gpucloud_contracts.catalog import Topic
 from platformkit.consumers import Subscription
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
+from platformkit.jobs import Job
 from platformkit.settings import TOKEN_SETTINGS, ServiceSettings
+
+CONTROLLER = Controller()
+# The controller's loop restarts this soon after it ends, backing off while it fails.
+RESTART_S, MAX_BACKOFF_S = 0.5, 10.0
+
+
+def install(app: Litestar) -> None:
+    app.state.controller = CONTROLLER
+
 
 DEFINITION = ServiceDefinition(
     name="appplatform",
@@ -30,7 +43,18 @@ DEFINITION = ServiceDefinition(
         Subscription("projects", (Topic.IAM_PROJECT_V1,), project_handler()),
         Subscription("tenants", (Topic.IAM_TENANT_V1,), tenant_handler()),
         Subscription("nodes", (Topic.GPUAAS_NODE_V1,), node_handler()),
+        Subscription("allocations", (Topic.GPUAAS_ALLOCATION_V1,), allocation_handler()),
     ],
+    jobs=[
+        Job(
+            "controller",
+            RESTART_S,
+            lambda rt: rt.state.controller.run(rt),
+            immediate=True,
+            max_backoff_s=MAX_BACKOFF_S,
+        )
+    ],
+    on_startup=[install],
 )
 
 

@@ -29,6 +29,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from appplatform.bootstrap import DEFINITION
+from gpucloud_contracts.events.gpuaas import AllocationChanged, ReplicaOwner
 from gpucloud_contracts.events.iam import ProjectCreated, TenantCreated
 from gpucloud_contracts.events.registry import Blob, Bundle, ReleaseChanged
 from platformkit.auth import Principal
@@ -219,6 +220,52 @@ class Stack:
             lambda: self.sql("SELECT 1 FROM projects WHERE project_id = %s", project),
             what="the project projected",
         )
+
+    async def allocation(
+        self,
+        replica: dict[str, Any] | tuple[Any, Any],
+        kind: str,
+        *,
+        tenant: uuid.UUID,
+        project: uuid.UUID,
+        allocation: uuid.UUID | None = None,
+        reason: str | None = None,
+        node: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """gpuaas's event about the allocation of a replica ((replica_id, instance_id))."""
+        replica_id, instance_id = replica
+        allocation = allocation or uuid.uuid5(uuid.NAMESPACE_URL, str(replica_id))
+        state = {"workload_ready": "running", "workload_unready": "running"}.get(kind, kind)
+        return await self.publish(
+            "gpuaas.allocation.v1",
+            f"gpuaas.allocation.{kind}",
+            allocation,
+            AllocationChanged(
+                allocation_id=allocation, tenant_id=tenant, project_id=project, state=state,
+                sku="h100-80gb", quantity=1, occurred_at=dt.datetime.now(dt.UTC),
+                reason=reason, node_id=node,
+                replica=ReplicaOwner(replica_id=uuid.UUID(str(replica_id)),
+                                     instance_id=uuid.UUID(str(instance_id))),
+            ),
+            tenant,
+        )  # fmt: skip
+
+    def commands(self, instance_id: Any, type_: str | None = None) -> list[dict[str, Any]]:
+        """The replica commands appplatform wrote to its outbox for an instance, in order."""
+        rows = self.sql(
+            "SELECT type, payload FROM outbox WHERE topic = 'appplatform.replica.v1'"
+            " AND key = %s ORDER BY seq",
+            str(instance_id),
+        )
+        return [{"type": t, **json.loads(bytes(p))} for t, p in rows if type_ is None or t == type_]
+
+    def instance_events(self, instance_id: Any) -> list[str]:
+        rows = self.sql(
+            "SELECT type FROM outbox WHERE topic = 'appplatform.instance.v1' AND key = %s"
+            " ORDER BY seq",
+            str(instance_id),
+        )
+        return [t for (t,) in rows]
 
     def sql(self, query: str, *params: Any) -> list[tuple]:
         with psycopg.connect(self.database, autocommit=True) as conn:

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from appplatform.api.schemas import (
+from appplatform.app.schemas import (
     CatalogApp,
     CatalogChannel,
     CatalogVersion,

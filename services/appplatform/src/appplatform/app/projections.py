@@ -101,7 +101,7 @@ def node_handler() -> Handler:
     async def apply_node_event(event: CloudEvent, uow: UnitOfWork) -> None:
         node = msgspec.json.decode(event.data, type=NodeChanged)
         await repo.upsert_node(
-            uow, node.node_id, node.name, node.agent_url, node.state, node.occurred_at
+            uow, node.node_id, node.name, node.agent_url, node.sku, node.state, node.occurred_at
         )
 
     return apply_node_event

@@ -53,17 +53,26 @@ async def upsert_node(
     node_id: uuid.UUID,
     name: str,
     agent_url: str | None,
+    sku: str | None,
     state: str,
     at: dt.datetime,
 ) -> None:
     await uow.execute(
-        "INSERT INTO nodes (node_id, name, agent_url, state, updated_at)"
-        " VALUES (:id, :name, :url, :state, :at)"
+        "INSERT INTO nodes (node_id, name, agent_url, sku, state, updated_at)"
+        " VALUES (:id, :name, :url, :sku, :state, :at)"
         " ON CONFLICT (node_id) DO UPDATE SET name = EXCLUDED.name,"
-        " agent_url = COALESCE(EXCLUDED.agent_url, nodes.agent_url), state = EXCLUDED.state,"
+        " agent_url = COALESCE(EXCLUDED.agent_url, nodes.agent_url),"
+        " sku = COALESCE(EXCLUDED.sku, nodes.sku), state = EXCLUDED.state,"
         " updated_at = EXCLUDED.updated_at WHERE nodes.updated_at <= EXCLUDED.updated_at",
-        {"id": node_id, "name": name, "url": agent_url, "state": state, "at": at},
+        {"id": node_id, "name": name, "url": agent_url, "sku": sku, "state": state, "at": at},
     )
+
+
+async def ready_node_skus(uow: UnitOfWork) -> set[str]:
+    rows = await uow.fetch_all(
+        "SELECT DISTINCT sku FROM nodes WHERE state = 'ready' AND sku IS NOT NULL"
+    )
+    return {r["sku"] for r in rows}
 
 
 async def get_node(uow: UnitOfWork, node_id: uuid.UUID) -> Any:
@@ -140,3 +149,126 @@ async def app_known(uow: UnitOfWork, namespace: uuid.UUID, app: str) -> bool:
         {"ns": namespace, "app": app},
     )
     return row is not None
+
+
+# ----------------------------------------------------------------------------- instances
+
+_INSTANCE_JSON = ("manifest", "env", "resources", "conditions")
+# The columns the use cases change (named by code, never by a request).
+_INSTANCE_UPDATES = frozenset(
+    {"version", "version_id", "manifest_digest", "manifest", "env", "channel", "replicas",
+     "generation", "spec_generation", "observed_generation", "desired_state", "stop_reason",
+     "state", "reason", "ready_replicas", "crash_count", "conditions", "updated_at"}
+)  # fmt: skip
+_REPLICA_UPDATES = frozenset(
+    {"state", "outcome", "reason", "allocation_id", "node_id", "unready_since", "updated_at"}
+)
+_LOCK = " FOR UPDATE"
+
+
+async def insert_instance(uow: UnitOfWork, row: dict[str, Any]) -> Any:
+    """The new instance, or None when the project already has a live one of this name."""
+    result = await uow.fetch_one(
+        "INSERT INTO instances (instance_id, tenant_id, project_id, name, app_tenant_id, app,"
+        " channel, version, version_id, manifest_digest, manifest, env, resources, replicas,"
+        " generation, spec_generation, state, conditions, created_by, created_at, updated_at)"
+        " VALUES (:instance_id, :tenant_id, :project_id, :name, :app_tenant_id, :app,"
+        " :channel, :version, :version_id, :manifest_digest, CAST(:manifest AS jsonb),"
+        " CAST(:env AS jsonb), CAST(:resources AS jsonb), :replicas, 1, 1, 'pending',"
+        " CAST(:conditions AS jsonb), :created_by, :now, :now)"
+        " ON CONFLICT (project_id, name) WHERE state NOT IN ('stopped', 'failed') DO NOTHING"
+        " RETURNING *",
+        row,
+    )
+    return result
+
+
+async def get_instance(uow: UnitOfWork, instance_id: uuid.UUID, *, lock: bool = False) -> Any:
+    query = "SELECT * FROM instances WHERE instance_id = :id"
+    return await uow.fetch_one(
+        query + _LOCK if lock else query,
+        {"id": instance_id},
+    )
+
+
+async def list_instances(
+    uow: UnitOfWork,
+    tenant_id: uuid.UUID,
+    project_id: uuid.UUID,
+    limit: int,
+    after: uuid.UUID | None,
+) -> list[Any]:
+    return await uow.fetch_all(
+        "SELECT * FROM instances WHERE tenant_id = :t AND project_id = :p"
+        " AND (CAST(:after AS uuid) IS NULL OR instance_id > :after)"
+        " ORDER BY instance_id LIMIT :limit",
+        {"t": tenant_id, "p": project_id, "after": after, "limit": limit},
+    )
+
+
+async def update_instance(uow: UnitOfWork, instance_id: uuid.UUID, **fields: Any) -> Any:
+    assert fields.keys() <= _INSTANCE_UPDATES, fields.keys() - _INSTANCE_UPDATES
+    sets = ", ".join(
+        f"{k} = CAST(:{k} AS jsonb)" if k in _INSTANCE_JSON else f"{k} = :{k}" for k in fields
+    )
+    return await uow.fetch_one(
+        f"UPDATE instances SET {sets} WHERE instance_id = :instance_id RETURNING *",  # noqa: S608
+        {**fields, "instance_id": instance_id},
+    )
+
+
+async def live_instance_ids(uow: UnitOfWork, limit: int) -> list[uuid.UUID]:
+    """Instances the controller still looks after, and terminal ones that hold replicas."""
+    rows = await uow.fetch_all(
+        "SELECT instance_id FROM instances WHERE state NOT IN ('stopped', 'failed')"
+        " UNION SELECT DISTINCT instance_id FROM replicas"
+        " WHERE state IN ('requested', 'allocated', 'running', 'ready', 'unready')"
+        " LIMIT :limit",
+        {"limit": limit},
+    )
+    return [r["instance_id"] for r in rows]
+
+
+async def replicas_of(uow: UnitOfWork, instance_id: uuid.UUID) -> list[Any]:
+    return await uow.fetch_all(
+        "SELECT * FROM replicas WHERE instance_id = :id ORDER BY slot, requested_at",
+        {"id": instance_id},
+    )
+
+
+async def insert_replica(uow: UnitOfWork, row: dict[str, Any]) -> None:
+    await uow.execute(
+        "INSERT INTO replicas (replica_id, instance_id, slot, spec_generation, generation,"
+        " state, requested_at, updated_at)"
+        " VALUES (:replica_id, :instance_id, :slot, :spec_generation, :generation,"
+        " 'requested', :now, :now)",
+        row,
+    )
+
+
+async def get_replica(uow: UnitOfWork, replica_id: uuid.UUID, *, lock: bool = False) -> Any:
+    query = "SELECT * FROM replicas WHERE replica_id = :id"
+    return await uow.fetch_one(
+        query + _LOCK if lock else query,
+        {"id": replica_id},
+    )
+
+
+async def update_replica(uow: UnitOfWork, replica_id: uuid.UUID, **fields: Any) -> None:
+    assert fields.keys() <= _REPLICA_UPDATES, fields.keys() - _REPLICA_UPDATES
+    sets = ", ".join(f"{k} = :{k}" for k in fields)
+    await uow.execute(
+        f"UPDATE replicas SET {sets} WHERE replica_id = :replica_id",  # noqa: S608
+        {**fields, "replica_id": replica_id},
+    )
+
+
+async def ready_replicas(uow: UnitOfWork, instance_id: uuid.UUID) -> list[Any]:
+    """The instance's ready replicas with where their agents answer (the port proxy)."""
+    return await uow.fetch_all(
+        "SELECT r.replica_id, r.allocation_id, n.name AS node_name, n.agent_url"
+        " FROM replicas r JOIN nodes n ON n.node_id = r.node_id"
+        " WHERE r.instance_id = :id AND r.state = 'ready' AND r.allocation_id IS NOT NULL"
+        " ORDER BY r.slot",
+        {"id": instance_id},
+    )

@@ -20,6 +20,7 @@ CREATE TABLE nodes (
     node_id uuid PRIMARY KEY,
     name text NOT NULL,
     agent_url text,
+    sku text,
     state text NOT NULL,
     updated_at timestamptz NOT NULL
 );
