@@ -180,7 +180,7 @@ class Stack:
             type_ = "registry.version.published"
         else:
             type_ = "registry.release.promoted"
-        await self.publish(
+        return await self.publish(
             "registry.release.v1",
             type_,
             release.version_id,

@@ -58,6 +58,7 @@ async def test_promoted_releases_show_with_their_manifest_summary(stack: Stack) 
     await stack.release(first, 3, channels=["dev", "stable"])
     viewer = token(tenant, "viewer")
     await until_versions(stack, viewer, app, "dev", ["1.1.0", "1.0.0"])
+    await until_versions(stack, viewer, app, "stable", ["1.0.0"])
     [item] = [i for i in await catalog(stack, viewer) if i["app"] == app]
     assert item["namespace"] == "tenant" and item["tenant_id"] == str(tenant)
     assert item["description"] == f"the {app} app"
@@ -117,12 +118,12 @@ async def test_a_stale_or_repeated_event_changes_nothing(stack: Stack) -> None:
     app = app_name()
     release = Release(tenant, app, "3.0.0", manifest(app, "3.0.0"), project=project)
     headers = token(tenant, "member")
-    await stack.release(release, 4, channels=[], yanked=True)
-    await stack.release(release, 3, channels=["stable"])  # older, delivered late
-    await stack.release(release, 4, channels=[], yanked=True)  # again
-    marker = Release(tenant, app, "3.0.1", manifest(app, "3.0.1"), project=project)
-    await stack.release(marker, 2, channels=["stable"])  # same key: ordered after the above
-    await until_versions(stack, headers, app, "stable", ["3.0.1"])
+    await stack.consumed(
+        await stack.release(release, 4, channels=[], yanked=True),
+        await stack.release(release, 3, channels=["stable"]),  # older, delivered late
+        await stack.release(release, 4, channels=[], yanked=True),  # again
+    )
+    await until_versions(stack, headers, app, "stable", [])
     assert stack.sql(
         "SELECT yanked, sequence FROM releases WHERE version_id = %s", release.version_id
     ) == [(True, 4)]
@@ -136,8 +137,12 @@ async def test_a_release_with_an_invalid_or_no_manifest_never_shows(stack: Stack
     other_app = Release(tenant, app, "1.0.1", manifest("someone-else", "1.0.1"), project=project)
     not_an_app = Release(tenant, app, "1.0.2", None, project=project)
     good = Release(tenant, app, "1.0.3", manifest(app, "1.0.3"), project=project)
-    for release in (invalid, other_app, not_an_app, good):
-        await stack.release(release, 2, channels=["stable"])
+    await stack.consumed(
+        *[
+            await stack.release(release, 2, channels=["stable"])
+            for release in (invalid, other_app, not_an_app, good)
+        ]
+    )
     headers = token(tenant, "member")
     await until_versions(stack, headers, app, "stable", ["1.0.3"])
     errors = dict(
