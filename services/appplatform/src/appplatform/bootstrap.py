@@ -2,11 +2,14 @@
 (the catalog), iam's projects and tenants and gpuaas's nodes, the observed state of its
 replicas (gpuaas's allocation events) and the instance controller's loop."""
 
+import httpx
 from litestar import Litestar
 
 from appplatform import __version__
+from appplatform.api.connect import CONNECT_ROUTES
 from appplatform.api.routes import ROUTES
 from appplatform.app.controller import Controller
+from appplatform.app.keys import KeyStore
 from appplatform.app.observations import allocation_handler
 from appplatform.app.projections import (
     node_handler,
@@ -14,6 +17,7 @@ from appplatform.app.projections import (
     release_handler,
     tenant_handler,
 )
+from appplatform.settings import AppSettings
 from gpucloud_contracts.catalog import Topic
 from platformkit.consumers import Subscription
 from platformkit.definition import ServiceDefinition
@@ -26,8 +30,28 @@ CONTROLLER = Controller()
 RESTART_S, MAX_BACKOFF_S = 0.5, 10.0
 
 
+SETTINGS = AppSettings.from_env()
+
+
 def install(app: Litestar) -> None:
     app.state.controller = CONTROLLER
+
+
+async def open_connect(app: Litestar) -> None:
+    """The app-proxy signing keys (created on first start) and the client to node agents."""
+    settings: AppSettings = getattr(app.state, "app_settings", None) or SETTINGS
+    keys = KeyStore(app.state.runtime.database, settings.key_passphrase)
+    await keys.load()
+    app.state.app_keys = keys
+    app.state.agent_client = httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.agent_timeout_s, read=None), follow_redirects=False
+    )
+
+
+async def close_connect(app: Litestar) -> None:
+    client = getattr(app.state, "agent_client", None)
+    if client is not None:
+        await client.aclose()
 
 
 DEFINITION = ServiceDefinition(
@@ -36,7 +60,7 @@ DEFINITION = ServiceDefinition(
     required_settings=TOKEN_SETTINGS,
     description="App runtime: app manifests, the catalog of promoted apps, app instances a"
     " controller keeps running.",
-    route_handlers=ROUTES,
+    route_handlers=[*ROUTES, *CONNECT_ROUTES],
     migrations="appplatform.store.migrations",
     subscriptions=[
         Subscription("releases", (Topic.REGISTRY_RELEASE_V1,), release_handler()),
@@ -54,7 +78,8 @@ DEFINITION = ServiceDefinition(
             max_backoff_s=MAX_BACKOFF_S,
         )
     ],
-    on_startup=[install],
+    on_startup=[install, open_connect],
+    on_shutdown=[close_connect],
 )
 
 

@@ -263,12 +263,39 @@ async def update_replica(uow: UnitOfWork, replica_id: uuid.UUID, **fields: Any) 
     )
 
 
-async def ready_replicas(uow: UnitOfWork, instance_id: uuid.UUID) -> list[Any]:
-    """The instance's ready replicas with where their agents answer (the port proxy)."""
+async def replica_endpoints(
+    uow: UnitOfWork, instance_id: uuid.UUID, states: tuple[str, ...] = ("ready",)
+) -> list[Any]:
+    """The instance's replicas in these states with where their agents answer (the port
+    proxy: ready ones; logs: any with an allocation)."""
     return await uow.fetch_all(
-        "SELECT r.replica_id, r.allocation_id, n.name AS node_name, n.agent_url"
+        "SELECT r.replica_id, r.allocation_id, r.state, n.name AS node_name, n.agent_url"
         " FROM replicas r JOIN nodes n ON n.node_id = r.node_id"
-        " WHERE r.instance_id = :id AND r.state = 'ready' AND r.allocation_id IS NOT NULL"
-        " ORDER BY r.slot",
-        {"id": instance_id},
+        " WHERE r.instance_id = :id AND r.state = ANY(:states) AND r.allocation_id IS NOT NULL"
+        " AND n.agent_url IS NOT NULL ORDER BY r.slot",
+        {"id": instance_id, "states": list(states)},
+    )
+
+
+# ----------------------------------------------------------------------------- signing keys
+
+_KEYS_LOCK = 7_311_042_001  # one replica creates the first key
+
+
+async def lock_keys(uow: UnitOfWork) -> None:
+    await uow.execute("SELECT pg_advisory_xact_lock(:k)", {"k": _KEYS_LOCK})
+
+
+async def live_keys(uow: UnitOfWork) -> list[Any]:
+    return await uow.fetch_all(
+        "SELECT id, private_key, encrypted FROM signing_keys WHERE retired_at IS NULL"
+        " ORDER BY created_at"
+    )
+
+
+async def add_key(uow: UnitOfWork, kid: str, pem: bytes, encrypted: bool, at: dt.datetime) -> None:
+    await uow.execute(
+        "INSERT INTO signing_keys (id, private_key, encrypted, created_at)"
+        " VALUES (:id, :pem, :enc, :at)",
+        {"id": kid, "pem": pem, "enc": encrypted, "at": at},
     )
