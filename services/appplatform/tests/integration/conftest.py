@@ -146,6 +146,7 @@ class Stack:
     client: AsyncTestClient
     database: str  # the owner's URL (the test's own SQL)
     producer: Any
+    runtime_database: str = ""  # the runtime role's, which appplatform serves with
 
     async def publish(self, topic: str, type_: str, subject: Any, payload: Any, tenant=None):
         event = new_event(
@@ -315,6 +316,6 @@ async def stack(infra, make_database_roles) -> AsyncIterator[Stack]:
         app.state.token_verifier = _Tokens()
         try:
             async with AsyncTestClient(app, timeout=30) as client:
-                yield Stack(client, roles.owner_url, producer)
+                yield Stack(client, roles.owner_url, producer, roles.runtime_url)
         finally:
             await producer.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from gpucloud_contracts.events.gpuaas import NodeChanged
 from gpucloud_contracts.events.iam import TenantCreated, TenantSuspended
@@ -52,3 +54,11 @@ async def test_a_suspension_is_not_undone_by_a_late_created(stack: Stack) -> Non
     )  # fmt: skip
     await stack.consumed(suspended, created)
     assert stack.sql("SELECT status FROM tenants WHERE tenant_id = %s", tenant) == [("suspended",)]
+
+
+@pytest.mark.parametrize("table", ["instances", "replicas", "signing_keys"])
+def test_the_runtime_role_cannot_delete_records(stack: Stack, table: str) -> None:
+    with psycopg.connect(stack.runtime_database, autocommit=True) as conn:
+        conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
