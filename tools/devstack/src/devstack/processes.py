@@ -90,6 +90,9 @@ def environment(proc: Service, fleet: Fleet, infra: Infra) -> dict[str, str]:
         # migrations at start as the owner, then serving as the runtime role
         env["GPUCLOUD_DATABASE_OWNER_URL"] = infra.owner_url(proc.package)
         env["GPUCLOUD_DATABASE_URL"] = infra.runtime_url(proc.package)
+    if proc.name == "appplatform":
+        # seals its app-proxy signing keys at rest (docs/appplatform.md, Connect)
+        env["GPUCLOUD_APPS_KEY_PASSPHRASE"] = credentials.password("apps_key_passphrase")
     terminal = next((s for s in fleet.services if s.name == "terminal-gateway"), None)
     if proc == terminal:
         # Browsers reach the terminal through the gateway; `ssh` reaches it directly.
