@@ -19,7 +19,7 @@ from appplatform.app.schemas import (
 )
 from appplatform.domain.catalog import CHANNELS, PLATFORM, visible_namespaces
 from appplatform.store import repository as repo
-from gpucloud_contracts.app_manifest import Manifest
+from gpucloud_manifest import Manifest
 from platformkit.db import Database
 
 MAX_ROWS = 2000

@@ -27,8 +27,8 @@ from appplatform.app.events import EVENTS
 from appplatform.domain import instance_machine as machine
 from appplatform.domain.controller import InstanceView, Plan, ReplicaView, plan
 from appplatform.store import repository as repo
-from gpucloud_contracts.app_manifest import Manifest
 from gpucloud_contracts.events import appplatform as ev
+from gpucloud_manifest import Manifest
 from platformkit.db import Database, UnitOfWork
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from gpucloud_contracts.app_manifest import GpuMemoryRange, Port, Probe, Volume
+from gpucloud_manifest import GpuMemoryRange, Port, Probe, Volume
 
 Channel = Literal["dev", "staging", "stable"]
 Namespace = Literal["tenant", "platform"]

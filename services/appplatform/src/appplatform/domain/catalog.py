@@ -3,7 +3,7 @@ of a release's manifest the catalog shows.
 
 A release enters the catalog when registry's event carries its bundle's app manifest
 (`bundle.app_manifest`, the signed config blob) and that manifest validates
-(gpucloud_contracts.app_manifest) for this app and version. It shows while it is promoted to
+(gpucloud_manifest) for this app and version. It shows while it is promoted to
 at least one channel and not yanked. The platform-public namespace (tenant id all zeros)
 shows to every tenant.
 """
@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from gpucloud_contracts.app_manifest import Manifest, ManifestError, validate
+from gpucloud_manifest import Manifest, ManifestError, validate
 
 PLATFORM = uuid.UUID(int=0)  # registry's platform-public namespace
 CHANNELS = ("dev", "staging", "stable")

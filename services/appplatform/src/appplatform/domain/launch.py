@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from gpucloud_contracts import gpus
-from gpucloud_contracts.app_manifest import Manifest, Resources
+from gpucloud_manifest import Manifest, Resources
 
 
 @dataclass(frozen=True)
