@@ -1,7 +1,7 @@
 """appplatform as it runs in the fleet, on real Kafka and PostgreSQL, in this process: its
 app (through litestar's test client, whose lifespan runs the kit's runtime: consumers on the
-real topics, the outbox relay, the controller's jobs), migrated by the database's owner role
-and serving as its runtime role.
+real topics, the controller's jobs; no outbox relay: what it would publish is read from its
+outbox), migrated by the database's owner role and serving as its runtime role.
 
 The families it reads are played by their events: the test publishes `registry.release.*`,
 `iam.project.*`, `iam.tenant.*`, `gpuaas.node.*` and `gpuaas.allocation.*` records (contract
@@ -311,8 +311,12 @@ async def stack(infra, make_database_roles) -> AsyncIterator[Stack]:
             heartbeat_interval_s=0,
             outbox_poll_interval_s=0.5,
         )
-        migrate(DEFINITION, settings)
-        app = build_service_app(DEFINITION, settings)
+        # No outbox relay: the fleet's real gpuaas consumes appplatform.replica.v1 and would
+        # answer these tests' commands for bundles it never saw (rejections). The tests read
+        # what appplatform would publish from its outbox and play gpuaas themselves.
+        definition = dataclasses.replace(DEFINITION, relay=False)
+        migrate(definition, settings)
+        app = build_service_app(definition, settings)
         app.state.token_verifier = _Tokens()
         try:
             async with AsyncTestClient(app, timeout=30) as client:
