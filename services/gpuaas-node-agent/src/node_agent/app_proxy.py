@@ -249,13 +249,16 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 @route(
-    "/v1/workloads/{allocation_id:str}/ports/{port:int}/{path:path}",
+    [
+        "/v1/workloads/{allocation_id:str}/ports/{port:int}",
+        "/v1/workloads/{allocation_id:str}/ports/{port:int}/{path:path}",
+    ],
     http_method=_METHODS,
     name="appPortProxy",
     include_in_schema=False,
 )
 async def app_port(
-    request: Request[Any, Any, Any], allocation_id: str, port: int, path: str, state: State
+    request: Request[Any, Any, Any], allocation_id: str, port: int, state: State, path: str = "/"
 ) -> Response[bytes]:
     """An app's declared, exposed http port, for appplatform's connect URL only (the
     X-App-Proxy token is the authorization)."""

@@ -183,6 +183,11 @@ async def test_a_valid_token_reaches_the_app_without_the_caller_s_credentials(ru
         assert seen["headers"]["x-custom"] == "kept"
         assert seen["headers"]["x-forwarded-prefix"] == f"/v1/workloads/{aid}/ports/8080"
 
+        # the app's root, with or without the trailing slash (a connect URL ends in `/`)
+        for root in (f"/v1/workloads/{aid}/ports/8080/", f"/v1/workloads/{aid}/ports/8080"):
+            reply = await client.get(root, headers={"X-App-Proxy": signer.token(aid)})
+            assert reply.status_code == 200 and reply.json()["path"] == "/", (root, reply.text)
+
         logs = await client.get(
             f"/v1/workloads/{aid}/logs",
             headers={"X-App-Proxy": signer.token(aid, port=0, scope="logs")},
