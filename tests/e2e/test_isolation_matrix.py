@@ -64,6 +64,7 @@ PUBLIC = {
     "terminalJwks",  # terminal-gateway's session-token keys, which node agents fetch
     "terminalSshEndpoint",  # where the SSH endpoint is and its public host key
     "getAuditLogKey",  # the fleet audit log's verifier key: witnesses and verifiers need it
+    "appProxyJwks",  # appplatform's proxy-token keys, which node agents fetch
 }
 # Any valid token may call these: they act on the caller itself, never on a tenant.
 SELF_SERVICE = {
@@ -91,6 +92,8 @@ CATALOG = {
     "listPublicVersions",
     "getPublicVersion",
     "getPublicBlob",
+    # appplatform's catalog: the caller's own tenant's apps and the platform-public ones
+    "listCatalog",
 }
 # What docs/iam.md lets a tenant viewer read: tenant.read, project.list, project.read,
 # workload.read, registry.read. Nothing else may answer a viewer 2xx.
@@ -110,6 +113,8 @@ VIEWER_READS = {
     "listVersions",
     "getVersion",
     "getManifest",
+    "listInstances",  # workload.read: the project's app instances
+    "getInstance",
 }
 VIEWER = "viewer of the victim tenant"
 PROJECT_MEMBER = "member of another project only"

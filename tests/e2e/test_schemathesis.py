@@ -78,6 +78,7 @@ SELF = "/v1/iam/me"
 # A user's own routes outside a tenant path: terminal sessions are bound to a person, so the
 # operator token is refused there by design (403) and the tenant admin calls them.
 USER_PATHS = (SELF, "/v1/terminal/sessions")
+NEEDS_A_RUNNING_APP = ("/v1/apps/instances/", "/instances/{instance_id}", "/apps/{app}/instances")
 
 
 def _created(response: httpx.Response) -> dict[str, Any]:
@@ -262,7 +263,13 @@ def test_the_run_reached_the_handlers():
     succeeded = [op for op, statuses in ANSWERS.items() if any(200 <= s < 300 for s in statuses)]
     calls = sum(len(statuses) for statuses in ANSWERS.values())
     print(f"schemathesis: {len(ANSWERS)} operations, {calls} calls, {len(succeeded)} with a 2xx")
-    assert len(succeeded) >= 0.7 * len(ANSWERS), sorted(set(ANSWERS) - set(succeeded))
+    # An app instance's routes answer 2xx only for a launched (and, for the port proxy and
+    # logs, ready) instance of a signed, promoted app, which the fuzzed tenant (GPU quota 0)
+    # cannot have: they still count above (past authorization) and in every conformance
+    # check; their 2xx is tests/e2e/test_app_journey.py's.
+    counted = [op for op in ANSWERS if not any(part in op for part in NEEDS_A_RUNNING_APP)]
+    reached = [op for op in succeeded if op in counted]
+    assert len(reached) >= 0.7 * len(counted), sorted(set(counted) - set(reached))
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,8 @@ _DROP_RESPONSE = frozenset(
         "trailers", "transfer-encoding", "upgrade", "content-length", "date", "server",
     }
 )  # fmt: skip
-METHODS: list[Any] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# What the gateway forwards (services/gateway routes.METHODS): HEAD and OPTIONS stop there.
+METHODS: list[Any] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def _operation_id(handler: Any, method: Any, parts: list[Any]) -> str:
