@@ -290,7 +290,11 @@ class AuditController(Controller):
         " tenant's owners, admins and members, the project's admins and members (a CI"
         " service account bound to it), operators. Immutable; published as"
         " `audit.evidence.recorded` and kept in the audit log.",
-        responses={201: ResponseSpec(EvidenceRecorded, description="The stored record")},
+        responses={
+            201: ResponseSpec(
+                EvidenceRecorded, description="The stored record", generate_examples=False
+            )
+        },
     )
     async def record_evidence(
         self,
@@ -314,7 +318,11 @@ class AuditController(Controller):
         description="Record the platform's own evidence (tenant 00000000-..., e.g. which"
         " version of every service passed readiness after a deploy): operators only.",
         guards=[require_operator],
-        responses={201: ResponseSpec(EvidenceRecorded, description="The stored record")},
+        responses={
+            201: ResponseSpec(
+                EvidenceRecorded, description="The stored record", generate_examples=False
+            )
+        },
     )
     async def record_platform_evidence(
         self,
