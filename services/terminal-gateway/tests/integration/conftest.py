@@ -155,7 +155,8 @@ class Stack:
 
     async def publish(
         self, topic: str, type_: str, subject: uuid.UUID, payload: Any, tenant=None
-    ) -> None:
+    ) -> str:
+        """Publish one event; returns its id (the inbox row it leaves once applied)."""
         event = new_event(
             type=type_, source=SOURCES[topic.split(".", 1)[0]], subject=str(subject),
             payload=msgspec.json.encode(payload), tenant=str(tenant) if tenant else None,
@@ -163,6 +164,7 @@ class Stack:
         await self.producer.send_and_wait(
             topic, value=event.data, key=event.key, headers=event.headers()
         )
+        return str(event.id)
 
     async def allocation(
         self, tenant: uuid.UUID, project: uuid.UUID, allocation: uuid.UUID, state="running"

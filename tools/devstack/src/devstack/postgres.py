@@ -79,15 +79,17 @@ def _home_for(state: Path) -> Path:
 
 
 def log_path() -> Path:
-    """The server log: <state>/logs/postgres.log (a link to it when the cluster lives outside)."""
+    """The server log. As root the server runs as the `postgres` user, which may not reach
+    <state>/logs (a umask of 077 makes it 0700 root's): the log then lives in the cluster's
+    own folder, which that user owns, and <state>/logs/postgres.log links to it."""
     log = supervise.log_file(NAME)
-    if _home().parent == state_dir():
+    if os.geteuid() != 0:
         return log
-    outside = _home().parent / "postgres.log"
-    if not log.is_symlink():
+    inside = _home() / "postgres.log"
+    if not log.is_symlink() or log.readlink() != inside:
         log.unlink(missing_ok=True)
-        log.symlink_to(outside)
-    return outside
+        log.symlink_to(inside)
+    return inside
 
 
 def data_dir() -> Path:
