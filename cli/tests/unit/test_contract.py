@@ -70,3 +70,12 @@ def test_every_model_but_the_statement_mirrors_an_api_schema() -> None:
     Statement and StatementLine follow billing/app/statements.py instead."""
     unmirrored = {cls.__name__ for cls in schemas.MODELS if not cls.API_SCHEMA}
     assert unmirrored == {"Statement", "StatementLine"}
+
+
+@pytest.mark.parametrize("model", MIRRORED, ids=lambda cls: cls.__name__)
+def test_model_carries_every_field_its_api_schema_sends(model: type[m.Model]) -> None:
+    """`-o json` prints what the API answered: a field the API gained and the SDK lacks
+    would vanish from the CLI's output (the e2e test compares both)."""
+    document, name = model.API_SCHEMA
+    properties = _component(document, name)["properties"]
+    assert set(properties) - set(model.FIELDS) == set(), f"the SDK's {model.__name__} lacks them"

@@ -251,6 +251,11 @@ class Allocation(Model):
     idle_stop_after_s: int | None = None
     last_active_at: str | None = None
     bundle: LaunchedBundle | None = None
+    # set when the allocation runs an app replica (appplatform's controller asked for it)
+    replica_id: str | None = None
+    instance_id: str | None = None
+    readiness: str | None = None
+    readiness_reason: str | None = None
 
 
 # the allocation state machine (docs/state-machines.md), as far as a client needs it
