@@ -208,7 +208,9 @@ def use_the_terminal(me: Visit) -> str:
     type_line(me, "stty size")
     on_screen(me, rf"^{rows} {cols}\s*$")
     page.set_viewport_size({"width": 760, "height": 900})
-    page.wait_for_function(f"document.getElementById('term-screen').dataset.cols !== '{cols}'")
+    # polled from here: wait_for_function's string predicate is an eval, which the portal's
+    # Content-Security-Policy (script-src 'self') refuses
+    until("the terminal re-fitted", lambda: screen.get_attribute("data-cols") != cols, within=10)
     narrower, rows = screen.get_attribute("data-cols"), screen.get_attribute("data-rows")
     assert int(narrower) < int(cols)
     type_line(me, "stty size")
