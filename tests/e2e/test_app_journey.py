@@ -99,6 +99,14 @@ def test_publish_launch_reach_heal_stop_and_bill(fleet, gateway, developer, tmp_
     assert answer.status_code == 200 and answer.text == "hello", answer.text
     assert httpx.get(url, timeout=15).status_code == 401
 
+    # its logs through the CLI: the example server logs each request it served (stderr)
+    def logged() -> str:
+        result = cli.runner.invoke(gpucloud_main, ["app", "logs", "hello"], env=cli.env)
+        assert result.exit_code == 0, result.output
+        return "GET /healthz" in result.output and result.output
+
+    until("the replica's requests in `gpucloud app logs`", logged, within=20)
+
     # another tenant cannot reach it (404, not 403: ids cannot be probed)
     with fleet.client() as other:
         stranger_body, stranger = sign_up(other, "stranger", PASSWORD)

@@ -351,6 +351,7 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
     "app get": obj({"instance": {"type": "object"}}),
     "app stop": obj({"instance": {"type": "object"}}),
     "app open": obj({"instance_id": STRING, "url": STRING}),
+    "app logs": obj({"instance_id": STRING, "replica": NULLABLE_STRING, "logs": STRING}),
     "completion": obj({"shell": {"enum": ["bash", "zsh", "fish"]}, "script": STRING}),
     "error": obj({"error": ref("Error")}),
 }

@@ -29,7 +29,7 @@ import click
 
 from gpucloud_cli.app import App, json_option, pass_app
 from gpucloud_cli.output import emit_json, note
-from gpucloud_cli.sdk.errors import ApiError, FieldError, GpucloudError
+from gpucloud_cli.sdk.errors import FieldError, GpucloudError
 
 MANIFEST_FILE = "gpucloud.yaml"
 DEFAULT_KEY = Path("~/.config/gpucloud/publisher.key")
@@ -182,10 +182,6 @@ def validate_command(target: str, as_json: bool) -> None:
     note(f"{path}: valid ({manifest.name} {manifest.version})")
 
 
-def _registry_apps(tenant_id: str, project_id: str) -> str:
-    return f"/v1/registry/tenants/{tenant_id}/projects/{project_id}/apps"
-
-
 @app.group("key")
 def key() -> None:
     """Publisher keys: the Ed25519 keys whose signatures registry trusts for the tenant."""
@@ -205,12 +201,7 @@ def key_create(app: App, out: str, key_name: str, as_json: bool) -> None:
         raise click.UsageError(f"{path} exists: not overwriting a key")
     scope = app.scope()
     signer = SigningKey.generate()
-    trusted = scope.client._json(
-        "POST",
-        f"/v1/registry/tenants/{scope.tenant_id}/keys",
-        json={"public_key": signer.public.to_pem(), "name": key_name},
-        idempotency_key=f"cli-key-{signer.keyid}",
-    )
+    trusted = scope.client.trust_publisher_key(scope.tenant_id, signer.public.to_pem(), key_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(signer.to_pem())
     os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
@@ -218,24 +209,6 @@ def key_create(app: App, out: str, key_name: str, as_json: bool) -> None:
         emit_json({"key_file": str(path), "key_id": signer.keyid, "key": trusted})
         return
     note(f"trusted {signer.keyid} as {key_name!r}; private key in {path} (mode 0600)")
-
-
-def _ensure_app(scope: Any, name: str) -> bool:
-    """Create the app in the project; False when it already exists."""
-    from gpucloud_cli.sdk.client import new_idempotency_key
-
-    try:
-        scope.client._json(
-            "POST",
-            _registry_apps(scope.tenant_id, scope.project_id),
-            json={"name": name},
-            idempotency_key=new_idempotency_key(),
-        )
-    except ApiError as exc:
-        if exc.status == 409:  # app-exists
-            return False
-        raise
-    return True
 
 
 @app.command("publish")
@@ -250,7 +223,6 @@ def _ensure_app(scope: Any, name: str) -> bool:
 @pass_app
 def publish(app: App, target: str, key_file: str | None, as_json: bool) -> None:
     """Build, upload and publish the app's bundle; sign its release with --key."""
-    import base64
     import tempfile
 
     from gpucloud_manifest import to_builtins
@@ -262,41 +234,30 @@ def publish(app: App, target: str, key_file: str | None, as_json: bool) -> None:
     manifest = load_manifest(path)
     signer = SigningKey.load(Path(key_file).expanduser()) if key_file else None
     scope = app.scope()
-    base = f"{_registry_apps(scope.tenant_id, scope.project_id)}/{manifest.name}"
+    where = (scope.tenant_id, scope.project_id)
     with tempfile.TemporaryDirectory(prefix="gpucloud-bundle-") as tmp:
         built = bundles.build(
             path.parent.resolve(), Path(tmp) / "layout", config=to_builtins(manifest)
         )
-        created = _ensure_app(scope, manifest.name)
-        uploaded = 0
-        for blob in built.manifest.blobs:
-            answer = scope.client.request(
-                "PUT",
-                f"{base}/blobs/{blob.digest}",
-                content=built.blob_path(blob.digest).read_bytes(),
-                retry=True,  # content-addressed: a repeat stores nothing twice
+        created = scope.client.create_app(*where, manifest.name)
+        uploaded = sum(
+            scope.client.upload_blob(
+                *where, manifest.name, blob.digest, built.blob_path(blob.digest).read_bytes()
             )
-            uploaded += answer.status_code == 201
-        release = scope.client._json(
-            "POST",
-            f"{base}/versions",
-            json={
-                "version": manifest.version,
-                "manifest": base64.b64encode(built.manifest.raw).decode(),
-            },
-            idempotency_key=f"cli-publish-{manifest.name}-{manifest.version}-{built.digest}",
+            for blob in built.manifest.blobs
+        )
+        release = scope.client.publish_version(
+            *where, manifest.name, manifest.version, built.manifest.raw
         )
     signed = False
     if signer is not None:
         envelope = intoto.release_statement(
             built.digest, tenant=scope.tenant_id, app=manifest.name, version=manifest.version
         ).sign([signer])
-        release = scope.client._json(
-            "POST",
-            f"{base}/versions/{manifest.version}/statements",
-            json={"envelope": envelope.to_json().decode()},
-            idempotency_key=f"cli-sign-{built.digest}-{signer.keyid}",
-        )
+        release = scope.client.add_statement(
+            *where, manifest.name, manifest.version, envelope.to_json().decode(),
+            key=f"cli-sign-{built.digest}-{signer.keyid}",
+        )  # fmt: skip
         signed = True
     if as_json:
         emit_json(
@@ -326,26 +287,16 @@ def publish(app: App, target: str, key_file: str | None, as_json: bool) -> None:
 def promote(app: App, name: str, version: str, channel: str, as_json: bool) -> None:
     """Promote a published version to the next channel (dev -> staging -> stable)."""
     scope = app.scope()
-    base = f"{_registry_apps(scope.tenant_id, scope.project_id)}/{name}"
-    release = scope.client._json(
-        "POST",
-        f"{base}/versions/{version}/promotions",
-        json={"channel": channel},
-        idempotency_key=f"cli-promote-{name}-{version}-{channel}",
-    )
+    release = scope.client.promote(scope.tenant_id, scope.project_id, name, version, channel)
     if as_json:
         emit_json({"app": name, "version": version, "channel": channel, "release": release})
         return
     note(f"{name} {version} is on {', '.join(release.get('channels') or [channel])}")
 
 
-def _instances(scope: Any) -> str:
-    return f"/v1/apps/tenants/{scope.tenant_id}/projects/{scope.project_id}/instances"
-
-
 def _instance_id(scope: Any, wanted: str) -> str:
     """An instance by id or by name (live instances' names are unique in a project)."""
-    items = scope.client._json("GET", _instances(scope), params={"limit": 500})["items"]
+    items = scope.client.list_instances(scope.tenant_id, scope.project_id)
     for item in items:
         if wanted == item["id"] or (
             wanted == item["name"] and item["status"]["state"] not in ("stopped", "failed")
@@ -405,7 +356,6 @@ def launch(
     """Launch an instance of a promoted app in the project."""
     import time
 
-    from gpucloud_cli.sdk.client import new_idempotency_key
     from gpucloud_cli.sdk.errors import Unfinished
 
     scope = app.scope()
@@ -415,19 +365,13 @@ def launch(
             body[field] = value
     if public:
         body["namespace"] = "platform"
-    base = f"/v1/apps/tenants/{scope.tenant_id}/projects/{scope.project_id}"
-    instance = scope.client._json(
-        "POST",
-        f"{base}/apps/{app_name}/instances",
-        json=body,
-        idempotency_key=new_idempotency_key(),
-    )
+    instance = scope.client.launch_instance(scope.tenant_id, scope.project_id, app_name, body)
     deadline = time.monotonic() + timeout_s
     while wait and instance["status"]["state"] not in ("ready", "failed", "stopped"):
         if time.monotonic() > deadline:
             raise Unfinished(f"{_summary(instance)} after {timeout_s:.0f} s")
         time.sleep(1.0)
-        instance = scope.client._json("GET", f"{_instances(scope)}/{instance['id']}")
+        instance = scope.client.get_instance(scope.tenant_id, scope.project_id, instance["id"])
     if as_json:
         emit_json({"instance": instance, "waited": wait})
         return
@@ -443,7 +387,7 @@ def ps(app: App, show_all: bool, as_json: bool) -> None:
     from gpucloud_cli.output import table
 
     scope = app.scope()
-    items = scope.client._json("GET", _instances(scope), params={"limit": 500})["items"]
+    items = scope.client.list_instances(scope.tenant_id, scope.project_id)
     if not show_all:
         items = [i for i in items if i["status"]["state"] not in ("stopped", "failed")]
     if as_json:
@@ -473,7 +417,9 @@ def ps(app: App, show_all: bool, as_json: bool) -> None:
 def get(app: App, instance: str, as_json: bool) -> None:
     """Show one instance: its desired state, status and conditions."""
     scope = app.scope()
-    found = scope.client._json("GET", f"{_instances(scope)}/{_instance_id(scope, instance)}")
+    found = scope.client.get_instance(
+        scope.tenant_id, scope.project_id, _instance_id(scope, instance)
+    )
     if as_json:
         emit_json({"instance": found})
         return
@@ -489,8 +435,9 @@ def get(app: App, instance: str, as_json: bool) -> None:
 def stop(app: App, instance: str, as_json: bool) -> None:
     """Stop an instance: its replicas are released."""
     scope = app.scope()
-    path = f"{_instances(scope)}/{_instance_id(scope, instance)}/stop"
-    found = scope.client._json("POST", path, retry=True)  # stopping twice changes nothing
+    found = scope.client.stop_instance(
+        scope.tenant_id, scope.project_id, _instance_id(scope, instance)
+    )
     if as_json:
         emit_json({"instance": found})
         return
@@ -502,8 +449,7 @@ def _first_exposed_port(scope: Any, instance: dict[str, Any]) -> str:
     from gpucloud_cli.sdk.errors import InvalidInput
 
     spec = instance["spec"]
-    catalog = scope.client._json("GET", "/v1/apps/catalog", params={"q": spec["app"]})
-    for item in catalog["items"]:
+    for item in scope.client.app_catalog(spec["app"]):
         if item["app"] != spec["app"] or item["tenant_id"] != spec["app_tenant_id"]:
             continue
         for channel in item["channels"]:
@@ -524,7 +470,9 @@ def _first_exposed_port(scope: Any, instance: dict[str, Any]) -> str:
 def open_command(app: App, instance: str, port: str | None, browser: bool, as_json: bool) -> None:
     """Print the URL of an instance's exposed port through the gateway."""
     scope = app.scope()
-    found = scope.client._json("GET", f"{_instances(scope)}/{_instance_id(scope, instance)}")
+    found = scope.client.get_instance(
+        scope.tenant_id, scope.project_id, _instance_id(scope, instance)
+    )
     chosen = port or _first_exposed_port(scope, found)
     url = f"{scope.client.gateway}/v1/apps/instances/{found['id']}/ports/{chosen}/"
     if browser:
@@ -535,3 +483,33 @@ def open_command(app: App, instance: str, port: str | None, browser: bool, as_js
         emit_json({"instance_id": found["id"], "url": url})
         return
     note(url)
+
+
+@app.command("logs")
+@click.argument("instance")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what the replica writes.")
+@click.option("--replica", help="A replica's id (default: the first running one).")
+@json_option
+@pass_app
+def logs(app: App, instance: str, follow: bool, replica: str | None, as_json: bool) -> None:
+    """Print a replica's stdout and stderr, as its node keeps them."""
+    import sys
+
+    if follow and as_json:
+        raise click.UsageError("--json prints what the node kept so far: leave out --follow")
+    scope = app.scope()
+    instance_id = _instance_id(scope, instance)
+    chunks = scope.client.instance_logs(
+        scope.tenant_id, scope.project_id, instance_id, follow=follow, replica=replica
+    )
+    if as_json:
+        text = b"".join(chunks).decode("utf-8", "replace")
+        emit_json({"instance_id": instance_id, "replica": replica, "logs": text})
+        return
+    out = sys.stdout.buffer
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            out.flush()
+    except KeyboardInterrupt:
+        pass

@@ -24,6 +24,7 @@ from gpucloud_cli import __version__
 from gpucloud_cli.sdk import models as m
 from gpucloud_cli.sdk.credentials import StaticToken, StoredSession, TokenSource
 from gpucloud_cli.sdk.errors import (
+    ApiError,
     NetworkError,
     NotSignedIn,
     ProtocolError,
@@ -452,3 +453,145 @@ class Client:
         """Where the SSH endpoint is and its host key (public)."""
         answer = self._json("GET", "/v1/terminal/ssh", authenticated=False)
         return m.SshEndpoint.from_api(answer)
+
+    # registry: publisher keys, apps, bundles, releases
+
+    def _registry_apps(self, tenant_id: str, project_id: str) -> str:
+        return f"/v1/registry/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}/apps"
+
+    def trust_publisher_key(self, tenant_id: str, public_key_pem: str, name: str) -> Any:
+        """Have registry trust an Ed25519 publisher key for the tenant (owner/admin, step-up).
+        The key's PEM makes the Idempotency-Key: asking twice trusts it once."""
+        import hashlib
+
+        digest = hashlib.sha256(public_key_pem.encode()).hexdigest()[:32]
+        return self._json(
+            "POST",
+            f"/v1/registry/tenants/{_seg(tenant_id)}/keys",
+            json={"public_key": public_key_pem, "name": name},
+            idempotency_key=f"cli-key-{digest}",
+        )
+
+    def create_app(self, tenant_id: str, project_id: str, name: str) -> bool:
+        """Create the app in the project; False when it already exists."""
+        try:
+            self._json(
+                "POST",
+                self._registry_apps(tenant_id, project_id),
+                json={"name": name},
+                idempotency_key=new_idempotency_key(),
+            )
+        except ApiError as exc:
+            if exc.status == 409:  # app-exists
+                return False
+            raise
+        return True
+
+    def upload_blob(
+        self, tenant_id: str, project_id: str, app: str, digest: str, content: bytes
+    ) -> bool:
+        """Store one content-addressed blob of a bundle; False when registry had it."""
+        path = f"{self._registry_apps(tenant_id, project_id)}/{_seg(app)}/blobs/{_seg(digest)}"
+        # content-addressed: a retried upload stores nothing twice
+        return self.request("PUT", path, content=content, retry=True).status_code == 201
+
+    def publish_version(
+        self, tenant_id: str, project_id: str, app: str, version: str, manifest: bytes
+    ) -> Any:
+        """Publish a version from its uploaded blobs and OCI manifest (raw bytes)."""
+        import base64
+        import hashlib
+
+        digest = hashlib.sha256(manifest).hexdigest()
+        return self._json(
+            "POST",
+            f"{self._registry_apps(tenant_id, project_id)}/{_seg(app)}/versions",
+            json={"version": version, "manifest": base64.b64encode(manifest).decode()},
+            idempotency_key=f"cli-publish-{app}-{version}-{digest}",
+        )
+
+    def add_statement(
+        self, tenant_id: str, project_id: str, app: str, version: str, envelope: str, key: str
+    ) -> Any:
+        """Attach a signed in-toto statement (a DSSE envelope's JSON) to a version."""
+        base = f"{self._registry_apps(tenant_id, project_id)}/{_seg(app)}"
+        return self._json(
+            "POST",
+            f"{base}/versions/{_seg(version)}/statements",
+            json={"envelope": envelope},
+            idempotency_key=key,
+        )
+
+    def promote(self, tenant_id: str, project_id: str, app: str, version: str, channel: str) -> Any:
+        base = f"{self._registry_apps(tenant_id, project_id)}/{_seg(app)}"
+        return self._json(
+            "POST",
+            f"{base}/versions/{_seg(version)}/promotions",
+            json={"channel": channel},
+            idempotency_key=f"cli-promote-{app}-{version}-{channel}",
+        )
+
+    # appplatform: the catalog and app instances
+
+    def _instances(self, tenant_id: str, project_id: str) -> str:
+        return f"/v1/apps/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}/instances"
+
+    def app_catalog(self, q: str | None = None) -> list[dict[str, Any]]:
+        params = {"q": q} if q else None
+        return self._json("GET", "/v1/apps/catalog", params=params)["items"]
+
+    def launch_instance(
+        self, tenant_id: str, project_id: str, app: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/v1/apps/tenants/{_seg(tenant_id)}/projects/{_seg(project_id)}/apps/{_seg(app)}"
+        return self._json(
+            "POST", f"{path}/instances", json=body, idempotency_key=new_idempotency_key()
+        )
+
+    def list_instances(self, tenant_id: str, project_id: str) -> list[dict[str, Any]]:
+        path = self._instances(tenant_id, project_id)
+        return self._json("GET", path, params={"limit": 500})["items"]
+
+    def get_instance(self, tenant_id: str, project_id: str, instance_id: str) -> dict[str, Any]:
+        return self._json("GET", f"{self._instances(tenant_id, project_id)}/{_seg(instance_id)}")
+
+    def stop_instance(self, tenant_id: str, project_id: str, instance_id: str) -> dict[str, Any]:
+        path = f"{self._instances(tenant_id, project_id)}/{_seg(instance_id)}/stop"
+        return self._json("POST", path, retry=True)  # stopping twice changes nothing
+
+    def instance_logs(
+        self,
+        tenant_id: str,
+        project_id: str,
+        instance_id: str,
+        *,
+        follow: bool = False,
+        replica: str | None = None,
+    ) -> Iterator[bytes]:
+        """A replica's stdout and stderr as they come (`follow` keeps the stream open)."""
+        path = f"{self._instances(tenant_id, project_id)}/{_seg(instance_id)}/logs"
+        params: dict[str, Any] = {"follow": "true"} if follow else {}
+        if replica:
+            params["replica"] = replica
+        if not follow:
+            yield self.request("GET", path, params=params or None).content
+            return
+        import httpx
+
+        if self.credentials is None:
+            raise NotSignedIn("not signed in: run `gpucloud login`")
+        headers = {"Authorization": f"Bearer {self.credentials.token()}"}
+        try:
+            with httpx.stream(
+                "GET",
+                self.gateway + path,
+                params=params,
+                headers=headers,
+                timeout=httpx.Timeout(15.0, read=None),  # a followed log may idle for long
+            ) as answer:
+                if answer.status_code >= 400:
+                    body = answer.read()
+                    raise from_answer(answer.status_code, dict(answer.headers), body)
+                yield from answer.iter_raw()
+        except httpx.TransportError as exc:
+            raise NetworkError(f"{self.gateway}: {exc or type(exc).__name__}") from None
