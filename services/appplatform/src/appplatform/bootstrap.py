@@ -57,7 +57,8 @@ async def close_connect(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name="appplatform",
     version=__version__,
-    required_settings=TOKEN_SETTINGS,
+    # iam's tokens, and the passphrase sealing the app-proxy signing keys it stores
+    required_settings=(*TOKEN_SETTINGS, "GPUCLOUD_APPS_KEY_PASSPHRASE"),
     description="App runtime: app manifests, the catalog of promoted apps, app instances a"
     " controller keeps running.",
     route_handlers=[*ROUTES, *CONNECT_ROUTES],

@@ -1,6 +1,7 @@
 """Wires the node agent. No database, no Kafka: it talks to gpuaas over HTTP only."""
 
 import os
+from collections.abc import Mapping
 
 from litestar import Litestar, get
 from litestar.datastructures import State
@@ -49,6 +50,15 @@ def terminal_service(agent: NodeAgent, settings: TerminalSettings) -> TerminalSe
     return TerminalService(settings, verifier, agent.reconciler, workspaces)
 
 
+def apps_jwks_url(environ: Mapping[str, str]) -> str | None:
+    """appplatform's app-proxy JWKS: GPUCLOUD_APPS_JWKS_URL, else under GPUCLOUD_APPPLATFORM_URL
+    (what Helm gives a service that `calls` appplatform)."""
+    if environ.get("GPUCLOUD_APPS_JWKS_URL"):
+        return environ["GPUCLOUD_APPS_JWKS_URL"]
+    base = environ.get("GPUCLOUD_APPPLATFORM_URL")
+    return f"{base.rstrip('/')}/v1/apps/.well-known/jwks.json" if base else None
+
+
 def start_agent(app: Litestar) -> None:
     settings = AgentSettings.from_env()
     harden_agent(settings.state_dir)  # its files private before it writes any
@@ -58,7 +68,7 @@ def start_agent(app: Litestar) -> None:
     app.state.agent = agent
     app.state.terminal = terminal_service(agent, TerminalSettings.from_env())
     # appplatform's connect URLs and logs; without its JWKS every proxy request is refused.
-    jwks = os.environ.get("GPUCLOUD_APPS_JWKS_URL")
+    jwks = apps_jwks_url(os.environ)
     verifier = AppProxyVerifier.from_jwks_url(jwks, node_name=settings.node_name) if jwks else None
     app.state.app_proxy = AppProxy(verifier, agent.reconciler)
 
@@ -74,12 +84,14 @@ async def stop_agent(app: Litestar) -> None:
 DEFINITION = ServiceDefinition(
     name="gpuaas-node-agent",
     version=__version__,
-    # which node it is, where gpuaas and terminal-gateway are, and its credential; where it
-    # pulls bundles from and caches them (a production node verifies every byte it runs)
+    # which node it is, where gpuaas, terminal-gateway and appplatform are, and its
+    # credential; where it pulls bundles from and caches them (a production node verifies
+    # every byte it runs)
     required_settings=(
         "GPUCLOUD_NODE_NAME",
         "GPUCLOUD_GPUAAS_URL",
         "GPUCLOUD_TERMINAL_GATEWAY_URL",
+        "GPUCLOUD_APPPLATFORM_URL",
         "GPUCLOUD_NODE_BOOTSTRAP_TOKEN",
         "GPUCLOUD_NODE_BUNDLE_DIR",
         "GPUCLOUD_NODE_OCI_URL",

@@ -63,19 +63,42 @@ def _home() -> Path:
 
 @cache
 def _home_for(state: Path) -> Path:
+    """Decided once per state folder and kept in <state>/postgres-home: the folder's mode may
+    change later (the node agent opens it to its workload users), and a second home would
+    leave the first cluster running, unseen by `down`, holding the port."""
     if os.geteuid() != 0:
         return state / "pg"
     _ensure_system_user()
+    marker = state / "postgres-home"
+    if marker.is_file():
+        return Path(marker.read_text().strip())
     probe = subprocess.run(_as_db_user(["test", "-x", str(state)]), capture_output=True)
-    if probe.returncode == 0:
-        return state / "pg"
-    digest = hashlib.sha256(str(state).encode()).hexdigest()[:12]
-    outside = FALLBACK_ROOT / digest
-    outside.mkdir(parents=True, exist_ok=True)
-    FALLBACK_ROOT.chmod(0o755)
-    outside.chmod(0o755)
-    (outside / "state-folder").write_text(f"{state}\n")
-    return outside / "pg"
+    if probe.returncode == 0 or (state / "pg" / "data").is_dir():
+        home = state / "pg"
+    else:
+        outside = FALLBACK_ROOT / hashlib.sha256(str(state).encode()).hexdigest()[:12]
+        home = outside / "pg"
+        if home.exists():  # the cluster of an earlier state folder at this path: its
+            _drop_stale(home)  # passwords are not this folder's secrets
+        outside.mkdir(parents=True, exist_ok=True)
+        FALLBACK_ROOT.chmod(0o755)
+        outside.chmod(0o755)
+        (outside / "state-folder").write_text(f"{state}\n")
+    marker.write_text(f"{home}\n")
+    return home
+
+
+def _drop_stale(home: Path) -> None:
+    try:
+        pid = int((home / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = None
+    if pid and supervise.alive(pid):
+        raise PostgresError(
+            f"{home} holds a running cluster of an earlier state folder at this path;"
+            " stop it with: devstack down --everywhere"
+        )
+    shutil.rmtree(home)
 
 
 def log_path() -> Path:

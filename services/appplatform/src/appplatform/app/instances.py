@@ -228,6 +228,28 @@ async def list_instances(
         return [await _view(uow, r) for r in rows]
 
 
+async def _apply_change(
+    uow: UnitOfWork, instance_id: uuid.UUID, changes: dict[str, Any], wake: Any
+) -> Any:
+    """One change of the desired state: the row, `appplatform.instance.updated` through the
+    outbox and a reconcile, all in the caller's transaction; the controller is woken after
+    the commit. Returns the row as the reconcile left it."""
+    row = await repo.update_instance(
+        uow, instance_id, **changes, updated_at=dt.datetime.now(dt.UTC)
+    )
+    await EVENTS.add_event(
+        uow,
+        "appplatform.instance.updated",
+        subject=str(instance_id),
+        payload=instance_event(row),
+        tenant=str(row["tenant_id"]),
+    )
+    await reconcile(uow, instance_id)
+    if wake is not None:
+        uow.after_commit(wake)
+    return await repo.get_instance(uow, instance_id)
+
+
 async def change_instance(
     db: Database,
     tenant_id: uuid.UUID,
@@ -281,19 +303,7 @@ async def change_instance(
             changes["generation"] = generation
             if respec:
                 changes["spec_generation"] = generation
-            changes["updated_at"] = dt.datetime.now(dt.UTC)
-            row = await repo.update_instance(uow, instance_id, **changes)
-            await EVENTS.add_event(
-                uow,
-                "appplatform.instance.updated",
-                subject=str(instance_id),
-                payload=instance_event(row),
-                tenant=str(tenant_id),
-            )
-            await reconcile(uow, instance_id)
-            row = await repo.get_instance(uow, instance_id)
-            if wake is not None:
-                uow.after_commit(wake)
+            row = await _apply_change(uow, instance_id, changes, wake)
         out = await _view(uow, row)
         await uow.commit()
     return out
@@ -311,26 +321,12 @@ async def stop_instance(
     async with db.unit_of_work() as uow:
         row = await _owned(uow, tenant_id, project_id, instance_id, lock=True)
         if row["desired_state"] != "stopped" and row["state"] not in machine.TERMINAL:
-            generation = row["generation"] + 1
-            row = await repo.update_instance(
-                uow,
-                instance_id,
-                desired_state="stopped",
-                stop_reason="user_stop",
-                generation=generation,
-                updated_at=dt.datetime.now(dt.UTC),
-            )
-            await EVENTS.add_event(
-                uow,
-                "appplatform.instance.updated",
-                subject=str(instance_id),
-                payload=instance_event(row),
-                tenant=str(tenant_id),
-            )
-            await reconcile(uow, instance_id)
-            row = await repo.get_instance(uow, instance_id)
-            if wake is not None:
-                uow.after_commit(wake)
+            changes = {
+                "desired_state": "stopped",
+                "stop_reason": "user_stop",
+                "generation": row["generation"] + 1,
+            }
+            row = await _apply_change(uow, instance_id, changes, wake)
         out = await _view(uow, row)
         await uow.commit()
     return out
