@@ -8,11 +8,12 @@ import uuid
 from typing import Any
 
 import jwt
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut
+from gpucloud_contracts.node_sync import DesiredAllocation, InstanceOut, WorkloadRuntime
 from node_agent.session_tokens import RELAY_TOKEN_TYPE, SESSION_TOKEN_TYPE
 
 
@@ -110,3 +111,17 @@ def desired():
         )
 
     return make
+
+
+def signed_config(runtime: WorkloadRuntime) -> dict:
+    """The app manifest a publisher signs for `runtime` (the bundle's config blob): the agent
+    runs a runtime only when it matches the signed one (node_agent.bundles.check_runtime)."""
+    config: dict = {
+        "schema_version": 1, "name": "web", "version": "1.0.0", "command": list(runtime.command),
+        "resources": {"sku": "h100-80gb"},
+        "ports": [msgspec.to_builtins(p) for p in runtime.ports],
+        "env": {name: {"value": value} for name, value in (runtime.env or {}).items()},
+    }  # fmt: skip
+    if runtime.probe is not None:
+        config["probe"] = {"path": runtime.probe.path, "port": runtime.probe.port}
+    return config

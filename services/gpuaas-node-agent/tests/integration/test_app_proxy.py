@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -36,6 +35,8 @@ from node_agent.reconcile import Reconciler
 from platformkit.errors import ProblemError
 from platformkit.http import _on_problem  # the kit's problem+json answer
 from platformkit.tokens import CallableJwks, JwksCache
+
+from ..conftest import signed_config
 
 pytestmark = pytest.mark.integration
 NODE = "node-proxy"
@@ -85,20 +86,6 @@ class AppsSigner:
         claims = {k: v for k, v in claims.items() if v is not None}
         headers = {"kid": self.kid, "typ": typ}
         return jwt.encode(claims, self.key, algorithm="EdDSA", headers=headers)
-
-
-def signed_config(runtime: WorkloadRuntime) -> dict:
-    """The app manifest a publisher signs for `runtime` (the bundle's config blob): the agent
-    runs a runtime only when it matches the signed one (node_agent.bundles.check_runtime)."""
-    config: dict = {
-        "schema_version": 1, "name": "web", "version": "1.0.0", "command": list(runtime.command),
-        "resources": {"sku": "h100-80gb"},
-        "ports": [msgspec.to_builtins(p) for p in runtime.ports],
-        "env": {name: {"value": value} for name, value in (runtime.env or {}).items()},
-    }  # fmt: skip
-    if runtime.probe is not None:
-        config["probe"] = {"path": runtime.probe.path, "port": runtime.probe.port}
-    return config
 
 
 RUNTIME = WorkloadRuntime(

@@ -56,24 +56,12 @@ from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 from platformkit.settings import ServiceSettings
 
+from ..conftest import signed_config
+
 pytestmark = pytest.mark.integration
 TENANT = uuid.uuid4()
 SIGNER = SigningKey.generate()
 HTTP_ONLY = dataclasses.replace(DEFINITION, subscriptions=())
-
-
-def signed_config(runtime: WorkloadRuntime) -> dict:
-    """The app manifest a publisher signs for `runtime` (the bundle's config blob): the agent
-    runs a runtime only when it matches the signed one (node_agent.bundles.check_runtime)."""
-    config: dict = {
-        "schema_version": 1, "name": "web", "version": "1.0.0", "command": list(runtime.command),
-        "resources": {"sku": "h100-80gb"},
-        "ports": [msgspec.to_builtins(p) for p in runtime.ports],
-        "env": {name: {"value": value} for name, value in (runtime.env or {}).items()},
-    }  # fmt: skip
-    if runtime.probe is not None:
-        config["probe"] = {"path": runtime.probe.path, "port": runtime.probe.port}
-    return config
 
 
 def _bundle_dir(tmp_path: Path, runtime: WorkloadRuntime | None = None) -> tuple[Path, str]:
