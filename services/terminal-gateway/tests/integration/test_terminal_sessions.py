@@ -545,3 +545,35 @@ async def test_an_idempotency_key_gives_the_same_session_with_a_fresh_token_unti
         assert (await mint(t.allocation_id)).status_code == 409
     stored = stack.sql("SELECT response_body FROM idempotency_keys")
     assert all(first["token"].encode() not in bytes(body) for (body,) in stored)
+
+
+async def test_closing_the_recorder_during_a_slow_flush_keeps_what_that_flush_carried(stack):
+    """The chaos run found a session that closed cleanly with no recording: closing the
+    recorder cancelled its flush in flight, and the bytes that flush had taken were lost.
+    Here the table is locked so the flush waits, the recorder is closed meanwhile, then the
+    lock goes: every byte is stored."""
+    from terminal_gateway.app.recording import Recorder
+
+    t = await stack.tenant()
+    session_id = uuid.UUID((await stack.open(stack.iam.token(uuid.uuid4(), t.id), t)).json()[
+        "session"
+    ]["id"])  # fmt: skip
+    recorder = Recorder(stack.service.db, session_id, dt.datetime.now(dt.UTC))
+    await recorder.start(80, 24, "slow flush")
+    recorder.output(b"kept through the close\r\n")
+    with psycopg.connect(stack.database) as blocker:
+        blocker.execute("LOCK TABLE recording_chunks IN EXCLUSIVE MODE")
+        await asyncio.sleep(0.6)  # the periodic flush has started and waits for the lock
+        closing = asyncio.create_task(recorder.close())
+        await asyncio.sleep(0.3)
+        assert not closing.done()  # it waits for the flush in flight
+        blocker.commit()
+        await asyncio.wait_for(closing, 10)
+    stored = b"".join(
+        bytes(c)
+        for (c,) in stack.sql(
+            "SELECT data FROM recording_chunks WHERE session_id = %s ORDER BY seq", session_id
+        )
+    )
+    assert b"kept through the close" in stored and b'"version"' in stored[:20]
+    assert recorder.written == len(stored)
