@@ -154,7 +154,7 @@ def _stage(gateway, tmp_path_factory):
 
     case("unknown", "9.9.9", d)
     _pay(gateway, auth, tenant)
-    return gateway, tenant, project, auth, cases
+    return gateway, tenant, project, auth, cases, pub, signer
 
 
 def _pay(gateway, auth, tenant: str, micros: int = 50_000_000) -> None:
@@ -195,7 +195,7 @@ def _launch(gateway, tenant, project, auth, bundle) -> httpx.Response:
     ],
 )
 def test_a_launch_naming_a_bad_bundle_is_refused_with_its_reason(stage, name, reason):
-    gateway, tenant, project, auth, cases = stage
+    gateway, tenant, project, auth, cases, *_ = stage
     seen: list[str] = []
 
     def refused_for_the_reason():
@@ -220,7 +220,7 @@ def test_a_launch_naming_a_bad_bundle_is_refused_with_its_reason(stage, name, re
 
 
 def test_a_signed_promoted_bundle_launches_and_runs(stage):
-    gateway, tenant, project, auth, cases = stage
+    gateway, tenant, project, auth, cases, *_ = stage
     wanted = cases["accepted"]
 
     def launched():
@@ -233,7 +233,7 @@ def test_a_signed_promoted_bundle_launches_and_runs(stage):
     allocation = until("the signed, promoted bundle launches", launched, within=30.0)
     assert allocation["bundle"] == {
         "tenant_id": tenant, "app": APP, "version": "1.1.0", "digest": wanted["digest"],
-        "channel": "stable",
+        "channel": "stable", "yanked": False,
     }  # fmt: skip
     url = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{allocation['id']}"
 
@@ -247,7 +247,7 @@ def test_a_signed_promoted_bundle_launches_and_runs(stage):
 
 
 def test_the_project_can_require_a_lower_channel(stage):
-    gateway, tenant, project, auth, cases = stage
+    gateway, tenant, project, auth, cases, *_ = stage
     policy = f"/v1/gpu/tenants/{tenant}/projects/{project}/launch-policy"
     assert gateway.get(policy, headers=auth).json()["required_channel"] == "stable"
     bad = gateway.put(policy, json={"required_channel": "prod"}, headers=auth)
@@ -271,3 +271,43 @@ def test_the_project_can_require_a_lower_channel(stage):
         )
     finally:
         gateway.put(policy, json={"required_channel": "stable"}, headers=auth)
+
+
+def test_a_running_allocation_whose_release_is_yanked_is_reported_and_keeps_running(stage):
+    """A yank refuses new launches; what already runs is not killed by it (the tenant
+    decides), but every read of the allocation says so, until it is released."""
+    gateway, tenant, project, auth, _, pub, signer = stage
+    digest = pub.publish("1.2.0")
+    assert pub.sign("1.2.0", digest, signer).status_code == 201
+    pub.promote("1.2.0", "dev", "staging", "stable")
+    bundle = {"app": APP, "version": "1.2.0", "digest": digest}
+
+    def launched():
+        r = _launch(gateway, tenant, project, auth, bundle)
+        assert r.status_code in (201, 402, 404, 422), r.text  # 422: promotion not projected yet
+        return r.json() if r.status_code == 201 else None
+
+    allocation = until("1.2.0 launches", launched, within=30.0)
+    url = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{allocation['id']}"
+    until("1.2.0 runs", lambda: gateway.get(url, headers=auth).json()["state"] == "running")
+    assert gateway.get(url, headers=auth).json()["bundle"]["yanked"] is False
+
+    yanked = gateway.post(
+        f"{pub.base}/versions/1.2.0/yank", json={"reason": "bad build"},
+        headers=auth | idempotency_key(),
+    )  # fmt: skip
+    assert yanked.status_code == 200, yanked.text
+    seen = until(
+        "the yank reported on the running allocation",
+        lambda: (a := gateway.get(url, headers=auth).json())["bundle"]["yanked"] and a,
+    )
+    assert seen["state"] == "running"
+    listed = gateway.get(f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations", headers=auth)
+    [mine] = [a for a in listed.json()["items"] if a["id"] == allocation["id"]]
+    assert mine["bundle"]["yanked"] is True
+    # and no new launch of it
+    refused = _launch(gateway, tenant, project, auth, bundle)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["message"] == "yanked"
+    released = gateway.post(f"{url}/release", headers=auth)
+    assert released.status_code in (200, 202), released.text
+    assert released.json()["bundle"]["yanked"] is True

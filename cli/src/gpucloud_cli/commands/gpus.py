@@ -103,6 +103,13 @@ def show_allocation(a: Allocation) -> None:
             ("running since", a.running_since),
             ("idle stop", format_duration(a.idle_stop_after_s) if a.idle_stop_after_s else None),
             ("last active", a.last_active_at),
+            (
+                "bundle",
+                f"{a.bundle.app} {a.bundle.version} ({a.bundle.channel})"
+                + (": YANKED since launch, release it to stop it" if a.bundle.yanked else "")
+                if a.bundle
+                else None,
+            ),
         ]
     )
     if a.instances:

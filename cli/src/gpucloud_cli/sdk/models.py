@@ -229,6 +229,8 @@ class LaunchedBundle(Model):
     version: str
     digest: str
     channel: str
+    # registry yanked the release since the launch; the allocation runs until released
+    yanked: bool = False
 
 
 class Allocation(Model):

@@ -141,6 +141,7 @@ def _out(view: AllocationView) -> AllocationOut:
             version=a.bundle.version,
             digest=a.bundle.digest,
             channel=a.bundle.channel,
+            yanked=view.yanked,
         )
         if a.bundle
         else None,

@@ -57,6 +57,9 @@ class BundleOut(msgspec.Struct):
     version: str
     digest: str
     channel: str  # the channel the project required when the launch passed the gate
+    # registry yanked this release since the launch: new launches of it are refused, this
+    # allocation keeps running until it is released
+    yanked: bool = False
 
 
 class LaunchPolicyIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -88,6 +88,9 @@ class CreateAllocation:
 class AllocationView:
     allocation: Allocation
     instances: list[Any]
+    # registry yanked the release the allocation was launched with, after the launch (a yank
+    # refuses new launches; what runs keeps running until released: the API reports it)
+    yanked: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,7 +289,8 @@ async def get_allocation(db: Database, allocation_id: uuid.UUID) -> AllocationVi
         a = await repo.get(allocation_id)
         if a is None:
             raise NotFound(f"allocation {allocation_id} not found")
-        return AllocationView(a, (await repo.instances([a.id])).get(a.id, []))
+        yanked = a.bundle is not None and a.id in await repo.yanked([a.id])
+        return AllocationView(a, (await repo.instances([a.id])).get(a.id, []), yanked)
 
 
 async def list_allocations(
@@ -300,7 +304,8 @@ async def list_allocations(
         repo = AllocationRepository(uow)
         items = await repo.list_for_project(tenant_id, project_id, limit, after)
         instances = await repo.instances([a.id for a in items])
-        return [AllocationView(a, instances.get(a.id, [])) for a in items]
+        yanked = await repo.yanked([a.id for a in items if a.bundle is not None])
+        return [AllocationView(a, instances.get(a.id, []), a.id in yanked) for a in items]
 
 
 async def release_allocation(
@@ -322,6 +327,7 @@ async def release_allocation(
             a = await Lifecycle(uow, settings).apply(a, release_steps(a.state, reason))
         except IllegalTransition as exc:
             raise IllegalState(str(exc)) from None
-        view = AllocationView(a, (await repo.instances([a.id])).get(a.id, []))
+        yanked = a.bundle is not None and a.id in await repo.yanked([a.id])
+        view = AllocationView(a, (await repo.instances([a.id])).get(a.id, []), yanked)
         await uow.commit()
     return view

@@ -119,6 +119,19 @@ class AllocationRepository:
         )
         return _allocation(row) if row else None
 
+    async def yanked(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these allocations run a release registry has yanked since (the launch
+        gate's projection of registry's releases)."""
+        if not ids:
+            return set()
+        rows = await self.uow.fetch_all(
+            "SELECT a.id FROM allocations a JOIN releases r ON r.tenant_id = a.bundle_tenant_id"
+            " AND r.app = a.bundle_app AND r.version = a.bundle_version"
+            " WHERE a.id = ANY(:ids) AND r.yanked",
+            {"ids": ids},
+        )
+        return {r["id"] for r in rows}
+
     async def list_for_project(
         self, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int, after: uuid.UUID | None
     ) -> list[Allocation]:
