@@ -243,6 +243,15 @@ class Stack:
                 "SELECT 1 FROM allocations WHERE id = %s AND state = 'running'", allocation
             ),
             what="the allocation projected",
+            within=60,
+        )
+        # The tenant too: this module's consumers start at the topics' beginning and read
+        # the fleet's own events first; once the tenant's created event is applied, its
+        # partition's backlog is behind, so a later suspension is timed alone.
+        await self.until(
+            lambda: self.sql("SELECT 1 FROM tenants WHERE id = %s", tenant),
+            what="the tenant projected",
+            within=60,
         )
         return Tenant(tenant, project, allocation)
 
