@@ -283,14 +283,19 @@ async def _create_in(
     return AllocationOutcome(AllocationView(a, instances)), bumped.get(command.sku)
 
 
+async def _view_one(repo: AllocationRepository, a: Allocation) -> AllocationView:
+    """One allocation as the API shows it: its slices, and whether its release was yanked."""
+    yanked = a.bundle is not None and a.id in await repo.yanked([a.id])
+    return AllocationView(a, (await repo.instances([a.id])).get(a.id, []), yanked)
+
+
 async def get_allocation(db: Database, allocation_id: uuid.UUID) -> AllocationView:
     async with db.unit_of_work() as uow:
         repo = AllocationRepository(uow)
         a = await repo.get(allocation_id)
         if a is None:
             raise NotFound(f"allocation {allocation_id} not found")
-        yanked = a.bundle is not None and a.id in await repo.yanked([a.id])
-        return AllocationView(a, (await repo.instances([a.id])).get(a.id, []), yanked)
+        return await _view_one(repo, a)
 
 
 async def list_allocations(
@@ -327,7 +332,6 @@ async def release_allocation(
             a = await Lifecycle(uow, settings).apply(a, release_steps(a.state, reason))
         except IllegalTransition as exc:
             raise IllegalState(str(exc)) from None
-        yanked = a.bundle is not None and a.id in await repo.yanked([a.id])
-        view = AllocationView(a, (await repo.instances([a.id])).get(a.id, []), yanked)
+        view = await _view_one(repo, a)
         await uow.commit()
     return view
