@@ -233,7 +233,7 @@ def test_a_signed_promoted_bundle_launches_and_runs(stage):
     allocation = until("the signed, promoted bundle launches", launched, within=30.0)
     assert allocation["bundle"] == {
         "tenant_id": tenant, "app": APP, "version": "1.1.0", "digest": wanted["digest"],
-        "channel": "stable", "yanked": False,
+        "channel": "stable", "yanked": False, "refusal": None,
     }  # fmt: skip
     url = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{allocation['id']}"
 
@@ -304,10 +304,54 @@ def test_a_running_allocation_whose_release_is_yanked_is_reported_and_keeps_runn
     assert seen["state"] == "running"
     listed = gateway.get(f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations", headers=auth)
     [mine] = [a for a in listed.json()["items"] if a["id"] == allocation["id"]]
-    assert mine["bundle"]["yanked"] is True
+    assert mine["bundle"]["yanked"] is True and mine["bundle"]["refusal"] == "yanked"
     # and no new launch of it
     refused = _launch(gateway, tenant, project, auth, bundle)
     assert refused.status_code == 422 and refused.json()["errors"][0]["message"] == "yanked"
     released = gateway.post(f"{url}/release", headers=auth)
     assert released.status_code in (200, 202), released.text
     assert released.json()["bundle"]["yanked"] is True
+
+
+def test_a_running_allocation_whose_signer_key_is_revoked_is_reported_and_keeps_running(stage):
+    """Revoking the only key that signed a release after the launch: new launches of it are
+    refused (`revoked`), what runs keeps running, and every read says why it would not
+    launch again."""
+    gateway, tenant, project, auth, _, pub, _ = stage
+    late = SigningKey.generate()
+    late_id = pub.trust(late)
+    digest = pub.publish("1.3.0")
+    assert pub.sign("1.3.0", digest, late).status_code == 201
+    pub.promote("1.3.0", "dev", "staging", "stable")
+    bundle = {"app": APP, "version": "1.3.0", "digest": digest}
+
+    def launched():
+        r = _launch(gateway, tenant, project, auth, bundle)
+        assert r.status_code in (201, 402, 404, 422), r.text  # 422: promotion not projected yet
+        return r.json() if r.status_code == 201 else None
+
+    allocation = until("1.3.0 launches", launched, within=30.0)
+    url = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{allocation['id']}"
+    until("1.3.0 runs", lambda: gateway.get(url, headers=auth).json()["state"] == "running")
+    assert gateway.get(url, headers=auth).json()["bundle"]["refusal"] is None
+
+    revoked = gateway.post(
+        f"/v1/registry/tenants/{tenant}/keys/{late_id}/revoke",
+        json={"reason": "leaked"}, headers=auth | idempotency_key(),
+    )  # fmt: skip
+    assert revoked.status_code == 200, revoked.text
+    seen = until(
+        "the revocation reported on the running allocation",
+        lambda: (a := gateway.get(url, headers=auth).json())["bundle"]["refusal"] and a,
+    )
+    assert seen["bundle"]["refusal"] == "revoked"
+    assert seen["bundle"]["yanked"] is False
+    assert seen["state"] == "running"
+    listed = gateway.get(f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations", headers=auth)
+    [mine] = [a for a in listed.json()["items"] if a["id"] == allocation["id"]]
+    assert mine["bundle"]["refusal"] == "revoked"
+    refused = _launch(gateway, tenant, project, auth, bundle)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["message"] == "revoked"
+    released = gateway.post(f"{url}/release", headers=auth)
+    assert released.status_code in (200, 202), released.text
+    assert released.json()["bundle"]["refusal"] == "revoked"

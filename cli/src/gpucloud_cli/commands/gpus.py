@@ -11,6 +11,7 @@ import click
 from gpucloud_cli.app import App, Scope, confirm, json_option, pass_app
 from gpucloud_cli.output import emit_json, fields, note, table
 from gpucloud_cli.sdk.errors import GpucloudError, InvalidInput, Unfinished, UnknownName
+from gpucloud_cli.sdk.models import LaunchedBundle
 from gpucloud_cli.units import format_duration, format_money, parse_duration, short_id
 
 if TYPE_CHECKING:
@@ -103,13 +104,7 @@ def show_allocation(a: Allocation) -> None:
             ("running since", a.running_since),
             ("idle stop", format_duration(a.idle_stop_after_s) if a.idle_stop_after_s else None),
             ("last active", a.last_active_at),
-            (
-                "bundle",
-                f"{a.bundle.app} {a.bundle.version} ({a.bundle.channel})"
-                + (": YANKED since launch, release it to stop it" if a.bundle.yanked else "")
-                if a.bundle
-                else None,
-            ),
+            ("bundle", _bundle_line(a.bundle) if a.bundle else None),
         ]
     )
     if a.instances:
@@ -552,3 +547,13 @@ def down(app: App, wait: bool, timeout: str, yes: bool, as_json: bool) -> None:
         emit_json(document)
         return
     note(f"Released {len(released)} allocation{'s' if len(released) != 1 else ''}.")
+
+
+def _bundle_line(b: LaunchedBundle) -> str:
+    """The release an allocation runs, and what registry changed since the launch."""
+    line = f"{b.app} {b.version} ({b.channel})"
+    if b.yanked:
+        return line + ": YANKED since launch, release it to stop it"
+    if b.refusal:
+        return line + f": no longer launchable ({b.refusal} since launch), release it to stop it"
+    return line

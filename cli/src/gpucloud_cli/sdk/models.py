@@ -231,6 +231,9 @@ class LaunchedBundle(Model):
     channel: str
     # registry yanked the release since the launch; the allocation runs until released
     yanked: bool = False
+    # why a launch of this release would be refused now (yanked, revoked, ...); None: it
+    # would pass
+    refusal: str | None = None
 
 
 class Allocation(Model):

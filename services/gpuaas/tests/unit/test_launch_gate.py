@@ -11,6 +11,7 @@ from gpuaas.domain.launch_gate import (
     PLATFORM,
     Allowed,
     BundleRequest,
+    DecisionMemo,
     KeyFacts,
     Refused,
     ReleaseFacts,
@@ -152,3 +153,69 @@ def test_a_platform_public_app_launches_from_any_project():
 def test_an_unknown_channel_is_a_programming_error():
     with pytest.raises(ValueError, match="unknown channel"):
         _decide(_release(SIGNED), [_key(PUBLISHER)], channel="prod")
+
+
+# ----------------------------------------------------------------------------- the memo
+
+
+def test_the_memo_answers_a_repeated_decision_without_deciding_again():
+    memo = DecisionMemo()
+    release, keys = _release(SIGNED), [_key(PUBLISHER)]
+    first = memo.decide(TENANT, PROJECT, REQUEST, "stable", release, keys, NOW)
+    later = NOW + dt.timedelta(hours=1)
+    again = memo.decide(
+        TENANT, PROJECT, REQUEST, "stable", _release(SIGNED), [_key(PUBLISHER)], later
+    )
+    assert first == Allowed(TENANT, "stable", (PUBLISHER.keyid,))
+    assert again is first  # the same object: answered from the memo
+
+
+@pytest.mark.parametrize(
+    ("release", "keys", "reason"),
+    [
+        pytest.param(_release(SIGNED, yanked=True), [_key(PUBLISHER)], "yanked", id="yanked"),
+        pytest.param(_release(SIGNED), [_key(PUBLISHER, "revoked")], "revoked", id="revoked"),
+        pytest.param(_release(SIGNED, channels=frozenset({"dev"})), [_key(PUBLISHER)], "unpromoted",
+                     id="demoted"),
+        pytest.param(_release(SIGNED, thresholds={"stable": 2}), [_key(PUBLISHER)],
+                     "below-threshold", id="threshold-raised"),
+    ],
+)  # fmt: skip
+def test_a_changed_fact_is_decided_again(release, keys, reason):
+    memo = DecisionMemo()
+    assert isinstance(memo.decide(TENANT, PROJECT, REQUEST, "stable", _release(SIGNED),
+                                  [_key(PUBLISHER)], NOW), Allowed)  # fmt: skip
+    outcome = memo.decide(TENANT, PROJECT, REQUEST, "stable", release, keys, NOW)
+    assert isinstance(outcome, Refused) and outcome.reason == reason
+
+
+def test_a_memoized_allowance_ends_when_a_signer_key_expires():
+    memo = DecisionMemo()
+    expiry = NOW + dt.timedelta(minutes=5)
+    keys = [_key(PUBLISHER, expires_at=expiry)]
+    assert isinstance(memo.decide(TENANT, PROJECT, REQUEST, "stable", _release(SIGNED), keys,
+                                  NOW), Allowed)  # fmt: skip
+    just_before = expiry - dt.timedelta(microseconds=1)
+    assert isinstance(memo.decide(TENANT, PROJECT, REQUEST, "stable", _release(SIGNED), keys,
+                                  just_before), Allowed)  # fmt: skip
+    at_expiry = memo.decide(TENANT, PROJECT, REQUEST, "stable", _release(SIGNED), keys, expiry)
+    assert isinstance(at_expiry, Refused) and at_expiry.reason == "expired"
+
+
+def test_a_clock_stepped_back_is_decided_again():
+    memo = DecisionMemo()
+    expiry = NOW - dt.timedelta(minutes=1)  # expired at NOW, still trusted two minutes earlier
+    keys = [_key(PUBLISHER, expires_at=expiry)]
+    refused = memo.decide(TENANT, PROJECT, REQUEST, "stable", _release(SIGNED), keys, NOW)
+    assert isinstance(refused, Refused) and refused.reason == "expired"
+    earlier = NOW - dt.timedelta(minutes=2)
+    assert isinstance(memo.decide(TENANT, PROJECT, REQUEST, "stable", _release(SIGNED), keys,
+                                  earlier), Allowed)  # fmt: skip
+
+
+def test_the_memo_is_bounded():
+    memo = DecisionMemo(size=3)
+    for i in range(10):
+        memo.decide(TENANT, PROJECT, BundleRequest("llm", f"1.0.{i}", DIGEST), "stable", None,
+                    [], NOW)  # fmt: skip
+    assert len(memo._memo) == 3

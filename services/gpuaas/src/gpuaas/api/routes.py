@@ -142,6 +142,7 @@ def _out(view: AllocationView) -> AllocationOut:
             digest=a.bundle.digest,
             channel=a.bundle.channel,
             yanked=view.yanked,
+            refusal=view.refusal,
         )
         if a.bundle
         else None,

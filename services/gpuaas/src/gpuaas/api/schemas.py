@@ -60,6 +60,11 @@ class BundleOut(msgspec.Struct):
     # registry yanked this release since the launch: new launches of it are refused, this
     # allocation keeps running until it is released
     yanked: bool = False
+    # null: a launch of this release in this project and channel would pass the launch gate
+    # now; else the gate's reason to refuse it (yanked, revoked, expired, below-threshold,
+    # untrusted): registry changed the release or its signer keys since the launch. The
+    # allocation keeps running until it is released.
+    refusal: str | None = None
 
 
 class LaunchPolicyIn(msgspec.Struct, forbid_unknown_fields=True):

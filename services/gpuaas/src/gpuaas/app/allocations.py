@@ -88,9 +88,14 @@ class CreateAllocation:
 class AllocationView:
     allocation: Allocation
     instances: list[Any]
-    # registry yanked the release the allocation was launched with, after the launch (a yank
-    # refuses new launches; what runs keeps running until released: the API reports it)
-    yanked: bool = False
+    # the launch gate's reason to refuse the allocation's release now (registry yanked it or
+    # revoked a signer key after the launch: new launches are refused, what runs keeps
+    # running until released, and the API reports it); None: it would still pass
+    refusal: str | None = None
+
+    @property
+    def yanked(self) -> bool:
+        return self.refusal == "yanked"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,9 +289,10 @@ async def _create_in(
 
 
 async def _view_one(repo: AllocationRepository, a: Allocation) -> AllocationView:
-    """One allocation as the API shows it: its slices, and whether its release was yanked."""
-    yanked = a.bundle is not None and a.id in await repo.yanked([a.id])
-    return AllocationView(a, (await repo.instances([a.id])).get(a.id, []), yanked)
+    """One allocation as the API shows it: its slices, and whether the launch gate would
+    still pass its release."""
+    refusals = await launch_gate.standing(repo.uow, [a], dt.datetime.now(dt.UTC))
+    return AllocationView(a, (await repo.instances([a.id])).get(a.id, []), refusals.get(a.id))
 
 
 async def get_allocation(db: Database, allocation_id: uuid.UUID) -> AllocationView:
@@ -309,8 +315,8 @@ async def list_allocations(
         repo = AllocationRepository(uow)
         items = await repo.list_for_project(tenant_id, project_id, limit, after)
         instances = await repo.instances([a.id for a in items])
-        yanked = await repo.yanked([a.id for a in items if a.bundle is not None])
-        return [AllocationView(a, instances.get(a.id, []), a.id in yanked) for a in items]
+        refusals = await launch_gate.standing(uow, items, dt.datetime.now(dt.UTC))
+        return [AllocationView(a, instances.get(a.id, []), refusals.get(a.id)) for a in items]
 
 
 async def release_allocation(

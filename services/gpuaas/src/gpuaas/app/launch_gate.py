@@ -25,11 +25,12 @@ from gpuaas.app.errors import LaunchRefusedProblem
 from gpuaas.domain.allocations import Allocation, LaunchedBundle
 from gpuaas.domain.launch_gate import (
     DEFAULT_CHANNEL,
+    PLATFORM,
     Allowed,
     BundleRequest,
+    DecisionMemo,
     KeyFacts,
     ReleaseFacts,
-    decide,
     namespace_of,
 )
 from gpuaas.store.repository import LaunchGateRepository
@@ -41,6 +42,9 @@ from platformkit.db import Database, UnitOfWork
 from platformkit.envelope import CloudEvent
 
 log = logging.getLogger(__name__)
+# Decisions already made, answered again without the signature checks (domain.DecisionMemo:
+# keyed by every fact decided from, valid until the next key expiry).
+MEMO = DecisionMemo()
 
 
 # ----------------------------------------------------------------------------- projection
@@ -148,17 +152,55 @@ async def check(
     now: dt.datetime,
 ) -> LaunchedBundle:
     """The bundle to record on the allocation, or LaunchRefusedProblem (422) naming why."""
-    repo = LaunchGateRepository(uow)
-    channel = await repo.required_channel(tenant_id, project_id) or DEFAULT_CHANNEL
     namespace = namespace_of(tenant_id, request)
-    row = await repo.release(namespace, request.app, request.version)
-    keys = await repo.keys(namespace) if row is not None else []
-    outcome = decide(
+    channel, row, keys = await LaunchGateRepository(uow).gate_facts(
+        tenant_id, project_id, namespace, request.app, request.version
+    )
+    channel = channel or DEFAULT_CHANNEL
+    outcome = MEMO.decide(
         tenant_id, project_id, request, channel, release_facts(row), key_facts(keys), now
     )
     if not isinstance(outcome, Allowed):
         raise LaunchRefusedProblem(outcome.reason, outcome.detail)
     return LaunchedBundle(namespace, request.app, request.version, request.digest, channel)
+
+
+async def standing(
+    uow: UnitOfWork, allocations: Sequence[Allocation], now: dt.datetime
+) -> dict[uuid.UUID, str]:
+    """For allocations that run a bundle: the reason the gate would refuse a launch of the
+    same release in the same project and channel now (yanked, revoked, expired,
+    below-threshold, untrusted, ...), keyed by allocation id; absent when it would still pass.
+    Registry can yank a release or revoke a signer key after the launch: what runs keeps
+    running (the tenant decides), and the reads report it. One decision per distinct release."""
+    repo = LaunchGateRepository(uow)
+    keys_of: dict[uuid.UUID, list[KeyFacts]] = {}
+    decided: dict[tuple[Any, ...], str | None] = {}
+    out: dict[uuid.UUID, str] = {}
+    for a in allocations:
+        b = a.bundle
+        if b is None:
+            continue
+        platform = b.tenant_id == PLATFORM
+        key = (b.tenant_id, a.project_id, b.app, b.version, b.digest, b.channel)
+        if key not in decided:
+            row = await repo.release(b.tenant_id, b.app, b.version)
+            if b.tenant_id not in keys_of:
+                keys_of[b.tenant_id] = key_facts(await repo.keys(b.tenant_id))
+            outcome = MEMO.decide(
+                a.tenant_id,
+                a.project_id,
+                BundleRequest(b.app, b.version, b.digest, platform),
+                b.channel,
+                release_facts(row),
+                keys_of[b.tenant_id],
+                now,
+            )
+            decided[key] = None if isinstance(outcome, Allowed) else outcome.reason
+        reason = decided[key]
+        if reason is not None:
+            out[a.id] = reason
+    return out
 
 
 async def desired_bundles(

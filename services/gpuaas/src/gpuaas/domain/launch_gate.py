@@ -147,3 +147,56 @@ def _keys(keys: Sequence[KeyFacts]) -> list[TrustedKey]:
         except InvalidKey:
             continue
     return out
+
+
+class DecisionMemo:
+    """`decide` again for inputs already decided, without the signature checks: a bounded
+    memo (oldest entry dropped first) keyed by everything `decide` reads except `now`.
+
+    Time enters the decision only through key trust expiry (`now >= expires_at`), so an
+    outcome holds from the moment it was decided until the earliest expiry still ahead of
+    it; after that (or if the clock stepped back) it is decided again. Any change of the
+    release row (a promotion, a yank, a new statement) or of a key (status, expiry) is a
+    different key of the memo, so a stale outcome is never answered."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._memo: dict[
+            tuple[object, ...], tuple[Allowed | Refused, dt.datetime, dt.datetime | None]
+        ] = {}  # noqa: E501
+
+    def decide(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        request: BundleRequest,
+        required_channel: str,
+        release: ReleaseFacts | None,
+        keys: Sequence[KeyFacts],
+        now: dt.datetime,
+    ) -> Allowed | Refused:
+        key = (
+            tenant_id, project_id, request, required_channel, _release_key(release),
+            tuple((bytes(k.public_key), k.status, k.expires_at) for k in keys),
+        )  # fmt: skip
+        hit = self._memo.get(key)
+        if hit is not None:
+            outcome, decided_at, valid_until = hit
+            if decided_at <= now and (valid_until is None or now < valid_until):
+                return outcome
+        outcome = decide(tenant_id, project_id, request, required_channel, release, keys, now)
+        ahead = [k.expires_at for k in keys if k.expires_at is not None and k.expires_at > now]
+        self._memo.pop(key, None)
+        if len(self._memo) >= self.size:
+            del self._memo[next(iter(self._memo))]
+        self._memo[key] = (outcome, now, min(ahead) if ahead else None)
+        return outcome
+
+
+def _release_key(r: ReleaseFacts | None) -> tuple[object, ...] | None:
+    if r is None:
+        return None
+    return (
+        r.tenant_id, r.project_id, r.app, r.version, r.manifest_digest, tuple(r.envelopes),
+        r.channels, r.yanked, tuple(sorted(r.thresholds.items())),
+    )  # fmt: skip

@@ -119,19 +119,6 @@ class AllocationRepository:
         )
         return _allocation(row) if row else None
 
-    async def yanked(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of these allocations run a release registry has yanked since (the launch
-        gate's projection of registry's releases)."""
-        if not ids:
-            return set()
-        rows = await self.uow.fetch_all(
-            "SELECT a.id FROM allocations a JOIN releases r ON r.tenant_id = a.bundle_tenant_id"
-            " AND r.app = a.bundle_app AND r.version = a.bundle_version"
-            " WHERE a.id = ANY(:ids) AND r.yanked",
-            {"ids": ids},
-        )
-        return {r["id"] for r in rows}
-
     async def list_for_project(
         self, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int, after: uuid.UUID | None
     ) -> list[Allocation]:
@@ -763,6 +750,43 @@ class LaunchGateRepository:
             " WHERE tenant_id = :t AND app = :a AND version = :v",
             {"t": tenant_id, "a": app, "v": version},
         )
+
+    async def gate_facts(
+        self,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        namespace: uuid.UUID,
+        app: str,
+        version: str,
+    ) -> tuple[str | None, Any, list[dict[str, Any]]]:
+        """What the launch gate decides from, in one round trip: the project's required
+        channel (None: not set), the release row (None: unknown), and the namespace's
+        publisher keys (only when the release is known)."""
+        row = await self.uow.fetch_one(
+            "SELECT (SELECT required_channel FROM launch_policies"
+            "        WHERE project_id = :p AND tenant_id = :t) AS required_channel,"
+            " r.tenant_id, r.project_id, r.app, r.version, r.manifest_digest, r.envelopes,"
+            " r.channels, r.yanked, r.thresholds, r.sequence,"
+            " CASE WHEN r.version_id IS NULL THEN '[]'::json ELSE (SELECT coalesce(json_agg("
+            "   json_build_object('public_key', encode(k.public_key, 'hex'), 'status', k.status,"
+            "   'expires_at', k.expires_at) ORDER BY k.key_id), '[]'::json)"
+            "   FROM publisher_keys k WHERE k.tenant_id = :ns) END AS keys"
+            " FROM (SELECT 1) AS one LEFT JOIN releases r"
+            " ON r.tenant_id = :ns AND r.app = :a AND r.version = :v",
+            {"t": tenant_id, "p": project_id, "ns": namespace, "a": app, "v": version},
+        )
+        assert row is not None  # the LEFT JOIN of one row always answers one
+        keys = [
+            {
+                "public_key": bytes.fromhex(k["public_key"]),
+                "status": k["status"],
+                "expires_at": dt.datetime.fromisoformat(k["expires_at"]) if k["expires_at"]
+                else None,
+            }
+            for k in (row["keys"] if isinstance(row["keys"], list) else [])
+        ]  # fmt: skip
+        release = row if row["tenant_id"] is not None else None
+        return row["required_channel"], release, keys
 
     async def keys(self, tenant_id: uuid.UUID) -> list[Any]:
         return await self.uow.fetch_all(
