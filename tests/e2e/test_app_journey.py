@@ -172,3 +172,65 @@ def test_refusals(fleet, gateway, developer):
         headers=bearer(token) | {"Idempotency-Key": uuid.uuid4().hex},
     )
     assert refused.status_code == 403, refused.text
+
+
+def test_bundle_build_sign_verify_push_promote_step_by_step(fleet, gateway, developer, tmp_path):
+    """`gpucloud bundle`: the private key stays here; verify checks what a node checks, and
+    names the first failure; push is idempotent."""
+    from gpucloud_trust import bundle as bundles
+    from gpucloud_trust.keys import SigningKey
+
+    cli: Cli = developer["cli"]
+    folder, layout = tmp_path / "steps", tmp_path / "layout"
+    cli.json("app", "init", "steps", "--dir", str(folder))
+    built = cli.json("bundle", "build", str(folder), "--out", str(layout))
+    assert (built["app"], built["version"], built["signatures"]) == ("steps", "0.1.0", 0)
+    again = cli.json("bundle", "build", str(folder), "--out", str(tmp_path / "again"))
+    assert again["digest"] == built["digest"]  # deterministic: same tree, same digest
+
+    signer, stranger = SigningKey.generate(), SigningKey.generate()
+    key, stranger_key = tmp_path / "publisher.key", tmp_path / "stranger.key"
+    public, stranger_public = signer.save(key), stranger.save(stranger_key)
+    refused = cli.error("bundle", "verify", str(layout), "--public-key", str(public), expect=12)
+    assert refused["reason"] == "unsigned"
+    signed = cli.json("bundle", "sign", str(layout), "--key", str(key))
+    assert (signed["key_id"], signed["signatures"]) == (signer.keyid, 1)
+    assert cli.json("bundle", "sign", str(layout), "--key", str(key))["signatures"] == 1
+    verified = cli.json("bundle", "verify", str(layout), "--public-key", str(public))
+    assert verified["verified"] and verified["signer_key_ids"] == [signer.keyid]
+    wrong = cli.error(
+        "bundle", "verify", str(layout), "--public-key", str(stranger_public), expect=12
+    )
+    assert wrong["reason"] == "untrusted"
+
+    # one byte of the layer changed: the blob's digest no longer matches the manifest
+    [layer] = bundles.load_layout(layout).layers
+    blob = bundles.blob_path(layout, layer.digest)
+    original = blob.read_bytes()
+    blob.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    tampered = cli.error("bundle", "verify", str(layout), "--public-key", str(public), expect=12)
+    assert tampered["reason"] == "blob-digest"
+    blob.write_bytes(original)
+
+    # against the keys registry trusts: not yet, then once the tenant trusts the key
+    untrusted = cli.error("bundle", "verify", str(layout), expect=12)
+    assert untrusted["reason"] == "untrusted"
+    with fleet.client() as g:
+        token = developer["owner"].sign_in(g, developer["tenant"])  # a fresh second factor
+        trusted = g.post(
+            f"/v1/registry/tenants/{developer['tenant']}/keys",
+            json={"public_key": signer.public.to_pem(), "name": "steps"},
+            headers=bearer(token) | {"Idempotency-Key": uuid.uuid4().hex},
+        )
+    assert trusted.status_code == 201, trusted.text
+    assert cli.json("bundle", "verify", str(layout))["signer_key_ids"] == [signer.keyid]
+
+    pushed = cli.json("bundle", "push", str(layout))
+    assert (pushed["digest"], pushed["signatures_attached"]) == (built["digest"], 1)
+    assert pushed["blobs_uploaded"] == built["blobs"]
+    repushed = cli.json("bundle", "push", str(layout))
+    assert repushed["blobs_uploaded"] == 0 and repushed["app_created"] is False
+    promoted = cli.json("bundle", "promote", "steps", "0.1.0", "--to", "dev")
+    assert "dev" in promoted["release"]["channels"]
+    skipped = cli.error("bundle", "promote", "steps", "0.1.0", "--to", "stable", expect=6)
+    assert skipped["status"] == 409

@@ -42,7 +42,7 @@ def _document_name(args: tuple[str, ...]) -> str:
     words = [a for a in args if not a.startswith("-")]
     if words[:2] == ["app", "key"]:
         return " ".join(words[:3])
-    if words[0] in ("keys", "service-accounts", "ssh-keys", "audit", "app"):
+    if words[0] in ("keys", "service-accounts", "ssh-keys", "audit", "app", "bundle"):
         return " ".join(words[:2])
     if words[0] == "ssh" and "--config" in args:
         return "ssh --config"

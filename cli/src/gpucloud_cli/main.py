@@ -63,6 +63,10 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "App": {
         "app": ("apps:app", "Apps: init, validate, publish, promote; launch, ps, get, open, stop."),
+        "bundle": (
+            "bundle:bundle",
+            "Runtime bundles: build, sign, verify here; push and promote through registry.",
+        ),
     },
     "Audit": {
         "audit": (

@@ -333,6 +333,49 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
             "release": {"type": "object", "description": "registry's release document"},
         }
     ),
+    "bundle build": obj(
+        {
+            "layout": {**STRING, "description": "The OCI image layout written"},
+            "app": STRING,
+            "version": STRING,
+            "digest": {**STRING, "description": "The bundle's manifest digest"},
+            "blobs": INTEGER,
+            "size": {**INTEGER, "description": "Bytes of every blob the manifest names"},
+            "signatures": {**INTEGER, "description": "Signatures of this digest kept"},
+        }
+    ),
+    "bundle sign": obj(
+        {"layout": STRING, "digest": STRING, "key_id": STRING, "signatures": INTEGER}
+    ),
+    "bundle verify": obj(
+        {
+            "layout": STRING,
+            "app": STRING,
+            "version": STRING,
+            "digest": STRING,
+            "verified": BOOLEAN,
+            "signer_key_ids": array(STRING),
+        }
+    ),
+    "bundle push": obj(
+        {
+            "app": STRING,
+            "version": STRING,
+            "digest": STRING,
+            "app_created": BOOLEAN,
+            "blobs_uploaded": INTEGER,
+            "signatures_attached": INTEGER,
+            "release": {"type": "object", "description": "registry's release document"},
+        }
+    ),
+    "bundle promote": obj(
+        {
+            "app": STRING,
+            "version": STRING,
+            "channel": {"enum": ["dev", "staging", "stable"]},
+            "release": {"type": "object", "description": "registry's release document"},
+        }
+    ),
     "app promote": obj(
         {
             "app": STRING,

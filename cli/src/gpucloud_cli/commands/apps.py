@@ -223,57 +223,30 @@ def key_create(app: App, out: str, key_name: str, as_json: bool) -> None:
 @pass_app
 def publish(app: App, target: str, key_file: str | None, as_json: bool) -> None:
     """Build, upload and publish the app's bundle; sign its release with --key."""
-    import tempfile
+    from gpucloud_cli.commands.bundle import build_in_temp, push_layout, sign_release
 
-    from gpucloud_manifest import to_builtins
-    from gpucloud_trust import bundle as bundles
-    from gpucloud_trust import intoto
-    from gpucloud_trust.keys import SigningKey
-
-    path = _manifest_path(target)
-    manifest = load_manifest(path)
-    signer = SigningKey.load(Path(key_file).expanduser()) if key_file else None
     scope = app.scope()
-    where = (scope.tenant_id, scope.project_id)
-    with tempfile.TemporaryDirectory(prefix="gpucloud-bundle-") as tmp:
-        built = bundles.build(
-            path.parent.resolve(), Path(tmp) / "layout", config=to_builtins(manifest)
-        )
-        created = scope.client.create_app(*where, manifest.name)
-        uploaded = sum(
-            scope.client.upload_blob(
-                *where, manifest.name, blob.digest, built.blob_path(blob.digest).read_bytes()
-            )
-            for blob in built.manifest.blobs
-        )
-        release = scope.client.publish_version(
-            *where, manifest.name, manifest.version, built.manifest.raw
-        )
-    signed = False
-    if signer is not None:
-        envelope = intoto.release_statement(
-            built.digest, tenant=scope.tenant_id, app=manifest.name, version=manifest.version
-        ).sign([signer])
-        release = scope.client.add_statement(
-            *where, manifest.name, manifest.version, envelope.to_json().decode(),
-            key=f"cli-sign-{built.digest}-{signer.keyid}",
-        )  # fmt: skip
-        signed = True
+    release, manifest, layout, tmp = build_in_temp(target)
+    with tmp:
+        if key_file:  # signed before anything is sent: a bad key file uploads nothing
+            release.envelopes.append(sign_release(release, scope.tenant_id, Path(key_file)))
+        result = push_layout(scope, release, layout, manifest)
+    signed = bool(release.envelopes)
     if as_json:
         emit_json(
             {
-                "app": manifest.name,
-                "version": manifest.version,
-                "digest": built.digest,
-                "app_created": created,
-                "blobs_uploaded": uploaded,
+                "app": release.app,
+                "version": release.version,
+                "digest": release.digest,
+                "app_created": result["app_created"],
+                "blobs_uploaded": result["blobs_uploaded"],
                 "signed": signed,
-                "release": release,
+                "release": result["release"],
             }
         )
         return
     note(
-        f"published {manifest.name} {manifest.version} ({built.digest[:19]}...)"
+        f"published {release.app} {release.version} ({release.digest[:19]}...)"
         + (", signed" if signed else ", unsigned: sign it with --key to promote it")
     )
 

@@ -472,6 +472,10 @@ class Client:
             idempotency_key=f"cli-key-{digest}",
         )
 
+    def list_publisher_keys(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's publisher keys as registry holds them (every status)."""
+        return self._json("GET", f"/v1/registry/tenants/{_seg(tenant_id)}/keys")["items"]
+
     def create_app(self, tenant_id: str, project_id: str, name: str) -> bool:
         """Create the app in the project; False when it already exists."""
         try:

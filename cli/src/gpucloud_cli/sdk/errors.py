@@ -104,6 +104,21 @@ class Unverified(GpucloudError):
         return {**super().to_json(), **self.document}
 
 
+class BundleUnverified(GpucloudError):
+    """A bundle fails the checks a node makes before running it (signatures, manifest,
+    blobs): `reason` is the first failure, as the launch gate and the node agent name it."""
+
+    problem_class = "unverified"
+    title = "Bundle failed verification"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "reason": self.reason}
+
+
 class InvalidInput(GpucloudError):
     """Input the CLI refuses before sending anything, named like an API field error."""
 
