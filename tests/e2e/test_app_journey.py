@@ -183,7 +183,10 @@ def test_bundle_build_sign_verify_push_promote_step_by_step(fleet, gateway, deve
     cli: Cli = developer["cli"]
     folder, layout = tmp_path / "steps", tmp_path / "layout"
     cli.json("app", "init", "steps", "--dir", str(folder))
+    # a layer over the 1 MiB every other route takes: it streams through the gateway
+    (folder / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024))
     built = cli.json("bundle", "build", str(folder), "--out", str(layout))
+    assert built["size"] > 3 * 1024 * 1024
     assert (built["app"], built["version"], built["signatures"]) == ("steps", "0.1.0", 0)
     again = cli.json("bundle", "build", str(folder), "--out", str(tmp_path / "again"))
     assert again["digest"] == built["digest"]  # deterministic: same tree, same digest

@@ -8,13 +8,14 @@ from litestar import Litestar
 from gateway import __version__
 from gateway.portal import cookie_free_jar, portal, portal_from_env
 from gateway.routes import forward, forward_websocket, status
-from gateway.upstreams import upstreams_from_env
+from gateway.upstreams import BodyLimits, upstreams_from_env
 from platformkit.definition import ServiceDefinition
 from platformkit.http import build_service_app
 
 
 async def open_client(app: Litestar) -> None:
     app.state.upstreams = upstreams_from_env()
+    app.state.body_limits = BodyLimits.from_env()
     app.state.portal = portal_from_env()
     app.state.started_at = dt.datetime.now(dt.UTC).isoformat()
     app.state.http = httpx.AsyncClient(

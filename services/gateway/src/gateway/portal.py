@@ -9,9 +9,9 @@ from typing import Any
 
 from litestar import Request, Response, route
 from litestar.datastructures import State
+from litestar.response import Stream
 
-from gateway.routes import METHODS, _send
-from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN
+from gateway.routes import METHODS, proxy
 from platformkit.errors import NotFound
 
 PORTAL_ENV = "GPUCLOUD_PORTAL_URL"
@@ -37,12 +37,10 @@ def portal_from_env() -> str | None:
     operation_id="portal",
     include_in_schema=False,
 )
-async def portal(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+async def portal(request: Request[Any, Any, Any], state: State) -> Response[bytes] | Stream:
     upstream = getattr(state, "portal", None)
     if upstream is None or request.url.path.startswith("/v1/"):
         raise NotFound(f"nothing is served at {request.url.path}")
-    reply = await _send(state, upstream, request)
     # The portal sets one cookie per answer (its sealed session), so a plain mapping of
     # headers keeps it intact.
-    headers = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | RESPONSE_OWN}
-    return Response(reply.content, status_code=reply.status_code, headers=headers)
+    return await proxy(state, upstream, request)

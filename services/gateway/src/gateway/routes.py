@@ -4,21 +4,26 @@ readback."""
 import asyncio
 import contextlib
 import datetime as dt
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from litestar import Request, Response, WebSocket, get, route, websocket
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
+from litestar.response import Stream
 from opentelemetry.propagate import inject
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN, WEBSOCKET_OWN
-from platformkit.errors import NotFound, ServiceUnavailable
+from gateway.upstreams import HOP_BY_HOP, RESPONSE_OWN, WEBSOCKET_OWN, BodyLimits
+from platformkit.errors import BadRequest, NotFound, ProblemError, ServiceUnavailable
 from platformkit.settings import ServiceSettings
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+log = logging.getLogger(__name__)
 
 
 def _forward_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -39,20 +44,82 @@ def _forwarded_for(arrived: str | None, peer: str) -> str:
     return f"{arrived}, {peer}" if arrived and arrived.strip() else peer
 
 
-async def _send(state: State, upstream: str, request: Request[Any, Any, Any]) -> httpx.Response:
+class BodyTooLarge(ProblemError):
+    status = 413
+    title = "Request body too large"
+    slug = "body-too-large"
+
+
+# Bodies up to this size are read whole (the common JSON request, one write upstream);
+# longer ones, and those of unknown length, are streamed through as they arrive.
+SMALL_BODY = 65_536
+# Answers up to this size (by their Content-Length) are read whole; longer ones and those of
+# unknown length (a followed log) stream to the client as the upstream sends them.
+SMALL_ANSWER = 1_048_576
+
+
+class _Body:
+    """The client's body, streamed upstream and counted against the route's limit."""
+
+    def __init__(self, request: Request[Any, Any, Any], limit: int) -> None:
+        self.chunks = request.stream()
+        self.limit, self.seen, self.done = limit, 0, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.chunks:
+            self.seen += len(chunk)
+            if self.seen > self.limit:
+                raise BodyTooLarge(f"the body is over this route's {self.limit} bytes")
+            yield chunk
+        self.done = True
+
+    async def drain(self) -> None:
+        """Read what the upstream did not (it answered early, e.g. a blob it already has):
+        a client that writes its whole body before reading would otherwise meet a closed
+        connection instead of the answer."""
+        if not self.done:
+            async for chunk in self.chunks:
+                self.seen += len(chunk)
+                if self.seen > self.limit:
+                    return
+            self.done = True
+
+
+async def _content(
+    request: Request[Any, Any, Any], limits: BodyLimits, headers: dict[str, str]
+) -> bytes | _Body:
+    limit = limits.for_request(request.method, request.url.path)
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise BodyTooLarge(f"the body is {declared} bytes, over this route's {limit}")
+        if int(declared) <= SMALL_BODY:
+            return await request.body()
+        headers["content-length"] = declared  # streamed with its length, not chunked
+    return _Body(request, limit)
+
+
+async def _send(
+    state: State, upstream: str, request: Request[Any, Any, Any]
+) -> tuple[httpx.Response, bytes | _Body]:
     client: httpx.AsyncClient = state.http
     # The path exactly as the client encoded it: the decoded one would turn an encoded
     # `?`, `/` or control character into a different route upstream (or an invalid URL).
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     url = httpx.URL(upstream).copy_with(raw_path=raw_path)
+    headers = _forward_headers(request)
+    content = await _content(request, state.body_limits, headers)
+    outgoing = client.build_request(
+        request.method,
+        url,
+        params=list(request.query_params.multi_items()),
+        content=content,
+        headers=headers,
+    )
     try:
-        return await client.request(
-            request.method,
-            url,
-            params=list(request.query_params.multi_items()),
-            content=await request.body(),
-            headers=_forward_headers(request),
-        )
+        return await client.send(outgoing, stream=True), content
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"upstream for {request.url.path} is unavailable") from exc
 
@@ -62,14 +129,61 @@ async def _send(state: State, upstream: str, request: Request[Any, Any, Any]) ->
     http_method=METHODS,
     operation_id="forward",
     include_in_schema=False,
+    request_max_body_size=None,  # limited per route by BodyLimits while it streams
 )
-async def forward(request: Request[Any, Any, Any], state: State, prefix: str) -> Response[bytes]:
+async def forward(
+    request: Request[Any, Any, Any], state: State, prefix: str
+) -> Response[bytes] | Stream:
     upstream = state.upstreams.get(prefix)
     if upstream is None:
         raise NotFound(f"no service serves /v1/{prefix}")
-    reply = await _send(state, upstream, request)
-    headers = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | RESPONSE_OWN}
-    return Response(reply.content, status_code=reply.status_code, headers=headers)
+    return await proxy(state, upstream, request)
+
+
+async def proxy(
+    state: State, upstream: str, request: Request[Any, Any, Any]
+) -> Response[bytes] | Stream:
+    """The request passed to `upstream` and its answer passed back (small ones whole)."""
+    reply, content = await _send(state, upstream, request)
+    try:
+        if isinstance(content, _Body):
+            await content.drain()
+        length = reply.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) <= SMALL_ANSWER:
+            body = await reply.aread()  # decoded: content-encoding is dropped with it
+            await reply.aclose()
+            headers = {
+                k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | RESPONSE_OWN
+            }
+            return Response(body, status_code=reply.status_code, headers=headers)
+    except BaseException:
+        await reply.aclose()
+        raise
+    # Streamed as it comes, bytes as the upstream encoded them (its content-encoding and
+    # length stay with them).
+    headers = {
+        k: v
+        for k, v in reply.headers.items()
+        if k.lower() not in (HOP_BY_HOP | RESPONSE_OWN) - {"content-encoding", "content-length"}
+    }
+    return Stream(
+        _relay_answer(reply, request.url.path),
+        status_code=reply.status_code,
+        headers=headers,
+        background=BackgroundTask(reply.aclose),
+    )
+
+
+async def _relay_answer(reply: httpx.Response, path: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in reply.aiter_raw():
+            yield chunk
+    except httpx.HTTPError:
+        # the status line is already out: all that is left is to end the answer short
+        log.warning("upstream answer cut short", extra={"fields": {"path": path}})
+        raise
+    finally:
+        await reply.aclose()
 
 
 def _ws_url(upstream: str, socket: WebSocket[Any, Any, Any]) -> str:

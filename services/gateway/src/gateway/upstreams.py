@@ -1,6 +1,8 @@
 """Where each /v1/<route> prefix goes: GPUCLOUD_UPSTREAMS="iam=http://127.0.0.1:8101,..."."""
 
+import dataclasses
 import os
+import re
 
 HOP_BY_HOP = frozenset(
     {
@@ -42,3 +44,38 @@ def parse_upstreams(raw: str) -> dict[str, str]:
 
 def upstreams_from_env() -> dict[str, str]:
     return parse_upstreams(os.environ.get("GPUCLOUD_UPSTREAMS", ""))
+
+
+# PUT .../apps/{app}/blobs/{digest}: registry's content-addressed blob upload, the one route
+# whose bodies are bundle layers (registry streams and limits them itself as well).
+BLOB_UPLOAD = re.compile(
+    r"^/v1/registry/tenants/[^/]+/projects/[^/]+/apps/[^/]+/blobs/sha256:[0-9a-f]{64}$"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyLimits:
+    """How many bytes of request body the gateway passes upstream: every route
+    `GPUCLOUD_GATEWAY_MAX_BODY_BYTES` (1 MiB, what each service's kit accepts), blob uploads
+    `GPUCLOUD_GATEWAY_MAX_UPLOAD_BYTES` (10 GiB, registry's own default)."""
+
+    body: int = 1_048_576
+    upload: int = 10 * 1024**3
+
+    def for_request(self, method: str, path: str) -> int:
+        return self.upload if method == "PUT" and BLOB_UPLOAD.match(path) else self.body
+
+    @classmethod
+    def from_env(cls) -> "BodyLimits":
+        def size(name: str, default: int) -> int:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) < 1:
+                raise ValueError(f"{name} must be a positive number of bytes, not {raw!r}")
+            return int(raw)
+
+        return cls(
+            size("GPUCLOUD_GATEWAY_MAX_BODY_BYTES", cls.body),
+            size("GPUCLOUD_GATEWAY_MAX_UPLOAD_BYTES", cls.upload),
+        )
