@@ -61,6 +61,8 @@ _BILLING = {
     "billing.payment.refunded": Rule("refund", "refund_id"),
     "billing.payment.refund_failed": Rule("refund", "refund_id", (), "failure"),
     "billing.price.changed": Rule("price", "price_id"),
+    "billing.credit.granted": Rule("grant", "grant_id"),
+    "billing.transaction.reversed": Rule("transaction", "transaction_id"),
     "billing.reconciliation.mismatch": Rule("reconciliation", "mismatch_id", (), "failure"),
 }
 _ALLOCATION = Rule("allocation", "allocation_id")
@@ -73,6 +75,7 @@ _GPUAAS = {
     "gpuaas.allocation.rejected": Rule("allocation", "allocation_id", (), "denied"),
     "gpuaas.allocation.failed": Rule("allocation", "allocation_id", (), "failure"),
     "gpuaas.allocation.release_failed": Rule("allocation", "allocation_id", (), "failure"),
+    "gpuaas.quota.changed": Rule("quota", "project_id"),
     **{
         f"gpuaas.node.{state}": _NODE
         for state in ("registered", "ready", "cordoned", "draining", "offline", "retired")
