@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from bench import (
+    audit,
     audit_tree,
     auth,
     cli,
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "launch": launch,
     "rating": rating,
     "registry": registry,
+    "audit": audit,
     "audit-tree": audit_tree,
     "cli": cli,
     "portal": portal,

@@ -229,6 +229,9 @@ def pod_specs(manifests: tuple[dict, ...]) -> Iterator[tuple[str, dict]]:
             yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
 
 
+READINESS_JOB = "gpucloud-readiness-evidence"
+
+
 class TestRenderedChart:
     def test_every_deployable_has_its_workload(self, manifests):
         kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
@@ -266,9 +269,25 @@ class TestRenderedChart:
 
     def test_hooks_run_before_install_and_upgrade(self, manifests):
         for doc in manifests:
-            if doc["kind"] == "Job":
+            if doc["kind"] == "Job" and doc["metadata"]["name"] != READINESS_JOB:
                 hook = doc["metadata"]["annotations"]["helm.sh/hook"]
                 assert hook == "pre-install,pre-upgrade", doc["metadata"]["name"]
+
+    def test_readiness_evidence_is_recorded_after_install_and_upgrade(self):
+        """Issue 15 item 5: with an operator token, a post hook records each service's
+        readiness in audit; without one there is nothing to record it with."""
+        manifests = render_with("--set", "operatorToken.secretName=gpucloud-operator-token")
+        (job,) = [d for d in manifests if d["metadata"]["name"] == READINESS_JOB]
+        assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", "audit.readiness"]
+        args = container["args"]
+        services = set(args[args.index("--services") + 1].split(","))
+        assert {s.name for s in fleet_services()} | {"gateway"} <= services
+        assert args[args.index("--audit-url") + 1] == "http://gpucloud-audit:8000"
+        token = env_of(container)["GPUCLOUD_OPERATOR_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert token["name"] == "gpucloud-operator-token"
+        assert READINESS_JOB not in {d["metadata"]["name"] for d in render_with()}
 
     def test_node_agent_runs_on_gpu_nodes(self, manifests):
         (agent,) = [d for d in manifests if d["kind"] == "DaemonSet"]

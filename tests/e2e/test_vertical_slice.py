@@ -3,6 +3,7 @@ its outbox row, published by the relay, recorded by audit through its inbox, and
 through the gateway, all under the caller's trace id."""
 
 import asyncio
+import datetime as dt
 import os
 import time
 import uuid
@@ -203,3 +204,111 @@ class TestOperatorRoutesAreClosed:
         response = gateway.get("/v1/nowhere/at/all")
         assert response.status_code == 404
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def _audited(gateway, fleet, target: str, action: str, within: float = 30.0) -> dict:
+    """The audit record of `action` on `target`, once a signed checkpoint covers it."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        page = gateway.get(
+            "/v1/audit/records",
+            params={"target": target, "action": action},
+            headers=fleet.operator,
+        ).json()
+        if page["items"]:
+            return page["items"][0]["record"]
+        time.sleep(0.3)
+    raise AssertionError(f"no audit record of {action} on {target} within {within}s")
+
+
+def _assert_au3(record: dict, trace_id: str, target_kind: str, tenant: str | None) -> None:
+    """Who (operator), what, where (the gateway's client address, the service), outcome, trace."""
+    assert record["actor"]["kind"] == "operator" and record["actor"]["subject"], record
+    assert record["target"]["kind"] == target_kind
+    assert record["target"]["tenant"] == tenant
+    assert record["client_address"], record
+    assert record["service"] == record["action"].split(".")[0]
+    assert record["outcome"] == "success"
+    assert record["trace_id"] == trace_id
+    assert record["time"].endswith(("Z", "+00:00"))
+
+
+class TestOperatorActionsAreRecorded:
+    """Issue 15 item 1: billing's grants and reversals, gpuaas's quota changes, node
+    registration, cordon and drain, each read back from audit with its AU-3 fields."""
+
+    def test_grant_and_its_reversal(self, fleet, gateway):
+        from .conftest import sign_up, until
+
+        signed_up, _ = sign_up(gateway, "audit-grant", "Audit-grant-1!aA")
+        tenant = signed_up["tenant"]["id"]
+        trace_id, traceparent = _traceparent()
+        expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()
+
+        def granted():
+            r = gateway.post(
+                f"/v1/billing/tenants/{tenant}/grants",
+                json={"amount_micros": 5_000_000, "expires_at": expires},
+                headers=fleet.operator | {"traceparent": traceparent},
+            )
+            return None if r.status_code == 404 else r  # until billing opened the wallet
+
+        grant = until("billing knows the tenant", granted)
+        assert grant.status_code == 201, grant.text
+        grant_id = grant.json()["grant_id"]
+        record = _audited(gateway, fleet, grant_id, "billing.credit.granted")
+        _assert_au3(record, trace_id, "grant", tenant)
+        assert record["details"]["data"]["amount_micros"] == 5_000_000
+
+        trace_id, traceparent = _traceparent()
+        reversed_ = gateway.post(
+            f"/v1/billing/transactions/{grant_id}/reversal",
+            headers=fleet.operator | {"traceparent": traceparent},
+        )
+        assert reversed_.status_code == 201, reversed_.text
+        record = _audited(gateway, fleet, grant_id, "billing.transaction.reversed")
+        _assert_au3(record, trace_id, "transaction", tenant)
+        assert record["details"]["data"]["reversed_kind"] == "grant"
+
+    def test_quota_change(self, fleet, gateway):
+        from .conftest import sign_up, until
+
+        signed_up, _ = sign_up(gateway, "audit-quota", "Audit-quota-1!aA")
+        tenant, project = signed_up["tenant"]["id"], signed_up["project"]["id"]
+        trace_id, traceparent = _traceparent()
+
+        def quota():
+            r = gateway.put(
+                f"/v1/gpu/tenants/{tenant}/projects/{project}/quota",
+                json={"max_compute_slices": 3},
+                headers=fleet.operator | {"traceparent": traceparent},
+            )
+            return None if r.status_code == 404 else r  # until gpuaas projected the project
+
+        assert until("gpuaas knows the project", quota).status_code == 200
+        record = _audited(gateway, fleet, project, "gpuaas.quota.changed")
+        _assert_au3(record, trace_id, "quota", tenant)
+        assert record["target"]["project"] == project
+        assert record["details"]["data"]["max_compute_slices"] == 3
+
+    def test_node_registration_cordon_and_drain(self, fleet, gateway):
+        # a node without GPUs: nothing is ever placed on it
+        trace_id, traceparent = _traceparent()
+        headers = fleet.operator | {"traceparent": traceparent}
+        registered = gateway.post(
+            "/v1/gpu/nodes/register",
+            json={"name": f"audit-{uuid.uuid4().hex[:8]}", "gpus": []},
+            headers=headers,
+        )
+        assert registered.status_code == 201, registered.text
+        node = registered.json()["node_id"]
+        record = _audited(gateway, fleet, node, "gpuaas.node.registered")
+        _assert_au3(record, trace_id, "node", None)
+        for step, action in (("cordon", "gpuaas.node.cordoned"), ("drain", "gpuaas.node.draining")):
+            trace_id, traceparent = _traceparent()
+            done = gateway.post(
+                f"/v1/gpu/nodes/{node}/{step}",
+                headers=fleet.operator | {"traceparent": traceparent},
+            )
+            assert done.status_code == 200, done.text
+            _assert_au3(_audited(gateway, fleet, node, action), trace_id, "node", None)

@@ -39,10 +39,12 @@ class Topic(enum.StrEnum):
     AUDIT_CHECKPOINT_V1 = "audit.checkpoint.v1"
     AUDIT_EVIDENCE_V1 = "audit.evidence.v1"
     BILLING_BALANCE_V1 = "billing.balance.v1"
+    BILLING_LEDGER_V1 = "billing.ledger.v1"
     BILLING_PAYMENT_V1 = "billing.payment.v1"
     BILLING_PRICE_V1 = "billing.price.v1"
     GPUAAS_ALLOCATION_V1 = "gpuaas.allocation.v1"
     GPUAAS_NODE_V1 = "gpuaas.node.v1"
+    GPUAAS_QUOTA_V1 = "gpuaas.quota.v1"
     IAM_AUTH_V1 = "iam.auth.v1"
     IAM_MEMBERSHIP_V1 = "iam.membership.v1"
     IAM_PROJECT_V1 = "iam.project.v1"
@@ -64,10 +66,12 @@ TOPICS: dict[str, TopicSpec] = {
     "audit.checkpoint.v1": TopicSpec(name="audit.checkpoint.v1", partitions=3, replicas=1),
     "audit.evidence.v1": TopicSpec(name="audit.evidence.v1", partitions=3, replicas=1),
     "billing.balance.v1": TopicSpec(name="billing.balance.v1", partitions=6, replicas=1),
+    "billing.ledger.v1": TopicSpec(name="billing.ledger.v1", partitions=3, replicas=1),
     "billing.payment.v1": TopicSpec(name="billing.payment.v1", partitions=6, replicas=1),
     "billing.price.v1": TopicSpec(name="billing.price.v1", partitions=3, replicas=1),
     "gpuaas.allocation.v1": TopicSpec(name="gpuaas.allocation.v1", partitions=12, replicas=1),
     "gpuaas.node.v1": TopicSpec(name="gpuaas.node.v1", partitions=3, replicas=1),
+    "gpuaas.quota.v1": TopicSpec(name="gpuaas.quota.v1", partitions=3, replicas=1),
     "iam.auth.v1": TopicSpec(name="iam.auth.v1", partitions=6, replicas=1),
     "iam.membership.v1": TopicSpec(name="iam.membership.v1", partitions=6, replicas=1),
     "iam.project.v1": TopicSpec(name="iam.project.v1", partitions=6, replicas=1),
@@ -180,6 +184,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         payload=billing.BalanceChanged,
         family="billing",
     ),
+    "billing.credit.granted": EventSpec(
+        type="billing.credit.granted",
+        topic="billing.ledger.v1",
+        payload=billing.CreditGranted,
+        family="billing",
+    ),
     "billing.payment.failed": EventSpec(
         type="billing.payment.failed",
         topic="billing.payment.v1",
@@ -214,6 +224,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         type="billing.reconciliation.mismatch",
         topic="billing.payment.v1",
         payload=billing.ReconciliationMismatch,
+        family="billing",
+    ),
+    "billing.transaction.reversed": EventSpec(
+        type="billing.transaction.reversed",
+        topic="billing.ledger.v1",
+        payload=billing.TransactionReversed,
         family="billing",
     ),
     "gpuaas.allocation.failed": EventSpec(
@@ -316,6 +332,12 @@ EVENT_TYPES: dict[str, EventSpec] = {
         type="gpuaas.node.retired",
         topic="gpuaas.node.v1",
         payload=gpuaas.NodeChanged,
+        family="gpuaas",
+    ),
+    "gpuaas.quota.changed": EventSpec(
+        type="gpuaas.quota.changed",
+        topic="gpuaas.quota.v1",
+        payload=gpuaas.QuotaChanged,
         family="gpuaas",
     ),
     "iam.api-key.issued": EventSpec(

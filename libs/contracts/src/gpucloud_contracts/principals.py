@@ -43,10 +43,12 @@ SERVICES: dict[str, ServiceAccess] = {
         reads=(
             "appplatform.instance.v1",
             "audit.evidence.v1",
+            "billing.ledger.v1",
             "billing.payment.v1",
             "billing.price.v1",
             "gpuaas.allocation.v1",
             "gpuaas.node.v1",
+            "gpuaas.quota.v1",
             "iam.auth.v1",
             "iam.membership.v1",
             "iam.project.v1",

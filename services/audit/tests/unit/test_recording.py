@@ -75,3 +75,28 @@ def test_trace_id_of_a_traceparent():
     assert trace_id_of("00-" + "a" * 32 + "-" + "b" * 16 + "-01") == "a" * 32
     assert trace_id_of("garbage") is None
     assert trace_id_of(None) is None
+
+
+def test_every_recorded_type_is_a_contract_type_on_a_topic_the_log_consumes():
+    from audit.bootstrap import RECORDED_TOPICS
+    from gpucloud_contracts.catalog import EVENT_TYPES
+
+    unknown = sorted(t for t in RULES if t not in EVENT_TYPES)
+    assert unknown == []
+    unread = sorted(t for t in RULES if EVENT_TYPES[t].topic not in RECORDED_TOPICS)
+    assert unread == []
+
+
+def test_operator_ledger_and_quota_movements_name_their_target():
+    grant = to_record(_event("billing.credit.granted", {"grant_id": "g", "tenant_id": T}))
+    reversal = to_record(
+        _event("billing.transaction.reversed", {"transaction_id": "x", "tenant_id": T})
+    )
+    quota = to_record(
+        _event("gpuaas.quota.changed", {"project_id": "p", "tenant_id": T}, actor="op",
+               actor_kind="operator")
+    )  # fmt: skip
+    assert (grant.target.kind, grant.target.id, grant.target.tenant) == ("grant", "g", T)
+    assert (reversal.target.kind, reversal.target.id) == ("transaction", "x")
+    assert (quota.target.kind, quota.target.id, quota.target.project) == ("quota", "p", "p")
+    assert (quota.actor.subject, quota.actor.kind, quota.actor.tenant) == ("op", "operator", None)

@@ -14,7 +14,10 @@ Violation; a run passes with none.
 6. no terminal session outlives its allocation (every session of a finished allocation is
    finished too), and every session that closed cleanly (`exited` or `closed` by its user)
    has its whole recording: a digest on the session and on its `closed` event, equal to the
-   SHA-256 of the stored asciicast chunks.
+   SHA-256 of the stored asciicast chunks;
+7. audit's log has no gap and no duplicate leaf: leaf indexes contiguous from the first one
+   kept (0 unless retention pruned a prefix), each source event id exactly once, and the
+   latest signed checkpoint's root equal to the root recomputed from the stored leaves.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 import psycopg
 
 from gpucloud_contracts.catalog import Topic
+from gpucloud_trust import merkle
 
 FINAL_ALLOCATION_STATES = ("released", "rejected")
 # (publisher database, topic) -> (consumer database, consumer name): an inbox consumer, or
@@ -437,6 +441,62 @@ def check_refusals(
     report.figures["longest refusal after a fault (ms)"] = int(longest * 1000)
 
 
+def check_log_leaves(
+    report: Report,
+    leaves: list[tuple[int, str, bytes]],
+    checkpoint: tuple[int, bytes] | None,
+    first: int = 0,
+) -> None:
+    """`leaves` (index, source event id, leaf bytes) in index order; `checkpoint` the
+    latest signed (size, root); `first` the first index retention kept. A restarted audit
+    that lost or replayed a batch shows here as a gap, a duplicate or a foreign root."""
+    report.figures["audit log leaves"] = len(leaves)
+    expected = first
+    for index, _, _ in leaves:
+        if index != expected:
+            report.add("audit log whole", f"leaf index {index} where {expected} was due")
+            break
+        expected += 1
+    counts: dict[str, int] = defaultdict(int)
+    for _, event_id, _ in leaves:
+        counts[event_id] += 1
+    for event_id, n in sorted(counts.items()):
+        if n > 1:
+            report.add("audit log whole", f"source event {event_id} is {n} leaves")
+    if checkpoint is None:
+        if leaves:
+            report.add("audit log whole", f"{len(leaves)} leaves and no signed checkpoint")
+        return
+    size, root = checkpoint
+    if first:
+        return  # the pruned prefix's hashes live only in the tiles: the service's tests cover it
+    if size > len(leaves):
+        report.add("audit log whole", f"checkpoint of size {size}, {len(leaves)} leaves stored")
+        return
+    recomputed = merkle.root([merkle.leaf_hash(leaf) for _, _, leaf in leaves[:size]])
+    if recomputed != root:
+        report.add(
+            "audit log whole",
+            f"checkpoint {size}: root {root.hex()[:16]}... but the leaves give"
+            f" {recomputed.hex()[:16]}...",
+        )
+
+
+def check_audit_log(connect: Connect, report: Report) -> None:
+    leaves = [
+        (idx, str(event_id), bytes(leaf))
+        for idx, event_id, leaf in _rows(
+            connect, "audit", "SELECT idx, event_id, leaf FROM audit_leaves ORDER BY idx"
+        )
+    ]
+    latest = _rows(
+        connect, "audit", "SELECT size, root FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+    )
+    checkpoint = (latest[0][0], bytes(latest[0][1])) if latest else None
+    pruned = _rows(connect, "audit", "SELECT coalesce(max(min_index), 0) FROM audit_prunes")
+    check_log_leaves(report, leaves, checkpoint, pruned[0][0])
+
+
 def audit(connect: Connect, databases: tuple[str, ...], verify: dict[str, Any] | None) -> Report:
     report = Report()
     check_usage(connect, report)
@@ -446,4 +506,6 @@ def audit(connect: Connect, databases: tuple[str, ...], verify: dict[str, Any] |
     check_delivery(connect, report, databases)
     check_standing_projection(connect, report)
     check_terminal_sessions(connect, report, databases)
+    if "audit" in databases:
+        check_audit_log(connect, report)
     return report

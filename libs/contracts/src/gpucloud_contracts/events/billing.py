@@ -11,12 +11,46 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "CreditGranted",
+    "TransactionReversed",
     "RefundChanged",
     "PriceChanged",
     "ReconciliationMismatch",
     "PaymentChanged",
     "BalanceChanged",
 ]
+
+
+class CreditGranted(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A promotional grant as created."""
+
+    # The grant's promo account id, also its funding transaction's id.
+    grant_id: uuid.UUID
+    tenant_id: uuid.UUID
+    amount_micros: Annotated[int, msgspec.Meta(ge=1)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    # Grants of higher priority are drawn first.
+    priority: int
+    expires_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+
+
+class TransactionReversed(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A reversal of every transfer of one transaction."""
+
+    # The transaction reversed.
+    transaction_id: uuid.UUID
+    # The reversing transaction's id.
+    reversal_id: uuid.UUID
+    tenant_id: uuid.UUID
+    # The kind of the transfers reversed.
+    reversed_kind: Literal["usage", "top_up", "grant", "expiry", "refund"]
+    # How many transfers were reversed.
+    legs: Annotated[int, msgspec.Meta(ge=1)]
+    # The sum of the reversed transfers' amounts.
+    amount_micros: Annotated[int, msgspec.Meta(ge=1)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
 
 
 class RefundChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

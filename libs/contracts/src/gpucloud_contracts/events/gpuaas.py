@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["AllocationChanged", "ReplicaOwner", "LaunchedBundle", "NodeChanged"]
+__all__ = ["AllocationChanged", "ReplicaOwner", "LaunchedBundle", "QuotaChanged", "NodeChanged"]
 
 
 class AllocationChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -82,6 +82,17 @@ class LaunchedBundle(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     manifest_digest: Annotated[str, msgspec.Meta(pattern="^sha256:[0-9a-f]{64}$")]
     # The channel the project required when the launch passed the gate.
     channel: Literal["dev", "staging", "stable"]
+
+
+class QuotaChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A project's quota after an operator set it."""
+
+    tenant_id: uuid.UUID
+    project_id: uuid.UUID
+    max_compute_slices: Annotated[int, msgspec.Meta(ge=0)]
+    occurred_at: Annotated[datetime.datetime, msgspec.Meta(tz=True)]
+    # The limit before (absent when the project had the default).
+    previous_max_compute_slices: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class NodeChanged(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

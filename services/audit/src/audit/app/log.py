@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.domain.recording import SourceEvent, to_record, trace_id_of, with_tenant_seq
+from audit.domain.recording import RULES, SourceEvent, tenant_of, to_record, trace_id_of
 from audit.store.log import LogRepository
 from gpucloud_contracts.events.audit import CheckpointCreated
 from gpucloud_trust import tiles
@@ -174,24 +174,32 @@ class AuditLog:
         if state.size == 0:
             legacy = await self._legacy(repo)
             events = [*legacy, *events]
-        records: list[AuditRecord] = []
-        seen_ids: set[str] = set()
+        # Privileged actions only, once per event id (in the batch, then in the log); each
+        # record is built once, with its tenant_seq (record validation is most of its cost).
+        recorded: dict[str, SourceEvent] = {}
         for event in events:
-            if event.id in seen_ids:
-                continue
-            record = to_record(event)
-            if record is not None:
-                seen_ids.add(event.id)
-                records.append(record)
-        if records:
-            already = {str(i) for i in await repo.seen([uuid.UUID(r.event_id) for r in records])}
-            records = [r for r in records if r.event_id not in already]
-        if not records:
+            if event.type in RULES and event.id not in recorded:
+                recorded[event.id] = event
+        if recorded:
+            already = {str(i) for i in await repo.seen([uuid.UUID(i) for i in recorded])}
+            for event_id in already:
+                recorded.pop(event_id, None)
+        if not recorded:
             return 0
         seqs = dict(self._tenant_seqs)
-        missing = sorted({r.tenant for r in records if r.tenant and r.tenant not in seqs})
+        tenants = {event_id: tenant_of(e) for event_id, e in recorded.items()}
+        missing = sorted({t for t in tenants.values() if t and t not in seqs})
         if missing:
             seqs.update(await repo.tenant_seqs(missing))
+        records: list[AuditRecord] = []
+        for event_id, event in recorded.items():
+            tenant = tenants[event_id]
+            seq = None
+            if tenant:
+                seq = seqs[tenant] = seqs.get(tenant, 0) + 1
+            record = to_record(event, seq)
+            assert record is not None  # its type has a rule
+            records.append(record)
         columns: dict[str, list[Any]] = {
             k: []
             for k in (
@@ -210,10 +218,7 @@ class AuditLog:
         hashes = bytearray()
         for offset, record in enumerate(records):
             tenant = record.tenant
-            seq = None
-            if tenant:
-                seq = seqs[tenant] = seqs.get(tenant, 0) + 1
-                record = with_tenant_seq(record, seq)
+            seq = record.details.get("tenant_seq")
             leaf = encode_record(record)
             hashes += leaf_hash(leaf)
             columns["idx"].append(state.size + offset)

@@ -61,6 +61,8 @@ _BILLING = {
     "billing.payment.refunded": Rule("refund", "refund_id"),
     "billing.payment.refund_failed": Rule("refund", "refund_id", (), "failure"),
     "billing.price.changed": Rule("price", "price_id"),
+    "billing.credit.granted": Rule("grant", "grant_id"),
+    "billing.transaction.reversed": Rule("transaction", "transaction_id"),
     "billing.reconciliation.mismatch": Rule("reconciliation", "mismatch_id", (), "failure"),
 }
 _ALLOCATION = Rule("allocation", "allocation_id")
@@ -73,6 +75,7 @@ _GPUAAS = {
     "gpuaas.allocation.rejected": Rule("allocation", "allocation_id", (), "denied"),
     "gpuaas.allocation.failed": Rule("allocation", "allocation_id", (), "failure"),
     "gpuaas.allocation.release_failed": Rule("allocation", "allocation_id", (), "failure"),
+    "gpuaas.quota.changed": Rule("quota", "project_id"),
     **{
         f"gpuaas.node.{state}": _NODE
         for state in ("registered", "ready", "cordoned", "draining", "offline", "retired")
@@ -170,13 +173,19 @@ def with_tenant_seq(record: AuditRecord, tenant_seq: int) -> AuditRecord:
     return dataclasses.replace(record, details={**record.details, "tenant_seq": tenant_seq})
 
 
-def to_record(event: SourceEvent) -> AuditRecord | None:
-    """The audit record of `event`, or None when its type is not a privileged action."""
+def tenant_of(event: SourceEvent) -> str | None:
+    """The tenant whose trail the event's record joins."""
+    return event.tenant or _text(event.payload.get("tenant_id"))
+
+
+def to_record(event: SourceEvent, tenant_seq: int | None = None) -> AuditRecord | None:
+    """The audit record of `event` (at `tenant_seq` in its tenant's trail, when given), or
+    None when its type is not a privileged action."""
     rule = RULES.get(event.type)
     if rule is None:
         return None
     payload = event.payload
-    tenant = event.tenant or _text(payload.get("tenant_id"))
+    tenant = tenant_of(event)
     actor = _text(event.actor)
     kind = _text(event.actor_kind)
     if actor is None:
@@ -204,5 +213,6 @@ def to_record(event: SourceEvent) -> AuditRecord | None:
         service=event.source,
         client_address=_text(event.client_address),
         trace_id=event.trace_id,
-        details={"data": _json_safe(dict(payload))},
+        details={"data": _json_safe(dict(payload))}
+        | ({"tenant_seq": tenant_seq} if tenant_seq is not None else {}),
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from billing.app.balances import announce_standings
+from billing.app.events import EVENTS
 from billing.app.prices import announce_prices
 from billing.domain.ledger import (
     AccountKind,
@@ -29,6 +30,7 @@ from billing.store.ledger import (
     PriceExists,
     TransferColumns,
 )
+from gpucloud_contracts.events.billing import CreditGranted, TransactionReversed
 from platformkit.db import Database, UnitOfWork
 from platformkit.errors import Conflict, NotFound, ValidationFailed
 from platformkit.idempotency import IdempotentRequest, StoredResponse, run_once
@@ -206,6 +208,21 @@ async def grant_credit(uow: UnitOfWork, command: GrantCredit) -> Grant:
     columns = TransferColumns()
     columns.add(transfer)
     await post_and_announce(uow, command.tenant_id, columns)
+    await EVENTS.add_event(  # an operator's action: audit records it (billing.ledger.v1)
+        uow,
+        "billing.credit.granted",
+        subject=str(command.tenant_id),
+        tenant=str(command.tenant_id),
+        payload=CreditGranted(
+            grant_id=grant_id,
+            tenant_id=command.tenant_id,
+            amount_micros=command.amount_micros,
+            currency=currency,
+            priority=command.priority,
+            expires_at=command.expires_at,
+            occurred_at=now,
+        ),
+    )
     return Grant(grant_id, transfer)
 
 
@@ -271,6 +288,22 @@ async def reverse_transaction(uow: UnitOfWork, transaction_id: uuid.UUID) -> lis
         raise Conflict(
             "the reversal would take more from a promotional grant than it holds"
         ) from None
+    await EVENTS.add_event(
+        uow,
+        "billing.transaction.reversed",
+        subject=str(tenant_id),
+        tenant=str(tenant_id),
+        payload=TransactionReversed(
+            transaction_id=transaction_id,
+            reversal_id=reversal_tx,
+            tenant_id=tenant_id,
+            reversed_kind=legs[0].kind.value,  # type: ignore[arg-type]
+            legs=len(legs),
+            amount_micros=sum(leg.amount_micros for leg in legs),
+            currency=legs[0].currency,
+            occurred_at=now,
+        ),
+    )
     return reversals
 
 

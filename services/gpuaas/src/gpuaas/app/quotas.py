@@ -1,20 +1,39 @@
 """Quota administration and the availability read model behind GET /v1/gpu/skus."""
 
+import datetime as dt
 import uuid
 from functools import lru_cache
 from typing import Any
 
+from gpuaas.app.events import EVENTS
 from gpuaas.domain.catalog import SHAPES
 from gpuaas.domain.geometry import Instance, instance_of
 from gpuaas.domain.placement import best_start
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import AllocationRepository, CapacityRepository, QuotaRepository
+from gpucloud_contracts.events.gpuaas import QuotaChanged
 from platformkit.db import Database
 
 
 async def set_quota(db: Database, tenant_id: uuid.UUID, project_id: uuid.UUID, limit: int) -> None:
+    """Set the project's limit and announce it (an operator's action: audit records it)."""
     async with db.unit_of_work() as uow:
-        await QuotaRepository(uow).set(tenant_id, project_id, limit)
+        quotas = QuotaRepository(uow)
+        before = await quotas.get(tenant_id, project_id)
+        await quotas.set(tenant_id, project_id, limit)
+        await EVENTS.add_event(
+            uow,
+            "gpuaas.quota.changed",
+            subject=str(project_id),
+            tenant=str(tenant_id),
+            payload=QuotaChanged(
+                tenant_id=tenant_id,
+                project_id=project_id,
+                max_compute_slices=limit,
+                previous_max_compute_slices=before["max_compute_slices"] if before else None,
+                occurred_at=dt.datetime.now(dt.UTC),
+            ),
+        )
         await uow.commit()
 
 
