@@ -163,7 +163,7 @@ class DecisionMemo:
         self.size = size
         self._memo: dict[
             tuple[object, ...], tuple[Allowed | Refused, dt.datetime, dt.datetime | None]
-        ] = {}  # noqa: E501
+        ] = {}
 
     def decide(
         self,
