@@ -349,9 +349,7 @@ def top_up(client: TestClient, csrf: str) -> httpx.Response:
 
 
 class TestStripeConfirm:
-    def test_with_the_key_the_page_mounts_the_payment_element(
-        self, stripe_client, gateway, caplog
-    ):
+    def test_with_the_key_the_page_mounts_the_payment_element(self, stripe_client, gateway, caplog):
         caplog.set_level(logging.DEBUG)
         csrf = sign_in(stripe_client)
         response = top_up(stripe_client, csrf)

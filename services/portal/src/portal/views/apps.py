@@ -23,6 +23,8 @@ from portal.web import FormErrors, api_of, redirect, render
 FINAL_STATES = ("stopped", "failed")
 STOPPABLE_STATES = ("pending", "provisioning", "starting", "ready", "degraded")
 CHANNELS = ("stable", "staging", "dev")
+# Replica states whose output appplatform reads from the node (its connect.LOG_STATES).
+LOG_STATES = ("running", "ready", "unready", "stopping")
 LOG_TAIL_LINES = 200
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -112,7 +114,9 @@ async def _launch_page(
         channel_choices=[(c, c) for c in app["channel_names"]],
         version_choices=[("", "newest of the channel"), *((v, v) for v in versions)],
         project_choices=[(p["id"], p["name"]) for p in projects],
-        idempotency_key=values.get("_idempotency_key") or str(uuid.uuid4()),
+        # a fresh key per drawing of the form (as the launch page: a refused request's key
+        # is not used again with a corrected body)
+        idempotency_key=str(uuid.uuid4()),
         resources_label=resources_label,
     )
 
@@ -162,7 +166,7 @@ async def app_launch(request: Request[Any, Any, Any]) -> Response[Any]:
     session = user_session(request)
     raw = await request.form()
     form = await form_of(request)
-    form["_idempotency_key"] = str(raw.get("_idempotency_key") or uuid.uuid4())
+    key = str(raw.get("_idempotency_key") or uuid.uuid4())
     name, namespace = form.get("app", ""), form.get("namespace") or "tenant"
     found = await _catalog_app(request, name, namespace)
     project_id = form.get("project_id", "")
@@ -171,7 +175,7 @@ async def app_launch(request: Request[Any, Any, Any]) -> Response[Any]:
     if not errors:
         path = f"{apps_base(session, project_id)}/apps/{seg(name)}/instances"
         try:
-            created = await api_of(request).post(path, body, key=form["_idempotency_key"])
+            created = await api_of(request).post(path, body, key=key)
         except ApiError as exc:
             if exc.status == 404 and not exc.errors:
                 raise  # another tenant's project: the 404 page
@@ -179,8 +183,6 @@ async def app_launch(request: Request[Any, Any, Any]) -> Response[Any]:
         else:
             session.project_id = project_id
             return redirect(instance_href(project_id, created["id"]))
-    if status == 409:  # a live instance of that name: the key is spent, draw a new one
-        form["_idempotency_key"] = ""
     return await _launch_page(request, found, form, errors, status)
 
 
@@ -238,7 +240,7 @@ async def _instance(
     if (
         logs
         and row["state"] not in FINAL_STATES
-        and any(r.get("state") == "running" for r in instance["status"].get("replicas") or [])
+        and any(r.get("state") in LOG_STATES for r in instance["status"].get("replicas") or [])
     ):
         log_text, log_problem = await _logs(api, path)
     return {
