@@ -428,3 +428,15 @@ class TestStripeConfirm:
         response = top_up(stripe_client, csrf)
         assert response.status_code == 303
         assert response.headers["location"] == f"/billing/payments/{PAY}"
+
+    def test_a_settled_sandbox_payment_has_the_refund_form_and_is_not_polled(
+        self, client, gateway
+    ):
+        sign_in(client)
+        gateway.answers[("GET", f"{PAYMENTS}/{PAY}")] = lambda r: httpx.Response(
+            200, json=payment("settled", "sandbox")
+        )
+        page = client.get(f"/billing/payments/{PAY}")
+        assert page.status_code == 200 and 'id="refund-h"' in page.text
+        assert "hx-get" not in page.text.split('id="payment-live"', 1)[1].split(">", 1)[0]
+        assert "data-client-secret" not in page.text
