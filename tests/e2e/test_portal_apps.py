@@ -17,9 +17,14 @@ import pytest
 
 from gpucloud_cli.main import cli as gpucloud_main
 
+from . import test_portal
 from .conftest import Person, invite, sign_up, until
 from .test_cli import Cli
-from .test_portal import Visit, browser, report, sign_in, visit  # noqa: F401 (fixtures)
+from .test_portal import Visit, sign_in, visit
+
+# test_portal.py's module fixtures: one browser for this module too, and its report line
+browser = test_portal.browser
+report = test_portal.report
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "papps-" + uuid.uuid4().hex + "Aa1!"
@@ -57,7 +62,7 @@ def developer(fleet, tmp_path_factory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def dev_visit(browser, fleet, report, developer) -> Iterator[Visit]:  # noqa: F811
+def dev_visit(browser, fleet, report, developer) -> Iterator[Visit]:
     v = visit(browser, fleet, report, "apps-owner")
     sign_in(v, developer["owner"])
     # a recovery code: the enrollment and the CLI's login spent this window's TOTP steps
@@ -121,7 +126,7 @@ class TestApps:
         browser,
         fleet,
         report,
-        developer,  # noqa: F811
+        developer,
     ):
         href = developer.get("instance_href")
         assert href, "the launch test runs first"
