@@ -17,7 +17,7 @@ from platformkit.metrics import ServiceMetrics, metrics_middleware, metrics_rout
 from platformkit.telemetry import configure_tracing
 from portal import __version__
 from portal.settings import PortalSettings
-from portal.views import accounts, audit, auth, billing, gpus, operator, team, terminal
+from portal.views import accounts, apps, audit, auth, billing, gpus, operator, team, terminal
 from portal.web import (
     EXCEPTION_HANDLERS,
     Refresher,
@@ -30,7 +30,7 @@ from portal.web import (
 STATIC = Path(__file__).parent / "static"
 ROUTES = [
     *auth.ROUTES, *accounts.ROUTES, *gpus.ROUTES, *terminal.ROUTES, *billing.ROUTES, *team.ROUTES,
-    *audit.ROUTES, *operator.ROUTES,
+    *audit.ROUTES, *apps.ROUTES, *operator.ROUTES,
 ]  # fmt: skip
 
 

@@ -29,6 +29,20 @@ _AAD = b"gpucloud-portal-session-v1"
 PENDING_SIGN_IN_S = 300
 
 
+class PendingTopUp(msgspec.Struct, kw_only=True):
+    """The last top-up this session created (with Stripe): its Idempotency-Key and amount,
+    so the payment page can ask billing again for the PaymentIntent's client_secret (the
+    same request with the same key; billing answers it while the payment is pending or
+    failed) after a reload or a declined card. The secret itself is never kept."""
+
+    payment_id: str
+    key: str
+    amount_micros: int
+
+    def __repr__(self) -> str:
+        return f"PendingTopUp(payment_id={self.payment_id!r})"
+
+
 class PendingSignIn(msgspec.Struct, kw_only=True):
     """A password grant that iam answered `mfa_required`: the second step sends it again
     with the code (iam takes both in one request and keeps no challenge state)."""
@@ -61,6 +75,7 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     amr: list[str] = []
     restricted: str | None = None  # iam's mfa_enrollment-only token
     pending: PendingSignIn | None = None
+    top_up: PendingTopUp | None = None
 
     def __repr__(self) -> str:  # tokens and the pending password stay out of logs
         return f"Session(sid={self.sid[:6]}..., kind={self.kind!r}, email={self.email!r})"

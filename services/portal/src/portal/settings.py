@@ -9,6 +9,11 @@ GPUCLOUD_PORTAL_SESSION_KEYS   comma-separated secrets; the first seals new sess
 GPUCLOUD_PORTAL_COOKIE_SECURE  auto (default: Secure when the request came over TLS, as the
                                edge says in X-Forwarded-Proto), true, false
 GPUCLOUD_PORTAL_SESSION_MAX_AGE_S  absolute session lifetime (43200 = 12 h)
+GPUCLOUD_PORTAL_STRIPE_PUBLISHABLE_KEY  Stripe's publishable key (pk_..., public), set where
+                               billing's provider is Stripe: the payment page then confirms
+                               the PaymentIntent with Stripe.js's Payment Element (loaded
+                               from https://js.stripe.com/v3, allowed by that page's CSP
+                               only). Unset (devstack's sandbox): no Stripe.js anywhere.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class PortalSettings:
     cookie_secure: str = "auto"
     session_max_age_s: int = 43_200
     ephemeral_key: bool = False
+    stripe_publishable_key: str | None = None
 
     @classmethod
     def from_env(cls, version: str) -> PortalSettings:
@@ -61,8 +67,15 @@ class PortalSettings:
         secure = os.environ.get("GPUCLOUD_PORTAL_COOKIE_SECURE", "auto").strip().lower()
         if secure not in COOKIE_SECURE_CHOICES:
             raise ValueError(f"GPUCLOUD_PORTAL_COOKIE_SECURE={secure!r}: one of auto, true, false")
+        stripe_key = os.environ.get("GPUCLOUD_PORTAL_STRIPE_PUBLISHABLE_KEY", "").strip() or None
+        if stripe_key is not None and not stripe_key.startswith("pk_"):
+            raise ValueError(
+                "GPUCLOUD_PORTAL_STRIPE_PUBLISHABLE_KEY: Stripe's publishable key (pk_...), "
+                "never the secret key"
+            )
         return cls(
             service=service,
+            stripe_publishable_key=stripe_key,
             gateway_url=os.environ.get("GPUCLOUD_GATEWAY_URL", cls.gateway_url).rstrip("/"),
             session_keys=tuple(_key(k) for k in configured),
             cookie_secure=secure,

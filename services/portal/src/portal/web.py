@@ -38,12 +38,29 @@ CSRF_HEADER = "x-csrf-token"
 # htmx is loaded from 'self' with eval off (its meta config); inline SVG needs no source.
 # `connect-src 'self'` covers the terminal's WebSocket (ws:/wss: of this origin, CSP 3).
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'{styles}; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'{scripts}; style-src 'self'{styles}; "
+    "img-src 'self' data:; connect-src 'self'{connects}; {frames}object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# The payment page with Stripe configured (only it): Stripe.js from its own origin (Stripe
+# requires it be loaded from js.stripe.com, never bundled or hosted), its Payment Element's
+# frames, and the calls it makes (Stripe's CSP guide: api.stripe.com for connect,
+# hooks.stripe.com for 3-D Secure frames).
+STRIPE_JS = "https://js.stripe.com"
+STRIPE_SOURCES = {
+    "scripts": f" {STRIPE_JS}",
+    "connects": f" {STRIPE_JS} https://api.stripe.com",
+    "frames": f"frame-src {STRIPE_JS} https://hooks.stripe.com; ",
+}
+
+
+def csp(styles: str = "", stripe: bool = False) -> str:
+    sources = STRIPE_SOURCES if stripe else {"scripts": "", "connects": "", "frames": ""}
+    return CSP.format(styles=styles, **sources)
+
+
 SECURITY_HEADERS = {
-    "content-security-policy": CSP.format(styles=""),
+    "content-security-policy": csp(),
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
@@ -197,13 +214,15 @@ def render(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
     style_nonce: bool = False,
+    stripe: bool = False,
     **context: Any,
 ) -> Response[str]:
     """A page. `style_nonce`: the page's CSP also allows <style> elements carrying a fresh
     per-response nonce (`csp_nonce` in the template): xterm.js writes its theme and cell
     sizes into <style> elements it creates, which `style-src 'self'` alone refuses; the
     terminal's script stamps the nonce on them (static/terminal.js). Style attributes stay
-    refused; no script source changes."""
+    refused; no script source changes. `stripe`: the CSP also allows Stripe.js's origins
+    (the payment page's confirm step, only with Stripe configured)."""
     session = session_of(request)
     nonce = secrets.token_urlsafe(18) if style_nonce else None
     html = ENV.get_template(template).render(
@@ -215,7 +234,10 @@ def render(
         csp_nonce=nonce,
         **context,
     )
-    extra = {"content-security-policy": CSP.format(styles=f" 'nonce-{nonce}'")} if nonce else {}
+    extra = {}
+    if nonce or stripe:
+        styles = f" 'nonce-{nonce}'" if nonce else ""
+        extra["content-security-policy"] = csp(styles, stripe)
     return Response(
         html,
         status_code=status_code,

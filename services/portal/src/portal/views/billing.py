@@ -12,13 +12,17 @@ from litestar import Request, Response, get, post
 
 from portal import figures
 from portal.api import Api, ApiError, seg
-from portal.sessions import Session
+from portal.sessions import PendingTopUp, Session
 from portal.views.common import billing_base, form_of, ok, user_session
 from portal.web import FormErrors, api_of, redirect, render
 
 CHART_DAYS = 14
 LEDGER_PAGES = 5  # billing lists the ledger oldest first and has no payments list route
 MOVEMENT_KINDS = ("top_up", "refund", "reversal", "grant")
+# A Stripe payment the customer may still confirm (again, after a declined card).
+STRIPE_CONFIRMABLE = ("initiated", "pending", "failed")
+# How long a failed payment's status is still polled (every 3 s): about a minute.
+FAILED_POLLS = 20
 
 
 async def _usage_per_day(api: Api, session: Session, now: dt.datetime):
@@ -118,7 +122,17 @@ async def top_up(request: Request[Any, Any, Any]) -> Response[Any]:
     except ApiError as exc:
         errors = FormErrors.of(exc, {"amount_micros": "amount"})
         return await _billing_page(request, errors, form, exc.status)
+    secret = payment.pop("client_secret", None)
+    if secret and _stripe_key(request):
+        # Stripe's confirm step: the page with the Payment Element, from this answer (the
+        # secret goes into no URL, so no redirect); the key is kept to ask again on a reload.
+        session.top_up = PendingTopUp(payment_id=payment["id"], key=key, amount_micros=amount)
+        return _payment_response(request, payment, client_secret=secret)
     return redirect(f"/billing/payments/{seg(payment['id'])}")
+
+
+def _stripe_key(request: Request[Any, Any, Any]) -> str | None:
+    return request.app.state.portal.stripe_publishable_key
 
 
 async def _payment(request: Request[Any, Any, Any], payment_id: str) -> dict[str, Any]:
@@ -126,28 +140,95 @@ async def _payment(request: Request[Any, Any, Any], payment_id: str) -> dict[str
     return await api_of(request).get(f"{billing_base(session)}/payments/{seg(payment_id)}")
 
 
-@get("/billing/payments/{payment_id:str}", name="payment")
-async def payment_page(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
-    payment = await _payment(request, payment_id)
+async def _client_secret(request: Request[Any, Any, Any], payment: dict[str, Any]) -> str | None:
+    """The PaymentIntent's client_secret again, for a payment this session created and
+    Stripe has not settled: billing answers the same top-up request with the same
+    Idempotency-Key with the secret read again from Stripe (docs/billing.md, "Confirming a
+    Stripe top-up"). None when this session did not create it, or billing cannot say."""
+    session = user_session(request)
+    pending = session.top_up
+    if (
+        not _stripe_key(request)
+        or pending is None
+        or pending.payment_id != payment["id"]
+        or payment["provider"] != "stripe"
+        or payment["status"] not in STRIPE_CONFIRMABLE
+    ):
+        return None
+    try:
+        again = await api_of(request).post(
+            f"{billing_base(session)}/payments",
+            {"amount_micros": pending.amount_micros},
+            key=pending.key,
+        )
+    except ApiError:
+        return None
+    return again.get("client_secret") if again.get("id") == payment["id"] else None
+
+
+def _payment_response(
+    request: Request[Any, Any, Any],
+    payment: dict[str, Any],
+    *,
+    client_secret: str | None = None,
+    errors: FormErrors | None = None,
+    refund: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response[Any]:
+    """The payment page. With Stripe configured and the PaymentIntent's client_secret, it
+    mounts Stripe.js's Payment Element (static/stripe-confirm.js reads the secret from its
+    form's data attribute) and its CSP allows Stripe's origins; otherwise neither."""
+    stripe = bool(client_secret and _stripe_key(request))
     return render(
         request,
         "payment.html",
+        status_code=status_code,
+        stripe=stripe,
         p=payment,
-        errors=FormErrors(),
-        refund=None,
+        errors=errors or FormErrors(),
+        refund=refund,
         idempotency_key=str(uuid.uuid4()),
+        confirm={"key": _stripe_key(request), "secret": client_secret} if stripe else None,
+        failed_polls=0,
+        poll_failed=True,
+        confirm_mounted=stripe,
     )
 
 
-@get("/billing/payments/{payment_id:str}/live", name="payment_live")
-async def payment_live(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
+@get("/billing/payments/{payment_id:str}", name="payment")
+async def payment_page(
+    request: Request[Any, Any, Any],
+    payment_id: str,
+    payment_intent_client_secret: str | None = None,
+) -> Response[Any]:
+    if payment_intent_client_secret is not None:
+        # Stripe's return after a redirect (3-D Secure) appends the secret to the URL: drop
+        # it at once, so it stays in no history entry, page or referrer of ours.
+        return redirect(f"/billing/payments/{seg(payment_id)}")
     payment = await _payment(request, payment_id)
+    return _payment_response(request, payment, client_secret=await _client_secret(request, payment))
+
+
+@get("/billing/payments/{payment_id:str}/live", name="payment_live")
+async def payment_live(
+    request: Request[Any, Any, Any], payment_id: str, failed_polls: int = 0
+) -> Response[Any]:
+    """The payment's status, polled every second while it is open. A failed payment is
+    polled a while longer (every 3 s, FAILED_POLLS times): with Stripe the customer may
+    confirm the same PaymentIntent again with another card, and it goes failed -> settled."""
+    payment = await _payment(request, payment_id)
+    polls = failed_polls + 1 if payment["status"] == "failed" else 0
     return render(
         request,
         "_payment_live.html",
         p=payment,
         errors=FormErrors(),
         idempotency_key=str(uuid.uuid4()),
+        failed_polls=polls,
+        poll_failed=polls < FAILED_POLLS,
+        # the page mounts the Payment Element wherever Stripe is configured and billing
+        # gives the secret again (a payment this session created)
+        confirm_mounted=bool(_stripe_key(request)) and payment["provider"] == "stripe",
     )
 
 
@@ -175,15 +256,7 @@ async def refund(request: Request[Any, Any, Any], payment_id: str) -> Response[A
         except ApiError as exc:
             errors, status = FormErrors.of(exc, {"amount_micros": "amount"}), exc.status
     payment = await _payment(request, payment_id)
-    return render(
-        request,
-        "payment.html",
-        status_code=status,
-        p=payment,
-        errors=errors,
-        refund=made,
-        idempotency_key=str(uuid.uuid4()),
-    )
+    return _payment_response(request, payment, errors=errors, refund=made, status_code=status)
 
 
 @get("/billing/statements/{month:str}", name="statement")
