@@ -6,6 +6,8 @@ registry's events. The accepted launch carries the bundle to the node, whose age
 the signatures again before it runs it (the allocation reaches running)."""
 
 import base64
+import datetime as dt
+import time
 import uuid
 
 import httpx
@@ -355,3 +357,30 @@ def test_a_running_allocation_whose_signer_key_is_revoked_is_reported_and_keeps_
     released = gateway.post(f"{url}/release", headers=auth)
     assert released.status_code in (200, 202), released.text
     assert released.json()["bundle"]["refusal"] == "revoked"
+
+
+def test_a_release_whose_only_signer_key_has_expired_is_refused(stage):
+    """Trust metadata expires: once the tenant's trust in the key that signed a release
+    ends, new launches of it are refused `expired` (renewing the key would restore it)."""
+    gateway, tenant, project, auth, _, pub, _ = stage
+    brief = SigningKey.generate()
+    brief_id = pub.trust(brief)
+    digest = pub.publish("1.4.0")
+    assert pub.sign("1.4.0", digest, brief).status_code == 201
+    pub.promote("1.4.0", "dev", "staging", "stable")
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    renewed = gateway.post(
+        f"/v1/registry/tenants/{tenant}/keys/{brief_id}/renew",
+        json={"expires_at": ends.isoformat()}, headers=auth | idempotency_key(),
+    )  # fmt: skip
+    assert renewed.status_code == 200, renewed.text
+    time.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
+    bundle = {"app": APP, "version": "1.4.0", "digest": digest}
+
+    def refused():
+        r = _launch(gateway, tenant, project, auth, bundle)
+        assert r.status_code in (402, 404, 422), r.text  # never launched
+        reason = r.json()["errors"][0]["message"] if r.status_code == 422 else None
+        return reason if reason == "expired" else None  # unpromoted: not projected yet
+
+    assert until("the expired signer refuses the launch", refused, within=30.0) == "expired"
