@@ -12,7 +12,7 @@ from gpuaas.app.allocations import CreateAllocation, create_allocation
 from gpuaas.app.nodes import GpuInventory, register_node
 from gpuaas.app.projects import project_handler
 from gpuaas.settings import GpuaasSettings
-from gpuaas.store.repository import PriceRepository
+from gpuaas.store.repository import PUBLIC_SCOPE, PriceRepository
 from gpucloud_contracts.events.iam import ProjectCreated
 from gpucloud_contracts.gpus import list_price_book
 from platformkit.db import Database
@@ -63,9 +63,18 @@ async def fund(db: Database, tenant: uuid.UUID, available_micros: int = FUNDED_M
     balance standing (`ok`, USD) unless one is projected already, and billing's public list
     price book (billing.price.v1). The money gate fails closed without them."""
     async with db.unit_of_work() as uow:
-        prices = PriceRepository(uow)
-        for version, (key, micros) in enumerate(sorted(list_price_book().items()), 1):
-            await prices.apply(
+        rows = await uow.fetch_all(
+            "SELECT DISTINCT price_key FROM price_versions WHERE scope = :public",
+            {"public": PUBLIC_SCOPE},
+        )
+    known = {r["price_key"] for r in rows}
+    for version, (key, micros) in enumerate(sorted(list_price_book().items()), 1):
+        if key in known:
+            continue
+        # One transaction a row: the service's own price-book consumer may be applying
+        # billing's announcements of the same keys (in another order) at the same time.
+        async with db.unit_of_work() as uow:
+            await PriceRepository(uow).apply(
                 {
                     "price_key": key,
                     "tenant_id": None,
@@ -77,6 +86,8 @@ async def fund(db: Database, tenant: uuid.UUID, available_micros: int = FUNDED_M
                     "version": version,
                 }
             )
+            await uow.commit()
+    async with db.unit_of_work() as uow:
         await uow.execute(
             "INSERT INTO balance_standing (tenant_id, standing, available_micros, currency,"
             " ledger_sequence, as_of) VALUES (:t, 'ok', :a, 'USD', 1, now())"
