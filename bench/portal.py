@@ -93,11 +93,11 @@ async def _seed(gateway: str, count: int, concurrency: int) -> dict[str, Any]:
             r = await client.post(
                 base, json=body, headers=auth | {"Idempotency-Key": str(uuid.uuid4())}
             )
-            if r.status_code == 201:  # the balance standing was not known yet: it was placed
+            if r.status_code == 201:  # not expected: the money gate fails closed (402)
                 await client.post(f"{base}/{r.json()['id']}/release", headers=auth)
             return r.status_code
 
-        for _ in range(150):  # until gpuaas knows the standing (exhausted): 402
+        for _ in range(150):  # 402 (balance unknown, then exhausted): rejected rows
             if await one() == 402:
                 break
             await asyncio.sleep(0.2)

@@ -66,6 +66,32 @@ def until(what: str, probe: Callable[[], Any], within: float = 30.0, every: floa
         time.sleep(every)
 
 
+def gpuaas_sees_balance(
+    fleet: Fleet, tenant_id: str, available_micros: int | None = None
+) -> Callable[[], bool]:
+    """A probe: gpuaas has projected a balance standing for the tenant (billing.balance.v1)
+    that is not exhausted, with `available_micros` when given. gpuaas's money gate fails
+    closed (402 balance-unknown / balance-exhausted until then), so a launch right after a
+    top-up waits for this; read from gpuaas's own database, as nothing else shows it."""
+    import psycopg
+
+    url = fleet.pg_admin_url.rsplit("/", 1)[0] + "/gpuaas"
+
+    def probe() -> bool:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT standing, available_micros FROM balance_standing WHERE tenant_id = %s",
+                [tenant_id],
+            ).fetchone()
+        return (
+            row is not None
+            and row[0] != "exhausted"
+            and (available_micros is None or row[1] == available_micros)
+        )
+
+    return probe
+
+
 def idempotency_key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
 

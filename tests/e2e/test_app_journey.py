@@ -19,7 +19,7 @@ import pytest
 
 from gpucloud_cli.main import cli as gpucloud_main
 
-from .conftest import Person, bearer, invite, sign_up, until
+from .conftest import Person, bearer, gpuaas_sees_balance, invite, sign_up, until
 from .test_cli import Cli
 
 pytestmark = pytest.mark.e2e
@@ -71,6 +71,8 @@ def test_publish_launch_reach_heal_stop_and_bill(fleet, gateway, developer, tmp_
 
     until("billing knows the tenant", billing_knows)
     assert cli.json("top-up", "5.00", "-y")["payment"]["status"] == "settled"
+    # gpuaas's money gate fails closed: the replica launches once it has seen the top-up.
+    until("gpuaas sees the top-up", gpuaas_sees_balance(fleet, developer["tenant"], 5_000_000))
 
     folder = tmp_path / "hello"
     cli.json("app", "init", "hello", "--dir", str(folder))

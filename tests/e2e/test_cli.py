@@ -27,7 +27,7 @@ from gpucloud_cli.config import Store
 from gpucloud_cli.main import cli
 from gpucloud_cli.schemas import document_schema
 
-from .conftest import Person, bearer, sign_up
+from .conftest import Person, bearer, gpuaas_sees_balance, sign_up
 from .conftest import until as _until
 
 pytestmark = pytest.mark.e2e
@@ -174,13 +174,16 @@ class TestCli:
         assert promoted["release"]["channels"] == ["dev"]
         assert promoted["release"]["bundle"]["manifest_digest"] == published["digest"]
 
-    def test_top_up_settles_through_the_sandbox(self, gpucloud: Cli) -> None:
+    def test_top_up_settles_through_the_sandbox(self, gpucloud: Cli, fleet) -> None:
         # billing learns of the tenant from iam's event: wait until it answers for it
         _until("billing knows the tenant", lambda: _balance_known(gpucloud))
         paid = gpucloud.json("top-up", TOP_UP, "-y")
         assert paid["payment"]["status"] == "settled"
         assert paid["payment"]["amount_micros"] == TOP_UP_MICROS
         assert paid["balance"]["available_micros"] == TOP_UP_MICROS
+        # gpuaas's money gate fails closed: the next tests' launches wait for its projection.
+        seen = gpuaas_sees_balance(fleet, paid["tenant_id"], TOP_UP_MICROS)
+        _until("gpuaas sees the top-up", seen)
 
     def test_launch_waits_until_running_and_ps_matches_the_api(self, gpucloud: Cli, tenant) -> None:
         sku, profile = MIG

@@ -17,7 +17,7 @@ from gpucloud_trust import bundle as bundles
 from gpucloud_trust import intoto
 from gpucloud_trust.keys import SigningKey
 
-from .conftest import bearer, create_app, idempotency_key, sign_up, until
+from .conftest import bearer, create_app, gpuaas_sees_balance, idempotency_key, sign_up, until
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "gate-" + uuid.uuid4().hex + "Aa1!"
@@ -84,10 +84,10 @@ class Publisher:
 def stage(fleet, tmp_path_factory):
     """One tenant with a release per case (each launch names it)."""
     with fleet.client() as gateway:
-        yield _stage(gateway, tmp_path_factory)
+        yield _stage(fleet, gateway, tmp_path_factory)
 
 
-def _stage(gateway, tmp_path_factory):
+def _stage(fleet, gateway, tmp_path_factory):
     signed_up, owner = sign_up(gateway, "gate", PASSWORD)
     tenant, project = signed_up["tenant"]["id"], signed_up["project"]["id"]
     auth = bearer(owner.enroll(gateway, tenant))
@@ -156,6 +156,8 @@ def _stage(gateway, tmp_path_factory):
 
     case("unknown", "9.9.9", d)
     _pay(gateway, auth, tenant)
+    # gpuaas's money gate fails closed: the accepted launches wait until it has the top-up.
+    until("gpuaas sees the payment", gpuaas_sees_balance(fleet, tenant, 50_000_000))
     return gateway, tenant, project, auth, cases, pub, signer
 
 

@@ -34,8 +34,8 @@ import httpx
 import pyotp
 import pytest
 
+from .conftest import gpuaas_sees_balance, verify_email
 from .conftest import until as _until
-from .conftest import verify_email
 
 pytestmark = pytest.mark.e2e
 
@@ -272,6 +272,8 @@ class TestLaunchJourney:
         balance = gateway.get(f"/v1/billing/tenants/{tenant_id}/balance", headers=portal.auth)
         assert balance.json()["available_micros"] == PAYMENT_MICROS
         assert balance.json()["standing"] == "low"
+        # gpuaas's money gate fails closed (402 until it has projected the payment).
+        _until("gpuaas sees the payment", gpuaas_sees_balance(fleet, tenant_id, PAYMENT_MICROS))
 
         # 3. Launch a MIG slice and a whole GPU; both run on the simulated node agents.
         base = f"/v1/gpu/tenants/{tenant_id}/projects/{project_id}/allocations"
@@ -280,7 +282,10 @@ class TestLaunchJourney:
             key = _key()
 
             def attempt() -> str | None:
+                nonlocal key
                 r = gateway.post(base, json=body, headers=portal.auth | key)
+                if r.status_code == 402:  # a recorded rejection: the next try is a new intent
+                    key = _key()
                 # 402: gpuaas has not seen the payment yet. 503: the gateway's pooled
                 # connection to the gpuaas the fixture just restarted was stale; the same
                 # Idempotency-Key makes the retry safe.

@@ -21,11 +21,18 @@ class GpuaasSettings:
     provider_idle_retire_s: float = 300.0
     # A new allocation needs this many seconds of balance at its tenant's burn rate; 0: off.
     min_runway_s: int = 300
+    # The hard stop (app/hard_stop.py): a tenant's live allocations are released once its
+    # projected balance is this many seconds of its burn below zero.
+    hard_stop_grace_s: float = 10.0
     # The longest a node's sync is held waiting for its desired state to change. Both ends of
     # a held sync are heartbeats, so it must stay well under the offline timeout.
     node_sync_hold_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.hard_stop_grace_s < 0:
+            raise ValueError(
+                f"GPUCLOUD_HARD_STOP_GRACE_S={self.hard_stop_grace_s} must be at least 0"
+            )
         if not 0 <= self.node_sync_hold_s < self.node_heartbeat_timeout_s / 2:
             raise ValueError(
                 f"GPUCLOUD_NODE_SYNC_HOLD_S={self.node_sync_hold_s} must be at least 0 and"
@@ -56,5 +63,6 @@ class GpuaasSettings:
             provider_max_nodes=int(env("GPUCLOUD_PROVIDER_MAX_NODES", "4") or 4),
             provider_idle_retire_s=float(env("GPUCLOUD_PROVIDER_IDLE_RETIRE_S", "300") or 300),
             min_runway_s=int(env("GPUCLOUD_MIN_RUNWAY_S", "300") or 0),
+            hard_stop_grace_s=float(env("GPUCLOUD_HARD_STOP_GRACE_S", "10") or 0),
             node_sync_hold_s=float(env("GPUCLOUD_NODE_SYNC_HOLD_S", "5") or 0),
         )

@@ -308,7 +308,8 @@ async def test_minimum_runway_gate(client, infra, db):
 
         assert await _eventually(projected)
 
-    await balance(400_000, 1)
+    # Past the funded USD standing new_project put in (ledger sequence 1).
+    await balance(400_000, 2)
     first = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
     assert first.status_code == 201, first.text
     refused = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
@@ -318,11 +319,13 @@ async def test_minimum_runway_gate(client, infra, db):
     assert "minimum runway is 300 s" in problem["detail"] and "lasts 200 s" in problem["detail"]
     listed = (await client.get(base, headers=AUTH)).json()["items"]
     assert sorted(a["reason"] or "" for a in listed) == ["", "insufficient_runway"]
-    # A key without a price in the tenant's currency is not gated (billing parks it).
+    # A key without a price in the tenant's currency is refused: the gate fails closed.
     mig = await client.post(base, json={"sku": "h100-80gb", "mig_profile": "1g.10gb"}, headers=AUTH)
-    assert mig.status_code == 201, mig.text
+    assert mig.status_code == 409, mig.text
+    assert mig.json()["type"].endswith("price-unknown")
+    assert "mig:h100-80gb:1g.10gb in XTS" in mig.json()["detail"]
 
-    await balance(600_000, 2)
+    await balance(600_000, 3)
     allowed = await client.post(base, json={"sku": "h100-80gb"}, headers=AUTH)
     assert allowed.status_code == 201, allowed.text
 

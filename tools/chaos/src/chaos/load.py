@@ -312,8 +312,9 @@ class Tenant:
     async def launch(self, body: dict[str, Any], within: float = 45.0) -> str | None:
         """Launch with one Idempotency-Key however many tries; None if refused throughout
         (403/404 until gpuaas sees the membership or has projected the project from iam's
-        event). A 402 (gpuaas has not seen the payment yet) is an answer: gpuaas recorded a
-        rejected allocation under that key, so the next try is a new intent with a new key."""
+        event). A 402 (gpuaas has not seen the payment yet) or a 409 price-unknown is an
+        answer: gpuaas recorded a rejected allocation under that key, so the next try is a new
+        intent with a new key."""
         key = _key()
         deadline = time.monotonic() + within
         while True:
@@ -326,7 +327,9 @@ class Tenant:
                     self.stats.rejected += 1
                     return None
                 return allocation_id
-            if r.status_code == 402:
+            # 402 (gpuaas has not seen the payment, or no balance at all, yet) and 409
+            # price-unknown (nor the price book) are recorded rejections: a new key.
+            if r.status_code == 402 or (r.status_code == 409 and "price-unknown" in r.text):
                 self.stats.refused += 1
                 key = _key()
             if r.status_code not in (402, 403, 404, 409) or time.monotonic() > deadline:

@@ -179,7 +179,16 @@ class AllocationController(Controller):
             ),
             402: ResponseSpec(
                 Problem,
-                description="The tenant's balance is exhausted",
+                description="The money gate (it fails closed): no balance known for the tenant"
+                " yet (balance-unknown), or its balance is exhausted or lasts less than the"
+                " minimum runway (balance-exhausted)",
+                media_type=PROBLEM_JSON,
+                generate_examples=False,
+            ),
+            409: ResponseSpec(
+                Problem,
+                description="No known price for the request's price key (price-unknown), no"
+                " capacity (no-capacity) or the project's quota exceeded (quota-exceeded)",
                 media_type=PROBLEM_JSON,
                 generate_examples=False,
             ),

@@ -10,16 +10,14 @@ from typing import Any
 from gpuaas.app import launch_gate
 from gpuaas.app.capacity import LiveIndex, live_index
 from gpuaas.app.errors import (
-    BalanceExhausted,
     IllegalState,
     LaunchRefusedProblem,
     NoCapacity,
     QuotaExceededProblem,
 )
 from gpuaas.app.lifecycle import Lifecycle, emit
-from gpuaas.app.prices import runway_shortfall
+from gpuaas.app.prices import money_gate
 from gpuaas.domain.allocations import (
-    BALANCE_EXHAUSTED,
     RELEASABLE,
     USER_RELEASE,
     Allocation,
@@ -37,7 +35,6 @@ from gpuaas.domain.quota import QuotaExceeded, check_quota, units
 from gpuaas.settings import GpuaasSettings
 from gpuaas.store.repository import (
     AllocationRepository,
-    BalanceRepository,
     GenerationRepository,
     QuotaRepository,
     SliceTaken,
@@ -191,23 +188,21 @@ async def _rejection(
     settings: GpuaasSettings,
     now: dt.datetime,
 ) -> tuple[ProblemError, str] | None:
-    """Why the request is refused before placement (balance, runway, quota), or None."""
+    """Why the request is refused before placement (the money gate: balance, price, runway;
+    then quota), or None."""
     limit = await QuotaRepository(uow).lock(
         command.tenant_id, command.project_id, settings.default_project_quota
     )
-    if await BalanceRepository(uow).standing(command.tenant_id) == "exhausted":
-        rejection = BalanceExhausted(f"allocation {a.id} rejected: balance exhausted")
-        return rejection, BALANCE_EXHAUSTED
-    if shortfall := await runway_shortfall(
+    if refused := await money_gate(
         uow,
         command.tenant_id,
         SKUS[command.sku].price_key(command.mig_profile),
         command.count,
         settings.min_runway_s,
         now,
+        f"allocation {a.id} rejected",
     ):
-        # The same problem type as an exhausted balance: both mean "top up first".
-        return BalanceExhausted(f"allocation {a.id} rejected: {shortfall}"), "insufficient_runway"
+        return refused
     try:
         check_quota(
             limit,

@@ -15,6 +15,20 @@ class BalanceExhausted(ProblemError):
     status, slug, title = 402, "balance-exhausted", "The tenant's balance is exhausted"
 
 
+class BalanceUnknown(ProblemError):
+    """No balance standing projected for the tenant yet (billing.balance.v1): the money gate
+    fails closed."""
+
+    status, slug, title = 402, "balance-unknown", "The tenant's balance is not known yet"
+
+
+class PriceUnknown(ProblemError):
+    """No price in effect for the allocation's price key (billing.price.v1) in the tenant's
+    currency: the money gate fails closed."""
+
+    status, slug, title = 409, "price-unknown", "No known price for this request"
+
+
 class IllegalState(ProblemError):
     status, slug, title = 409, "illegal-transition", "Not allowed in the current state"
 

@@ -1,18 +1,28 @@
-"""The price projection (billing.price.v1, inbox consumer) and the minimum runway gate on
-new allocations that it feeds."""
+"""The price projection (billing.price.v1, inbox consumer) and the money gate on new
+allocations that it feeds (balance known and not exhausted, price known, minimum runway)."""
 
 import datetime as dt
 import uuid
 
 import msgspec
 
+from gpuaas.app.errors import BalanceExhausted, BalanceUnknown, PriceUnknown
+from gpuaas.domain.allocations import BALANCE_EXHAUSTED
 from gpuaas.domain.catalog import SKUS
-from gpuaas.domain.runway import covers_runway, price_in_effect, runway_seconds
+from gpuaas.domain.runway import (
+    BALANCE_UNKNOWN,
+    INSUFFICIENT_RUNWAY,
+    PRICE_UNKNOWN,
+    money_refusal,
+    price_in_effect,
+    runway_seconds,
+)
 from gpuaas.store.repository import AllocationRepository, BalanceRepository, PriceRepository
 from gpucloud_contracts.events.billing import PriceChanged
 from platformkit.consumers import Handler
 from platformkit.db import UnitOfWork
 from platformkit.envelope import CloudEvent
+from platformkit.errors import ProblemError
 
 
 def price_handler() -> Handler:
@@ -34,41 +44,51 @@ def price_handler() -> Handler:
     return apply_price_event
 
 
-async def runway_shortfall(
+async def money_gate(
     uow: UnitOfWork,
     tenant_id: uuid.UUID,
     price_key: str,
     quantity: int,
     min_runway_s: int,
     now: dt.datetime,
-) -> str | None:
-    """Why the tenant's balance cannot carry one more allocation (`quantity` of `price_key`)
-    for `min_runway_s`, or None when it can. No balance standing yet, or no known price for
-    the new key: not gated (billing parks unpriced usage). Live allocations without a known
-    price count as burning nothing."""
-    if min_runway_s <= 0:
-        return None
+    refusing: str,
+) -> tuple[ProblemError, str] | None:
+    """Why the tenant may not start one more allocation (`quantity` of `price_key`): the
+    problem to answer (its detail starting with `refusing`) and the rejection reason, or
+    None (`domain.runway.money_refusal` decides; it fails closed). Live allocations without
+    a known price count as burning nothing."""
     balance = await BalanceRepository(uow).get(tenant_id)
     if balance is None:
-        return None
+        return BalanceUnknown(
+            f"{refusing}: billing has not reported a balance for this tenant yet; top up,"
+            " or retry in a moment"
+        ), BALANCE_UNKNOWN
+    currency = balance["currency"]
     live = await AllocationRepository(uow).tenant_live_usage(tenant_id)
     usage = [(SKUS[sku].price_key(profile), q) for sku, profile, q in live]
     keys = sorted({price_key, *(k for k, _ in usage)})
-    versions = await PriceRepository(uow).candidates(tenant_id, balance["currency"], keys, now)
+    versions = await PriceRepository(uow).candidates(tenant_id, currency, keys, now)
     rates = {}
     for key in keys:
-        v = price_in_effect(versions, key, tenant_id, balance["currency"], now)
+        v = price_in_effect(versions, key, tenant_id, currency, now)
         if v is not None:
             rates[key] = v.micros_per_hour
-    if price_key not in rates:
-        return None
-    burn = rates[price_key] * quantity + sum(rates.get(k, 0) * q for k, q in usage)
+    burn = rates.get(price_key, 0) * quantity + sum(rates.get(k, 0) * q for k, q in usage)
     available = balance["available_micros"]
-    if covers_runway(available, burn, min_runway_s):
-        return None
-    lasts = runway_seconds(available, burn)
-    return (
-        f"balance of {available} micro-{balance['currency']} lasts {lasts} s at"
-        f" {burn} micros/hour (live allocations plus this one); the minimum runway is"
-        f" {min_runway_s} s"
-    )
+    reason = money_refusal(balance["standing"], rates.get(price_key), available, burn, min_runway_s)
+    if reason == BALANCE_EXHAUSTED:
+        return BalanceExhausted(f"{refusing}: balance exhausted"), reason
+    if reason == PRICE_UNKNOWN:
+        return PriceUnknown(
+            f"{refusing}: no price in effect for {price_key} in {currency}: gpuaas has not"
+            " seen one from billing (billing.price.v1)"
+        ), reason
+    if reason == INSUFFICIENT_RUNWAY:
+        lasts = runway_seconds(available, burn)
+        # The same problem type as an exhausted balance: both mean "top up first".
+        return BalanceExhausted(
+            f"{refusing}: balance of {available} micro-{currency} lasts {lasts} s at"
+            f" {burn} micros/hour (live allocations plus this one); the minimum runway is"
+            f" {min_runway_s} s"
+        ), reason
+    return None

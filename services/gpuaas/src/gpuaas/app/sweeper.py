@@ -1,8 +1,10 @@
 """Periodic work of gpuaas, safe with several replicas (rows are claimed with SKIP LOCKED):
 silent nodes go offline, due release retries run (with backoff, then release_failed),
-running allocations close their usage intervals every metering period, and running
-allocations idle for longer than their idle policy are released (reason idle_stop). The
-domain decides each transition (domain/allocations.py); these use cases apply them.
+running allocations close their usage intervals every metering period, running allocations
+idle for longer than their idle policy are released (reason idle_stop), and the live
+allocations of a tenant whose projected balance has run out past the grace are released
+(reason balance_exhausted; app/hard_stop.py). The domain decides each transition
+(domain/allocations.py); these use cases apply them.
 
 `Sweeper.sweep` is one pass over every step, run by the service runtime as the `sweeper`
 job every GPUCLOUD_SWEEP_INTERVAL_S; a step that fails is logged and the next one runs.
@@ -14,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from gpuaas.app.hard_stop import stop_exhausted_tenants
 from gpuaas.app.lifecycle import Lifecycle, now_utc
 from gpuaas.app.nodes import mark_silent_nodes_offline
 from gpuaas.app.providers import Provider
@@ -98,6 +101,7 @@ class Sweeper:
             retry_releases,
             close_usage_intervals,
             stop_idle_allocations,
+            stop_exhausted_tenants,
         ]
         if self.provider is not None:
             steps.append(self.provider.reconcile)

@@ -476,6 +476,15 @@ class QuotaRepository:
         )
 
 
+_BURNING = (
+    "SELECT tenant_id, available_micros, currency, as_of FROM balance_standing"
+    " WHERE tenant_id IN (SELECT tenant_id FROM allocations WHERE state = 'running'"
+    " AND (CAST(:t AS uuid[]) IS NULL OR tenant_id = ANY(CAST(:t AS uuid[]))))"
+    " ORDER BY tenant_id"
+)
+_BURNING_LOCKED = _BURNING + " FOR UPDATE"
+
+
 class BalanceRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
@@ -492,6 +501,30 @@ class BalanceRepository:
             " WHERE tenant_id = :t",
             {"t": tenant_id},
         )
+
+    async def burning(self, tenant_ids: list[uuid.UUID] | None = None, *, lock: bool = False):
+        """For each tenant with a running allocation (or those of `tenant_ids`) and a balance
+        standing: its balance row and what its allocations burned since the balance's
+        `as_of` (sku, mig_profile, count, running_since, until: the end of its final usage
+        interval, None while it runs). `lock`: the balance rows FOR UPDATE (a balance event
+        waits until the hard stop has decided)."""
+        balances = await self.uow.fetch_all(
+            _BURNING_LOCKED if lock else _BURNING, {"t": tenant_ids}
+        )
+        if not balances:
+            return []
+        rows = await self.uow.fetch_all(
+            "SELECT a.tenant_id, a.sku, a.mig_profile, a.count, a.running_since,"
+            " CASE WHEN a.state = 'running' THEN NULL ELSE a.usage_cursor END AS until"
+            " FROM allocations a JOIN balance_standing b ON b.tenant_id = a.tenant_id"
+            " WHERE a.tenant_id = ANY(:t) AND a.running_since IS NOT NULL"
+            " AND (a.state = 'running' OR a.usage_cursor > b.as_of)",
+            {"t": [b["tenant_id"] for b in balances]},
+        )
+        usage: dict[uuid.UUID, list[Any]] = {}
+        for r in rows:
+            usage.setdefault(r["tenant_id"], []).append(r)
+        return [(b, usage.get(b["tenant_id"], [])) for b in balances]
 
     async def apply(self, row: dict[str, Any]) -> bool:
         """Upsert unless we already hold a newer ledger sequence; True when applied."""
@@ -542,6 +575,31 @@ class PriceRepository:
             " AND scope IN (:t, :public) AND currency = :c AND effective_from <= :at"
             " ORDER BY price_key, scope, effective_from DESC, version DESC",
             {"k": keys, "t": tenant_id, "public": PUBLIC_SCOPE, "c": currency, "at": at},
+        )
+        return [
+            PriceVersion(
+                r["price_key"],
+                None if r["scope"] == PUBLIC_SCOPE else r["scope"],
+                r["currency"],
+                r["effective_from"],
+                r["micros_per_hour"],
+                r["version"],
+            )
+            for r in rows
+        ]
+
+    async def in_effect(
+        self, tenant_ids: list[uuid.UUID], currencies: list[str], keys: list[str], at: dt.datetime
+    ) -> list[PriceVersion]:
+        """`candidates` for several tenants at once: per key, scope and currency, the latest
+        version in effect at `at` of the public prices and of these tenants' overrides."""
+        rows = await self.uow.fetch_all(
+            "SELECT DISTINCT ON (price_key, scope, currency) price_key, scope, currency,"
+            " effective_from, micros_per_hour, version FROM price_versions"
+            " WHERE price_key = ANY(:k) AND scope = ANY(:s) AND currency = ANY(:c)"
+            " AND effective_from <= :at"
+            " ORDER BY price_key, scope, currency, effective_from DESC, version DESC",
+            {"k": keys, "s": [*tenant_ids, PUBLIC_SCOPE], "c": currencies, "at": at},
         )
         return [
             PriceVersion(
