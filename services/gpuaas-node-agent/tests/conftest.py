@@ -125,3 +125,37 @@ def signed_config(runtime: WorkloadRuntime) -> dict:
     if runtime.probe is not None:
         config["probe"] = {"path": runtime.probe.path, "port": runtime.probe.port}
     return config
+
+
+async def fund_tenant(uow: Any, tenant_id: uuid.UUID) -> None:
+    """What billing tells gpuaas about a tenant (its consumers' handlers, in the caller's
+    transaction): a balance standing and the list prices. gpuaas's money gate fails closed
+    without both."""
+    import datetime as dt
+
+    from gpuaas.app.balance import balance_handler
+    from gpuaas.app.prices import price_handler
+    from gpuaas.settings import GpuaasSettings
+    from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
+    from gpucloud_contracts.gpus import list_price_book
+    from platformkit.envelope import new_event
+
+    now = dt.datetime.now(dt.UTC)
+    balance = BalanceChanged(
+        tenant_id=tenant_id, currency="USD", available_micros=10**12, standing="ok",
+        ledger_sequence=1, as_of=now,
+    )  # fmt: skip
+    funded = new_event(
+        type="billing.balance.changed", source="billing", subject=str(tenant_id), payload=balance
+    )
+    await balance_handler(GpuaasSettings())(funded, uow)
+    for version, (key, micros) in enumerate(sorted(list_price_book().items()), 1):
+        price = PriceChanged(
+            price_id=uuid.uuid4(), price_key=key, tenant_id=None, currency="USD",
+            micros_per_hour=micros, min_increment_s=1,
+            effective_from=now - dt.timedelta(days=1), version=version,
+        )  # fmt: skip
+        priced = new_event(
+            type="billing.price.changed", source="billing", subject=key, payload=price
+        )
+        await price_handler()(priced, uow)

@@ -40,10 +40,19 @@ def test_a_gap_a_duplicate_and_a_foreign_root_are_each_reported():
     assert finding.startswith("checkpoint 6: root ")
 
 
-def test_a_log_without_a_checkpoint_or_shorter_than_it_is_reported():
+def test_a_log_shorter_than_its_checkpoint_is_reported():
     leaves = _leaves(3)
-    assert _violations(leaves, None) == ["3 leaves and no signed checkpoint"]
     assert _violations(leaves, (5, _root(leaves))) == ["checkpoint of size 5, 3 leaves stored"]
+
+
+def test_before_the_first_checkpoint_gaps_and_duplicates_still_show():
+    """audit signs every N records or T seconds: a log may hold leaves no checkpoint covers
+    yet (nothing to recompute then), but a gap or a replayed leaf is still a violation."""
+    leaves = _leaves(3)
+    assert _violations(leaves, None) == []
+    assert _violations(leaves[:1] + leaves[2:], None) == ["leaf index 2 where 1 was due"]
+    replayed = [*leaves, (3, leaves[0][1], b"again")]
+    assert _violations(replayed, None) == [f"source event {leaves[0][1]} is 2 leaves"]
 
 
 def test_after_retention_the_kept_leaves_start_at_the_pruned_boundary():

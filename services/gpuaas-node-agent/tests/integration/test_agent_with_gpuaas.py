@@ -9,14 +9,9 @@ import uuid
 import pytest
 from litestar.testing import AsyncTestClient
 
-from gpuaas.app.balance import balance_handler
-from gpuaas.app.prices import price_handler
 from gpuaas.app.projects import project_handler
 from gpuaas.bootstrap import DEFINITION
-from gpuaas.settings import GpuaasSettings
-from gpucloud_contracts.events.billing import BalanceChanged, PriceChanged
 from gpucloud_contracts.events.iam import ProjectCreated
-from gpucloud_contracts.gpus import list_price_book
 from node_agent.agent import AgentSettings, NodeAgent
 from node_agent.discovery import SimulatedDiscovery
 from platformkit.db import Database
@@ -25,6 +20,8 @@ from platformkit.http import build_service_app
 from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 from platformkit.settings import ServiceSettings
+
+from ..conftest import fund_tenant
 
 pytestmark = pytest.mark.integration
 TOKEN = "agent-test-token"
@@ -67,43 +64,11 @@ async def _project(settings: ServiceSettings) -> str:
     event = new_event(
         type="iam.project.created", source="iam", subject=str(project), payload=payload
     )
-    now = dt.datetime.now(dt.UTC)
-    # What billing tells gpuaas (its consumers' handlers): the money gate fails closed
-    # without a balance standing and a price for the key.
-    balance = BalanceChanged(
-        tenant_id=tenant,
-        currency="USD",
-        available_micros=10**12,
-        standing="ok",
-        ledger_sequence=1,
-        as_of=now,
-    )
-    funded = new_event(
-        type="billing.balance.changed",
-        source="billing",
-        subject=str(tenant),
-        payload=balance,
-    )
     db = Database(settings.database_url)
     try:
         async with db.unit_of_work() as uow:
             await project_handler()(event, uow)
-            await balance_handler(GpuaasSettings())(funded, uow)
-            for version, (key, micros) in enumerate(sorted(list_price_book().items()), 1):
-                price = PriceChanged(
-                    price_id=uuid.uuid4(),
-                    price_key=key,
-                    tenant_id=None,
-                    currency="USD",
-                    micros_per_hour=micros,
-                    min_increment_s=1,
-                    effective_from=now - dt.timedelta(days=1),
-                    version=version,
-                )
-                priced = new_event(
-                    type="billing.price.changed", source="billing", subject=key, payload=price
-                )
-                await price_handler()(priced, uow)
+            await fund_tenant(uow, tenant)
             await uow.commit()
     finally:
         await db.dispose()

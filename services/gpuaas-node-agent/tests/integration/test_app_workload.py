@@ -56,7 +56,7 @@ from platformkit.migrate import apply_migrations
 from platformkit.service import KIT_MIGRATIONS
 from platformkit.settings import ServiceSettings
 
-from ..conftest import signed_config
+from ..conftest import fund_tenant, signed_config
 
 pytestmark = pytest.mark.integration
 TENANT = uuid.uuid4()
@@ -173,8 +173,8 @@ def gpuaas_settings(infra, fresh_database):
 
 
 async def _seed(db: Database, project: uuid.UUID, digest: str) -> None:
-    """What gpuaas's projections hold from iam and registry: the tenant's project and the
-    signed release `web` 1.0.0, promoted to stable."""
+    """What gpuaas's projections hold from iam, registry and billing: the tenant's project,
+    the signed release `web` 1.0.0 promoted to stable, a balance and the prices."""
     now = dt.datetime.now(dt.UTC)
     created = ProjectCreated(
         project_id=project, tenant_id=TENANT, name="Apps", slug=f"p-{project.hex[:8]}",
@@ -204,6 +204,7 @@ async def _seed(db: Database, project: uuid.UUID, digest: str) -> None:
                       subject=str(release.version_id), payload=msgspec.json.encode(release)),
             uow,
         )  # fmt: skip
+        await fund_tenant(uow, TENANT)
         await uow.commit()
 
 
