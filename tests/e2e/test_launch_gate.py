@@ -277,23 +277,31 @@ def test_the_project_can_require_a_lower_channel(stage):
         gateway.put(policy, json={"required_channel": "stable"}, headers=auth)
 
 
-def test_a_running_allocation_whose_release_is_yanked_is_reported_and_keeps_running(stage):
-    """A yank refuses new launches; what already runs is not killed by it (the tenant
-    decides), but every read of the allocation says so, until it is released."""
-    gateway, tenant, project, auth, _, pub, signer = stage
-    digest = pub.publish("1.2.0")
-    assert pub.sign("1.2.0", digest, signer).status_code == 201
-    pub.promote("1.2.0", "dev", "staging", "stable")
-    bundle = {"app": APP, "version": "1.2.0", "digest": digest}
+def _running_release(stage, version: str, signer: SigningKey) -> tuple[dict, dict, str]:
+    """Publish `version` signed by `signer`, promote it to stable, launch it and wait until
+    it runs: the bundle named, the allocation as created, and its URL."""
+    gateway, tenant, project, auth, _, pub, _ = stage
+    digest = pub.publish(version)
+    assert pub.sign(version, digest, signer).status_code == 201
+    pub.promote(version, "dev", "staging", "stable")
+    bundle = {"app": APP, "version": version, "digest": digest}
 
     def launched():
         r = _launch(gateway, tenant, project, auth, bundle)
         assert r.status_code in (201, 402, 404, 422), r.text  # 422: promotion not projected yet
         return r.json() if r.status_code == 201 else None
 
-    allocation = until("1.2.0 launches", launched, within=30.0)
+    allocation = until(f"{version} launches", launched, within=30.0)
     url = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{allocation['id']}"
-    until("1.2.0 runs", lambda: gateway.get(url, headers=auth).json()["state"] == "running")
+    until(f"{version} runs", lambda: gateway.get(url, headers=auth).json()["state"] == "running")
+    return bundle, allocation, url
+
+
+def test_a_running_allocation_whose_release_is_yanked_is_reported_and_keeps_running(stage):
+    """A yank refuses new launches; what already runs is not killed by it (the tenant
+    decides), but every read of the allocation says so, until it is released."""
+    gateway, tenant, project, auth, _, pub, signer = stage
+    bundle, allocation, url = _running_release(stage, "1.2.0", signer)
     assert gateway.get(url, headers=auth).json()["bundle"]["yanked"] is False
 
     yanked = gateway.post(
@@ -324,19 +332,7 @@ def test_a_running_allocation_whose_signer_key_is_revoked_is_reported_and_keeps_
     gateway, tenant, project, auth, _, pub, _ = stage
     late = SigningKey.generate()
     late_id = pub.trust(late)
-    digest = pub.publish("1.3.0")
-    assert pub.sign("1.3.0", digest, late).status_code == 201
-    pub.promote("1.3.0", "dev", "staging", "stable")
-    bundle = {"app": APP, "version": "1.3.0", "digest": digest}
-
-    def launched():
-        r = _launch(gateway, tenant, project, auth, bundle)
-        assert r.status_code in (201, 402, 404, 422), r.text  # 422: promotion not projected yet
-        return r.json() if r.status_code == 201 else None
-
-    allocation = until("1.3.0 launches", launched, within=30.0)
-    url = f"/v1/gpu/tenants/{tenant}/projects/{project}/allocations/{allocation['id']}"
-    until("1.3.0 runs", lambda: gateway.get(url, headers=auth).json()["state"] == "running")
+    bundle, allocation, url = _running_release(stage, "1.3.0", late)
     assert gateway.get(url, headers=auth).json()["bundle"]["refusal"] is None
 
     revoked = gateway.post(

@@ -569,24 +569,7 @@ class PriceRepository:
     ) -> list[PriceVersion]:
         """For each key, the latest version in effect at `at` of the public price and of the
         tenant's override; `price_in_effect` chooses between them."""
-        rows = await self.uow.fetch_all(
-            "SELECT DISTINCT ON (price_key, scope) price_key, scope, currency, effective_from,"
-            " micros_per_hour, version FROM price_versions WHERE price_key = ANY(:k)"
-            " AND scope IN (:t, :public) AND currency = :c AND effective_from <= :at"
-            " ORDER BY price_key, scope, effective_from DESC, version DESC",
-            {"k": keys, "t": tenant_id, "public": PUBLIC_SCOPE, "c": currency, "at": at},
-        )
-        return [
-            PriceVersion(
-                r["price_key"],
-                None if r["scope"] == PUBLIC_SCOPE else r["scope"],
-                r["currency"],
-                r["effective_from"],
-                r["micros_per_hour"],
-                r["version"],
-            )
-            for r in rows
-        ]
+        return await self.in_effect([tenant_id], [currency], keys, at)
 
     async def in_effect(
         self, tenant_ids: list[uuid.UUID], currencies: list[str], keys: list[str], at: dt.datetime
